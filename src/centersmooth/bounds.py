@@ -1,0 +1,248 @@
+"""Confidence bounds of center smoothing, each with the guarantee it gives.
+
+Two families: ``"binomial"`` (exact binomial / Clopper-Pearson terms, our default) and
+``"hoeffding"`` (the paper's). Every function here is pure arithmetic on counts and levels;
+nothing of the rest of the package is imported (the dependency arrows point inward).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from scipy import optimize, stats
+
+Bound = Literal["binomial", "hoeffding"]
+BOUNDS: tuple[str, ...] = ("binomial", "hoeffding")
+
+
+def check_bound(bound: str) -> Bound:
+    """Return ``bound`` if it names a bound family, else raise ``ValueError``."""
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
+    return bound  # type: ignore[return-value]
+
+
+def median_rank(n: int) -> int:
+    """The rank ``ceil(n / 2)`` of the order statistic used as ``med(z)`` (1-indexed)."""
+    return (n + 1) // 2
+
+
+def delta1(n_center: int, alpha: float, bound: Bound = "binomial") -> float:
+    """Margin ``Delta1`` such that a ball of mass ``1/2 + Delta1`` holds half of ``Z1``.
+
+    Guarantee: for any fixed ball of true mass at least ``1/2 + Delta1``, the probability that it
+    holds fewer than ``m = ceil(n_center / 2)`` of the ``n_center`` i.i.d. samples is at most
+    ``alpha``.
+
+    * binomial: ``P(Bin(n, q) < m) <= alpha`` iff ``I_q(m, n - m + 1) >= 1 - alpha`` (the
+      binomial-beta identity), so the smallest such ``q`` is the ``1 - alpha`` quantile of
+      ``Beta(m, n - m + 1)`` and ``Delta1 = q - 1/2``.
+    * hoeffding: ``sqrt(ln(1 / alpha) / (2 n))`` (the paper's term with ``alpha = alpha_center/2``).
+    """
+    _check_count("n_center", n_center)
+    _check_level("alpha", alpha)
+    if check_bound(bound) == "hoeffding":
+        return math.sqrt(math.log(1.0 / alpha) / (2.0 * n_center))
+    m = median_rank(n_center)
+    q = float(stats.beta.isf(alpha, m, n_center - m + 1))
+    return _raise_until(lambda t: stats.binom.cdf(m - 1, n_center, t) <= alpha, q) - 0.5
+
+
+def mass_lower_bound(count: int, n: int, alpha: float, bound: Bound = "binomial") -> float:
+    """Lower confidence bound ``p_low`` on a ball's true mass from ``count`` hits in ``n`` draws.
+
+    Guarantee: ``P(p_low > true mass) <= alpha`` for a ball fixed before the ``n`` samples are
+    drawn (the check set ``Z2`` is fresh, so the ball from ``Z1`` is fixed).
+
+    * binomial: one-sided Clopper-Pearson, the ``alpha`` quantile of ``Beta(c, n - c + 1)``
+      (0 when ``c = 0``).
+    * hoeffding: ``c / n - sqrt(ln(1 / alpha) / (2 n))``.
+    """
+    _check_count("n", n)
+    _check_level("alpha", alpha)
+    if not 0 <= count <= n:
+        raise ValueError(f"count must lie in [0, n={n}], got {count}")
+    if check_bound(bound) == "hoeffding":
+        return count / n - math.sqrt(math.log(1.0 / alpha) / (2.0 * n))
+    if count == 0:
+        return 0.0
+    return float(stats.beta.ppf(alpha, count, n - count + 1))
+
+
+def certified_mass(eps_in: float | np.ndarray, sigma: float, delta: float) -> np.ndarray:
+    """Mass ``p(eps) = Phi(Phi^-1(1/2 + Delta) + eps_in / sigma)`` a ball must hold at ``x``.
+
+    Guarantee (Gaussian shift lemma): a set of mass ``p(eps)`` under ``N(x, sigma^2 I)`` has mass
+    at least ``1/2 + Delta`` under ``N(x', sigma^2 I)`` for every ``||x' - x||_2 <= eps_in``.
+    """
+    eps = np.asarray(eps_in, dtype=float)
+    return np.asarray(stats.norm.cdf(stats.norm.ppf(0.5 + delta) + eps / sigma))
+
+
+def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomial") -> int:
+    """1-indexed rank ``k`` with ``r_(k)`` an upper confidence bound on the ``p``-quantile.
+
+    Guarantee: for i.i.d. ``r_1..r_n`` with true ``p``-quantile ``q_p``,
+    ``P(r_(k) < q_p) <= alpha``. Returns ``n_certify + 1`` when no order statistic qualifies
+    (the quantile cannot be bounded with this many samples).
+
+    * binomial: ``r_(k) < q_p`` needs at least ``k`` samples below ``q_p``, a count that is at most
+      ``Bin(n, p)``; the smallest ``k`` with ``P(Bin(n, p) >= k) <= alpha`` is
+      ``binom.ppf(1 - alpha, n, p) + 1`` (verified against the cdf, exact and distribution free).
+    * hoeffding: ``k = ceil((p + sqrt(ln(1 / alpha) / (2 n))) * n)`` (the paper's quantile, taken
+      as an order statistic rather than an interpolated quantile).
+    """
+    _check_count("n_certify", n_certify)
+    _check_level("alpha", alpha)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must lie in [0, 1], got {p}")
+    if check_bound(bound) == "hoeffding":
+        q = p + math.sqrt(math.log(1.0 / alpha) / (2.0 * n_certify))
+        return min(max(math.ceil(q * n_certify), 1), n_certify + 1)
+    j = int(stats.binom.ppf(1.0 - alpha, n_certify, p))
+    # binom.ppf is computed numerically: settle on the exact smallest j with cdf(j) >= 1 - alpha.
+    while j > 0 and stats.binom.cdf(j - 1, n_certify, p) >= 1.0 - alpha:
+        j -= 1
+    while stats.binom.cdf(j, n_certify, p) < 1.0 - alpha:
+        j += 1
+    return min(j + 1, n_certify + 1)
+
+
+def max_certifiable_eps(
+    sigma: float, n_certify: int, alpha: float, delta: float, bound: Bound = "binomial"
+) -> float:
+    """Largest ``eps_in`` whose quantile rank stays within ``n_certify`` samples.
+
+    * binomial: rank ``<= n`` iff ``1 - p^n >= 1 - alpha`` iff ``p <= alpha^(1/n)``, so
+      ``eps_max = sigma * (Phi^-1(alpha^(1/n)) - Phi^-1(1/2 + Delta))``.
+    * hoeffding: rank ``<= n`` iff ``p <= 1 - sqrt(ln(1 / alpha) / (2 n))``.
+
+    A negative value means that not even ``eps_in = 0`` can be certified.
+    """
+    if check_bound(bound) == "binomial":
+        p_max = alpha ** (1.0 / n_certify)
+    else:
+        p_max = 1.0 - math.sqrt(math.log(1.0 / alpha) / (2.0 * n_certify))
+    if p_max <= 0.0:
+        return -math.inf
+    return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(0.5 + delta)))
+
+
+def candidate_miss_probability(delta1_value: float, k: int) -> float:
+    """Chance ``(1/2 - Delta1)^k`` that none of ``k`` candidates falls in the optimal ball.
+
+    Each candidate is an independent sample, inside a ball of mass ``>= 1/2 + Delta1`` with
+    probability at least ``1/2 + Delta1``.
+    """
+    return max(0.5 - delta1_value, 0.0) ** k
+
+
+def split_center_alpha(
+    n_center: int, alpha_center: float, candidates: int | None, bound: Bound = "binomial"
+) -> tuple[float, float]:
+    """Split ``alpha_center`` into the levels of ``Delta1`` and of ``p_low``.
+
+    Without candidates both get ``alpha_center / 2`` (ALGORITHM.md section 2). With ``k``
+    candidates the ``Delta1`` half also pays for the candidate miss: we take the largest
+    ``a1`` with ``a1 + (1/2 - Delta1(a1))^k <= alpha_center / 2`` (the left side grows with
+    ``a1``), so the three failure terms add up to at most ``alpha_center``.
+    Raises ``ValueError`` when no ``a1 > 0`` fits (too few candidates).
+    """
+    half = alpha_center / 2.0
+    if candidates is None:
+        return half, half
+
+    def excess(a1: float) -> float:
+        return a1 + candidate_miss_probability(delta1(n_center, a1, bound), candidates) - half
+
+    lo = half * 1e-12
+    if excess(lo) > 0:
+        need = math.ceil(math.log(half / 2.0) / math.log(0.5))
+        raise ValueError(
+            f"candidates={candidates} is too few: the chance that no candidate lands in the "
+            f"central ball already exceeds alpha_center/2={half:g}; use at least about {need}"
+        )
+    if excess(half) <= 0:
+        return half, half
+    a1 = float(optimize.brentq(excess, lo, half, xtol=1e-15, rtol=1e-12))
+    while excess(a1) > 0:
+        a1 *= 1.0 - 1e-9
+    return a1, half
+
+
+def min_center_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
+    """Smallest ``N`` such that every ``n_center >= N`` has ``Delta1(n_center, alpha) <= delta``.
+
+    ``Delta1`` is not monotone in ``n``: an even ``2j`` needs ``j`` of ``2j`` samples, easier than
+    both neighbours ``2j - 1`` and ``2j + 1``. Along odd ``n`` it is monotone, so we search the
+    smallest qualifying odd ``n`` and step back to the even number before it, which also qualifies.
+    """
+
+    def fails(j: int) -> bool:  # the odd sample count 2j - 1
+        return delta1(2 * j - 1, alpha, bound) > delta
+
+    if not fails(1):
+        return 1
+    lo, hi = 1, 2
+    while fails(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fails(mid):
+            lo = mid
+        else:
+            hi = mid
+    return 2 * hi - 2
+
+
+def min_check_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
+    """Smallest ``n_check`` with which a perfect check (``c = n``) clears ``p_low >= 1/2 - delta``."""
+    n = 1
+    while mass_lower_bound(n, n, alpha, bound) < 0.5 - delta:
+        n *= 2
+    lo = n // 2
+    while n - lo > 1:
+        mid = (lo + n) // 2
+        if mass_lower_bound(mid, mid, alpha, bound) < 0.5 - delta:
+            lo = mid
+        else:
+            n = mid
+    return n
+
+
+def min_certify_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
+    """Smallest ``n_certify`` that can certify ``eps_in = 0`` (``max_certifiable_eps >= 0``).
+
+    binomial: ``(1/2 + delta)^n <= alpha``; hoeffding: ``sqrt(ln(1/alpha) / (2n)) <= 1/2 - delta``.
+    """
+    if check_bound(bound) == "binomial":
+        n = math.ceil(math.log(alpha) / math.log(0.5 + delta))
+    else:
+        n = math.ceil(math.log(1.0 / alpha) / (2.0 * (0.5 - delta) ** 2))
+    while max_certifiable_eps(1.0, n, alpha, delta, bound) < 0:
+        n += 1
+    return n
+
+
+def _raise_until(holds: object, q: float) -> float:
+    """Nudge a numerically computed ``q`` upwards until ``holds(q)``: a quantile routine's last
+    digits must never make a bound optimistic."""
+    step = 1e-13
+    while not holds(q):  # type: ignore[operator]
+        if q >= 1.0:
+            return 1.0
+        q = min(q + step, 1.0)
+        step *= 2.0
+    return q
+
+
+def _check_count(name: str, n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+
+
+def _check_level(name: str, alpha: float) -> None:
+    if not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
+        raise ValueError(f"{name} must lie in (0, 1), got {alpha!r}")

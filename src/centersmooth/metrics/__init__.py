@@ -1,0 +1,78 @@
+"""Batched distances on model outputs, and the registry of their names.
+
+``get_metric(name)`` returns a :class:`Metric`; ``available_metrics()`` lists the names. A new
+distance is one new module plus one line in ``_REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import FunctionMetric, Metric
+from .boxes import EMPTY_BOX, BoxJaccardDistance
+from .image import TotalVariationDistance
+from .masks import HammingDistance, MaskJaccardDistance
+from .probability import HellingerDistance, TotalVariationProbability
+from .strings import LevenshteinDistance, NormalizedLevenshteinDistance
+from .vector import AngularDistance, LpDistance
+
+_REGISTRY: dict[str, Callable[[], Metric]] = {
+    "l2": lambda: LpDistance(2, "l2"),
+    "l1": lambda: LpDistance(1, "l1"),
+    "linf": lambda: LpDistance(float("inf"), "linf"),
+    "angular": AngularDistance,
+    "tv1": lambda: TotalVariationDistance(1, "tv1"),
+    "tv2": lambda: TotalVariationDistance(2, "tv2"),
+    "jaccard": BoxJaccardDistance,
+    "mask_jaccard": MaskJaccardDistance,
+    "total_variation": TotalVariationProbability,
+    "hellinger": HellingerDistance,
+    "hamming": HammingDistance,
+    "levenshtein": LevenshteinDistance,
+    "levenshtein_normalized": NormalizedLevenshteinDistance,
+}
+
+
+def register_metric(name: str, factory: Callable[[], Metric]) -> None:
+    """Add a distance under ``name`` (refuses to overwrite an existing name)."""
+    if name in _REGISTRY:
+        raise ValueError(f"a metric named {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def available_metrics() -> list[str]:
+    """The registered metric names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_metric(metric: str | Metric | Callable[..., Any]) -> Metric:
+    """A :class:`Metric` from a registry name, a Metric, or a callable (taken with ``gamma = 1``).
+
+    For a callable whose relaxed-triangle constant is not 1, wrap it yourself:
+    ``FunctionMetric(fn, gamma=2.0)``.
+    """
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str):
+        try:
+            return _REGISTRY[metric]()
+        except KeyError:
+            raise ValueError(
+                f"unknown metric {metric!r}; known metrics: {', '.join(available_metrics())}"
+            ) from None
+    if callable(metric):
+        return FunctionMetric(metric)
+    raise TypeError(
+        f"metric must be a registry name, a Metric or a callable, got {type(metric).__name__}"
+    )
+
+
+__all__ = [
+    "EMPTY_BOX",
+    "FunctionMetric",
+    "Metric",
+    "available_metrics",
+    "get_metric",
+    "register_metric",
+]

@@ -1,0 +1,102 @@
+"""The distance interface the smoothing code relies on.
+
+A :class:`Metric` is a batched distance ``d(a_batch, b_batch) -> 1-d tensor`` that also declares
+what the certificate needs: the relaxed-triangle constant ``gamma`` (``d(a, c) <= gamma * (d(a, b)
++ d(b, c))``), an upper bound on its values where one exists, a pairwise form for the center search,
+and the central points of a cloud of outputs that may join the center candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+Outputs = Any  # a tensor batch (first dimension = batch) or a list of Python objects
+PAIRWISE_BUDGET = 2**25  # elements of an intermediate (rows x samples x features) block
+
+
+class Metric:
+    """A distance on batches of outputs.
+
+    Subclasses implement :meth:`distance`. ``gamma`` is 1 for metrics and pseudo-metrics, 2 for
+    sums of squared Euclidean distances (LPIPS). ``upper`` is the largest value the distance can
+    take (``None`` if unbounded). Batches are tensors whose first dimension is the batch, or lists
+    of Python objects (strings, sets) for the distances that take them.
+    """
+
+    name: str = "metric"
+    gamma: float = 1.0
+    upper: float | None = None
+
+    def __call__(self, a: Outputs, b: Outputs) -> torch.Tensor:
+        """Distances ``d(a[i], b[i])`` for two batches of equal length."""
+        return self.distance(a, b)
+
+    def distance(self, a: Outputs, b: Outputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pairwise(self, a: Outputs, b: Outputs) -> torch.Tensor:
+        """Matrix ``D[i, j] = d(a[i], b[j])``; override with a fast form where one exists.
+
+        The default evaluates :meth:`distance` on blocks of rows so that no block holds more than
+        ``PAIRWISE_BUDGET`` elements.
+        """
+        if not isinstance(a, torch.Tensor):
+            rows = [self.distance([x] * len(b), b) for x in a]
+            return torch.stack(rows) if rows else torch.empty(0, len(b))
+        n_b = b.shape[0]
+        per_row = max(1, n_b * (b[0].numel() if n_b else 1))
+        chunk = max(1, PAIRWISE_BUDGET // per_row)
+        blocks = []
+        for start in range(0, a.shape[0], chunk):
+            part = a[start : start + chunk]
+            left = part.unsqueeze(1).expand(part.shape[0], n_b, *part.shape[1:])
+            right = b.unsqueeze(0).expand(part.shape[0], *b.shape)
+            d = self.distance(left.reshape(-1, *b.shape[1:]), right.reshape(-1, *b.shape[1:]))
+            blocks.append(d.reshape(part.shape[0], n_b))
+        return torch.cat(blocks) if blocks else torch.empty(0, n_b)
+
+    def central_candidates(self, samples: Outputs) -> Outputs | None:
+        """Points of the output space central for ``samples`` (ALGORITHM.md section 2b).
+
+        They join the center candidates; ``None`` if the space has none to offer.
+        """
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, gamma={self.gamma})"
+
+
+class FunctionMetric(Metric):
+    """A user's callable ``fn(a_batch, b_batch) -> distances`` as a :class:`Metric`.
+
+    ``gamma`` must be the callable's relaxed-triangle constant (1 for a true metric); the
+    certificate's factor ``gamma * (1 + 2 gamma)`` depends on it.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Outputs, Outputs], Any],
+        gamma: float = 1.0,
+        name: str | None = None,
+        upper: float | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"metric function must be callable, got {type(fn).__name__}")
+        if not (isinstance(gamma, int | float) and math.isfinite(gamma) and gamma >= 1.0):
+            raise ValueError(f"gamma must be a finite number >= 1, got {gamma!r}")
+        self.fn = fn
+        self.gamma = float(gamma)
+        self.name = name or getattr(fn, "__name__", "custom")
+        self.upper = upper
+
+    def distance(self, a: Outputs, b: Outputs) -> torch.Tensor:
+        return torch.as_tensor(self.fn(a, b))
+
+
+def flat(batch: torch.Tensor) -> torch.Tensor:
+    """View a batch ``(n, ...)`` as ``(n, features)``."""
+    return batch.reshape(batch.shape[0], -1)

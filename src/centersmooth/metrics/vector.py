@@ -1,0 +1,118 @@
+"""Distances between vectors and images treated as vectors: l2, l1, linf and angular."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import Metric, flat
+
+
+def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e-7) -> torch.Tensor:
+    """Weiszfeld's iteration for the point minimising the sum of l2 distances to ``points``.
+
+    ``points`` is ``(n, features)``; starts from the mean and stops when a step moves less than
+    ``tol`` times the cloud's scale. Points that coincide with the iterate are skipped (their
+    weight would be infinite), which keeps the iteration defined.
+    """
+    z = points.mean(dim=0)
+    scale = float((points - z).norm(dim=1).mean()) or 1.0
+    for _ in range(iterations):
+        dist = (points - z).norm(dim=1)
+        keep = dist > 1e-12 * scale
+        if not bool(keep.any()):
+            break
+        w = 1.0 / dist[keep]
+        new = (points[keep] * w[:, None]).sum(dim=0) / w.sum()
+        moved = float((new - z).norm())
+        z = new
+        if moved <= tol * scale:
+            break
+    return z
+
+
+def vector_centers(samples: torch.Tensor) -> torch.Tensor:
+    """Mean, coordinate-wise median and geometric median of a batch, in the batch's shape."""
+    pts = flat(samples)
+    work = pts if pts.is_floating_point() else pts.double()
+    centers = torch.stack(
+        [work.mean(dim=0), work.median(dim=0).values, geometric_median(work)]
+    ).to(samples.dtype if samples.is_floating_point() else work.dtype)
+    return centers.reshape(3, *samples.shape[1:])
+
+
+class LpDistance(Metric):
+    """``||a - b||_p`` over all coordinates of each output (p = 1, 2 or inf)."""
+
+    def __init__(self, p: float, name: str) -> None:
+        self.p = p
+        self.name = name
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(flat(a - b), ord=self.p, dim=1)
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = _float_pair(flat(a), flat(b))
+        if self.p == 2:
+            # Matrix-product form; rounding is harmless: the chosen center's radius is recomputed
+            # exactly with distance().
+            return torch.cdist(fa, fb, compute_mode="use_mm_for_euclid_dist")
+        return torch.cdist(fa, fb, p=self.p)
+
+    def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
+        return vector_centers(samples)
+
+
+class AngularDistance(Metric):
+    """``arccos(cos_sim(a, b)) / pi`` in [0, 1], a metric on directions.
+
+    Computed as ``2 asin(||u - v|| / 2) / pi`` on unit vectors ``u, v``, which is accurate for
+    small angles (arccos of a rounded cosine is not). The zero vector is a point of its own:
+    at distance 0 from itself and 1/2 from every direction (the triangle inequality still holds,
+    since 1/2 + 1/2 bounds every distance).
+    """
+
+    name = "angular"
+    upper = 1.0
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = _float_pair(flat(a), flat(b))
+        ua, za = _unit(fa)
+        ub, zb = _unit(fb)
+        ang = 2.0 * torch.asin(torch.clamp((ua - ub).norm(dim=1) / 2.0, 0.0, 1.0)) / math.pi
+        return _with_zero_vectors(ang, za, zb)
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = _float_pair(flat(a), flat(b))
+        ua, za = _unit(fa)
+        ub, zb = _unit(fb)
+        chord = torch.cdist(ua, ub, compute_mode="use_mm_for_euclid_dist")
+        ang = 2.0 * torch.asin(torch.clamp(chord / 2.0, 0.0, 1.0)) / math.pi
+        return _with_zero_vectors(ang, za[:, None], zb[None, :])
+
+    def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
+        pts, _ = _unit(_float_pair(flat(samples), flat(samples))[0])
+        mean_dir = pts.mean(dim=0)
+        med_dir = pts.median(dim=0).values
+        centers = torch.stack([mean_dir, med_dir])
+        return centers.to(samples.dtype).reshape(2, *samples.shape[1:])
+
+
+def _float_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return a.to(dtype), b.to(dtype)
+
+
+def _unit(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    norm = v.norm(dim=1, keepdim=True)
+    zero = norm.squeeze(1) == 0
+    return v / torch.where(norm == 0, torch.ones_like(norm), norm), zero
+
+
+def _with_zero_vectors(ang: torch.Tensor, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
+    half = torch.full_like(ang, 0.5)
+    out = torch.where(za | zb, half, ang)
+    return torch.where(za & zb, torch.zeros_like(ang), out)

@@ -1,0 +1,396 @@
+"""Center smoothing: ``predict`` is Algorithm 1 ("Smooth"), ``certify`` is Algorithm 2 ("Certify").
+
+Kumar and Goldstein, "Center Smoothing: Certified Robustness for Networks with Structured Outputs",
+NeurIPS 2021, with the tighter binomial bounds and central candidates of ALGORITHM.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import bounds
+from .center import batch_len, distances_to, find_center
+from .metrics import Metric, get_metric
+from .sampling import BaseFunction, concat_outputs, make_generator, noisy_batches, resolve_device
+
+EpsIn = float | Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Output of the smoothed function at one input.
+
+    ``center`` is ``None`` and ``radius`` is ``inf`` when the procedure abstains. Otherwise, with
+    probability at least ``1 - alpha_center``, the ball ``B(center, radius)`` holds at least
+    ``1/2 - delta`` of the base function's output mass under the smoothing noise.
+    """
+
+    center: Any
+    radius: float
+    abstained: bool
+    delta1: float  # margin of the median ball from the center samples
+    p_low: float  # lower confidence bound on the mass of B(center, radius) from the check samples
+    n_center: int
+    n_check: int
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A robustness certificate for one input.
+
+    With probability at least ``1 - alpha_center - alpha_certify`` (for each ``eps_in`` on its own),
+    every ``x'`` with ``||x' - x||_2 <= eps_in`` at which the smoothed function does not abstain has
+    ``d(center(x), center(x')) <= eps_out``. ``eps_out`` is ``inf`` where the procedure abstained or
+    where ``eps_in`` exceeds ``max_eps_in``. Scalar fields when ``eps_in`` was a number, arrays
+    aligned with it when it was a sequence.
+    """
+
+    eps_in: float | np.ndarray
+    eps_out: float | np.ndarray
+    abstained: bool
+    center: Any
+    radius: float  # median radius of the center (from predict)
+    quantile_radius: float | np.ndarray  # R-hat: upper bound on the p(eps_in)-quantile distance
+    smoothing_error: float | None  # d(center, f(x)); None when abstained
+    max_eps_in: float  # largest eps_in these sample counts can certify
+    prediction: Prediction
+
+
+class CenterSmoothing:
+    """Wrap a base function ``f`` with center smoothing under a distance on its outputs.
+
+    ``f`` maps a batch of inputs to a batch of outputs (tensor, NumPy array or list of objects).
+    Noise ``N(0, sigma^2 I)`` is added to the input as given. See ALGORITHM.md section 5 for the
+    meaning of every argument; ``progress`` shows a progress bar over the forward passes.
+    """
+
+    def __init__(
+        self,
+        base_function: Callable[..., Any],
+        metric: str | Metric | Callable[..., Any] = "l2",
+        sigma: float = 0.25,
+        n_center: int = 10_000,
+        n_check: int = 10_000,
+        n_certify: int = 100_000,
+        alpha_center: float = 0.005,
+        alpha_certify: float = 0.005,
+        delta: float = 0.05,
+        bound: str = "binomial",
+        candidates: int | None = None,
+        central_candidates: bool = True,
+        batch_size: int = 1_000,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        _check_positive_real("sigma", sigma)
+        for name, value in (
+            ("n_center", n_center),
+            ("n_check", n_check),
+            ("n_certify", n_certify),
+            ("batch_size", batch_size),
+        ):
+            _check_positive_int(name, value)
+        for name, value in (("alpha_center", alpha_center), ("alpha_certify", alpha_certify)):
+            if not (_is_real(value) and 0.0 < value < 1.0):
+                raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+        if alpha_center + alpha_certify >= 1.0:
+            raise ValueError(
+                f"alpha_center + alpha_certify must be below 1, got {alpha_center + alpha_certify}"
+            )
+        if not (_is_real(delta) and 0.0 < delta < 0.5):
+            raise ValueError(f"delta must lie in (0, 0.5), got {delta!r}")
+        self.bound = bounds.check_bound(bound)
+        if candidates is not None:
+            _check_positive_int("candidates", candidates)
+            if candidates > n_center:
+                raise ValueError(
+                    f"candidates={candidates} exceeds n_center={n_center}: candidates are drawn "
+                    "from the center samples"
+                )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+
+        self.metric = get_metric(metric)
+        self.sigma = float(sigma)
+        self.n_center, self.n_check, self.n_certify = int(n_center), int(n_check), int(n_certify)
+        self.alpha_center, self.alpha_certify = float(alpha_center), float(alpha_certify)
+        self.delta = float(delta)
+        self.candidates = None if candidates is None else int(candidates)
+        self.central_candidates = bool(central_candidates)
+        self.batch_size = int(batch_size)
+        self.seed = None if seed is None else int(seed)
+        self.progress = progress
+        self.device = resolve_device(device, base_function)
+        self.base_function = BaseFunction(base_function, self.device)
+
+        self.alpha_delta1, self.alpha_check = bounds.split_center_alpha(
+            self.n_center, self.alpha_center, self.candidates, self.bound
+        )
+        self.delta1 = bounds.delta1(self.n_center, self.alpha_delta1, self.bound)
+        self._check_sample_counts()
+        self.max_eps_in = bounds.max_certifiable_eps(
+            self.sigma, self.n_certify, self.alpha_certify, self.delta, self.bound
+        )
+
+    @classmethod
+    def paper(
+        cls,
+        base_function: Callable[..., Any],
+        metric: str | Metric | Callable[..., Any] = "l2",
+        sigma: float = 0.25,
+        **overrides: Any,
+    ) -> CenterSmoothing:
+        """The paper's constants (ALGORITHM.md section 6): 10^4 / 10^4 / 10^6 samples,
+        alphas 0.005, delta 0.05, Hoeffding bounds, centers among the samples only."""
+        settings: dict[str, Any] = dict(
+            n_center=10_000,
+            n_check=10_000,
+            n_certify=1_000_000,
+            alpha_center=0.005,
+            alpha_certify=0.005,
+            delta=0.05,
+            bound="hoeffding",
+            central_candidates=False,
+        )
+        settings.update(overrides)
+        return cls(base_function, metric=metric, sigma=sigma, **settings)
+
+    # ----------------------------------------------------------------------------- Algorithm 1
+    def predict(self, x: Any, seed: int | None = None) -> Prediction:
+        """Smoothed output at ``x`` (one input, no batch dimension): Algorithm 1.
+
+        With probability at least ``1 - alpha_center`` a non-abstaining prediction's ball
+        ``B(center, radius)`` holds at least ``1/2 - delta`` of the output mass, and ``radius`` is
+        within ``2 gamma`` of the smallest radius of a ball holding ``1/2 + delta1`` of it.
+        ``seed`` overrides the constructor's seed for this call.
+        """
+        xt, np_dtype = self._prepare_input(x)
+        gen = make_generator(self.device, self.seed if seed is None else seed)
+        return self._predict(xt, np_dtype, [self.metric], gen)[0]
+
+    def _predict(
+        self, x: torch.Tensor, np_dtype: Any, metrics: list[Metric], gen: torch.Generator
+    ) -> list[Prediction]:
+        """Algorithm 1 for each metric on one shared pair of sample sets (center, check)."""
+        samples = concat_outputs(list(self._outputs(x, np_dtype, self.n_center, gen, "center")))
+        centers = []
+        for metric in metrics:
+            extra = metric.central_candidates(samples) if self.central_candidates else None
+            centers.append(find_center(samples, metric, self.candidates, extra))
+        del samples
+        hits = [0] * len(metrics)
+        for out in self._outputs(x, np_dtype, self.n_check, gen, "check"):
+            for i, (metric, center) in enumerate(zip(metrics, centers, strict=True)):
+                hits[i] += int((distances_to(metric, center.point, out) <= center.radius).sum())
+        predictions = []
+        for center, count in zip(centers, hits, strict=True):
+            p_low = bounds.mass_lower_bound(count, self.n_check, self.alpha_check, self.bound)
+            accepted = self.delta1 <= self.delta and p_low >= 0.5 - self.delta
+            predictions.append(
+                Prediction(
+                    center=center.point if accepted else None,
+                    radius=center.radius if accepted else math.inf,
+                    abstained=not accepted,
+                    delta1=self.delta1,
+                    p_low=p_low,
+                    n_center=self.n_center,
+                    n_check=self.n_check,
+                )
+            )
+        return predictions
+
+    # ----------------------------------------------------------------------------- Algorithm 2
+    def certify(self, x: Any, eps_in: EpsIn, seed: int | None = None) -> Certificate:
+        """Certificate at ``x`` for one radius ``eps_in`` or several: Algorithm 2.
+
+        Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
+        distances to the center give ``R-hat``, an upper confidence bound (level
+        ``alpha_certify``) on the ``p(eps_in)``-quantile, and ``eps_out = gamma (1 + 2 gamma) R-hat``.
+        Several ``eps_in`` share one sample set; each certificate holds at its own confidence.
+        """
+        return self.certify_metrics(x, eps_in, [self.metric], seed)[self.metric.name]
+
+    def certify_metrics(
+        self,
+        x: Any,
+        eps_in: EpsIn,
+        metrics: Sequence[str | Metric | Callable[..., Any]],
+        seed: int | None = None,
+    ) -> dict[str, Certificate]:
+        """Certificates for several distances from one set of forward passes, keyed by name.
+
+        Each distance gets its own center and its own certificate; all share the three sample
+        sets, which stay independent of each other, so each certificate keeps its guarantee.
+        """
+        resolved = [get_metric(m) for m in metrics]
+        names = [m.name for m in resolved]
+        if not resolved or len(set(names)) != len(names):
+            raise ValueError(f"metrics must be a non-empty list of distinct distances, got {names}")
+        eps = _check_eps_in(eps_in)
+        scalar = np.ndim(eps_in) == 0
+        xt, np_dtype = self._prepare_input(x)
+        gen = make_generator(self.device, self.seed if seed is None else seed)
+        preds = self._predict(xt, np_dtype, resolved, gen)
+        live = [i for i, p in enumerate(preds) if not p.abstained]
+        radii = self._certify_distances(
+            xt, np_dtype, [resolved[i] for i in live], [preds[i].center for i in live], gen
+        )
+        clean = self.base_function(xt.unsqueeze(0), np_dtype) if live else None
+        masses = bounds.certified_mass(eps, self.sigma, self.delta)
+        ranks = [
+            bounds.quantile_rank(float(p), self.n_certify, self.alpha_certify, self.bound)
+            for p in masses
+        ]
+
+        def shaped(values: np.ndarray) -> float | np.ndarray:
+            return float(values[0]) if scalar else values
+
+        result = {}
+        for i, (metric, pred) in enumerate(zip(resolved, preds, strict=True)):
+            eps_out = np.full(eps.shape, math.inf)
+            quantile_radius = np.full(eps.shape, math.inf)
+            smoothing_error = None
+            if not pred.abstained:
+                sorted_radii = radii[live.index(i)]
+                for j, k in enumerate(ranks):
+                    if k <= self.n_certify:
+                        quantile_radius[j] = float(sorted_radii[k - 1])
+                        eps_out[j] = _eps_out_factor(metric) * quantile_radius[j]
+                smoothing_error = float(distances_to(metric, pred.center, clean)[0])
+            result[metric.name] = Certificate(
+                eps_in=shaped(eps),
+                eps_out=shaped(eps_out),
+                abstained=pred.abstained,
+                center=pred.center,
+                radius=pred.radius,
+                quantile_radius=shaped(quantile_radius),
+                smoothing_error=smoothing_error,
+                max_eps_in=self.max_eps_in,
+                prediction=pred,
+            )
+        return result
+
+    def _certify_distances(
+        self,
+        x: torch.Tensor,
+        np_dtype: Any,
+        metrics: list[Metric],
+        centers: list[Any],
+        gen: torch.Generator,
+    ) -> list[np.ndarray]:
+        """Sorted distances from each center to ``n_certify`` fresh outputs; only the distances
+        are kept (one float per sample and metric), never the outputs."""
+        if not metrics:
+            return []
+        radii = torch.empty(len(metrics), self.n_certify, dtype=torch.float64, device=self.device)
+        done = 0
+        for out in self._outputs(x, np_dtype, self.n_certify, gen, "certify"):
+            size = batch_len(out)
+            for i, (metric, center) in enumerate(zip(metrics, centers, strict=True)):
+                d = distances_to(metric, center, out)
+                radii[i, done : done + size] = d.to(device=self.device, dtype=torch.float64)
+            done += size
+        return list(torch.sort(radii, dim=1).values.cpu().numpy())
+
+    # ----------------------------------------------------------------------------- helpers
+    def _outputs(
+        self, x: torch.Tensor, np_dtype: Any, n: int, gen: torch.Generator, stage: str
+    ) -> Any:
+        batches = noisy_batches(x, self.sigma, n, self.batch_size, gen)
+        total = math.ceil(n / self.batch_size)
+        for batch in tqdm(batches, total=total, desc=stage, disable=not self.progress, leave=False):
+            yield self.base_function(batch, np_dtype)
+
+    def _prepare_input(self, x: Any) -> tuple[torch.Tensor, Any]:
+        """The input as a float tensor on the device, and the NumPy dtype for NumPy models."""
+        np_dtype = None
+        if isinstance(x, np.ndarray):
+            np_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
+            xt = torch.from_numpy(np.asarray(x, dtype=np_dtype))
+        elif isinstance(x, torch.Tensor):
+            xt = x.detach()
+        else:
+            raise TypeError(
+                f"x must be a torch.Tensor or a NumPy array (one input, no batch dimension), "
+                f"got {type(x).__name__}"
+            )
+        if not xt.is_floating_point():
+            xt = xt.to(torch.get_default_dtype())
+        if xt.dim() == 0:
+            raise ValueError("x must have at least one dimension (one input, no batch dimension)")
+        if not bool(torch.isfinite(xt).all()):
+            raise ValueError("x contains NaN or infinite values")
+        return xt.to(self.device), np_dtype
+
+    def _check_sample_counts(self) -> None:
+        """Refuse sample counts with which the procedure could never accept or certify."""
+        if self.delta1 > self.delta:
+            need = bounds.min_center_samples(self.alpha_delta1, self.delta, self.bound)
+            raise ValueError(
+                f"n_center={self.n_center} is too small: Delta1={self.delta1:.4f} exceeds "
+                f"delta={self.delta}, so every prediction would abstain; use n_center >= {need}"
+            )
+        best_p_low = bounds.mass_lower_bound(
+            self.n_check, self.n_check, self.alpha_check, self.bound
+        )
+        if best_p_low < 0.5 - self.delta:
+            need = bounds.min_check_samples(self.alpha_check, self.delta, self.bound)
+            raise ValueError(
+                f"n_check={self.n_check} is too small: even a perfect check cannot reach "
+                f"1/2 - delta={0.5 - self.delta}; use n_check >= {need}"
+            )
+        if self.max_eps_in_for(self.n_certify) < 0:
+            need = bounds.min_certify_samples(self.alpha_certify, self.delta, self.bound)
+            raise ValueError(
+                f"n_certify={self.n_certify} is too small to certify even eps_in=0 at "
+                f"alpha_certify={self.alpha_certify}; use n_certify >= {need}"
+            )
+
+    def max_eps_in_for(self, n_certify: int) -> float:
+        """Largest certifiable ``eps_in`` with ``n_certify`` certification samples."""
+        return bounds.max_certifiable_eps(
+            self.sigma, n_certify, self.alpha_certify, self.delta, self.bound
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"CenterSmoothing(metric={self.metric.name!r}, sigma={self.sigma}, "
+            f"n=({self.n_center}, {self.n_check}, {self.n_certify}), bound={self.bound!r}, "
+            f"device={str(self.device)!r})"
+        )
+
+
+def _eps_out_factor(metric: Metric) -> float:
+    """``gamma (1 + beta)`` with ``beta = 2 gamma``: 3 for metrics, 10 for ``gamma = 2``."""
+    return metric.gamma * (1.0 + 2.0 * metric.gamma)
+
+
+def _check_eps_in(eps_in: EpsIn) -> np.ndarray:
+    eps = np.atleast_1d(np.asarray(eps_in, dtype=float))
+    if eps.ndim != 1 or eps.size == 0:
+        raise ValueError(f"eps_in must be a number or a 1-d sequence of numbers, got {eps_in!r}")
+    if not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError(f"eps_in must be finite and non-negative, got {eps_in!r}")
+    return eps
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
+
+
+def _check_positive_real(name: str, value: Any) -> None:
+    if not (_is_real(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
