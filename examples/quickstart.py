@@ -19,4 +19,5 @@ print(f"abstained: {cert.abstained}, smoothing error: {cert.smoothing_error:.4f}
 for eps_in, eps_out in zip(cert.eps_in, cert.eps_out, strict=True):
     print(f"eps_in={eps_in:.2f} -> eps_out={eps_out:.4f}")
 print(f"largest certifiable eps_in: {cert.max_eps_in:.3f}")
-print(f"spectral norm of the map (a lower limit for eps_out / eps_in): {torch.linalg.matrix_norm(weights, 2):.3f}")
+norm = torch.linalg.matrix_norm(weights, 2)
+print(f"spectral norm of the map (eps_out / eps_in can be no smaller): {norm:.3f}")

@@ -198,7 +198,7 @@ def min_center_samples(alpha: float, delta: float, bound: Bound = "binomial") ->
 
 
 def min_check_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
-    """Smallest ``n_check`` with which a perfect check (``c = n``) clears ``p_low >= 1/2 - delta``."""
+    """Smallest ``n_check`` at which a perfect check (``c = n``) gives ``p_low >= 1/2 - delta``."""
     n = 1
     while mass_lower_bound(n, n, alpha, bound) < 0.5 - delta:
         n *= 2

@@ -23,10 +23,10 @@ def resolve_device(device: str | torch.device | None, base_function: Any) -> tor
     if device is not None:
         return torch.device(device)
     if isinstance(base_function, nn.Module):
-        for tensor in base_function.parameters():
-            return tensor.device
-        for tensor in base_function.buffers():
-            return tensor.device
+        for param in base_function.parameters():
+            return param.device
+        for buffer in base_function.buffers():
+            return buffer.device
     return torch.device("cpu")
 
 
@@ -55,7 +55,7 @@ class BaseFunction:
         self.device = device
 
     def __call__(self, batch: torch.Tensor, numpy_dtype: np.dtype | None = None) -> Outputs:
-        """Apply the model to ``batch``; NumPy models get ``batch`` as an array of ``numpy_dtype``."""
+        """Apply the model to ``batch`` (as a NumPy array of ``numpy_dtype`` for NumPy models)."""
         with torch.no_grad():
             if numpy_dtype is not None:
                 raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
@@ -99,9 +99,7 @@ def noisy_batches(
     done = 0
     while done < n:
         size = min(batch_size, n - done)
-        noise = torch.randn(
-            (size, *x.shape), generator=generator, device=x.device, dtype=x.dtype
-        )
+        noise = torch.randn((size, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
         yield x.unsqueeze(0) + sigma * noise
         done += size
 

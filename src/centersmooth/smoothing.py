@@ -98,9 +98,9 @@ class CenterSmoothing:
             ("batch_size", batch_size),
         ):
             _check_positive_int(name, value)
-        for name, value in (("alpha_center", alpha_center), ("alpha_certify", alpha_certify)):
-            if not (_is_real(value) and 0.0 < value < 1.0):
-                raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+        for level_name, level in (("alpha_center", alpha_center), ("alpha_certify", alpha_certify)):
+            if not (_is_real(level) and 0.0 < level < 1.0):
+                raise ValueError(f"{level_name} must lie in (0, 1), got {level!r}")
         if alpha_center + alpha_certify >= 1.0:
             raise ValueError(
                 f"alpha_center + alpha_certify must be below 1, got {alpha_center + alpha_certify}"
@@ -213,7 +213,8 @@ class CenterSmoothing:
 
         Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
         distances to the center give ``R-hat``, an upper confidence bound (level
-        ``alpha_certify``) on the ``p(eps_in)``-quantile, and ``eps_out = gamma (1 + 2 gamma) R-hat``.
+        ``alpha_certify``) on the ``p(eps_in)``-quantile, and
+        ``eps_out = gamma (1 + 2 gamma) R-hat``.
         Several ``eps_in`` share one sample set; each certificate holds at its own confidence.
         """
         return self.certify_metrics(x, eps_in, [self.metric], seed)[self.metric.name]

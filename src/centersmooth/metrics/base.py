@@ -90,7 +90,7 @@ class FunctionMetric(Metric):
             raise ValueError(f"gamma must be a finite number >= 1, got {gamma!r}")
         self.fn = fn
         self.gamma = float(gamma)
-        self.name = name or getattr(fn, "__name__", "custom")
+        self.name = str(name or getattr(fn, "__name__", "custom"))
         self.upper = upper
 
     def distance(self, a: Outputs, b: Outputs) -> torch.Tensor:

@@ -36,9 +36,9 @@ def vector_centers(samples: torch.Tensor) -> torch.Tensor:
     """Mean, coordinate-wise median and geometric median of a batch, in the batch's shape."""
     pts = flat(samples)
     work = pts if pts.is_floating_point() else pts.double()
-    centers = torch.stack(
-        [work.mean(dim=0), work.median(dim=0).values, geometric_median(work)]
-    ).to(samples.dtype if samples.is_floating_point() else work.dtype)
+    centers = torch.stack([work.mean(dim=0), work.median(dim=0).values, geometric_median(work)]).to(
+        samples.dtype if samples.is_floating_point() else work.dtype
+    )
     return centers.reshape(3, *samples.shape[1:])
 
 

@@ -1,0 +1,152 @@
+"""Bounds against SciPy, exact enumeration of small binomials, and the paper's formulas."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from centersmooth import bounds
+
+
+def binom_tail_below(n: int, p: float, m: int) -> float:
+    """P(Bin(n, p) < m) by enumerating the pmf in exact rational arithmetic."""
+    q = Fraction(p)
+    return float(sum(math.comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(m)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 25, 40])
+@pytest.mark.parametrize("alpha", [0.0025, 0.05, 0.2])
+def test_delta1_binomial_is_the_smallest_valid_margin(n, alpha):
+    d1 = bounds.delta1(n, alpha)
+    m = bounds.median_rank(n)
+    assert binom_tail_below(n, 0.5 + d1, m) <= alpha
+    if d1 > 1e-9:
+        assert binom_tail_below(n, 0.5 + d1 - 1e-6, m) > alpha
+
+
+def test_delta1_hoeffding_is_the_papers_term():
+    assert bounds.delta1(10_000, 0.0025, "hoeffding") == pytest.approx(
+        math.sqrt(math.log(2 / 0.005) / (2 * 10_000))
+    )
+
+
+def test_binomial_delta1_is_tighter_than_hoeffding():
+    for n in [100, 1_000, 10_000]:
+        assert bounds.delta1(n, 0.0025) < bounds.delta1(n, 0.0025, "hoeffding")
+
+
+@pytest.mark.parametrize("count,n", [(0, 10), (1, 10), (5, 10), (10, 10), (480, 1000)])
+def test_mass_lower_bound_is_one_sided_clopper_pearson(count, n):
+    alpha = 0.0025
+    expected = stats.binomtest(count, n).proportion_ci(1 - 2 * alpha, "exact").low
+    assert bounds.mass_lower_bound(count, n, alpha) == pytest.approx(expected, abs=1e-12)
+
+
+def test_mass_lower_bound_hoeffding():
+    got = bounds.mass_lower_bound(6000, 10_000, 0.0025, "hoeffding")
+    assert got == pytest.approx(0.6 - math.sqrt(math.log(2 / 0.005) / 20_000))
+
+
+@pytest.mark.parametrize("n", [5, 12, 30])
+@pytest.mark.parametrize("p", [0.55, 0.8, 0.95])
+@pytest.mark.parametrize("alpha", [0.005, 0.1])
+def test_quantile_rank_is_the_smallest_valid_order_statistic(n, p, alpha):
+    k = bounds.quantile_rank(p, n, alpha)
+
+    def fail_prob(rank: int) -> float:  # P(r_(rank) < q_p) = P(Bin(n, p) >= rank)
+        return 1.0 - binom_tail_below(n, p, rank)
+
+    if k <= n:
+        assert fail_prob(k) <= alpha + 1e-12
+    else:
+        assert fail_prob(n) > alpha
+    assert k == 1 or fail_prob(k - 1) > alpha
+
+
+def test_quantile_rank_hoeffding_is_the_papers_order_statistic():
+    p, n, alpha = 0.87, 1_000_000, 0.005
+    q = p + math.sqrt(math.log(1 / alpha) / (2 * n))
+    assert bounds.quantile_rank(p, n, alpha, "hoeffding") == math.ceil(q * n)
+
+
+# ALGORITHM.md section 3: quantile levels k / n at alpha = 0.005, Delta = 0.05.
+TABLE = [
+    (1.0, 0.8715, 0.8726, 0.8785),
+    (1.5, 0.9496, 0.9498, 0.9537),
+    (2.0, 0.9849, 0.9843, 0.9865),
+    (2.5, 0.9973, 0.9962, 0.9974),
+]
+
+
+@pytest.mark.parametrize("h,hoeffding_1e6,binomial_1e5,binomial_1e4", TABLE)
+def test_quantile_levels_match_the_algorithm_table(h, hoeffding_1e6, binomial_1e5, binomial_1e4):
+    p = float(bounds.certified_mass(h, 1.0, 0.05))
+    assert bounds.quantile_rank(p, 10**6, 0.005, "hoeffding") / 1e6 == pytest.approx(
+        hoeffding_1e6, abs=1e-4
+    )
+    assert bounds.quantile_rank(p, 10**5, 0.005) / 1e5 == pytest.approx(binomial_1e5, abs=1e-4)
+    assert bounds.quantile_rank(p, 10**4, 0.005) / 1e4 == pytest.approx(binomial_1e4, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "n,bound,expected",
+    [(10**6, "hoeffding", 2.82), (10**5, "binomial", 3.75), (10**4, "binomial", 3.15)],
+)
+def test_max_certifiable_eps_matches_the_table_and_the_rank(n, bound, expected):
+    sigma = 0.5
+    eps_max = bounds.max_certifiable_eps(sigma, n, 0.005, 0.05, bound)
+    assert eps_max / sigma == pytest.approx(expected, abs=0.005)
+    below = float(bounds.certified_mass(eps_max - 1e-6, sigma, 0.05))
+    above = float(bounds.certified_mass(eps_max + 1e-6, sigma, 0.05))
+    assert bounds.quantile_rank(below, n, 0.005, bound) <= n
+    assert bounds.quantile_rank(above, n, 0.005, bound) == n + 1
+
+
+def test_certified_mass_is_the_gaussian_shift():
+    p = bounds.certified_mass(np.array([0.0, 0.25]), 0.25, 0.05)
+    assert p[0] == pytest.approx(0.55)
+    assert p[1] == pytest.approx(stats.norm.cdf(stats.norm.ppf(0.55) + 1.0))
+
+
+def test_candidate_split_pays_for_the_miss_inside_alpha_center():
+    a1, a2 = bounds.split_center_alpha(2_000, 0.005, 8)
+    d1 = bounds.delta1(2_000, a1)
+    assert a2 == 0.0025
+    assert a1 + bounds.candidate_miss_probability(d1, 8) <= 0.0025
+    assert a1 + bounds.candidate_miss_probability(d1, 8) == pytest.approx(0.0025, rel=1e-6)
+    assert bounds.split_center_alpha(2_000, 0.005, None) == (0.0025, 0.0025)
+
+
+def test_too_few_candidates_are_refused():
+    with pytest.raises(ValueError, match="candidates=3 is too few"):
+        bounds.split_center_alpha(2_000, 0.005, 3)
+
+
+def test_minimum_sample_counts_are_tight():
+    alpha, delta = 0.0025, 0.05
+    n = bounds.min_center_samples(alpha, delta)
+    assert all(bounds.delta1(m, alpha) <= delta for m in range(n, n + 40))
+    assert bounds.delta1(n - 1, alpha) > delta
+    c = bounds.min_check_samples(alpha, delta)
+    assert bounds.mass_lower_bound(c, c, alpha) >= 0.5 - delta
+    assert bounds.mass_lower_bound(c - 1, c - 1, alpha) < 0.5 - delta
+    r = bounds.min_certify_samples(0.005, delta)
+    assert bounds.max_certifiable_eps(1.0, r, 0.005, delta) >= 0
+    assert bounds.max_certifiable_eps(1.0, r - 1, 0.005, delta) < 0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: bounds.delta1(0, 0.1),
+        lambda: bounds.delta1(10, 1.5),
+        lambda: bounds.mass_lower_bound(11, 10, 0.1),
+        lambda: bounds.quantile_rank(1.5, 10, 0.1),
+        lambda: bounds.check_bound("chernoff"),
+    ],
+)
+def test_bad_arguments_raise(call):
+    with pytest.raises(ValueError):
+        call()

@@ -1,0 +1,69 @@
+"""The min-median center: half the points in its ball, radius within beta of the optimum."""
+
+import numpy as np
+import pytest
+import torch
+
+from centersmooth.bounds import median_rank
+from centersmooth.center import find_center, median_distance
+from centersmooth.metrics import get_metric
+
+
+def optimal_half_ball_radius_1d(points: np.ndarray) -> float:
+    """Smallest radius of an interval holding ceil(n/2) of the points (brute force)."""
+    xs = np.sort(points)
+    m = median_rank(len(xs))
+    return min((xs[i + m - 1] - xs[i]) / 2 for i in range(len(xs) - m + 1))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_center_ball_holds_half_and_is_within_beta_of_optimum_1d(seed):
+    rng = np.random.default_rng(seed)
+    points = np.concatenate([rng.normal(0, 1, 31), rng.normal(6, 0.2, 20), rng.uniform(-9, 9, 10)])
+    samples = torch.tensor(points)[:, None]
+    metric = get_metric("l2")
+    center = find_center(samples, metric)
+    d = metric(center.point.expand_as(samples), samples)
+    assert int((d <= center.radius).sum()) >= median_rank(len(points))
+    assert center.radius <= 2 * optimal_half_ball_radius_1d(points) + 1e-12
+
+
+@pytest.mark.parametrize("name", ["l2", "l1", "angular", "tv2", "hamming", "levenshtein"])
+def test_center_radius_is_the_smallest_median_among_samples(name):
+    metric = get_metric(name)
+    rng = np.random.default_rng(1)
+    if name == "levenshtein":
+        samples = ["".join(rng.choice(list("ab"), size=rng.integers(0, 5))) for _ in range(41)]
+    elif name == "hamming":
+        samples = torch.tensor(rng.integers(0, 3, (41, 8)))
+    else:
+        samples = torch.tensor(rng.normal(size=(41, 2, 3, 3)))
+    center = find_center(samples, metric, extra=None)
+    brute = min(median_distance(metric, samples[i], samples) for i in range(41))
+    assert center.radius == pytest.approx(brute, abs=1e-9)
+    assert center.n_candidates == 41
+
+
+def test_central_points_can_only_lower_the_radius():
+    samples = torch.randn(301, 200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    metric = get_metric("l2")
+    plain = find_center(samples, metric)
+    central = find_center(samples, metric, extra=metric.central_candidates(samples))
+    assert central.radius <= plain.radius
+    # in 200 dimensions a sample is about sqrt(2) times farther from the others than the mean is
+    assert central.radius < 0.8 * plain.radius
+    assert central.index >= 301
+
+
+def test_candidate_mode_scores_only_the_first_k():
+    samples = torch.tensor([[10.0], [0.0], [0.1], [0.2], [-0.1]])
+    center = find_center(samples, get_metric("l2"), n_candidates=1)
+    assert center.point.item() == 10.0 and center.n_candidates == 1
+
+
+def test_bad_metric_values_are_refused():
+    samples = torch.randn(9, 2)
+    with pytest.raises(ValueError, match="negative"):
+        find_center(samples, get_metric(lambda a, b: -(a - b).norm(dim=1)))
+    with pytest.raises(ValueError, match="NaN"):
+        find_center(samples, get_metric(lambda a, b: (a - b).norm(dim=1) * float("nan")))

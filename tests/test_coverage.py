@@ -1,0 +1,68 @@
+"""Empirical coverage: repeated certificates on a problem whose truth is known exactly.
+
+Base function: the identity in 2 dimensions, x = 0, sigma = 1. For a center z the distance
+``||x + delta - z||`` is sigma times a noncentral chi with 2 degrees of freedom and noncentrality
+``||z||^2``, so every true mass and quantile is available from ``scipy.stats.ncx2``. Large alphas
+make failures frequent enough to count.
+
+Two failure events, one per algorithm step:
+* certify: ``R-hat < q_p``, the true ``p(eps_in)``-quantile. Given the center, the exact chance is
+  ``P(Bin(n_certify, p) >= k)`` (the number of samples below ``q_p`` is binomial), so the count over
+  independent repetitions is ``Bin(N, pi)``: checked two-sided, which also makes the test fail if
+  the bound were loose (a vacuous certificate would never fail).
+* predict: an accepted ball whose true mass is below ``1/2 - delta``; at most ``alpha_center / 2``.
+"""
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from centersmooth import CenterSmoothing, bounds
+
+REPEATS = 300
+LEVEL = 1e-4  # chance of a false alarm per check
+
+
+def identity(b):
+    return b
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
+def test_violation_frequency_is_consistent_with_alpha(bound):
+    sigma, delta, alpha = 1.0, 0.1, 0.2
+    eps = np.array([0.5, 1.0])
+    smoother = CenterSmoothing(
+        identity,
+        sigma=sigma,
+        n_center=300,
+        n_check=400,
+        n_certify=300,
+        alpha_center=alpha,
+        alpha_certify=alpha,
+        delta=delta,
+        bound=bound,
+        batch_size=400,
+    )
+    p = bounds.certified_mass(eps, sigma, delta)
+    ranks = [bounds.quantile_rank(float(q), 300, alpha, bound) for q in p]
+    exact_fail = np.array([stats.binom.sf(k - 1, 300, q) for k, q in zip(ranks, p, strict=True)])
+    certify_fails = np.zeros(len(eps), dtype=int)
+    predict_fails = accepted = 0
+    x = torch.zeros(2, dtype=torch.float64)
+    for seed in range(REPEATS):
+        cert = smoother.certify(x, eps, seed=seed)
+        if cert.abstained:
+            continue
+        accepted += 1
+        lam = float((cert.center.double() ** 2).sum()) / sigma**2
+        true_mass = stats.ncx2.cdf((cert.radius / sigma) ** 2, 2, lam)
+        predict_fails += int(true_mass < 0.5 - delta)
+        true_q = sigma * np.sqrt(stats.ncx2.ppf(p, 2, lam))
+        certify_fails += cert.quantile_radius < true_q
+    assert accepted >= REPEATS // 2  # enough accepted runs for the counts to mean something
+    assert predict_fails <= stats.binom.ppf(1 - LEVEL, accepted, alpha / 2)
+    for fails, pi in zip(certify_fails, exact_fail, strict=True):
+        assert pi <= alpha
+        lo, hi = stats.binom.ppf([LEVEL / 2, 1 - LEVEL / 2], accepted, pi)
+        assert lo <= fails <= hi, (fails, pi, accepted)

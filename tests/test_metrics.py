@@ -1,0 +1,235 @@
+"""Each distance against an independent reference, its pairwise form, and the metric axioms."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import distance as sp
+
+from centersmooth.metrics import (
+    EMPTY_BOX,
+    FunctionMetric,
+    Metric,
+    available_metrics,
+    get_metric,
+)
+
+gen = torch.Generator().manual_seed(0)
+
+
+def rand(*shape):
+    return torch.rand(*shape, generator=gen, dtype=torch.float64)
+
+
+def random_boxes(n):
+    lo = rand(n, 2) * 10
+    size = rand(n, 2) * 6
+    boxes = torch.cat([lo, lo + size], dim=1)
+    boxes[::5] = torch.tensor(EMPTY_BOX, dtype=torch.float64)  # some "no box" outputs
+    return boxes
+
+
+def random_strings(n):
+    rng = random.Random(0)
+    return ["".join(rng.choice("abc") for _ in range(rng.randint(0, 6))) for _ in range(n)]
+
+
+def probabilities(n, k=6):
+    p = rand(n, k) ** 3
+    return p / p.sum(dim=1, keepdim=True)
+
+
+# name -> batch maker (n) for random outputs of the right kind
+OUTPUTS = {
+    "l2": lambda n: rand(n, 3, 4),
+    "l1": lambda n: rand(n, 3, 4),
+    "linf": lambda n: rand(n, 3, 4),
+    "angular": lambda n: rand(n, 7) - 0.5,
+    "tv1": lambda n: rand(n, 2, 5, 6),
+    "tv2": lambda n: rand(n, 2, 5, 6),
+    "jaccard": random_boxes,
+    "mask_jaccard": lambda n: (rand(n, 4, 4) > 0.6).double(),
+    "total_variation": probabilities,
+    "hellinger": probabilities,
+    "hamming": lambda n: torch.randint(0, 3, (n, 12), generator=gen),
+    "levenshtein": random_strings,
+    "levenshtein_normalized": random_strings,
+}
+
+
+def test_every_registered_metric_has_random_outputs_here():
+    assert set(available_metrics()) <= set(OUTPUTS) | {"lpips", "lpips_vgg"}
+
+
+def tv_reference(e, p):
+    e = e if e.ndim == 3 else e[None]
+    c, h, w = e.shape
+    total = 0.0
+    for i in range(h):
+        for j in range(w):
+            dx = e[:, i, j + 1] - e[:, i, j] if j + 1 < w else np.zeros(c)
+            dy = e[:, i + 1, j] - e[:, i, j] if i + 1 < h else np.zeros(c)
+            total += np.linalg.norm(np.concatenate([dx, dy]), ord=p)
+    return total
+
+
+def box_jaccard_reference(a, b, grid=0.05):
+    """1 - IoU by counting the cells of a fine grid covered by each box."""
+    xs = np.arange(0, 16, grid) + grid / 2
+    gx, gy = np.meshgrid(xs, xs)
+
+    def cover(box):
+        return (gx > box[0]) & (gx < box[2]) & (gy > box[1]) & (gy < box[3])
+
+    ca, cb = cover(a), cover(b)
+    union = (ca | cb).sum()
+    return 0.0 if union == 0 else 1.0 - (ca & cb).sum() / union
+
+
+def levenshtein_reference(s, t):
+    row = list(range(len(t) + 1))
+    for i, cs in enumerate(s, 1):
+        prev, row[0] = row[0], i
+        for j, ct in enumerate(t, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (cs != ct))
+    return row[-1]
+
+
+def reference(name, a, b):
+    """Independent per-pair implementations (SciPy, NumPy loops, grids, a plain DP)."""
+    if name in ("levenshtein", "levenshtein_normalized"):
+        d = levenshtein_reference(a, b)
+        if name == "levenshtein":
+            return d
+        return 0.0 if d == 0 else 2 * d / (len(a) + len(b) + d)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    fa, fb = a.ravel(), b.ravel()
+    if name == "l2":
+        return sp.euclidean(fa, fb)
+    if name == "l1":
+        return sp.cityblock(fa, fb)
+    if name == "linf":
+        return sp.chebyshev(fa, fb)
+    if name == "angular":
+        return math.acos(np.clip(1 - sp.cosine(fa, fb), -1, 1)) / math.pi
+    if name in ("tv1", "tv2"):
+        return tv_reference(a - b, 1 if name == "tv1" else 2)
+    if name == "jaccard":
+        return box_jaccard_reference(a, b)
+    if name == "mask_jaccard":
+        return 0.0 if not (fa.any() or fb.any()) else sp.jaccard(fa > 0, fb > 0)
+    if name == "total_variation":
+        return 0.5 * np.abs(fa - fb).sum()
+    if name == "hellinger":
+        return math.sqrt(max(0.0, 1 - np.sqrt(fa * fb).sum()))
+    if name == "hamming":
+        return sp.hamming(fa, fb)
+    raise KeyError(name)
+
+
+def items(batch):
+    return list(batch) if isinstance(batch, list) else [t.numpy() for t in batch]
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_distance_matches_reference(name):
+    metric = get_metric(name)
+    a, b = OUTPUTS[name](20), OUTPUTS[name](20)
+    got = metric(a, b).double().numpy()
+    want = [reference(name, x, y) for x, y in zip(items(a), items(b), strict=True)]
+    tol = 0.02 if name == "jaccard" else 1e-6  # the grid reference resolves 0.05 units
+    np.testing.assert_allclose(got, want, atol=tol)
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_pairwise_matches_elementwise(name):
+    metric = get_metric(name)
+    a, b = OUTPUTS[name](7), OUTPUTS[name](9)
+    matrix = metric.pairwise(a, b).double()
+    assert matrix.shape == (7, 9)
+    for i in range(7):
+        row = metric([a[i]] * 9 if isinstance(a, list) else a[i : i + 1].expand_as(b), b)
+        np.testing.assert_allclose(matrix[i].numpy(), row.double().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_axioms_on_random_triples(name):
+    metric = get_metric(name)
+    a, b, c = (OUTPUTS[name](200) for _ in range(3))
+    dab, dba = metric(a, b).double(), metric(b, a).double()
+    dbc, dac = metric(b, c).double(), metric(a, c).double()
+    torch.testing.assert_close(dab, dba, atol=1e-6, rtol=0)
+    assert bool((dab >= 0).all())
+    assert bool((metric(a, a).double().abs() <= 1e-6).all())
+    assert bool((dac <= metric.gamma * (dab + dbc) + 1e-6).all())
+    if metric.upper is not None:
+        assert bool((dab <= metric.upper + 1e-9).all())
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_central_candidates_are_outputs_of_the_same_kind(name):
+    metric = get_metric(name)
+    samples = OUTPUTS[name](30)
+    extra = metric.central_candidates(samples)
+    if extra is None:
+        assert name.startswith("levenshtein")
+        return
+    if isinstance(samples, torch.Tensor):
+        assert extra.shape[1:] == samples.shape[1:]
+    d = metric.pairwise(extra, samples)
+    assert bool(torch.isfinite(d).all())
+
+
+def test_empty_boxes_are_defined():
+    m = get_metric("jaccard")
+    empty = torch.tensor([EMPTY_BOX, EMPTY_BOX])
+    box = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+    assert m(empty, empty).tolist() == [0.0, 0.0]
+    assert m(empty, box).tolist() == [1.0, 1.0]
+    assert m(box[:1], box[1:]).item() == pytest.approx(1 - 1 / 7)
+
+
+def test_zero_vectors_under_the_angular_distance():
+    m = get_metric("angular")
+    zero, v = torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0]])
+    assert m(zero, zero).item() == 0.0
+    assert m(zero, v).item() == 0.5
+    assert m(v, -v).item() == pytest.approx(1.0)
+
+
+def test_angular_is_accurate_for_tiny_angles():
+    m = get_metric("angular")
+    a = torch.tensor([[1.0, 0.0]], dtype=torch.float32)
+    b = torch.tensor([[1.0, 1e-4]], dtype=torch.float32)
+    assert m(a, b).item() == pytest.approx(1e-4 / math.pi, rel=1e-3)
+    assert m(a, a).item() == 0.0
+
+
+def test_mask_jaccard_on_python_sets():
+    m = get_metric("mask_jaccard")
+    got = m([{1, 2}, set(), {1}], [{2, 3}, set(), set()]).tolist()
+    assert got == pytest.approx([1 - 1 / 3, 0.0, 1.0])
+    assert m.central_candidates([{1, 2}, {1, 3}, {1}]) == [frozenset({1})]
+
+
+def test_unknown_metric_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known metrics: .*l2"):
+        get_metric("l3")
+    with pytest.raises(TypeError):
+        get_metric(3)
+
+
+def test_callables_become_metrics_with_their_gamma():
+    m = get_metric(lambda a, b: (a - b).abs().sum(dim=1))
+    assert isinstance(m, Metric) and m.gamma == 1.0
+    squared = FunctionMetric(lambda a, b: ((a - b) ** 2).sum(dim=1), gamma=2.0, name="sq")
+    assert get_metric(squared) is squared
+    with pytest.raises(ValueError, match="gamma"):
+        FunctionMetric(lambda a, b: a, gamma=0.5)
+
+
+def test_total_variation_distance_needs_images():
+    with pytest.raises(ValueError, match="images"):
+        get_metric("tv1")(torch.zeros(2, 5), torch.zeros(2, 5))

@@ -1,0 +1,250 @@
+"""CenterSmoothing end to end on base functions whose behaviour is known, plus its errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from centersmooth import CenterSmoothing, Certificate, Prediction
+from centersmooth.bounds import certified_mass
+
+SMALL = dict(n_center=2_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
+
+
+def test_constant_function_certifies_zero():
+    smoother = CenterSmoothing(lambda b: torch.ones(b.shape[0], 3), sigma=0.5, seed=0, **SMALL)
+    cert = smoother.certify(torch.zeros(4), [0.1, 0.5, 1.0])
+    assert not cert.abstained
+    np.testing.assert_array_equal(cert.eps_out, 0.0)
+    assert cert.smoothing_error == 0.0
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_linear_map_certificate_covers_the_shift_and_is_close_to_three_quantiles(scale):
+    dim, sigma = 6, 0.25
+    matrix = scale * torch.eye(dim, dtype=torch.float64)
+    x = torch.linspace(-1, 1, dim, dtype=torch.float64)
+    smoother = CenterSmoothing(
+        lambda b: b @ matrix.T,
+        sigma=sigma,
+        seed=1,
+        n_center=10_000,
+        n_check=10_000,
+        n_certify=100_000,
+        batch_size=10_000,
+    )
+    eps = np.array([0.125, 0.25, 0.375])
+    cert = smoother.certify(x, eps)
+    assert not cert.abstained
+    # The smoothed output of a linear map follows the input: a shift of eps_in in the direction
+    # of the top singular vector moves it by ||A||_2 eps_in, which the certificate must cover.
+    assert np.all(cert.eps_out >= scale * eps)
+    # True p-quantile of d(center, A(x + delta)): ||A delta + (Ax - center)|| / (scale sigma) is
+    # a noncentral chi with 6 degrees of freedom.
+    offset = float((matrix @ x - cert.center).norm())
+    lam = (offset / (scale * sigma)) ** 2
+    p = certified_mass(eps, sigma, 0.05)
+    true_q = scale * sigma * np.sqrt(stats.ncx2.ppf(p, dim, lam))
+    ratio = cert.eps_out / (3 * true_q)
+    assert np.all(ratio >= 1.0)
+    assert np.all(ratio <= 1.03)
+
+
+def test_step_function_beside_its_jump_is_covered():
+    sigma = 0.5
+    smoother = CenterSmoothing(lambda b: (b[:, :1] > 0).double(), sigma=sigma, seed=2, **SMALL)
+    cert = smoother.certify(torch.tensor([-0.01, 0.0], dtype=torch.float64), [0.05, 0.25])
+    # Crossing the jump at x_0 = 0 can flip the smoothed output from 0 to 1.
+    assert cert.abstained or np.all(cert.eps_out >= 1.0)
+
+
+def test_eps_out_is_non_decreasing_and_inf_beyond_the_range():
+    smoother = CenterSmoothing(lambda b: torch.tanh(b), sigma=0.3, seed=3, **SMALL)
+    eps = np.linspace(0, 1.2, 13)
+    cert = smoother.certify(torch.zeros(5), eps)
+    finite = eps <= cert.max_eps_in
+    assert np.all(np.diff(cert.eps_out[finite]) >= 0)
+    assert np.all(np.isinf(cert.eps_out[~finite])) and (~finite).any()
+    assert cert.max_eps_in == pytest.approx(smoother.max_eps_in_for(10_000))
+
+
+def test_scalar_and_list_eps_in_agree():
+    smoother = CenterSmoothing(lambda b: 2 * b, sigma=0.25, seed=4, **SMALL)
+    one = smoother.certify(torch.zeros(3), 0.25)
+    many = smoother.certify(torch.zeros(3), [0.25, 0.5])
+    assert isinstance(one.eps_out, float) and isinstance(one, Certificate)
+    assert one.eps_out == many.eps_out[0]
+
+
+def test_seed_reproduces_bit_for_bit_and_none_draws_fresh_noise():
+    def f(b):
+        return torch.sin(b) * 3
+
+    a = CenterSmoothing(f, sigma=0.25, seed=7, **SMALL).certify(torch.zeros(4), 0.25)
+    b = CenterSmoothing(f, sigma=0.25, seed=7, **SMALL).certify(torch.zeros(4), 0.25)
+    assert a.eps_out == b.eps_out and torch.equal(a.center, b.center)
+    fresh = CenterSmoothing(f, sigma=0.25, seed=None, **SMALL)
+    assert (
+        fresh.certify(torch.zeros(4), 0.25).eps_out != fresh.certify(torch.zeros(4), 0.25).eps_out
+    )
+
+
+def test_central_candidates_tighten_a_high_dimensional_cloud():
+    x = torch.zeros(300)
+    kw = dict(sigma=0.25, seed=5, **SMALL)
+    central = CenterSmoothing(lambda b: b, **kw).certify(x, 0.25)
+    samples_only = CenterSmoothing(lambda b: b, central_candidates=False, **kw).certify(x, 0.25)
+    assert central.radius <= samples_only.radius
+    assert central.eps_out < 0.8 * samples_only.eps_out
+
+
+def test_candidate_mode_certifies():
+    smoother = CenterSmoothing(lambda b: b * 2, sigma=0.25, candidates=30, seed=6, **SMALL)
+    cert = smoother.certify(torch.zeros(3), 0.25)
+    assert not cert.abstained and math.isfinite(cert.eps_out)
+    assert smoother.alpha_delta1 < smoother.alpha_center / 2
+
+
+def test_paper_preset_uses_the_papers_constants():
+    paper = CenterSmoothing.paper(lambda b: b, sigma=0.5)
+    assert (paper.n_center, paper.n_check, paper.n_certify) == (10_000, 10_000, 1_000_000)
+    assert paper.bound == "hoeffding" and not paper.central_candidates
+    assert paper.alpha_center == paper.alpha_certify == 0.005 and paper.delta == 0.05
+
+
+def test_several_metrics_share_one_set_of_forward_passes():
+    calls = []
+
+    def f(b):
+        calls.append(b.shape[0])
+        return b.reshape(-1, 1, 2, 2) + 1
+
+    smoother = CenterSmoothing(f, sigma=0.25, seed=0, **SMALL)
+    certs = smoother.certify_metrics(torch.zeros(4), [0.25], ["l2", "angular", "tv1", "tv2"])
+    assert set(certs) == {"l2", "angular", "tv1", "tv2"}
+    assert sum(calls) == 2_000 + 4_000 + 10_000 + 1
+    single = CenterSmoothing(f, sigma=0.25, seed=0, **SMALL).certify(torch.zeros(4), [0.25])
+    assert single.eps_out[0] == certs["l2"].eps_out[0]
+
+
+def test_module_runs_in_eval_mode_without_gradients():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
+    model.train()
+    smoother = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL)
+    assert not model.training
+    pred = smoother.predict(torch.zeros(4))
+    assert isinstance(pred, Prediction) and not pred.abstained
+    assert not pred.center.requires_grad
+    again = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL).predict(torch.zeros(4))
+    assert torch.equal(pred.center, again.center)  # dropout off: deterministic
+
+
+def test_numpy_models_get_numpy_batches():
+    from sklearn.decomposition import PCA
+
+    data = np.random.default_rng(0).normal(size=(300, 12))
+    pca = PCA(4).fit(data)
+    seen = []
+
+    def round_trip(batch):
+        seen.append(type(batch))
+        return pca.inverse_transform(pca.transform(batch))
+
+    cert = CenterSmoothing(round_trip, sigma=0.1, seed=0, **SMALL).certify(data[0], 0.1)
+    assert not cert.abstained and math.isfinite(cert.eps_out)
+    assert set(seen) == {np.ndarray}
+
+
+def test_list_outputs_with_an_edit_distance():
+    def labels(b):
+        return ["pos" if v > 0 else "neg" for v in b[:, 0].tolist()]
+
+    smoother = CenterSmoothing(labels, metric="levenshtein", sigma=0.5, seed=0, **SMALL)
+    cert = smoother.certify(torch.tensor([2.0]), 0.5)
+    assert cert.center == "pos" and cert.smoothing_error == 0.0
+    assert cert.eps_out in (0.0, 9.0)
+
+
+def test_abstention_is_explicit():
+    # A fair coin between two far-apart outputs: the best ball holds half of the mass, and with
+    # delta = 0.015 the 1,000 check samples can hardly show a mass of at least 0.485.
+    def coin(b):
+        return (b[:, :1] > 0).double() * 100
+
+    smoother = CenterSmoothing(
+        coin, sigma=1.0, seed=0, delta=0.015, n_center=10_000, n_check=1_000, n_certify=10_000
+    )
+    cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
+    assert cert.abstained and cert.center is None and cert.smoothing_error is None
+    assert np.all(np.isinf(cert.eps_out)) and math.isinf(cert.radius)
+    assert cert.prediction.p_low < 0.485
+
+
+def f_identity(b):
+    return b
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(sigma=0.0), "sigma"),
+        (dict(sigma=float("nan")), "sigma"),
+        (dict(sigma=-1), "sigma"),
+        (dict(alpha_center=0.0), "alpha_center"),
+        (dict(alpha_certify=1.0), "alpha_certify"),
+        (dict(delta=0.5), "delta"),
+        (dict(delta=0.0), "delta"),
+        (dict(n_center=100), "n_center >= 784"),
+        (dict(n_check=5), "n_check >= "),
+        (dict(n_certify=5), "n_certify >= 9"),
+        (dict(n_center=0), "n_center"),
+        (dict(batch_size=2.5), "batch_size"),
+        (dict(bound="chernoff"), "bound"),
+        (dict(metric="l3"), "known metrics"),
+        (dict(candidates=3), "too few"),
+        (dict(candidates=20_000), "exceeds n_center"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CenterSmoothing(f_identity, **kwargs)
+
+
+def test_bad_types():
+    with pytest.raises(TypeError, match="base_function"):
+        CenterSmoothing(42)
+    with pytest.raises(TypeError, match="seed"):
+        CenterSmoothing(f_identity, seed="abc")
+    with pytest.raises(TypeError, match="x must be"):
+        CenterSmoothing(f_identity, **SMALL).certify([0.0, 1.0], 0.1)
+
+
+@pytest.mark.parametrize("eps", [-0.1, float("nan"), float("inf"), [], [[0.1]]])
+def test_bad_eps_in(eps):
+    with pytest.raises(ValueError, match="eps_in"):
+        CenterSmoothing(f_identity, **SMALL).certify(torch.zeros(2), eps)
+
+
+@pytest.mark.parametrize(
+    "fn,match",
+    [
+        (lambda b: b[:-1], "batch of"),
+        (lambda b: b * float("nan"), "NaN or infinite outputs"),
+        (lambda b: b.sum(), "scalar"),
+        (lambda b: {"a": 1}, "must return"),
+    ],
+)
+def test_bad_base_function_outputs(fn, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        CenterSmoothing(fn, **SMALL).predict(torch.zeros(2))
+
+
+def test_bad_distances_and_inputs():
+    negative = CenterSmoothing(f_identity, metric=lambda a, b: -(a - b).norm(dim=1), **SMALL)
+    with pytest.raises(ValueError, match="negative"):
+        negative.predict(torch.zeros(2))
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        CenterSmoothing(f_identity, **SMALL).predict(torch.tensor([0.0, float("inf")]))
