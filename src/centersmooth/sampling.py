@@ -8,7 +8,7 @@ Every batch is checked: right length, no NaN or infinity.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,28 +40,74 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
     return gen
 
 
-class BaseFunction:
-    """The user's model as a function from a noisy torch batch to a checked output batch."""
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_BATCH_SIZE = 1_000
 
-    def __init__(self, fn: Callable[..., Any], device: torch.device) -> None:
+
+def derive_seed(seed: int, index: int) -> int:
+    """A seed for input ``index`` of a run seeded with ``seed``: independent streams per input,
+    and the same stream whichever worker or batch the input lands in."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
+
+
+class BaseFunction:
+    """The user's model as a function from a noisy torch batch to a checked output batch.
+
+    ``autocast`` ("bf16" / "fp16") runs the model under ``torch.autocast``; ``compile`` wraps it in
+    ``torch.compile`` (``True`` for the default backend, or a backend name). Neither touches the guarantee: the certificate is about the function
+    actually evaluated, which is then the low-precision or compiled model.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        device: torch.device,
+        autocast: str | None = None,
+        compile: bool | str = False,
+    ) -> None:
         if not callable(fn):
             raise TypeError(
                 f"base_function must be an nn.Module or a callable, got {type(fn).__name__}"
             )
+        if autocast is not None and autocast not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"autocast must be None or one of {sorted(AUTOCAST_DTYPES)}, got {autocast!r}"
+            )
+        self.input_dtype: torch.dtype | None = None
         if isinstance(fn, nn.Module):
             fn.eval()
             fn.to(device)
-        self.fn = fn
+            floats = [p.dtype for p in fn.parameters() if p.is_floating_point()]
+            self.input_dtype = floats[0] if floats else None
+        if compile:
+            fn = torch.compile(fn) if compile is True else torch.compile(fn, backend=str(compile))
+        self.fn: Callable[..., Any] = fn
         self.device = device
+        self.autocast_dtype = None if autocast is None else AUTOCAST_DTYPES[autocast]
 
-    def __call__(self, batch: torch.Tensor, numpy_dtype: np.dtype | None = None) -> Outputs:
-        """Apply the model to ``batch`` (as a NumPy array of ``numpy_dtype`` for NumPy models)."""
+    def __call__(
+        self, batch: torch.Tensor, numpy_dtype: np.dtype | None = None, check_finite: bool = True
+    ) -> Outputs:
+        """Apply the model to ``batch`` (as a NumPy array of ``numpy_dtype`` for NumPy models).
+
+        ``check_finite=False`` leaves the NaN check to the caller (see ``OutputMonitor``).
+        """
         with torch.no_grad():
             if numpy_dtype is not None:
                 raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
             else:
-                raw = self.fn(batch)
-        return self._check(raw, batch.shape[0])
+                with torch.autocast(
+                    self.device.type,
+                    dtype=self.autocast_dtype or torch.bfloat16,
+                    enabled=self.autocast_dtype is not None,
+                ):
+                    raw = self.fn(batch)
+        out = self._check(raw, batch.shape[0])
+        if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
+            out = out.float()
+        if check_finite:
+            OutputMonitor(self.device).outputs(out).raise_if_bad()
+        return out
 
     def _check(self, raw: Any, expected: int) -> Outputs:
         if isinstance(raw, np.ndarray) and raw.dtype != object:
@@ -73,12 +119,7 @@ class BaseFunction:
                     f"base function returned {got} for a batch of {expected} inputs; it must "
                     f"return one output per input (first dimension = batch)"
                 )
-            out = raw.detach().to(self.device)
-            if (out.is_floating_point() or out.is_complex()) and not bool(
-                torch.isfinite(out).all()
-            ):
-                raise ValueError("base function returned NaN or infinite outputs")
-            return out
+            return raw.detach().to(self.device)
         if isinstance(raw, list | tuple | np.ndarray):
             items = list(raw)
             if len(items) != expected:
@@ -92,16 +133,96 @@ class BaseFunction:
         )
 
 
-def noisy_batches(
-    x: torch.Tensor, sigma: float, n: int, batch_size: int, generator: torch.Generator
-) -> Iterator[torch.Tensor]:
-    """``n`` draws of ``x + N(0, sigma^2 I)`` in batches of at most ``batch_size`` (no clipping)."""
-    done = 0
-    while done < n:
-        size = min(batch_size, n - done)
-        noise = torch.randn((size, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
-        yield x.unsqueeze(0) + sigma * noise
-        done += size
+class OutputMonitor:
+    """Flags for NaN / infinite outputs and bad distances, kept on the device and read once.
+
+    Reading a flag makes the host wait for the device, so the sampling loops record into these
+    flags and check them after a whole stage instead of after every batch.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.bad_outputs = torch.zeros((), dtype=torch.bool, device=device)
+        self.bad_distances = torch.zeros((), dtype=torch.bool, device=device)
+        self.negative = torch.zeros((), dtype=torch.bool, device=device)
+
+    def outputs(self, out: Outputs) -> OutputMonitor:
+        if isinstance(out, torch.Tensor) and (out.is_floating_point() or out.is_complex()):
+            self.bad_outputs |= ~torch.isfinite(out).all().to(self.bad_outputs.device)
+        return self
+
+    def distances(self, d: torch.Tensor) -> torch.Tensor:
+        device = self.negative.device
+        self.bad_distances |= ~torch.isfinite(d).all().to(device)
+        self.negative |= (d < 0).any().to(device)
+        return d
+
+    def raise_if_bad(self) -> None:
+        if bool(self.bad_outputs):
+            raise ValueError("base function returned NaN or infinite outputs")
+        if bool(self.bad_distances):
+            raise ValueError("the metric returned NaN or infinite distances")
+        if bool(self.negative):
+            raise ValueError("the metric returned negative distances")
+
+
+NOISE_BLOCK = 256
+
+
+def noisy_batch(
+    x: torch.Tensor, sigma: float, size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``size`` draws of ``x + N(0, sigma^2 I)``, generated on ``x``'s device in its dtype."""
+    noise = torch.randn((size, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
+    return x.unsqueeze(0) + sigma * noise
+
+
+class NoiseStream:
+    """Noisy copies of one input (no clipping), drawn from its generator in fixed blocks.
+
+    The noise of the j-th sample depends only on the seed and j, not on the batch size or on
+    which inputs share a forward pass, so a certificate is the same however the work is split.
+    """
+
+    def __init__(self, x: torch.Tensor, sigma: float, generator: torch.Generator) -> None:
+        self.x, self.sigma, self.generator = x, sigma, generator
+        self.buffer = x.new_empty((0, *x.shape))
+
+    def take(self, size: int) -> torch.Tensor:
+        parts = []
+        while size > 0:
+            if self.buffer.shape[0] == 0:
+                self.buffer = noisy_batch(self.x, self.sigma, NOISE_BLOCK, self.generator)
+            parts.append(self.buffer[:size])
+            self.buffer = self.buffer[size:]
+            size -= parts[-1].shape[0]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def find_batch_size(
+    base_function: BaseFunction,
+    x: torch.Tensor,
+    sigma: float,
+    numpy_dtype: np.dtype | None = None,
+    start: int = 256,
+    limit: int = 2**16,
+) -> int:
+    """Half the largest power-of-two batch (``start`` .. ``limit``) the model runs without
+    running out of device memory; the other half is left for distances and the center search."""
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(0)
+    size, fits = start, 0
+    while size <= limit:
+        try:
+            base_function(noisy_batch(x, sigma, size, gen), numpy_dtype, check_finite=False)
+        except torch.cuda.OutOfMemoryError:
+            break
+        finally:
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+        fits, size = size, size * 2
+    if fits == 0:
+        raise RuntimeError(f"the base function runs out of device memory on a batch of {start}")
+    return max(fits // 2, 1) if fits < limit else fits
 
 
 def concat_outputs(parts: list[Outputs]) -> Outputs:

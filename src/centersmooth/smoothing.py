@@ -7,7 +7,7 @@ NeurIPS 2021, with the tighter binomial bounds and central candidates of ALGORIT
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +16,20 @@ import torch
 from tqdm.auto import tqdm
 
 from . import bounds
-from .center import batch_len, distances_to, find_center
+from .center import Center, batch_len, distances_to, find_center, repeat
 from .metrics import Metric, get_metric
-from .sampling import BaseFunction, concat_outputs, make_generator, noisy_batches, resolve_device
+from .metrics.base import Outputs
+from .sampling import (
+    DEFAULT_BATCH_SIZE,
+    BaseFunction,
+    NoiseStream,
+    OutputMonitor,
+    concat_outputs,
+    derive_seed,
+    find_batch_size,
+    make_generator,
+    resolve_device,
+)
 
 EpsIn = float | Sequence[float] | np.ndarray
 
@@ -68,7 +79,10 @@ class CenterSmoothing:
 
     ``f`` maps a batch of inputs to a batch of outputs (tensor, NumPy array or list of objects).
     Noise ``N(0, sigma^2 I)`` is added to the input as given. See ALGORITHM.md section 5 for the
-    meaning of every argument; ``progress`` shows a progress bar over the forward passes.
+    meaning of every argument. Beyond it: ``batch_size=None`` picks the batch size (the largest
+    that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows a progress bar
+    over the forward passes; ``autocast`` ("bf16" / "fp16") and ``compile`` speed up a torch model
+    (the certificate then holds for the low-precision / compiled model actually evaluated).
     """
 
     def __init__(
@@ -85,17 +99,19 @@ class CenterSmoothing:
         bound: str = "binomial",
         candidates: int | None = None,
         central_candidates: bool = True,
-        batch_size: int = 1_000,
+        batch_size: int | None = 1_000,
         device: str | torch.device | None = None,
         seed: int | None = None,
         progress: bool = False,
+        autocast: str | None = None,
+        compile: bool | str = False,
     ) -> None:
         _check_positive_real("sigma", sigma)
         for name, value in (
             ("n_center", n_center),
             ("n_check", n_check),
             ("n_certify", n_certify),
-            ("batch_size", batch_size),
+            ("batch_size", 1 if batch_size is None else batch_size),
         ):
             _check_positive_int(name, value)
         for level_name, level in (("alpha_center", alpha_center), ("alpha_certify", alpha_certify)):
@@ -125,11 +141,12 @@ class CenterSmoothing:
         self.delta = float(delta)
         self.candidates = None if candidates is None else int(candidates)
         self.central_candidates = bool(central_candidates)
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self._auto_batch_size: int | None = None
         self.seed = None if seed is None else int(seed)
         self.progress = progress
         self.device = resolve_device(device, base_function)
-        self.base_function = BaseFunction(base_function, self.device)
+        self.base_function = BaseFunction(base_function, self.device, autocast, compile)
 
         self.alpha_delta1, self.alpha_check = bounds.split_center_alpha(
             self.n_center, self.alpha_center, self.candidates, self.bound
@@ -172,40 +189,53 @@ class CenterSmoothing:
         within ``2 gamma`` of the smallest radius of a ball holding ``1/2 + delta1`` of it.
         ``seed`` overrides the constructor's seed for this call.
         """
-        xt, np_dtype = self._prepare_input(x)
-        gen = make_generator(self.device, self.seed if seed is None else seed)
-        return self._predict(xt, np_dtype, [self.metric], gen)[0]
+        inputs = _Inputs.build(self, [x], None if seed is None else [seed])
+        return self._predict(inputs, [self.metric])[0][0]
 
-    def _predict(
-        self, x: torch.Tensor, np_dtype: Any, metrics: list[Metric], gen: torch.Generator
-    ) -> list[Prediction]:
-        """Algorithm 1 for each metric on one shared pair of sample sets (center, check)."""
-        samples = concat_outputs(list(self._outputs(x, np_dtype, self.n_center, gen, "center")))
+    def _predict(self, inputs: _Inputs, metrics: list[Metric]) -> list[list[Prediction]]:
+        """Algorithm 1 for every input and metric, on one shared pair of sample sets per input
+        (center, then check), indexed ``[input][metric]``."""
+        parts: list[list[Any]] = [[] for _ in inputs.xs]
+        for outputs in self._stream(inputs, self.n_center, "center", OutputMonitor(self.device)):
+            for i, out in enumerate(outputs):
+                parts[i].append(out)
         centers = []
-        for metric in metrics:
-            extra = metric.central_candidates(samples) if self.central_candidates else None
-            centers.append(find_center(samples, metric, self.candidates, extra))
-        del samples
-        hits = [0] * len(metrics)
-        for out in self._outputs(x, np_dtype, self.n_check, gen, "check"):
-            for i, (metric, center) in enumerate(zip(metrics, centers, strict=True)):
-                hits[i] += int((distances_to(metric, center.point, out) <= center.radius).sum())
+        for i in range(len(inputs.xs)):
+            samples = concat_outputs(parts[i])
+            parts[i] = []
+            row = []
+            for metric in metrics:
+                extra = metric.central_candidates(samples) if self.central_candidates else None
+                row.append(find_center(samples, metric, self.candidates, extra))
+            centers.append(row)
+            del samples
+        hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
+        monitor = OutputMonitor(self.device)
+        for outputs in self._stream(inputs, self.n_check, "check", monitor):
+            for i, out in enumerate(outputs):
+                for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
+                    d = monitor.distances(_distances(metric, center.point, out, self.device))
+                    hits[i, j] += (d <= center.radius).sum().to(self.device)
         predictions = []
-        for center, count in zip(centers, hits, strict=True):
-            p_low = bounds.mass_lower_bound(count, self.n_check, self.alpha_check, self.bound)
-            accepted = self.delta1 <= self.delta and p_low >= 0.5 - self.delta
+        for row, counts in zip(centers, hits.tolist(), strict=True):
             predictions.append(
-                Prediction(
-                    center=center.point if accepted else None,
-                    radius=center.radius if accepted else math.inf,
-                    abstained=not accepted,
-                    delta1=self.delta1,
-                    p_low=p_low,
-                    n_center=self.n_center,
-                    n_check=self.n_check,
-                )
+                [self._decide(c, count) for c, count in zip(row, counts, strict=True)]
             )
         return predictions
+
+    def _decide(self, center: Center, count: int) -> Prediction:
+        """Accept iff ``Delta1 <= delta`` and ``p_low >= 1/2 - delta`` (else abstain)."""
+        p_low = bounds.mass_lower_bound(count, self.n_check, self.alpha_check, self.bound)
+        accepted = self.delta1 <= self.delta and p_low >= 0.5 - self.delta
+        return Prediction(
+            center=center.point if accepted else None,
+            radius=center.radius if accepted else math.inf,
+            abstained=not accepted,
+            delta1=self.delta1,
+            p_low=p_low,
+            n_center=self.n_center,
+            n_check=self.n_check,
+        )
 
     # ----------------------------------------------------------------------------- Algorithm 2
     def certify(self, x: Any, eps_in: EpsIn, seed: int | None = None) -> Certificate:
@@ -231,84 +261,135 @@ class CenterSmoothing:
         Each distance gets its own center and its own certificate; all share the three sample
         sets, which stay independent of each other, so each certificate keeps its guarantee.
         """
+        seeds = None if seed is None else [seed]
+        return self.certify_metrics_batch([x], eps_in, metrics, seeds)[0]
+
+    def certify_batch(
+        self, xs: Sequence[Any], eps_in: EpsIn, seeds: Sequence[int] | None = None
+    ) -> list[Certificate]:
+        """``certify`` for several inputs of one shape, their samples sharing forward passes.
+
+        Each input has its own noise generator (``seeds[i]``, or one derived from the
+        constructor's seed and ``i``) and its own three sample sets, so each certificate carries
+        exactly the guarantee of ``certify``; batching only packs the samples of several inputs
+        into each call of the base function, which pays off for small models.
+        """
+        certs = self.certify_metrics_batch(xs, eps_in, [self.metric], seeds)
+        return [c[self.metric.name] for c in certs]
+
+    def certify_metrics_batch(
+        self,
+        xs: Sequence[Any],
+        eps_in: EpsIn,
+        metrics: Sequence[str | Metric | Callable[..., Any]],
+        seeds: Sequence[int] | None = None,
+    ) -> list[dict[str, Certificate]]:
+        """``certify_metrics`` for several inputs at once (see ``certify_batch``)."""
         resolved = [get_metric(m) for m in metrics]
         names = [m.name for m in resolved]
         if not resolved or len(set(names)) != len(names):
             raise ValueError(f"metrics must be a non-empty list of distinct distances, got {names}")
         eps = _check_eps_in(eps_in)
         scalar = np.ndim(eps_in) == 0
-        xt, np_dtype = self._prepare_input(x)
-        gen = make_generator(self.device, self.seed if seed is None else seed)
-        preds = self._predict(xt, np_dtype, resolved, gen)
-        live = [i for i, p in enumerate(preds) if not p.abstained]
-        radii = self._certify_distances(
-            xt, np_dtype, [resolved[i] for i in live], [preds[i].center for i in live], gen
-        )
-        clean = self.base_function(xt.unsqueeze(0), np_dtype) if live else None
-        masses = bounds.certified_mass(eps, self.sigma, self.delta)
+        inputs = _Inputs.build(self, xs, seeds)
+        preds = self._predict(inputs, resolved)
+        radii = self._certify_distances(inputs, resolved, preds)
+        clean = self.base_function(torch.stack(inputs.xs), inputs.np_dtype)
         ranks = [
             bounds.quantile_rank(float(p), self.n_certify, self.alpha_certify, self.bound)
-            for p in masses
+            for p in bounds.certified_mass(eps, self.sigma, self.delta)
         ]
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
             return float(values[0]) if scalar else values
 
-        result = {}
-        for i, (metric, pred) in enumerate(zip(resolved, preds, strict=True)):
-            eps_out = np.full(eps.shape, math.inf)
-            quantile_radius = np.full(eps.shape, math.inf)
-            smoothing_error = None
-            if not pred.abstained:
-                sorted_radii = radii[live.index(i)]
-                for j, k in enumerate(ranks):
-                    if k <= self.n_certify:
-                        quantile_radius[j] = float(sorted_radii[k - 1])
-                        eps_out[j] = _eps_out_factor(metric) * quantile_radius[j]
-                smoothing_error = float(distances_to(metric, pred.center, clean)[0])
-            result[metric.name] = Certificate(
-                eps_in=shaped(eps),
-                eps_out=shaped(eps_out),
-                abstained=pred.abstained,
-                center=pred.center,
-                radius=pred.radius,
-                quantile_radius=shaped(quantile_radius),
-                smoothing_error=smoothing_error,
-                max_eps_in=self.max_eps_in,
-                prediction=pred,
-            )
-        return result
+        results = []
+        for i, row in enumerate(preds):
+            certs = {}
+            for j, (metric, pred) in enumerate(zip(resolved, row, strict=True)):
+                eps_out = np.full(eps.shape, math.inf)
+                quantile_radius = np.full(eps.shape, math.inf)
+                smoothing_error = None
+                if not pred.abstained:
+                    for e, k in enumerate(ranks):
+                        if k <= self.n_certify:
+                            quantile_radius[e] = float(radii[i][j][k - 1])
+                            eps_out[e] = _eps_out_factor(metric) * quantile_radius[e]
+                    own = clean[i : i + 1]
+                    smoothing_error = float(distances_to(metric, pred.center, own)[0])
+                certs[metric.name] = Certificate(
+                    eps_in=shaped(eps),
+                    eps_out=shaped(eps_out),
+                    abstained=pred.abstained,
+                    center=pred.center,
+                    radius=pred.radius,
+                    quantile_radius=shaped(quantile_radius),
+                    smoothing_error=smoothing_error,
+                    max_eps_in=self.max_eps_in,
+                    prediction=pred,
+                )
+            results.append(certs)
+        return results
 
     def _certify_distances(
-        self,
-        x: torch.Tensor,
-        np_dtype: Any,
-        metrics: list[Metric],
-        centers: list[Any],
-        gen: torch.Generator,
-    ) -> list[np.ndarray]:
-        """Sorted distances from each center to ``n_certify`` fresh outputs; only the distances
-        are kept (one float per sample and metric), never the outputs."""
-        if not metrics:
-            return []
-        radii = torch.empty(len(metrics), self.n_certify, dtype=torch.float64, device=self.device)
+        self, inputs: _Inputs, metrics: list[Metric], preds: list[list[Prediction]]
+    ) -> list[list[np.ndarray]]:
+        """Sorted distances from each accepted center to ``n_certify`` fresh outputs, indexed
+        ``[input][metric]``; only the distances are kept (one float per sample), never the
+        outputs. Nothing is drawn when every prediction abstained."""
+        if all(p.abstained for row in preds for p in row):
+            return [[np.empty(0) for _ in metrics] for _ in preds]
+        shape = (len(preds), len(metrics), self.n_certify)
+        radii = torch.zeros(shape, dtype=torch.float64, device=self.device)
         done = 0
-        for out in self._outputs(x, np_dtype, self.n_certify, gen, "certify"):
-            size = batch_len(out)
-            for i, (metric, center) in enumerate(zip(metrics, centers, strict=True)):
-                d = distances_to(metric, center, out)
-                radii[i, done : done + size] = d.to(device=self.device, dtype=torch.float64)
+        monitor = OutputMonitor(self.device)
+        for outputs in self._stream(inputs, self.n_certify, "certify", monitor):
+            size = batch_len(outputs[0])
+            for i, out in enumerate(outputs):
+                for j, metric in enumerate(metrics):
+                    if not preds[i][j].abstained:
+                        point = preds[i][j].center
+                        d = monitor.distances(_distances(metric, point, out, self.device))
+                        radii[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
-        return list(torch.sort(radii, dim=1).values.cpu().numpy())
+        ordered = torch.sort(radii, dim=2).values.cpu().numpy()
+        return [list(per_input) for per_input in ordered]
 
     # ----------------------------------------------------------------------------- helpers
-    def _outputs(
-        self, x: torch.Tensor, np_dtype: Any, n: int, gen: torch.Generator, stage: str
-    ) -> Any:
-        batches = noisy_batches(x, self.sigma, n, self.batch_size, gen)
-        total = math.ceil(n / self.batch_size)
-        for batch in tqdm(batches, total=total, desc=stage, disable=not self.progress, leave=False):
-            yield self.base_function(batch, np_dtype)
+    def _stream(
+        self, inputs: _Inputs, n: int, stage: str, monitor: OutputMonitor
+    ) -> Iterator[list[Outputs]]:
+        """``n`` noisy outputs per input, yielded as per-input slices of shared forward passes.
+
+        Outputs and distances are validated once per stage from flags kept on the device, so the
+        loop does not wait on the host after each batch.
+        """
+        batch_size = self._batch_size(inputs)
+        per_input = max(1, batch_size // len(inputs.xs))
+        steps = math.ceil(n / per_input)
+        bar = tqdm(total=steps, desc=stage, disable=not self.progress, leave=False)
+        done = 0
+        while done < n:
+            size = min(per_input, n - done)
+            noisy = torch.cat([stream.take(size) for stream in inputs.streams])
+            out = self.base_function(noisy, inputs.np_dtype, check_finite=False)
+            monitor.outputs(out)
+            yield [_slice(out, i * size, (i + 1) * size) for i in range(len(inputs.xs))]
+            done += size
+            bar.update()
+        bar.close()
+        monitor.raise_if_bad()
+
+    def _batch_size(self, inputs: _Inputs) -> int:
+        if self.batch_size is None:
+            if self.device.type != "cuda":
+                return DEFAULT_BATCH_SIZE
+            if self._auto_batch_size is None:
+                self._auto_batch_size = find_batch_size(
+                    self.base_function, inputs.xs[0], self.sigma, inputs.np_dtype
+                )
+            return self._auto_batch_size
+        return self.batch_size
 
     def _prepare_input(self, x: Any) -> tuple[torch.Tensor, Any]:
         """The input as a float tensor on the device, and the NumPy dtype for NumPy models."""
@@ -323,7 +404,9 @@ class CenterSmoothing:
                 f"x must be a torch.Tensor or a NumPy array (one input, no batch dimension), "
                 f"got {type(x).__name__}"
             )
-        if not xt.is_floating_point():
+        if self.base_function.input_dtype is not None and np_dtype is None:
+            xt = xt.to(self.base_function.input_dtype)
+        elif not xt.is_floating_point():
             xt = xt.to(torch.get_default_dtype())
         if xt.dim() == 0:
             raise ValueError("x must have at least one dimension (one input, no batch dimension)")
@@ -367,6 +450,56 @@ class CenterSmoothing:
             f"n=({self.n_center}, {self.n_check}, {self.n_certify}), bound={self.bound!r}, "
             f"device={str(self.device)!r})"
         )
+
+
+@dataclass
+class _Inputs:
+    """Inputs of one call, prepared for the device, each with its own noise generator."""
+
+    xs: list[torch.Tensor]
+    np_dtype: Any
+    streams: list[NoiseStream]
+
+    @classmethod
+    def build(
+        cls, smoother: CenterSmoothing, xs: Sequence[Any], seeds: Sequence[int] | None
+    ) -> _Inputs:
+        """Seeds: ``seeds[i]`` if given, else one derived from the smoother's seed and the
+        input's position (so ``certify(x)`` equals ``certify_batch([x])``), else fresh noise."""
+        if len(xs) == 0:
+            raise ValueError("xs must hold at least one input")
+        prepared = [smoother._prepare_input(x) for x in xs]
+        tensors = [t for t, _ in prepared]
+        if len({t.shape for t in tensors}) > 1 or len({str(d) for _, d in prepared}) > 1:
+            raise ValueError("inputs certified together must share one shape and one type")
+        if seeds is not None and len(seeds) != len(xs):
+            raise ValueError(f"got {len(seeds)} seeds for {len(xs)} inputs")
+        if seeds is None and smoother.seed is not None:
+            seeds = [derive_seed(smoother.seed, i) for i in range(len(xs))]
+        streams = [
+            NoiseStream(x, smoother.sigma, make_generator(smoother.device, seed))
+            for x, seed in zip(tensors, _optional(seeds, len(tensors)), strict=True)
+        ]
+        return cls(tensors, prepared[0][1], streams)
+
+
+def _optional(seeds: Sequence[int] | None, n: int) -> list[int | None]:
+    return [None] * n if seeds is None else list(seeds)
+
+
+def _slice(outputs: Outputs, start: int, stop: int) -> Outputs:
+    return outputs[start:stop]
+
+
+def _distances(metric: Metric, point: Any, outputs: Outputs, device: torch.device) -> torch.Tensor:
+    """Unchecked ``d(point, outputs)`` on ``device`` (values are checked by ``OutputMonitor``)."""
+    n = batch_len(outputs)
+    d = torch.as_tensor(metric(repeat(point, n), outputs))
+    if d.shape != (n,):
+        raise ValueError(
+            f"the metric returned distances of shape {tuple(d.shape)} for a batch of {n} pairs"
+        )
+    return d.to(device)
 
 
 def _eps_out_factor(metric: Metric) -> float:

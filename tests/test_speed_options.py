@@ -1,0 +1,94 @@
+"""Batched inputs, low precision, compilation and the automatic batch size (issue: performance)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from centersmooth import CenterSmoothing
+from centersmooth.sampling import BaseFunction, derive_seed, find_batch_size
+
+SMALL = dict(n_center=4_000, n_check=4_000, n_certify=4_000)
+
+
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+def test_certify_batch_equals_one_input_at_a_time():
+    xs = [torch.zeros(6), torch.linspace(-1, 1, 6)]
+    seeds = [10, 110]
+    together = CenterSmoothing(model(), batch_size=1_000, **SMALL).certify_batch(
+        xs, [0.1, 0.2], seeds=seeds
+    )
+    alone = CenterSmoothing(model(), batch_size=300, **SMALL)  # any batch size gives the same
+    for x, seed, cert in zip(xs, seeds, together, strict=True):
+        single = alone.certify(x, [0.1, 0.2], seed=seed)
+        np.testing.assert_array_equal(cert.eps_out, single.eps_out)
+        assert torch.equal(cert.center, single.center)
+        assert cert.smoothing_error == pytest.approx(single.smoothing_error, rel=1e-5)
+
+
+def test_batch_seeds_derive_from_the_run_seed_and_position():
+    smoother = CenterSmoothing(model(), seed=5, **SMALL)
+    x = torch.ones(6)
+    first = smoother.certify_batch([x, x], 0.1)
+    again = smoother.certify_batch([x], 0.1)
+    assert first[0].eps_out == again[0].eps_out == smoother.certify(x, 0.1).eps_out
+    assert first[0].eps_out != first[1].eps_out  # the second input has its own noise
+    assert derive_seed(5, 0) != derive_seed(5, 1)
+
+
+def test_batch_needs_inputs_of_one_shape():
+    smoother = CenterSmoothing(lambda b: b, **SMALL)
+    with pytest.raises(ValueError, match="one shape"):
+        smoother.certify_batch([torch.zeros(2), torch.zeros(3)], 0.1)
+    with pytest.raises(ValueError, match="at least one input"):
+        smoother.certify_batch([], 0.1)
+    with pytest.raises(ValueError, match="2 seeds for 1 inputs"):
+        smoother.certify_batch([torch.zeros(2)], 0.1, seeds=[1, 2])
+
+
+def test_noise_follows_the_models_dtype():
+    net = model().double()
+    seen = []
+    net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].dtype))
+    CenterSmoothing(net, seed=0, **SMALL).predict(torch.zeros(6, dtype=torch.float32))
+    assert set(seen) == {torch.float64}
+
+
+def test_autocast_bf16_certifies_the_low_precision_model():
+    cert = CenterSmoothing(model(), autocast="bf16", seed=0, **SMALL).certify(torch.zeros(6), 0.1)
+    assert not cert.abstained and cert.center.dtype == torch.float32
+    full = CenterSmoothing(model(), seed=0, **SMALL).certify(torch.zeros(6), 0.1)
+    assert cert.eps_out == pytest.approx(full.eps_out, rel=0.1)
+    with pytest.raises(ValueError, match="autocast"):
+        CenterSmoothing(model(), autocast="fp8", **SMALL)
+
+
+def test_compile_gives_the_same_certificate():
+    # The graph-capturing backend without code generation: the wiring of torch.compile, without
+    # a minute of C++ compilation in CI (benchmarks/ time the default backend).
+    eager = CenterSmoothing(model(), seed=0, **SMALL).certify(torch.zeros(6), 0.1)
+    smoother = CenterSmoothing(model(), seed=0, compile="aot_eager", **SMALL)
+    compiled = smoother.certify(torch.zeros(6), 0.1)
+    assert compiled.eps_out == pytest.approx(eager.eps_out, rel=1e-4)
+
+
+def test_automatic_batch_size_backs_off_from_out_of_memory():
+    def fits_up_to_4096(batch):
+        if batch.shape[0] > 4096:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return batch
+
+    fn = BaseFunction(fits_up_to_4096, torch.device("cpu"))
+    assert find_batch_size(fn, torch.zeros(3), 0.1) == 2048
+    assert find_batch_size(fn, torch.zeros(3), 0.1, limit=1024) == 1024
+    with pytest.raises(RuntimeError, match="out of device memory"):
+        find_batch_size(fn, torch.zeros(3), 0.1, start=8192)
+
+
+def test_no_batch_size_means_the_default_on_cpu():
+    smoother = CenterSmoothing(lambda b: b, batch_size=None, seed=0, **SMALL)
+    assert not smoother.certify(torch.zeros(2), 0.1).abstained
