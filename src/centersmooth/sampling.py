@@ -54,8 +54,9 @@ class BaseFunction:
     """The user's model as a function from a noisy torch batch to a checked output batch.
 
     ``autocast`` ("bf16" / "fp16") runs the model under ``torch.autocast``; ``compile`` wraps it in
-    ``torch.compile`` (``True`` for the default backend, or a backend name). Neither touches the guarantee: the certificate is about the function
-    actually evaluated, which is then the low-precision or compiled model.
+    ``torch.compile`` (``True`` for the default backend, or a backend name). Neither touches the
+    guarantee: the certificate is about the function actually evaluated, which is then the
+    low-precision or compiled model.
     """
 
     def __init__(
