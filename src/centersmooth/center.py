@@ -58,15 +58,16 @@ def checked(distances: torch.Tensor, what: str) -> torch.Tensor:
     return distances
 
 
-def distances_to(metric: Metric, point: Any, outputs: Outputs) -> torch.Tensor:
-    """``d(point, outputs[i])`` for every output, checked."""
+def distances_to(metric: Metric, point: Any, outputs: Outputs, check: bool = True) -> torch.Tensor:
+    """``d(point, outputs[i])`` for every output; ``check=False`` leaves the value checks to the
+    caller (the sampling loops defer them, see ``OutputMonitor``)."""
     n = batch_len(outputs)
     d = torch.as_tensor(metric(repeat(point, n), outputs))
     if d.shape != (n,):
         raise ValueError(
             f"the metric returned distances of shape {tuple(d.shape)} for a batch of {n} pairs"
         )
-    return checked(d, "distances to the center")
+    return checked(d, "distances to the center") if check else d
 
 
 def median_distance(metric: Metric, point: Any, samples: Outputs) -> float:

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import bounds
-from .center import Center, batch_len, distances_to, find_center, repeat
+from .center import Center, batch_len, distances_to, find_center
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .sampling import (
@@ -32,6 +32,18 @@ from .sampling import (
 )
 
 EpsIn = float | Sequence[float] | np.ndarray
+
+# The paper's constants (ALGORITHM.md section 6), for CenterSmoothing.paper and --preset paper.
+PAPER_SETTINGS: dict[str, Any] = {
+    "n_center": 10_000,
+    "n_check": 10_000,
+    "n_certify": 1_000_000,
+    "alpha_center": 0.005,
+    "alpha_certify": 0.005,
+    "delta": 0.05,
+    "bound": "hoeffding",
+    "central_candidates": False,
+}
 
 
 @dataclass(frozen=True)
@@ -167,16 +179,7 @@ class CenterSmoothing:
     ) -> CenterSmoothing:
         """The paper's constants (ALGORITHM.md section 6): 10^4 / 10^4 / 10^6 samples,
         alphas 0.005, delta 0.05, Hoeffding bounds, centers among the samples only."""
-        settings: dict[str, Any] = dict(
-            n_center=10_000,
-            n_check=10_000,
-            n_certify=1_000_000,
-            alpha_center=0.005,
-            alpha_certify=0.005,
-            delta=0.05,
-            bound="hoeffding",
-            central_candidates=False,
-        )
+        settings = dict(PAPER_SETTINGS)
         settings.update(overrides)
         return cls(base_function, metric=metric, sigma=sigma, **settings)
 
@@ -214,7 +217,7 @@ class CenterSmoothing:
         for outputs in self._stream(inputs, self.n_check, "check", monitor):
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
-                    d = monitor.distances(_distances(metric, center.point, out, self.device))
+                    d = monitor.distances(distances_to(metric, center.point, out, check=False))
                     hits[i, j] += (d <= center.radius).sum().to(self.device)
         predictions = []
         for row, counts in zip(centers, hits.tolist(), strict=True):
@@ -349,7 +352,7 @@ class CenterSmoothing:
                 for j, metric in enumerate(metrics):
                     if not preds[i][j].abstained:
                         point = preds[i][j].center
-                        d = monitor.distances(_distances(metric, point, out, self.device))
+                        d = monitor.distances(distances_to(metric, point, out, check=False))
                         radii[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
         ordered = torch.sort(radii, dim=2).values.cpu().numpy()
@@ -489,17 +492,6 @@ def _optional(seeds: Sequence[int] | None, n: int) -> list[int | None]:
 
 def _slice(outputs: Outputs, start: int, stop: int) -> Outputs:
     return outputs[start:stop]
-
-
-def _distances(metric: Metric, point: Any, outputs: Outputs, device: torch.device) -> torch.Tensor:
-    """Unchecked ``d(point, outputs)`` on ``device`` (values are checked by ``OutputMonitor``)."""
-    n = batch_len(outputs)
-    d = torch.as_tensor(metric(repeat(point, n), outputs))
-    if d.shape != (n,):
-        raise ValueError(
-            f"the metric returned distances of shape {tuple(d.shape)} for a batch of {n} pairs"
-        )
-    return d.to(device)
 
 
 def _eps_out_factor(metric: Metric) -> float:
