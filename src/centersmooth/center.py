@@ -16,7 +16,6 @@ import torch
 
 from .bounds import median_rank
 from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
-from .sampling import concat_outputs
 
 EXACT_RECHECK = 8  # best candidates whose median is recomputed with the exact distance
 
@@ -71,9 +70,14 @@ def distances_to(metric: Metric, point: Any, outputs: Outputs, check: bool = Tru
 
 
 def median_distance(metric: Metric, point: Any, samples: Outputs) -> float:
-    """``med(point)``: the ``ceil(n/2)``-th smallest distance from ``point`` to the samples."""
-    d = distances_to(metric, point, samples)
-    return float(torch.kthvalue(d.double().cpu(), median_rank(batch_len(samples))).values)
+    """``med(point)``: the ``ceil(n/2)``-th smallest distance from ``point`` to the samples.
+
+    Distances are computed in blocks of samples, so no temporary as large as the samples is made.
+    """
+    n = batch_len(samples)
+    rows = max(1, PAIRWISE_BUDGET // max(_output_size(samples), 1))
+    d = torch.cat([distances_to(metric, point, samples[i : i + rows]) for i in range(0, n, rows)])
+    return float(torch.kthvalue(d.double().cpu(), median_rank(n)).values)
 
 
 def find_center(
@@ -86,18 +90,29 @@ def find_center(
 
     Medians are computed in row blocks of the metric's pairwise form, so no ``n x n`` matrix is
     held at once and the work stays on the samples' device. The best few are then recomputed with
-    the exact elementwise distance, so the returned radius is exact.
+    the exact elementwise distance, so the returned radius is exact. Candidates are indexed
+    samples first, then ``extra``; neither is copied.
     """
     n = batch_len(samples)
-    pool = samples if n_candidates is None else samples[: min(n_candidates, n)]
+    pools = [samples if n_candidates is None else samples[: min(n_candidates, n)]]
     if extra is not None and batch_len(extra) > 0:
-        pool = concat_outputs([pool, extra])
+        pools.append(extra)
     m = median_rank(n)
-    medians = _pairwise_medians(metric, pool, samples, m)
+    medians = torch.cat([_pairwise_medians(metric, pool, samples, m) for pool in pools])
+
+    def candidate(index: int) -> Any:
+        first = batch_len(pools[0])
+        return take(pools[0], index) if index < first else take(pools[1], index - first)
+
     best = torch.argsort(medians)[:EXACT_RECHECK].tolist()
-    exact = [(median_distance(metric, take(pool, i), samples), i) for i in best]
+    exact = [(median_distance(metric, candidate(i), samples), i) for i in best]
     radius, index = min(exact)
-    return Center(take(pool, index), radius, index, batch_len(pool))
+    return Center(candidate(index), radius, index, medians.shape[0])
+
+
+def _output_size(outputs: Outputs) -> int:
+    """Elements per output (1 for Python objects)."""
+    return outputs[0].numel() if isinstance(outputs, torch.Tensor) and len(outputs) else 1
 
 
 def _pairwise_medians(metric: Metric, pool: Outputs, samples: Outputs, m: int) -> torch.Tensor:

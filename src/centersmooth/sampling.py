@@ -224,10 +224,3 @@ def find_batch_size(
     if fits == 0:
         raise RuntimeError(f"the base function runs out of device memory on a batch of {start}")
     return max(fits // 2, 1) if fits < limit else fits
-
-
-def concat_outputs(parts: list[Outputs]) -> Outputs:
-    """Join output batches: ``torch.cat`` for tensors, list concatenation otherwise."""
-    if parts and isinstance(parts[0], torch.Tensor):
-        return torch.cat(parts)
-    return [item for part in parts for item in part]

@@ -24,7 +24,6 @@ from .sampling import (
     BaseFunction,
     NoiseStream,
     OutputMonitor,
-    concat_outputs,
     derive_seed,
     find_batch_size,
     make_generator,
@@ -198,14 +197,13 @@ class CenterSmoothing:
     def _predict(self, inputs: _Inputs, metrics: list[Metric]) -> list[list[Prediction]]:
         """Algorithm 1 for every input and metric, on one shared pair of sample sets per input
         (center, then check), indexed ``[input][metric]``."""
-        parts: list[list[Any]] = [[] for _ in inputs.xs]
+        collected = [_Collector(self.n_center) for _ in inputs.xs]
         for outputs in self._stream(inputs, self.n_center, "center", OutputMonitor(self.device)):
-            for i, out in enumerate(outputs):
-                parts[i].append(out)
+            for collector, out in zip(collected, outputs, strict=True):
+                collector.add(out)
         centers = []
-        for i in range(len(inputs.xs)):
-            samples = concat_outputs(parts[i])
-            parts[i] = []
+        for collector in collected:
+            samples = collector.take()
             row = []
             for metric in metrics:
                 extra = metric.central_candidates(samples) if self.central_candidates else None
@@ -484,6 +482,29 @@ class _Inputs:
             for x, seed in zip(tensors, _optional(seeds, len(tensors)), strict=True)
         ]
         return cls(tensors, prepared[0][1], streams)
+
+
+class _Collector:
+    """The center samples of one input, gathered batch by batch into one preallocated tensor (or
+    a list for Python-object outputs), so they are never held twice."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.filled = n, 0
+        self.store: Any = None
+
+    def add(self, out: Outputs) -> None:
+        if not isinstance(out, torch.Tensor):
+            self.store = self.store if self.store is not None else []
+            self.store.extend(out)
+            return
+        if self.store is None:
+            self.store = out.new_empty((self.n, *out.shape[1:]))
+        self.store[self.filled : self.filled + out.shape[0]] = out
+        self.filled += out.shape[0]
+
+    def take(self) -> Outputs:
+        store, self.store = self.store, None
+        return store
 
 
 def _optional(seeds: Sequence[int] | None, n: int) -> list[int | None]:

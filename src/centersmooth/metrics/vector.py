@@ -13,18 +13,22 @@ def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e
     """Weiszfeld's iteration for the point minimising the sum of l2 distances to ``points``.
 
     ``points`` is ``(n, features)``; starts from the mean and stops when a step moves less than
-    ``tol`` times the cloud's scale. Points that coincide with the iterate are skipped (their
-    weight would be infinite), which keeps the iteration defined.
+    ``tol`` times the cloud's scale. Points that coincide with the iterate get weight 0 (theirs
+    would be infinite), which keeps the iteration defined. Distances come from norms and one
+    matrix-vector product, so no temporary of the size of ``points`` is made.
     """
     z = points.mean(dim=0)
-    scale = float((points - z).norm(dim=1).mean()) or 1.0
-    for _ in range(iterations):
-        dist = (points - z).norm(dim=1)
-        keep = dist > 1e-12 * scale
+    sq_norms = torch.cat([(block * block).sum(dim=1) for block in points.split(1024)])
+    scale = 0.0
+    for step in range(iterations):
+        dist = (sq_norms - 2 * (points @ z) + z @ z).clamp(min=0).sqrt()
+        if step == 0:
+            scale = float(dist.mean()) or 1.0
+        keep = dist > 1e-6 * scale
         if not bool(keep.any()):
             break
-        w = 1.0 / dist[keep]
-        new = (points[keep] * w[:, None]).sum(dim=0) / w.sum()
+        w = torch.where(keep, 1.0 / torch.where(keep, dist, 1.0), 0.0)
+        new = (w @ points) / w.sum()
         moved = float((new - z).norm())
         z = new
         if moved <= tol * scale:
@@ -32,14 +36,23 @@ def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e
     return z
 
 
+def coordinate_median(points: torch.Tensor, columns: int = 1024) -> torch.Tensor:
+    """Coordinate-wise (lower) median of ``(n, features)``, a block of columns at a time."""
+    return torch.cat(
+        [
+            points[:, i : i + columns].median(dim=0).values
+            for i in range(0, points.shape[1], columns)
+        ]
+    )
+
+
 def vector_centers(samples: torch.Tensor) -> torch.Tensor:
     """Mean, coordinate-wise median and geometric median of a batch, in the batch's shape."""
     pts = flat(samples)
     work = pts if pts.is_floating_point() else pts.double()
-    centers = torch.stack([work.mean(dim=0), work.median(dim=0).values, geometric_median(work)]).to(
-        samples.dtype if samples.is_floating_point() else work.dtype
-    )
-    return centers.reshape(3, *samples.shape[1:])
+    centers = torch.stack([work.mean(dim=0), coordinate_median(work), geometric_median(work)])
+    out_dtype = samples.dtype if samples.is_floating_point() else work.dtype
+    return centers.to(out_dtype).reshape(3, *samples.shape[1:])
 
 
 class LpDistance(Metric):
