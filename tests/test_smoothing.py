@@ -248,3 +248,16 @@ def test_bad_distances_and_inputs():
         negative.predict(torch.zeros(2))
     with pytest.raises(ValueError, match="NaN or infinite values"):
         CenterSmoothing(f_identity, **SMALL).predict(torch.tensor([0.0, float("inf")]))
+
+
+def test_eps_out_never_exceeds_the_range_of_a_bounded_distance():
+    def box_or_nothing(b):
+        boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]]).repeat(b.shape[0], 1)
+        boxes[b[:, 0] > 0.4] = 0.0  # "no box" for about a third of the noise
+        return boxes
+
+    smoother = CenterSmoothing(box_or_nothing, metric="jaccard", sigma=1.0, seed=0, **SMALL)
+    cert = smoother.certify(torch.zeros(1), [0.5, 1.0])
+    assert not cert.abstained
+    np.testing.assert_array_equal(cert.eps_out, [1.0, 1.0])  # 3 x R-hat = 3, capped at 1
+    assert np.all(cert.quantile_radius == 1.0)

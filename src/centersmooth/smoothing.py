@@ -315,7 +315,7 @@ class CenterSmoothing:
                     for e, k in enumerate(ranks):
                         if k <= self.n_certify:
                             quantile_radius[e] = float(radii[i][j][k - 1])
-                            eps_out[e] = _eps_out_factor(metric) * quantile_radius[e]
+                            eps_out[e] = _eps_out(metric, quantile_radius[e])
                     own = clean[i : i + 1]
                     smoothing_error = float(distances_to(metric, pred.center, own)[0])
                 certs[metric.name] = Certificate(
@@ -515,9 +515,12 @@ def _slice(outputs: Outputs, start: int, stop: int) -> Outputs:
     return outputs[start:stop]
 
 
-def _eps_out_factor(metric: Metric) -> float:
-    """``gamma (1 + beta)`` with ``beta = 2 gamma``: 3 for metrics, 10 for ``gamma = 2``."""
-    return metric.gamma * (1.0 + 2.0 * metric.gamma)
+def _eps_out(metric: Metric, quantile_radius: float) -> float:
+    """``gamma (1 + beta) R-hat`` with ``beta = 2 gamma`` (3 R-hat for metrics, 10 R-hat for
+    ``gamma = 2``), capped at the largest value the distance can take, which no two outputs
+    can exceed anyway (a Jaccard certificate never says more than 1)."""
+    bound = metric.gamma * (1.0 + 2.0 * metric.gamma) * quantile_radius
+    return bound if metric.upper is None else min(bound, metric.upper)
 
 
 def _check_eps_in(eps_in: EpsIn) -> np.ndarray:
