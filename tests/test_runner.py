@@ -1,0 +1,417 @@
+"""certify_dataset: schema, seeds, resume (torn line, mismatched header), SIGKILL + resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY, KillOnceFactory, LinearFactory, tiny_data
+
+from centersmooth import CenterSmoothing, __version__
+from centersmooth.metrics import get_metric
+from centersmooth.runner import (
+    ROW_FIELDS,
+    RunnerError,
+    certify_dataset,
+    input_seed,
+    read_results,
+)
+
+EPS = [0.1, 0.25, 5.0]  # 5.0 is beyond max_eps_in of the tiny sample counts: never certified
+METRICS = ["l2", "angular"]
+SMOOTHING = dict(sigma=0.25, **TINY)
+INFO = {"task": "toy", "dataset": "random", "preset": "tiny"}
+HERE = Path(__file__).parent
+
+
+def run(out: Path, x: np.ndarray, t: np.ndarray | None, **kw: object) -> list[dict]:
+    kw.setdefault("progress", False)
+    return certify_dataset(
+        kw.pop("factory", LinearFactory()),  # type: ignore[arg-type]
+        x,
+        kw.pop("eps_in", EPS),  # type: ignore[arg-type]
+        kw.pop("metrics", METRICS),  # type: ignore[arg-type]
+        kw.pop("smoothing", SMOOTHING),  # type: ignore[arg-type]
+        out,
+        kw.pop("run_info", INFO),  # type: ignore[arg-type]
+        targets=t,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def strip(rows: list[dict]) -> list[dict]:
+    """Rows without their timings, in a canonical order."""
+    out = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    return sorted(out, key=lambda r: (r["input_index"], r["metric"], r["eps_in"]))
+
+
+def file_rows(path: Path) -> list[dict]:
+    return read_results(path).rows
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return tiny_data(5)
+
+
+@pytest.fixture(scope="module")
+def ref_file(tmp_path_factory: pytest.TempPathFactory, data: tuple) -> Path:
+    """An uninterrupted run (seed 7) to compare every other run with."""
+    out = tmp_path_factory.mktemp("ref") / "ref.jsonl"
+    run(out, *data, seed=7)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(ref_file: Path) -> list[dict]:
+    return file_rows(ref_file)
+
+
+def copy_of(ref_file: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "r.jsonl"
+    out.write_bytes(ref_file.read_bytes())
+    return out
+
+
+# ------------------------------------------------------------------------------ schema
+
+
+def test_schema_header_and_rows(tmp_path: Path, data: tuple, ref_file: Path) -> None:
+    x, t = data
+    out = copy_of(ref_file, tmp_path)
+    rows = run(out, x, t, seed=7, resume=True)  # every row is there: read back, nothing computed
+    text = out.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    lines = text.splitlines()
+    header = json.loads(lines[0])
+    assert header["record"] == "header" and header["format"] == "centersmooth-results"
+    assert header["version"] == __version__ and header["seed"] == 7 and header["n_inputs"] == 5
+    assert header["config"]["eps_in"] == EPS and header["config"]["metrics"] == METRICS
+    assert header["config"]["smoothing"]["sigma"] == 0.25
+    assert header["config"]["smoothing"]["alpha_center"] == 0.005  # defaults are filled in
+    assert header["config"]["run_info"] == INFO
+    file_records = [json.loads(line) for line in lines[1:]]
+    assert len(file_records) == len(x) * len(METRICS) * len(EPS) == len(rows)
+    expected_keys = [*ROW_FIELDS, "dataset", "preset"]
+    for record in file_records:
+        assert list(record) == expected_keys
+    assert file_records == rows  # returned as written (timings too)
+    # returned in input, metric, eps_in order
+    assert [(r["input_index"], r["metric"], r["eps_in"]) for r in rows] == [
+        (i, m, e) for i in range(5) for m in METRICS for e in EPS
+    ]
+    for r in rows:
+        assert r["task"] == "toy" and r["version"] == __version__ and r["seed"] == 7
+        assert r["sigma"] == 0.25 and r["bound"] == "binomial"
+        assert (r["n_center"], r["n_check"], r["n_certify"]) == (400, 400, 1000)
+        assert r["input_seed"] == input_seed(7, r["input_index"])
+        assert r["seconds"] > 0
+        if r["abstained"]:
+            assert r["eps_out"] is None and r["smoothing_error"] is None
+            assert r["smoothed_error"] is None and r["radius"] is None
+        elif r["eps_in"] > r["max_eps_in"]:
+            assert r["eps_out"] is None and r["quantile_radius"] is None
+        else:
+            assert r["eps_out"] > 0 and r["smoothing_error"] >= 0 and r["smoothed_error"] >= 0
+    assert any(r["eps_out"] is not None for r in rows)
+    assert all(r["eps_out"] is None for r in rows if r["eps_in"] == 5.0)
+
+
+def test_rows_match_a_direct_certificate(data: tuple, reference: list[dict]) -> None:
+    """The runner's numbers are CenterSmoothing's at the input's seed, plus the target errors."""
+    x, t = data
+    model = LinearFactory()()
+    sm = CenterSmoothing(model, metric="l2", **SMOOTHING)  # type: ignore[arg-type]
+    i = 3
+    certs = sm.certify_metrics(torch.from_numpy(x[i]), EPS, METRICS, seed=input_seed(7, i))
+    with torch.no_grad():
+        fx = model(torch.from_numpy(x[i : i + 1]))
+    target = torch.from_numpy(t[i : i + 1])
+    for r in (r for r in reference if r["input_index"] == i):
+        cert = certs[r["metric"]]
+        j = EPS.index(r["eps_in"])
+        expect = float(np.asarray(cert.eps_out)[j])
+        assert (r["eps_out"] is None) == (not math.isfinite(expect))
+        if r["eps_out"] is not None:
+            assert r["eps_out"] == pytest.approx(expect, rel=1e-12)
+        metric = get_metric(r["metric"])
+        assert r["base_error"] == pytest.approx(float(metric(fx, target)[0]), rel=1e-6)
+        if not cert.abstained:
+            assert r["smoothing_error"] == pytest.approx(cert.smoothing_error, rel=1e-12)
+            smoothed = float(metric(cert.center.unsqueeze(0), target)[0])
+            assert r["smoothed_error"] == pytest.approx(smoothed, rel=1e-6)
+
+
+def test_without_targets_errors_are_null(tmp_path: Path, data: tuple) -> None:
+    x, _ = data
+    rows = run(tmp_path / "r.jsonl", x[:1], None, eps_in=[0.1], metrics=["l2"])
+    assert rows[0]["base_error"] is None and rows[0]["smoothed_error"] is None
+
+
+def test_seeds_do_not_depend_on_order_or_subset(
+    tmp_path: Path, data: tuple, reference: list[dict]
+) -> None:
+    x, t = data
+    order = [4, 1, 3]
+    rows = run(tmp_path / "r.jsonl", x[order], t[order], seed=7, indices=order)
+    ref = [r for r in reference if r["input_index"] in order]
+    assert strip(rows) == strip(ref)
+    assert input_seed(7, 1) != input_seed(8, 1) and input_seed(7, 1) != input_seed(7, 2)
+
+
+def test_process_workers_give_the_same_rows_even_when_one_dies(
+    tmp_path: Path, data: tuple, reference: list[dict]
+) -> None:
+    """Two spawned processes; one is SIGKILLed in its second input (4 inputs on 2 workers: one
+    of them gets at least 2); the pool is rebuilt and the file ends with each row once."""
+    x, t = data
+    marker = tmp_path / "killed"
+    factory = KillOnceFactory(str(marker), after=12)  # same weights as LinearFactory()
+    rows = run(tmp_path / "r.jsonl", x[:4], t[:4], seed=7, workers=2, factory=factory)
+    assert marker.exists()
+    ref = [r for r in reference if r["input_index"] < 4]
+    assert strip(rows) == strip(ref) == strip(file_rows(tmp_path / "r.jsonl"))
+
+
+# ------------------------------------------------------------------------------ resume
+
+
+def test_existing_file_needs_resume(tmp_path: Path, data: tuple) -> None:
+    x, t = data
+    out = tmp_path / "r.jsonl"
+    run(out, x[:1], t[:1], eps_in=[0.1], metrics=["l2"])
+    with pytest.raises(FileExistsError, match="resume"):
+        run(out, x[:1], t[:1], eps_in=[0.1], metrics=["l2"])
+
+
+def test_resume_of_a_finished_run_computes_nothing(
+    tmp_path: Path, data: tuple, ref_file: Path, reference: list[dict]
+) -> None:
+    x, t = data
+    out = copy_of(ref_file, tmp_path)
+    size = out.stat().st_size
+
+    def no_model() -> None:
+        raise AssertionError("the model must not be built: every row is done")
+
+    again = run(out, x, t, seed=7, resume=True, factory=no_model)
+    assert again == reference and out.stat().st_size == size
+
+
+def test_resume_fills_missing_rows_and_drops_torn_line(
+    tmp_path: Path,
+    data: tuple,
+    ref_file: Path,
+    reference: list[dict],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    x, t = data
+    out = copy_of(ref_file, tmp_path)
+    lines = out.read_text().splitlines(keepends=True)
+    # header, input 0 complete, 2 of input 1's 6 rows, then half a row: a crash in mid-write
+    out.write_text("".join(lines[: 1 + 6 + 2]) + lines[9][: len(lines[9]) // 2])
+    with caplog.at_level(logging.WARNING, logger="centersmooth.runner"):
+        rows = run(out, x, t, seed=7, resume=True)
+    assert "torn last line" in caplog.text
+    assert strip(rows) == strip(reference)
+    records = file_rows(out)
+    assert strip(records) == strip(reference)  # each row exactly once
+    assert out.read_text().endswith("\n")
+
+
+def test_resume_after_a_torn_header(tmp_path: Path, data: tuple, reference: list[dict]) -> None:
+    x, t = data
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"record": "header", "form')
+    rows = run(out, x[:2], t[:2], seed=7, resume=True)
+    ref = [r for r in reference if r["input_index"] < 2]
+    assert strip(rows) == strip(ref) == strip(file_rows(out))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seed": 8}, "seed: 7 in the file, 8 now"),
+        ({"eps_in": [0.1, 0.25]}, "eps_in"),
+        ({"metrics": ["l2"]}, "metrics"),
+        ({"smoothing": dict(SMOOTHING, sigma=0.5)}, "smoothing.sigma: 0.25 in the file, 0.5 now"),
+        ({"run_info": dict(INFO, preset="paper")}, "run_info.preset"),
+        ({"shift": 1.0}, "inputs, indices or targets differ"),
+    ],
+)
+def test_resume_refuses_another_configuration(
+    tmp_path: Path, data: tuple, ref_file: Path, change: dict, message: str
+) -> None:
+    x, t = data
+    out = copy_of(ref_file, tmp_path)
+    before = out.read_bytes()
+    kw = dict(change)
+    shift = kw.pop("shift", 0.0)
+    kw.setdefault("seed", 7)
+    with pytest.raises(ValueError, match="cannot resume") as err:
+        run(out, x + shift, t, resume=True, **kw)
+    assert message in str(err.value)
+    assert out.read_bytes() == before
+
+
+def test_a_bad_line_inside_the_file_is_an_error(
+    tmp_path: Path, data: tuple, ref_file: Path
+) -> None:
+    x, t = data
+    out = copy_of(ref_file, tmp_path)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + "{oops\n" + "".join(lines[1:]))
+    with pytest.raises(ValueError, match="line 2"):
+        run(out, x, t, seed=7, resume=True)
+
+
+# ------------------------------------------------------------------------------ SIGKILL
+
+CHILD = """
+import sys
+from pathlib import Path
+import numpy as np
+from helpers import TINY, KillOnceFactory, LinearFactory, tiny_data
+from centersmooth.runner import certify_dataset
+
+x, t = tiny_data(8)
+certify_dataset(
+    LinearFactory(delay=float(sys.argv[2])), x, {eps}, {metrics}, dict(sigma=0.25, **TINY),
+    Path(sys.argv[1]), {info}, seed=7, targets=t, resume=True, progress=False,
+)
+"""
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_rows(
+    tmp_path: Path,
+) -> None:
+    """Round 1 kills the child at a random time from its start (possibly before it writes
+    anything); later rounds wait until the file grew, then kill after a random delay of up to one
+    input's time, so kills land while inputs are computed and written. Each round resumes the
+    file of the previous one; a last run finishes it."""
+    x, t = tiny_data(8)
+    expected = run(tmp_path / "ref.jsonl", x, t, seed=7)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(eps=EPS, metrics=METRICS, info=INFO))
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    out = tmp_path / "killed.jsonl"
+    rng = random.Random(20211206)
+    mid_run = 0
+    log = []  # what each round did, for the assertion messages
+    for round_ in range(4):
+        before = out.stat().st_size if out.exists() else 0
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(out), "0.05"],  # 0.5 s per input
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if round_ == 0:
+            deadline = time.monotonic() + rng.uniform(0.5, 3.0)
+        else:
+            while proc.poll() is None and (out.stat().st_size if out.exists() else 0) <= before:
+                time.sleep(0.005)
+            deadline = time.monotonic() + rng.uniform(0.0, 0.6)
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        n_rows = len(file_rows(out)) if out.exists() else -1
+        log.append(f"round {round_}: rc {proc.returncode}, {n_rows} rows")
+        if proc.returncode == 0:
+            break
+        assert proc.returncode == -signal.SIGKILL, err.decode()
+        if 0 < n_rows < len(expected):
+            mid_run += 1
+    final = subprocess.run(
+        [sys.executable, str(script), str(out), "0"], env=env, capture_output=True, timeout=300
+    )
+    assert final.returncode == 0, final.stderr.decode()
+    assert mid_run >= 1, log  # at least one run died with part of the rows written
+    records = file_rows(out)
+    assert strip(records) == strip(expected), log
+    assert len({(r["input_index"], r["metric"], r["eps_in"]) for r in records}) == len(records)
+
+
+# ------------------------------------------------------------------------------ arguments
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        ({"smoothing": dict(SMOOTHING, seed=1)}, ValueError, "must not set 'seed'"),
+        ({"smoothing": dict(SMOOTHING, metric="l1")}, ValueError, "must not set 'metric'"),
+        ({"smoothing": dict(SMOOTHING, sigmaa=1)}, ValueError, "unknown smoothing argument"),
+        ({"smoothing": dict(SMOOTHING, sigma=-1)}, ValueError, "sigma"),
+        ({"run_info": {"sigma": 1}}, ValueError, "row fields"),
+        ({"backend": "dask"}, ValueError, "backend"),
+        ({"workers": 0}, ValueError, "workers"),
+        ({"eps_in": []}, ValueError, "eps_in"),
+        ({"eps_in": [0.1, 0.1]}, ValueError, "distinct"),
+        ({"metrics": ["l2", "nope"]}, ValueError, "unknown metric"),
+        ({"indices": [0, 0]}, ValueError, "indices"),
+        ({"seed": -1}, ValueError, "seed"),
+    ],
+)
+def test_argument_errors(tmp_path: Path, data: tuple, kw: dict, error: type, message: str) -> None:
+    x, t = data
+    with pytest.raises(error, match=message):
+        run(tmp_path / "r.jsonl", x[:2], t[:2], **kw)
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_ray_missing_gives_a_clear_message(
+    tmp_path: Path, data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, t = data
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"centersmooth\[ray\]"):
+        run(tmp_path / "r.jsonl", x[:1], t[:1], backend="ray")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_two_runs_never_write_the_same_file(tmp_path: Path, data: tuple) -> None:
+    import fcntl
+
+    x, t = data
+    out = tmp_path / "r.jsonl"
+    with open(out, "ab") as other:  # another run holds the lock
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunnerError, match="being written by another run"):
+            run(out, x[:1], t[:1], resume=True)
+    assert out.read_bytes() == b""
+
+
+def test_progress_bar_and_quiet_mode(
+    tmp_path: Path, data: tuple, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, t = data
+    run(tmp_path / "a.jsonl", x[:1], t[:1], eps_in=[0.1], metrics=["l2"], progress=False)
+    assert capsys.readouterr().err == ""
+    run(tmp_path / "b.jsonl", x[:2], t[:2], eps_in=[0.1], metrics=["l2"], progress=True)
+    err = capsys.readouterr().err
+    assert "certify" in err and "2/2" in err and ("input/s" in err or "s/input" in err)
+
+
+def test_examples_sidecar(tmp_path: Path, data: tuple) -> None:
+    x, t = data
+    out = tmp_path / "r.jsonl"
+    run(out, x[:3], t[:3], eps_in=[0.1], metrics=METRICS, examples=2)
+    files = sorted(p.name for p in (tmp_path / "r.examples").iterdir())
+    assert files == ["input_0.npz", "input_1.npz"]
+    with np.load(tmp_path / "r.examples" / "input_1.npz") as z:
+        assert set(z.files) >= {"input", "base_output", "target", "center_l2"}
+        np.testing.assert_array_equal(z["input"], x[1])
+        np.testing.assert_array_equal(z["target"], t[1])
