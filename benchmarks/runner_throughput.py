@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--n-certify", type=int, default=20_000)
     args = parser.parse_args()
 
+    # one core per worker: the in-process worker gets 1 torch thread, like each spawned process
+    # (2 workers on 2 cores) and each Ray actor (num_cpus=1), so efficiency measures core scaling
+    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     inputs = rng.uniform(size=(args.inputs, 64)).astype(np.float32)
     smoothing = dict(

@@ -56,7 +56,9 @@ def main() -> None:
             )
             by_task[first["task"]].append(s)
     for task, summaries in by_task.items():
-        summaries.sort(key=lambda s: (s["dataset"], s["preset"], s["metric"], s["sigma"], s["h"]))
+        summaries.sort(
+            key=lambda s: (s["dataset"], s["preset"], s["counts"], s["metric"], s["sigma"], s["h"])
+        )
         files = sorted({s["file"] for s in summaries})
         n_inputs = sorted({s["n"] for s in summaries})
         text = [
@@ -83,21 +85,23 @@ def main() -> None:
 
 def plot(task: str, summaries: list[dict]) -> None:
     metrics = sorted({s["metric"] for s in summaries})
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    common = max({s["counts"] for s in summaries}, key=[s["counts"] for s in summaries].count)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         lines: dict[tuple[str, str, float], list[tuple[float, float]]] = defaultdict(list)
         for s in summaries:
             if s["metric"] == metric and s["eps_out"] is not None and math.isfinite(s["eps_out"]):
-                lines[(s["dataset"], s["preset"], s["sigma"])].append((s["eps_in"], s["eps_out"]))
-        for (dataset, preset, sigma), pts in sorted(lines.items()):
+                key = (s["dataset"], s["counts"], s["sigma"])
+                lines[key].append((s["eps_in"], s["eps_out"]))
+        for (dataset, counts, sigma), pts in sorted(lines.items()):
             pts.sort()
-            label = f"{dataset}, sigma {sigma:g}" + ("" if preset == "default" else f" ({preset})")
+            label = f"{dataset}, sigma {sigma:g}" + ("" if counts == common else f" [{counts}]")
             ax.plot(*zip(*pts, strict=True), marker="o", label=label)
         ax.set_xlabel("eps_in")
         ax.set_ylabel(f"median certified eps_out ({metric})")
-        ax.set_title(f"{task}: {metric}", fontsize=9)
+        ax.set_title(f"{task}: {metric} (samples, bound: {common} unless shown)", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(ROOT / f"{task}_eps_out.png", dpi=110)
     plt.close(fig)

@@ -98,6 +98,9 @@ def factory():
 def not_a_model():
     return 3
 
+def linear4():
+    return torch.nn.Linear(4, 2)
+
 VALUE = 5
 """
 
@@ -149,6 +152,8 @@ def test_bad_paths_give_one_line_errors(
          "defines no 'nothing'"),
         (["certify", "--model", "m.py:not_a_model", "--inputs", "x.npy", *common],
          "not a model"),
+        (["certify", "--model", "m.py:linear4", "--inputs", "x.npy", *common],
+         "fails on a batch of --inputs of shape (2, 3)"),
         (["certify", "--model", "m.py:factory", *common], "go together"),
         (["certify", *common], "name a TASK"),
         (["certify", "nope", *common], "unknown task 'nope'"),

@@ -386,15 +386,7 @@ def test_split_center_alpha_pays_for_candidates(n, alpha, k, bound):
     "bound",
     [
         "binomial",
-        pytest.param(
-            "hoeffding",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known bug, reported: min_center_samples steps back to an even n, which "
-                "only the binomial Delta1 allows (hoeffding: min_center_samples(0.125, 0.25) = 16 "
-                "but delta1(16, 0.125) = 0.2549 > 0.25)",
-            ),
-        ),
+        "hoeffding",
     ],
 )
 def test_minimum_sample_counts_are_minimal(bound):

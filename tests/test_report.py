@@ -167,6 +167,15 @@ def test_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "not found" in capsys.readouterr().err
 
 
+def test_data_sets_of_one_task_stay_apart(tmp_path: Path) -> None:
+    rows = [dict(r, dataset="mnist") for r in fixture_rows()]
+    rows += [dict(r, dataset="fashion-mnist", input_index=r["input_index"] + 10) for r in rows]
+    md = make_report([write(tmp_path / "ours.jsonl", [header(), *rows])], tmp_path / "r")
+    text = md.read_text()
+    assert "## digits-ae / mnist — l2" in text and "## digits-ae / fashion-mnist — l2" in text
+    assert (tmp_path / "r" / "eps_out_vs_eps_in_digits-ae-mnist_l2.png").stat().st_size > 0
+
+
 def test_torn_last_line_is_dropped(tmp_path: Path) -> None:
     path = write(tmp_path / "ours.jsonl", [header(), *fixture_rows()])
     with open(path, "a") as f:

@@ -30,21 +30,15 @@ FORMAT = "centersmooth-attack"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import _nonneg_float, _nonneg_int, _positive_float, _positive_int
-    from .tasks import available_tasks
-
-    p.add_argument(
-        "task",
-        nargs="?",
-        help=f"one of {', '.join(available_tasks())}; or give --model and --inputs instead",
+    from .cli import (
+        _nonneg_float,
+        _nonneg_int,
+        _positive_float,
+        _positive_int,
+        add_source_arguments,
     )
-    src = p.add_argument_group("model and inputs")
-    src.add_argument("--checkpoint", type=Path, help="trained model (default: the cached one)")
-    src.add_argument("--dataset", help="data set of the task (checked against the checkpoint)")
-    src.add_argument("--data-root", type=Path, help="directory with the data set's files")
-    src.add_argument("--n-inputs", type=_positive_int, default=10, help="seeded test inputs")
-    src.add_argument("--model", help="your own model: path/to/file.py:factory")
-    src.add_argument("--inputs", type=Path, help="your inputs: a .npy array (N, ...)")
+
+    add_source_arguments(p, n_inputs=10)
 
     cert = p.add_argument_group("certificate (as for `centersmooth certify`)")
     cert.add_argument("--sigma", type=_positive_float, required=True)
@@ -282,27 +276,3 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
 
 
 HELP = "attack the smoothed model within eps_in and compare with the certified eps_out"
-
-
-def register() -> None:
-    """Add ``attack`` to the ``centersmooth`` command (idempotent)."""
-    from .cli import SUBCOMMANDS, Subcommand, register_subcommand
-
-    if "attack" not in SUBCOMMANDS:
-        register_subcommand(
-            "attack",
-            Subcommand(HELP, add_arguments, run),
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m centersmooth.attack_cli attack ...``: the ``centersmooth`` command with
-    ``attack`` registered (for as long as ``cli.py`` does not list it itself)."""
-    from .cli import main as cli_main
-
-    register()
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

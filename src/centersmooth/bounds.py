@@ -175,10 +175,18 @@ def split_center_alpha(
 def min_center_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
     """Smallest ``N`` such that every ``n_center >= N`` has ``Delta1(n_center, alpha) <= delta``.
 
-    ``Delta1`` is not monotone in ``n``: an even ``2j`` needs ``j`` of ``2j`` samples, easier than
-    both neighbours ``2j - 1`` and ``2j + 1``. Along odd ``n`` it is monotone, so we search the
-    smallest qualifying odd ``n`` and step back to the even number before it, which also qualifies.
+    The binomial ``Delta1`` is not monotone in ``n``: an even ``2j`` needs ``j`` of ``2j`` samples,
+    easier than both neighbours ``2j - 1`` and ``2j + 1``. Along odd ``n`` it is monotone, so we
+    search the smallest qualifying odd ``n`` and step back to the even number before it, which
+    also qualifies. Hoeffding's ``Delta1`` is monotone in ``n`` and solved directly.
     """
+    if check_bound(bound) == "hoeffding":
+        n = max(1, math.ceil(math.log(1.0 / alpha) / (2.0 * delta**2)))
+        while delta1(n, alpha, bound) > delta:
+            n += 1
+        while n > 1 and delta1(n - 1, alpha, bound) <= delta:
+            n -= 1
+        return n
 
     def fails(j: int) -> bool:  # the odd sample count 2j - 1
         return delta1(2 * j - 1, alpha, bound) > delta

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from . import report
+from .runner import RunnerError
+from .smoothing import PAPER_SETTINGS
 
 EXIT_USAGE = 2
 
@@ -146,7 +148,8 @@ def _train_run(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- certify
-def _certify_arguments(p: argparse.ArgumentParser) -> None:
+def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse._ArgumentGroup:
+    """The TASK argument and the "model and inputs" group shared by certify and attack."""
     from .tasks import available_tasks
 
     p.add_argument(
@@ -158,9 +161,14 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--checkpoint", type=Path, help="trained model (default: the cached one)")
     src.add_argument("--dataset", help="data set of the task (checked against the checkpoint)")
     src.add_argument("--data-root", type=Path, help="directory with the data set's files")
-    src.add_argument("--n-inputs", type=_positive_int, default=20, help="seeded test inputs")
+    src.add_argument("--n-inputs", type=_positive_int, default=n_inputs, help="seeded test inputs")
     src.add_argument("--model", help="your own model: path/to/file.py:factory")
     src.add_argument("--inputs", type=Path, help="your inputs: a .npy array (N, ...)")
+    return src
+
+
+def _certify_arguments(p: argparse.ArgumentParser) -> None:
+    src = add_source_arguments(p, n_inputs=20)
     src.add_argument("--targets", type=Path, help="optional clean targets: a .npy array (N, ...)")
 
     cert = p.add_argument_group("certificate")
@@ -183,6 +191,10 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         cert.add_argument(f"--{name}", type=_positive_int)
     cert.add_argument("--bound", choices=("binomial", "hoeffding"))
     cert.add_argument("--no-central-candidates", action="store_true")
+    cert.add_argument(
+        "--autocast", choices=("bf16", "fp16"), help="run the model in low precision (torch)"
+    )
+    cert.add_argument("--compile", action="store_true", help="torch.compile the model")
     for name in ("alpha-center", "alpha-certify", "delta"):
         cert.add_argument(f"--{name}", type=_positive_float)
     cert.add_argument("--seed", type=_nonneg_int, default=0)
@@ -203,16 +215,7 @@ def smoothing_settings(args: argparse.Namespace) -> dict[str, Any]:
     """CenterSmoothing arguments from the preset and the explicit flags (flags win)."""
     settings: dict[str, Any] = {"sigma": args.sigma}
     if args.preset == "paper":
-        settings.update(
-            n_center=10_000,
-            n_check=10_000,
-            n_certify=1_000_000,
-            alpha_center=0.005,
-            alpha_certify=0.005,
-            delta=0.05,
-            bound="hoeffding",
-            central_candidates=False,
-        )
+        settings.update(PAPER_SETTINGS)
     for key in (
         "n_center",
         "n_check",
@@ -224,12 +227,15 @@ def smoothing_settings(args: argparse.Namespace) -> dict[str, Any]:
         "alpha_certify",
         "delta",
         "device",
+        "autocast",
     ):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value
     if args.no_central_candidates:
         settings["central_candidates"] = False
+    if args.compile:
+        settings["compile"] = True
     return settings
 
 
@@ -257,12 +263,12 @@ def _certify_run(args: argparse.Namespace) -> int:
             raise CLIError("give either a TASK or --model with --inputs, not both")
         if args.model is None or args.inputs is None:
             raise CLIError("--model and --inputs go together")
-        factory = user_model_factory(args.model)
         inputs = _load_array(args.inputs, "--inputs")
         if inputs.ndim < 2 or len(inputs) == 0:
             raise CLIError(
                 f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}"
             )
+        factory = user_model_factory(args.model, probe=inputs[:2])
         targets = None if args.targets is None else _load_array(args.targets, "--targets")
         if targets is not None and len(targets) != len(inputs):
             raise CLIError(f"--targets has {len(targets)} rows for {len(inputs)} inputs")
@@ -375,6 +381,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         report.add_arguments,
         report.run,
     ),
+    "attack": _module_command(
+        "attack_cli", "attack the smoothed model within eps_in and compare with eps_out"
+    ),
 }
 
 
@@ -406,11 +415,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CLIError,
     ValueError,
     TypeError,
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
+    OSError,  # missing files, permissions, a full disk: the message says which
+    ConnectionError,  # a Ray cluster that cannot be reached
+    RunnerError,  # a locked results file, a worker that kept dying, a model error in a worker
     ImportError,
     SyntaxError,
 )

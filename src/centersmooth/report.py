@@ -1,10 +1,11 @@
 """Turn results files into a markdown summary and PNG plots (``centersmooth report``).
 
-For every (task, metric, sigma, eps_in) of every results file: the median and interquartile range
-of ``eps_out`` (an input that abstained or could not be certified counts as ``eps_out = inf``),
-the certified and abstain rates, the median and IQR of the smoothing error, the medians of the
-base and smoothed errors against the ground truth, and the median time per input. Several files
-sit side by side in each table and plot (for example our defaults against ``--preset paper``).
+For every (task and data set, metric, sigma, eps_in) of every results file: the median and
+interquartile range of ``eps_out`` (an input that abstained or could not be certified counts as
+``eps_out = inf``), the certified and abstain rates, the median and IQR of the smoothing error,
+the medians of the base and smoothed errors against the ground truth, and the median time per
+input. Several files sit side by side in each table and plot (for example our defaults against
+``--preset paper``).
 
 Plots: ``eps_out`` against ``eps_in`` (median line, IQR band, one line per sigma and file), the
 empirical distribution of ``eps_out``, and, where the run saved example arrays that look like
@@ -74,6 +75,14 @@ def quantile(values: Sequence[float], q: float) -> float:
     return a + (b - a) * frac
 
 
+def task_label(row: dict[str, Any]) -> str:
+    """The task a row belongs to in the tables: ``task / dataset`` when the run named its data
+    set (so that MNIST and Fashion-MNIST runs of one task stay apart), else the task."""
+    task = str(row.get("task") or "(no task)")
+    dataset = row.get("dataset")
+    return f"{task} / {dataset}" if dataset else task
+
+
 def _three(values: list[float]) -> tuple[float, float, float]:
     return quantile(values, 0.5), quantile(values, 0.25), quantile(values, 0.75)
 
@@ -94,7 +103,7 @@ def summarize(run: RunFile) -> list[Summary]:
     groups: dict[tuple[str, str, float, float], list[dict[str, Any]]] = {}
     for row in run.rows:
         key = (
-            str(row.get("task") or "(no task)"),
+            task_label(row),
             str(row["metric"]),
             float(row["sigma"]),
             float(row["eps_in"]),
@@ -268,7 +277,7 @@ def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, 
         (run.label, r)
         for run in runs
         for r in run.rows
-        if str(r.get("task") or "(no task)") == task and r["metric"] == metric
+        if task_label(r) == task and r["metric"] == metric
     ]
     sigmas = sorted({float(r["sigma"]) for _, r in rows})
     fig, axes = plt.subplots(1, len(sigmas), figsize=(4.5 * len(sigmas), 3.6), squeeze=False)

@@ -22,6 +22,7 @@ import os
 import pickle
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,8 +232,15 @@ def lpips_state(backbone: str, path: str | Path | None = None) -> dict[str, torc
     spec = LPIPS_FILES[backbone]
     converted = cache_dir() / "converted" / f"lpips-{backbone}-{spec.sha256[:16]}.pt"
     if path is None and converted.is_file():
-        loaded = torch.load(converted, map_location="cpu", weights_only=True)
-        return {str(k): v for k, v in loaded.items()}
+        try:
+            loaded = torch.load(converted, map_location="cpu", weights_only=True)
+            return {str(k): v for k, v in loaded.items()}
+        except Exception:  # a damaged cache entry: convert again from the verified original
+            warnings.warn(
+                f"ignoring the damaged LPIPS cache file {converted}; converting the verified "
+                "weights again",
+                stacklevel=2,
+            )
     state = _convert_lpips_checkpoint(verified(spec, path), backbone)
     if path is None:
         _save_quietly(state, converted)

@@ -55,7 +55,14 @@ class Metric:
             part = a[start : start + chunk]
             left = part.unsqueeze(1).expand(part.shape[0], n_b, *part.shape[1:])
             right = b.unsqueeze(0).expand(part.shape[0], *b.shape)
-            d = self.distance(left.reshape(-1, *b.shape[1:]), right.reshape(-1, *b.shape[1:]))
+            d = torch.as_tensor(
+                self.distance(left.reshape(-1, *b.shape[1:]), right.reshape(-1, *b.shape[1:]))
+            )
+            if d.shape != (part.shape[0] * n_b,):
+                raise ValueError(
+                    f"the metric returned distances of shape {tuple(d.shape)} for a batch of "
+                    f"{part.shape[0] * n_b} pairs; it must return one distance per pair"
+                )
             blocks.append(d.reshape(part.shape[0], n_b))
         return torch.cat(blocks) if blocks else torch.empty(0, n_b)
 

@@ -49,6 +49,7 @@ class BoxJaccardDistance(Metric):
         return _jaccard(a.reshape(-1, 1, 4), b.reshape(1, -1, 4))
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor | None:
+        _check_boxes(samples)
         boxes = samples.reshape(-1, 4)
         boxes = boxes[box_area(boxes) > 0]
         if boxes.shape[0] == 0:

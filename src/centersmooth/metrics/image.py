@@ -40,7 +40,8 @@ class TotalVariationDistance(Metric):
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         grads = image_gradients(a - b)
-        per_pixel = torch.linalg.vector_norm(grads, ord=self.p, dim=1)
+        # written out: linalg.vector_norm over dim 1 is an order of magnitude slower on the CPU
+        per_pixel = grads.abs().sum(dim=1) if self.p == 1 else grads.pow(2).sum(dim=1).sqrt()
         return flat(per_pixel).sum(dim=1)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,9 @@ SCALE = (0.458, 0.448, 0.450)
 NORM_EPS = 1e-10  # as in the reference: x / (||x|| + eps)
 EMBED_BUDGET = 2**25  # floats of embeddings held at once (about 128 MiB)
 CACHE_BUDGET = 2**29  # floats of cached sample embeddings (2 GiB) reused across pairwise calls
-MIN_SIZE = 16
+# Smallest image side each backbone's last tap exists for: AlexNet's stride-4 conv and two
+# 3x3 / 2 max-pools need 31 pixels, VGG16's four 2x2 pools 16.
+MIN_SIZE = {"alex": 31, "vgg": 16}
 
 
 class LPIPSNetwork(nn.Module):
@@ -169,9 +171,10 @@ class LPIPSDistance(Metric):
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] not in (1, 3):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"LPIPS takes image batches (n, 3, H, W) or (n, 1, H, W); got {shape}")
-        if min(x.shape[2], x.shape[3]) < MIN_SIZE:
+        side = MIN_SIZE[self.backbone]
+        if min(x.shape[2], x.shape[3]) < side:
             raise ValueError(
-                f"LPIPS needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels; got "
+                f"LPIPS ({self.backbone}) needs images of at least {side}x{side} pixels; got "
                 f"{x.shape[2]}x{x.shape[3]}"
             )
         x = x.float()

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 
 def parse_model_spec(spec: str) -> tuple[Path, str]:
     """``"path/to/file.py:factory"`` -> (resolved path, factory name), with checked parts."""
@@ -56,8 +59,33 @@ def build_user_model(path: str, name: str) -> Any:
     return model
 
 
-def user_model_factory(spec: str) -> functools.partial[Any]:
-    """A picklable zero-argument factory for the runner's workers (each imports the file)."""
+def user_model_factory(spec: str, probe: np.ndarray | None = None) -> functools.partial[Any]:
+    """A picklable zero-argument factory for the runner's workers (each imports the file).
+
+    The model is built once here, so that a bad file fails with a clear message and not in a
+    worker; with ``probe`` (a batch of inputs) it is also run once on it, so that inputs of the
+    wrong shape are reported as such (``ValueError``) rather than as an error deep inside torch.
+    """
     path, name = parse_model_spec(spec)
-    build_user_model(str(path), name)  # fail here, with a clear message, not in a worker
+    model = build_user_model(str(path), name)
+    if probe is not None:
+        _probe(model, probe, spec)
     return functools.partial(build_user_model, str(path), name)
+
+
+def _probe(model: Any, batch: np.ndarray, spec: str) -> None:
+    x = torch.from_numpy(np.array(batch))
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as err:  # noqa: BLE001 - any failure of the user's model on its inputs
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(
+            f"--model {spec} fails on a batch of --inputs of shape {tuple(x.shape)} "
+            f"({type(err).__name__}: {first}); check that each row of --inputs has the shape "
+            "the model takes"
+        ) from None
