@@ -170,6 +170,18 @@ def test_seeds_do_not_depend_on_order_or_subset(
     assert input_seed(7, 1) != input_seed(8, 1) and input_seed(7, 1) != input_seed(7, 2)
 
 
+def test_inputs_certified_together_give_the_same_rows(
+    tmp_path: Path, data: tuple, reference: list[dict]
+) -> None:
+    """inputs_per_batch packs the samples of several inputs into each forward pass; each input
+    keeps its seed and block noise, so its rows are those it gets alone."""
+    x, t = data
+    rows = run(tmp_path / "r.jsonl", x, t, seed=7, inputs_per_batch=3)
+    assert strip(rows) == strip(reference)
+    with pytest.raises(ValueError, match="inputs_per_batch"):
+        run(tmp_path / "bad.jsonl", x, t, seed=7, inputs_per_batch=0)
+
+
 def test_process_workers_give_the_same_rows_even_when_one_dies(
     tmp_path: Path, data: tuple, reference: list[dict]
 ) -> None:

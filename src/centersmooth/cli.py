@@ -206,6 +206,12 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--workers", type=_positive_int, default=1)
     run.add_argument("--address", help="Ray cluster address")
     run.add_argument("--gpus-per-worker", type=_nonneg_float, default=0.0)
+    run.add_argument(
+        "--inputs-per-batch",
+        type=_positive_int,
+        default=1,
+        help="certify this many inputs together, sharing forward passes (small models)",
+    )
     run.add_argument("--examples", type=_nonneg_int, default=8, help="inputs saved for figures")
     run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     run.add_argument("--quiet", action="store_true", help="no progress bar, no table")
@@ -315,6 +321,7 @@ def _certify_run(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker,
         progress=not args.quiet,
         examples=args.examples,
+        inputs_per_batch=args.inputs_per_batch,
     )
     if not args.quiet:
         print(format_table(summarize(rows)))

@@ -295,7 +295,8 @@ class CenterSmoothing:
         inputs = _Inputs.build(self, xs, seeds)
         preds = self._predict(inputs, resolved)
         radii = self._certify_distances(inputs, resolved, preds)
-        clean = self.base_function(torch.stack(inputs.xs), inputs.np_dtype)
+        # one clean pass per input: f(x) must not depend on which inputs share a batch
+        clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
         ranks = [
             bounds.quantile_rank(float(p), self.n_certify, self.alpha_certify, self.bound)
             for p in bounds.certified_mass(eps, self.sigma, self.delta)
@@ -316,8 +317,7 @@ class CenterSmoothing:
                         if k <= self.n_certify:
                             quantile_radius[e] = float(radii[i][j][k - 1])
                             eps_out[e] = _eps_out(metric, quantile_radius[e])
-                    own = clean[i : i + 1]
-                    smoothing_error = float(distances_to(metric, pred.center, own)[0])
+                    smoothing_error = float(distances_to(metric, pred.center, clean[i])[0])
                 certs[metric.name] = Certificate(
                     eps_in=shaped(eps),
                     eps_out=shaped(eps_out),
