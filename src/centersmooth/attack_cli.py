@@ -100,26 +100,6 @@ def _setup(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, dict[
     return setup.model_factory(), setup.inputs, setup.indices, dict(setup.run_info), metric
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {"sigma": args.sigma}
-    for key in (
-        "n_center",
-        "n_check",
-        "n_certify",
-        "batch_size",
-        "candidates",
-        "bound",
-        "alpha_center",
-        "alpha_certify",
-        "delta",
-        "device",
-    ):
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = value
-    return settings
-
-
 def _number(value: float) -> float | str | None:
     """JSON has no inf / nan: write them as strings, as ``float()`` reads them back."""
     if math.isnan(value):
@@ -151,7 +131,7 @@ def _row(index: int, metric: str, res: AttackResult, noise_floor: float) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import CLIError
+    from .cli import CLIError, smoothing_settings
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -164,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"the directory of --out ({out.parent}) does not exist")
     model, inputs, indices, info, metric = _setup(args)
     eps_in = [e * args.sigma for e in args.eps_in] if args.eps_in_relative else list(args.eps_in)
-    settings = _settings(args)
+    settings = smoothing_settings(args)
     smoother = CenterSmoothing(model, metric=metric, **settings)
     if max(eps_in) > smoother.max_eps_in:
         raise CLIError(

@@ -218,9 +218,10 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def smoothing_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """CenterSmoothing arguments from the preset and the explicit flags (flags win)."""
+    """CenterSmoothing arguments from the preset and the explicit flags (flags win). Flags a
+    subcommand does not define (``attack`` has no preset) count as not given."""
     settings: dict[str, Any] = {"sigma": args.sigma}
-    if args.preset == "paper":
+    if getattr(args, "preset", None) == "paper":
         settings.update(PAPER_SETTINGS)
     for key in (
         "n_center",
@@ -235,12 +236,12 @@ def smoothing_settings(args: argparse.Namespace) -> dict[str, Any]:
         "device",
         "autocast",
     ):
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
-    if args.no_central_candidates:
+    if getattr(args, "no_central_candidates", False):
         settings["central_candidates"] = False
-    if args.compile:
+    if getattr(args, "compile", False):
         settings["compile"] = True
     return settings
 
