@@ -199,6 +199,14 @@ def make_smoother(
 INPUT_SETS = ("astronaut", "lfw", "gan")
 
 
+def input_set(kind: str, n_inputs: int, task: str) -> np.ndarray:
+    """The photographs a face task's ``--dataset`` names: one set, so the inputs share a shape."""
+    if kind not in INPUT_SETS:
+        raise ValueError(f"--dataset must be one of {INPUT_SETS} for {task}, got {kind!r}")
+    spec = "astronaut" if kind == "astronaut" else f"{kind}:{n_inputs}"
+    return torch.stack(list(inputs([spec]).values())).numpy()
+
+
 class FaceBoxesTask(Task):
     """``centersmooth certify face-boxes``: the Haar face detector under the Jaccard distance.
 
@@ -223,13 +231,10 @@ class FaceBoxesTask(Task):
         seed: int,
         sigma: float,
     ) -> CertifySetup:
-        kind = dataset or self.default_dataset
-        if kind not in INPUT_SETS:
-            raise ValueError(f"--dataset must be one of {INPUT_SETS} for face-boxes, got {kind!r}")
+        kind = dataset or self.default_dataset or ""
         cascade = None if checkpoint is None else str(checkpoint)
         FaceDetector("haar", cascade=cascade)  # fail early if OpenCV or the cascade is missing
-        spec = "astronaut" if kind == "astronaut" else f"{kind}:{n_inputs}"
-        images = torch.stack(list(inputs([spec]).values())).numpy()
+        images = input_set(kind, n_inputs, self.name)
         return CertifySetup(
             functools.partial(FaceDetector, "haar", cascade=cascade),
             images,

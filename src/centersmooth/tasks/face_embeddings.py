@@ -34,7 +34,7 @@ from ..smoothing import CenterSmoothing
 from ..weights import DLIB_FACE_DESCRIPTOR, DLIB_LANDMARKS_5, verified
 from .base import CertifySetup, Task
 from .experiment_log import median_table, run_rows
-from .face_boxes import INPUT_SETS, _import_dlib, inputs
+from .face_boxes import _import_dlib, input_set, inputs
 
 SMALL_COUNTS = dict(n_center=60, n_check=60, n_certify=200, delta=0.2)
 
@@ -114,13 +114,10 @@ class FaceEmbeddingsTask(Task):
         seed: int,
         sigma: float,
     ) -> CertifySetup:
-        kind = dataset or self.default_dataset
-        if kind not in INPUT_SETS:
-            raise ValueError(f"--dataset must be one of {INPUT_SETS}, got {kind!r}")
+        kind = dataset or self.default_dataset or ""
         descriptor = None if checkpoint is None else str(checkpoint)
         FaceEmbedder(descriptor=descriptor)  # fail early, with install instructions
-        spec = "astronaut" if kind == "astronaut" else f"{kind}:{n_inputs}"
-        images = torch.stack(list(inputs([spec]).values())).numpy()
+        images = input_set(kind, n_inputs, self.name)
         return CertifySetup(
             functools.partial(FaceEmbedder, None, descriptor),
             images,
