@@ -67,3 +67,56 @@ def test_bad_metric_values_are_refused():
         find_center(samples, get_metric(lambda a, b: -(a - b).norm(dim=1)))
     with pytest.raises(ValueError, match="NaN"):
         find_center(samples, get_metric(lambda a, b: (a - b).norm(dim=1) * float("nan")))
+
+
+def _brute_force_radius(metric, samples, extra=None):
+    pool = list(samples) + ([] if extra is None else list(extra))
+    return min(median_distance(metric, p, samples) for p in pool)
+
+
+def _clouds():
+    gen = torch.Generator().manual_seed(7)
+    yield "low-dim", torch.randn(400, 3, generator=gen)  # samples beat the central points
+    yield "high-dim", torch.randn(400, 300, generator=gen)  # a central point wins
+    low_rank = torch.randn(400, 5, generator=gen) @ torch.randn(5, 200, generator=gen)
+    yield "low-rank", low_rank + 0.01 * torch.randn(400, 200, generator=gen)
+    cluster = 1e-4 * torch.randn(300, 64, generator=gen) + 5.0  # tight half, far outliers
+    yield "cluster+outliers", torch.cat([cluster, 50 * torch.randn(100, 64, generator=gen)])
+    yield "duplicates", torch.ones(300, 20).index_put_((torch.arange(30),), torch.zeros(20))
+    images = torch.rand(1, 4, 6, 6, generator=gen) + 0.3 * torch.randn(350, 4, 6, 6, generator=gen)
+    yield "float64 images", images.double()
+
+
+@pytest.mark.parametrize("name", ["l2", "angular"])
+@pytest.mark.parametrize("central", [True, False])
+@pytest.mark.parametrize("cloud", list(_clouds()), ids=lambda c: c[0])
+def test_pruned_search_finds_the_all_pairs_minimum(name, central, cloud):
+    """Pruning with the low-rank lower bound skips samples but never changes the minimum."""
+    samples = cloud[1]
+    metric = get_metric(name)
+    extra = metric.central_candidates(samples) if central else None
+    center = find_center(samples, metric, extra=extra)
+    assert center.radius == pytest.approx(_brute_force_radius(metric, samples, extra), abs=1e-9)
+    assert center.n_candidates == len(samples) + (0 if extra is None else len(extra))
+
+
+def test_pruning_without_embedding_counts_exact_distances():
+    """tv1 has no Euclidean embedding: the exact block is counted instead, same minimum."""
+    samples = torch.rand(300, 1, 5, 5, generator=torch.Generator().manual_seed(3))
+    metric = get_metric("tv1")
+    extra = metric.central_candidates(samples)
+    center = find_center(samples, metric, extra=extra)
+    assert center.radius == pytest.approx(_brute_force_radius(metric, samples, extra), abs=1e-9)
+
+
+def test_low_rank_coordinates_never_lengthen_a_distance():
+    from centersmooth.center import _low_rank_coordinates
+
+    gen = torch.Generator().manual_seed(1)
+    points = torch.randn(500, 8, generator=gen) @ torch.randn(8, 90, generator=gen)
+    points += 0.1 * torch.randn(500, 90, generator=gen)
+    coords = _low_rank_coordinates(points, rank=4, rows=64)
+    assert coords.shape == (500, 5)
+    ratio = torch.pdist(coords.double()) / torch.pdist(points.double())
+    assert float(ratio.max()) <= 1 + 1e-5
+    assert float(ratio.median()) > 0.7  # four directions hold most of the spread

@@ -89,6 +89,27 @@ def test_certify_paper_preset_settings() -> None:
     assert s["n_certify"] == 5000 and s["device"] == "cpu" and s["bound"] == "hoeffding"
 
 
+@pytest.mark.parametrize(
+    "flag, expected",
+    [(["30"], 30), (["tv1=30", "tv2=40"], {"tv1": 30, "tv2": 40})],
+)
+def test_candidates_flag_takes_a_count_or_per_distance_counts(flag, expected) -> None:
+    args = cli.build_parser().parse_args(
+        ["certify", "x", "--sigma", "0.5", "--eps-in", "1", "--out", "o", "--candidates", *flag]
+    )
+    assert args.candidates == expected
+
+
+@pytest.mark.parametrize("flag", [["30", "tv1=3"], ["tv1=0"], ["tv1=x"]])
+def test_bad_candidates_flag_exits_2(flag, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(
+            ["certify", "x", "--sigma", "0.5", "--eps-in", "1", "--out", "o", "--candidates", *flag]
+        )
+    assert exit_info.value.code == 2
+    assert "--candidates" in capsys.readouterr().err
+
+
 MODEL_FILE = """
 import torch
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth import weights
-from centersmooth.metrics import EMPTY_BOX
+from centersmooth import cli, weights
+from centersmooth.metrics import EMPTY_BOX, get_metric
+from centersmooth.runner import input_seed, read_results
 
 pytest.importorskip("skimage")
 face_boxes = pytest.importorskip("centersmooth.tasks.face_boxes")
@@ -147,3 +148,63 @@ def test_registered_face_tasks_build_their_inputs(haar: object) -> None:
             checkpoint=None, dataset="celeba", data_root=None, n_inputs=1, seed=0, sigma=0.05
         )
     assert get_task("face-embeddings").default_metrics == ("angular",)
+
+
+def test_face_boxes_driver_writes_results_files_the_cli_continues(
+    haar: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    counts = ["--n-center", "100", "--n-certify", "150", "--delta", "0.25"]
+    driver = ["--out", str(tmp_path), "--inputs", "lfw:1", "--sigmas", "0.05", *counts]
+    face_boxes.main([*driver, "--threads", "1", "--quiet"])
+    path = tmp_path / "haar-default-lfw-sigma0.05.jsonl"
+    results = read_results(path)
+    assert results.header is not None
+    assert results.header["config"]["run_info"] == {
+        "task": "face-boxes",
+        "dataset": "lfw",
+        "detector": "haar",
+        "pixel_range": "[0, 1]",
+        "preset": "default",
+    }
+    assert [r["eps_in"] for r in results.rows] == pytest.approx([0.025, 0.05, 0.075])
+    assert "face-boxes / lfw" in capsys.readouterr().out  # the tables of report.py
+    # the same settings through the CLI continue the driver's file: nothing is recomputed
+    code = cli.main(
+        ["certify", "face-boxes", "--dataset", "lfw", "--n-inputs", "1", "--sigma", "0.05",
+         "--eps-in", "0.5", "1", "1.5", "--eps-in-relative", "--n-center", "100", "--n-check",
+         "100", "--n-certify", "150", "--delta", "0.25", "--out", str(path), "--resume",
+         "--quiet"]
+    )  # fmt: skip
+    assert code == 0 and read_results(path).rows == results.rows
+    # the figure's smoothed box is the certified center: the runner's seed of the input
+    face_boxes.main([*driver, "--figure", str(tmp_path / "boxes.png")])
+    assert (tmp_path / "boxes.png").stat().st_size > 0
+    smoother = face_boxes.make_smoother(
+        0.05, haar, n_center=100, n_check=100, n_certify=150, delta=0.25
+    )
+    image = face_boxes.lfw_faces(1)[0]
+    center = smoother.predict(image, seed=input_seed(0, 0)).center
+    error = float(get_metric("jaccard")(center[None], haar(image[None])))  # type: ignore[operator]
+    assert error == pytest.approx(results.rows[0]["smoothing_error"], abs=1e-6)
+
+
+def test_face_drivers_summary_and_input_specs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from centersmooth.tasks import face_embeddings
+
+    face_embeddings.main(["--out", str(tmp_path), "--summary"])
+    assert "no results files" in capsys.readouterr().out
+    old_format = tmp_path / "face-embeddings.jsonl"
+    old_format.write_text('{"sigma": 0.05, "input": "lfw0", "eps_in": [0.025, 0.05]}\n')
+    with pytest.raises(ValueError, match="is a file"):
+        face_embeddings.experiment(old_format)
+    assert face_boxes.input_sets(["astronaut", "lfw:3", "gan"]) == [
+        ("astronaut", 1),
+        ("lfw", 3),
+        ("gan", 1),
+    ]
+    with pytest.raises(ValueError, match="unknown input set"):
+        face_boxes.input_sets(["celeba:2"])
+    with pytest.raises(ValueError, match="detector"):
+        face_boxes.FaceBoxesTask("mtcnn")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from centersmooth import weights
+from centersmooth.runner import read_results
 from centersmooth.tasks import gan_faces
 
 
@@ -68,6 +69,41 @@ def test_paper_preset_uses_the_papers_gan_constants(
     assert smoother.bound == "hoeffding" and not smoother.central_candidates
     with pytest.raises(ValueError, match="preset"):
         gan_faces.make_smoother(0.5, "biggan", generator=generator)
+
+
+def test_make_smoother_has_the_tasks_settings(generator: gan_faces.DCGANGenerator) -> None:
+    task = gan_faces.GanFacesTask()
+    for preset, name in (("default", "default"), ("ours", "default"), ("paper", "paper")):
+        smoother = gan_faces.make_smoother(0.5, preset, generator=generator)
+        for key, value in task.preset_settings(name).items():
+            assert getattr(smoother, key) == value, (preset, key)
+    assert smoother.batch_size == 250
+    assert gan_faces.make_smoother(0.5, generator=generator, candidates=12).candidates == 12
+
+
+def test_driver_certifies_through_the_runner(
+    generator: gan_faces.DCGANGenerator, tmp_path: Path
+) -> None:
+    tiny = dict(n_center=120, n_check=120, n_certify=200, delta=0.25, candidates=12)
+    paths = gan_faces.experiment(
+        tmp_path, inputs=1, sigmas=[0.25], presets=["paper"], progress=False, **tiny
+    )
+    assert paths == [tmp_path / "paper-sigma0.25.jsonl"]
+    results = read_results(paths[0])
+    assert results.header is not None
+    config = results.header["config"]
+    assert config["run_info"]["preset"] == "paper" and config["metrics"] == ["lpips"]
+    sm = config["smoothing"]
+    assert sm["bound"] == "hoeffding" and sm["central_candidates"] is False
+    assert (sm["n_center"], sm["candidates"], sm["batch_size"]) == (120, 12, 250)
+    assert [r["eps_in"] for r in results.rows] == pytest.approx([0.125, 0.25, 0.375])
+    row = results.rows[0]
+    assert not row["abstained"] and row["input_index"] == 0
+    # the figure, with the run's seed and settings, shows the center the runner certified
+    out = tmp_path / "figure.png"
+    distances = gan_faces.figure(out, sigma=0.25, preset="paper", neighbours=1, **tiny)
+    assert out.stat().st_size > 0
+    assert distances["base"] == pytest.approx(row["smoothing_error"], rel=1e-3, abs=1e-5)
 
 
 def test_missing_weights_say_how_to_install(tmp_path: Path) -> None:

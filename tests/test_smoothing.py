@@ -10,6 +10,7 @@ from torch import nn
 
 from centersmooth import CenterSmoothing, Certificate, Prediction
 from centersmooth.bounds import certified_mass
+from centersmooth.metrics import get_metric
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
 
@@ -261,3 +262,48 @@ def test_eps_out_never_exceeds_the_range_of_a_bounded_distance():
     assert not cert.abstained
     np.testing.assert_array_equal(cert.eps_out, [1.0, 1.0])  # 3 x R-hat = 3, capped at 1
     assert np.all(cert.quantile_radius == 1.0)
+
+
+def test_candidates_per_distance_share_forward_passes():
+    """A mapping sets candidate mode per distance: tv1 scores 30 samples, l2 all of them."""
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.randn(16, 36, generator=gen) / 4
+
+    def model(x):
+        return (x.reshape(x.shape[0], -1) @ weights).reshape(-1, 1, 6, 6)
+
+    settings = dict(sigma=0.25, n_center=2000, n_check=2000, n_certify=2000, seed=3)
+    mixed = CenterSmoothing(model, candidates={"tv1": 30}, **settings)
+    assert mixed.candidates_for(get_metric("tv1")) == 30
+    assert mixed.candidates_for(get_metric("l2")) is None
+    x = torch.rand(16, generator=gen)
+    certs = mixed.certify_metrics(x, [0.25], ["l2", "tv1"])
+    # the same seed and the same fewest count give the same alpha split, hence the same samples
+    # and bounds: each distance matches a smoother that uses its mode for everything
+    for name, k in (("l2", None), ("tv1", 30)):
+        alone = CenterSmoothing(model, metric=name, candidates=k, **settings)
+        if k is None:  # all pairs with the alpha split of 30 candidates
+            alone.alpha_delta1, alone.alpha_check = mixed.alpha_delta1, mixed.alpha_check
+            alone.delta1 = mixed.delta1
+        single = alone.certify(x, [0.25])
+        assert certs[name].radius == pytest.approx(single.radius, rel=1e-9)
+        np.testing.assert_allclose(certs[name].eps_out, single.eps_out, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "candidates, error, message",
+    [
+        ({"tv1": 0}, ValueError, r"candidates\['tv1'\] must be a positive integer"),
+        ({"tv1": 5000}, ValueError, r"candidates\['tv1'\]=5000 exceeds n_center=2000"),
+        ({3: 30}, TypeError, "candidates must map distance names to counts"),
+        ({"tv1": 1}, ValueError, "candidates=1 is too few"),
+    ],
+)
+def test_bad_candidate_mappings_are_refused(candidates, error, message):
+    with pytest.raises(error, match=message):
+        CenterSmoothing(lambda x: x, sigma=0.25, n_center=2000, candidates=candidates)
+
+
+def test_empty_candidate_mapping_means_all_pairs():
+    smoother = CenterSmoothing(lambda x: x, sigma=0.25, candidates={})
+    assert smoother.candidates is None and smoother.alpha_delta1 == smoother.alpha_center / 2

@@ -132,6 +132,7 @@ def _row(index: int, metric: str, res: AttackResult, noise_floor: float) -> dict
 
 def run(args: argparse.Namespace) -> int:
     from .cli import CLIError, smoothing_settings
+    from .tasks import get_task
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"the directory of --out ({out.parent}) does not exist")
     model, inputs, indices, info, metric = _setup(args)
     eps_in = [e * args.sigma for e in args.eps_in] if args.eps_in_relative else list(args.eps_in)
-    settings = smoothing_settings(args)
+    settings = smoothing_settings(args, get_task(args.task) if args.task else None)
     smoother = CenterSmoothing(model, metric=metric, **settings)
     if max(eps_in) > smoother.max_eps_in:
         raise CLIError(

@@ -9,6 +9,7 @@ optimal ball (whose miss probability ``bounds.split_center_alpha`` charges to ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from .bounds import median_rank
 from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
 
 EXACT_RECHECK = 8  # best candidates whose median is recomputed with the exact distance
+_F64 = torch.float64
 
 
 @dataclass(frozen=True)
@@ -89,23 +91,30 @@ def find_center(
     """Min-median center among the samples (or the first ``n_candidates``) plus ``extra`` points.
 
     Medians are computed in row blocks of the metric's pairwise form, so no ``n x n`` matrix is
-    held at once and the work stays on the samples' device. The best few are then recomputed with
-    the exact elementwise distance, so the returned radius is exact. Candidates are indexed
-    samples first, then ``extra``; neither is copied.
+    held at once and the work stays on the samples' device. ``extra`` (central points) is scored
+    first; a sample whose median provably exceeds the best so far is skipped (``_SamplePruner``),
+    which leaves the result unchanged and in high dimension skips nearly all of them. The best few
+    are then recomputed with the exact elementwise distance, so the returned radius is exact.
+    Candidates are indexed samples first, then ``extra``; neither is copied.
     """
     n = batch_len(samples)
-    pools = [samples if n_candidates is None else samples[: min(n_candidates, n)]]
-    if extra is not None and batch_len(extra) > 0:
-        pools.append(extra)
+    pool = samples if n_candidates is None else samples[: min(n_candidates, n)]
+    has_extra = extra is not None and batch_len(extra) > 0
     m = median_rank(n)
-    medians = torch.cat([_pairwise_medians(metric, pool, samples, m) for pool in pools])
+    extra_medians = (
+        _pairwise_medians(metric, extra, samples, m) if has_extra else torch.empty(0, dtype=_F64)
+    )
+    best = float(extra_medians.min()) if has_extra else math.inf
+    pool_medians = _SamplePruner(metric, pool, samples, m).medians(best)
+    medians = torch.cat([pool_medians, extra_medians])
 
     def candidate(index: int) -> Any:
-        first = batch_len(pools[0])
-        return take(pools[0], index) if index < first else take(pools[1], index - first)
+        first = batch_len(pool)
+        return take(pool, index) if index < first else take(extra, index - first)
 
-    best = torch.argsort(medians)[:EXACT_RECHECK].tolist()
-    exact = [(median_distance(metric, candidate(i), samples), i) for i in best]
+    order = torch.argsort(medians)[:EXACT_RECHECK]
+    best_rows = [i for i in order.tolist() if math.isfinite(float(medians[i]))] or order.tolist()
+    exact = [(median_distance(metric, candidate(i), samples), i) for i in best_rows]
     radius, index = min(exact)
     return Center(candidate(index), radius, index, medians.shape[0])
 
@@ -115,17 +124,136 @@ def _output_size(outputs: Outputs) -> int:
     return outputs[0].numel() if isinstance(outputs, torch.Tensor) and len(outputs) else 1
 
 
-def _pairwise_medians(metric: Metric, pool: Outputs, samples: Outputs, m: int) -> torch.Tensor:
+def _row_block(n: int) -> int:
+    return max(1, PAIRWISE_BUDGET // max(n, 1) // 4)
+
+
+def _checked_pairwise(metric: Metric, block: Outputs, samples: Outputs) -> torch.Tensor:
     n = batch_len(samples)
-    rows = max(1, PAIRWISE_BUDGET // max(n, 1) // 4)
+    d = checked(torch.as_tensor(metric.pairwise(block, samples)), "pairwise distances")
+    if d.shape != (batch_len(block), n):
+        raise ValueError(
+            f"the metric's pairwise form returned shape {tuple(d.shape)}, "
+            f"expected {(batch_len(block), n)}"
+        )
+    return d
+
+
+def _pairwise_medians(metric: Metric, pool: Outputs, samples: Outputs, m: int) -> torch.Tensor:
+    rows = _row_block(batch_len(samples))
     medians = []
     for start in range(0, batch_len(pool), rows):
-        block = pool[start : start + rows]
-        d = checked(torch.as_tensor(metric.pairwise(block, samples)), "pairwise distances")
-        if d.shape != (batch_len(block), n):
-            raise ValueError(
-                f"the metric's pairwise form returned shape {tuple(d.shape)}, "
-                f"expected {(batch_len(block), n)}"
-            )
-        medians.append(torch.kthvalue(d, m, dim=1).values.double().cpu())
-    return torch.cat(medians)
+        d = _checked_pairwise(metric, pool[start : start + rows], samples)
+        medians.append(torch.kthvalue(d, m, dim=1).values.to(_F64).cpu())
+    return torch.cat(medians) if medians else torch.empty(0, dtype=_F64)
+
+
+class _SamplePruner:
+    """Medians of the pool's samples, skipping those that provably cannot beat ``best``.
+
+    ``med(z) <= t`` needs at least ``m`` samples within ``t`` of ``z``. A cheap lower bound on
+    the distances that already counts fewer than ``m`` below ``t`` proves ``med(z) > t``; such a
+    sample gets ``inf`` instead of its median, which cannot change the minimum. The bound comes from
+    the metric's Euclidean embedding (``Metric.euclidean_embedding``): projected on the top
+    ``LOW_RANK`` principal directions of the cloud plus the norm of the rest, distances can only
+    shrink (a projection is a contraction; the reverse triangle inequality for the rest). For
+    metrics without an embedding the exact pairwise block is counted, which still saves the order
+    statistic. Rows are visited from the cloud's middle out, so ``best`` drops early when no
+    central point was given.
+    """
+
+    LOW_RANK = 32
+    MIN_POOL = 256  # below this, pruning costs more than it saves
+    # margin (relative to ``best``, and a tenth of it squared relative to the cloud's extent) far
+    # above the float32 rounding of the bound and of ``pairwise``: it can only keep more rows
+    SLACK = 1e-3
+
+    def __init__(self, metric: Metric, pool: Outputs, samples: Outputs, m: int) -> None:
+        self.metric, self.pool, self.samples, self.m = metric, pool, samples, m
+        self.coords: torch.Tensor | None = None
+        self.sq_norms: torch.Tensor | None = None
+        self.scale = 0.0
+        if batch_len(pool) >= self.MIN_POOL and pool is samples:
+            embedding = metric.euclidean_embedding(samples)
+            if embedding is not None:
+                self.coords = _low_rank_coordinates(embedding.float(), self.LOW_RANK)
+                self.sq_norms = self.coords.square().sum(dim=1)
+                self.scale = float(self.sq_norms.max().sqrt())
+
+    def medians(self, best: float) -> torch.Tensor:
+        n_pool = batch_len(self.pool)
+        if n_pool < self.MIN_POOL:
+            return _pairwise_medians(self.metric, self.pool, self.samples, self.m)
+        medians = torch.full((n_pool,), math.inf, dtype=_F64)
+        order = self._middle_out()
+        rows = _row_block(batch_len(self.samples))
+        for start in range(0, n_pool, rows):
+            if best <= 0.0:  # no median is below 0
+                break
+            idx = order[start : start + rows]
+            if self.coords is not None and math.isfinite(best):
+                idx = idx[self._may_beat(idx, best)]
+                if idx.numel() == 0:
+                    continue
+                d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
+            else:
+                d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
+                if math.isfinite(best):
+                    keep = (d <= best * (1 + self.SLACK)).sum(dim=1) >= self.m
+                    idx, d = idx[keep.cpu()], d[keep]
+                    if idx.numel() == 0:
+                        continue
+            block = torch.kthvalue(d, self.m, dim=1).values.to(_F64).cpu()
+            medians[idx] = block
+            best = min(best, float(block.min()))
+        return medians
+
+    def _middle_out(self) -> torch.Tensor:
+        if self.coords is None:
+            return torch.arange(batch_len(self.pool))
+        assert self.sq_norms is not None
+        return torch.argsort(self.sq_norms).cpu()
+
+    def _rows(self, idx: torch.Tensor) -> Outputs:
+        if isinstance(self.pool, torch.Tensor):
+            return self.pool[idx.to(self.pool.device)]
+        return [self.pool[i] for i in idx.tolist()]
+
+    def _may_beat(self, idx: torch.Tensor, best: float) -> torch.Tensor:
+        """Rows with at least ``m`` lower bounds within the Euclidean image of ``best``."""
+        assert self.coords is not None and self.sq_norms is not None
+        limit = self.metric.euclidean_radius(best) * (1 + self.SLACK)
+        limit2 = limit * limit + self.SLACK / 10 * self.scale**2
+        rows = idx.to(self.coords.device)
+        sq = torch.addmm(self.sq_norms[None, :], self.coords[rows], self.coords.T, alpha=-2.0)
+        sq.add_(self.sq_norms[rows, None]).le_(limit2)
+        return (sq.sum(dim=1) >= self.m).cpu()
+
+
+def _low_rank_coordinates(points: torch.Tensor, rank: int, rows: int = 1024) -> torch.Tensor:
+    """Coordinates whose pairwise l2 distances never exceed those of ``points``.
+
+    The centred points projected on an orthonormal basis of their top ``rank`` principal
+    directions (subspace iteration started from the first rows: deterministic, no random state),
+    plus one coordinate holding the norm of what the projection leaves out. Works through the
+    points in row blocks, so no copy of the size of ``points`` is made.
+    """
+    mean = points.mean(dim=0)
+    n, dim = points.shape
+    if dim <= rank + 1:
+        return points - mean
+    blocks = [(start, min(start + rows, n)) for start in range(0, n, rows)]
+    basis = torch.linalg.qr((points[: min(rank, n)] - mean).T).Q
+    for _ in range(2):
+        spread = torch.zeros(dim, basis.shape[1], dtype=points.dtype, device=points.device)
+        for lo, hi in blocks:
+            centred = points[lo:hi] - mean
+            spread += centred.T @ (centred @ basis)
+        basis = torch.linalg.qr(spread).Q
+    coords = []
+    for lo, hi in blocks:
+        centred = points[lo:hi] - mean
+        projected = centred @ basis
+        rest = (centred - projected @ basis.T).norm(dim=1, keepdim=True)
+        coords.append(torch.cat([projected, rest], dim=1))
+    return torch.cat(coords)

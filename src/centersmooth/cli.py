@@ -17,13 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import report
 from .runner import RunnerError
-from .smoothing import PAPER_SETTINGS
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 EXIT_USAGE = 2
 
@@ -61,6 +63,30 @@ _positive_int = _number_type(int, lambda v: v >= 1, "a positive integer")
 _nonneg_int = _number_type(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number_type(float, lambda v: v > 0 and bool(np.isfinite(v)), "a positive number")
 _nonneg_float = _number_type(float, lambda v: v >= 0 and bool(np.isfinite(v)), "a number >= 0")
+
+
+def _candidate_count(text: str) -> tuple[str, int]:
+    """``K`` or ``DISTANCE=K`` for ``--candidates``."""
+    name, _, count = text.rpartition("=")
+    return name, _positive_int(count)
+
+
+class _CandidatesAction(argparse.Action):
+    """``--candidates K`` gives an int; ``--candidates tv1=30 tv2=30`` a dict per distance."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if len(values) == 1 and not values[0][0]:
+            setattr(namespace, self.dest, values[0][1])
+        elif all(name for name, _ in values):
+            setattr(namespace, self.dest, dict(values))
+        else:
+            parser.error("--candidates takes one count K, or DISTANCE=K pairs")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -170,8 +196,17 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         default="default",
         help="default: our binomial bounds and central candidates; paper: the paper's constants",
     )
-    for name in ("n-center", "n-check", "n-certify", "batch-size", "candidates"):
+    for name in ("n-center", "n-check", "n-certify", "batch-size"):
         cert.add_argument(f"--{name}", type=_positive_int)
+    cert.add_argument(
+        "--candidates",
+        nargs="+",
+        type=_candidate_count,
+        action=_CandidatesAction,
+        metavar="[DISTANCE=]K",
+        help="center among the first K samples (plus central points); DISTANCE=K pairs set it "
+        "per distance (e.g. tv1=30 tv2=30), all pairs for the others",
+    )
     cert.add_argument("--bound", choices=("binomial", "hoeffding"))
     cert.add_argument("--no-central-candidates", action="store_true")
     cert.add_argument(
@@ -200,12 +235,15 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar, no table")
 
 
-def smoothing_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """CenterSmoothing arguments from the preset and the explicit flags (flags win). Flags a
-    subcommand does not define (``attack`` has no preset) count as not given."""
+def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> dict[str, Any]:
+    """CenterSmoothing arguments, each level over the one before: the library's defaults, the
+    task's defaults, with ``--preset paper`` the paper's constants then the task's paper
+    constants (:meth:`Task.preset_settings`), then the explicit flags. Flags a subcommand does
+    not define (``attack`` has no preset) count as not given."""
+    from .tasks import Task
+
     settings: dict[str, Any] = {"sigma": args.sigma}
-    if getattr(args, "preset", None) == "paper":
-        settings.update(PAPER_SETTINGS)
+    settings.update((task or Task()).preset_settings(getattr(args, "preset", None) or "default"))
     for key in (
         "n_center",
         "n_check",
@@ -248,6 +286,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     from .tasks.user import user_model_factory
 
     _set_threads(args.threads)
+    task: Task | None = None
     if args.model is not None or args.inputs is not None:
         if args.task is not None:
             raise CLIError("give either a TASK or --model with --inputs, not both")
@@ -292,7 +331,7 @@ def _certify_run(args: argparse.Namespace) -> int:
         inputs,
         eps_in,
         metrics,
-        smoothing_settings(args),
+        smoothing_settings(args, task),
         args.out,
         run_info,
         seed=args.seed,

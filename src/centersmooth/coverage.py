@@ -427,7 +427,7 @@ def _center_set_draw(
     noise = torch.randn((smoother.n_center, *problem.x.shape), generator=gen, dtype=DTYPE)
     samples = problem.base_function(problem.x.unsqueeze(0) + smoother.sigma * noise)
     extra = metric.central_candidates(samples) if smoother.central_candidates else None
-    center = find_center(samples, metric, smoother.candidates, extra)
+    center = find_center(samples, metric, smoother.candidates_for(metric), extra)
     return np.asarray(center.point, dtype=np.float64), center.radius
 
 

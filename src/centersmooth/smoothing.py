@@ -7,7 +7,7 @@ NeurIPS 2021, with the tighter binomial bounds and central candidates of ALGORIT
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,9 @@ class CenterSmoothing:
     that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows a progress bar
     over the forward passes; ``autocast`` ("bf16" / "fp16") and ``compile`` speed up a torch model
     (the certificate then holds for the low-precision / compiled model actually evaluated).
+    ``candidates`` may also map distance names to counts (``{"tv2": 30}``): candidate mode for
+    the distances without a fast pairwise form, all pairs for the others, in one
+    ``certify_metrics`` call that shares the forward passes.
     """
 
     def __init__(
@@ -108,7 +111,7 @@ class CenterSmoothing:
         alpha_certify: float = 0.005,
         delta: float = 0.05,
         bound: str = "binomial",
-        candidates: int | None = None,
+        candidates: int | Mapping[str, int] | None = None,
         central_candidates: bool = True,
         batch_size: int | None = 1_000,
         device: str | torch.device | None = None,
@@ -135,13 +138,6 @@ class CenterSmoothing:
         if not (_is_real(delta) and 0.0 < delta < 0.5):
             raise ValueError(f"delta must lie in (0, 0.5), got {delta!r}")
         self.bound = bounds.check_bound(bound)
-        if candidates is not None:
-            _check_positive_int("candidates", candidates)
-            if candidates > n_center:
-                raise ValueError(
-                    f"candidates={candidates} exceeds n_center={n_center}: candidates are drawn "
-                    "from the center samples"
-                )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
 
@@ -150,7 +146,7 @@ class CenterSmoothing:
         self.n_center, self.n_check, self.n_certify = int(n_center), int(n_check), int(n_certify)
         self.alpha_center, self.alpha_certify = float(alpha_center), float(alpha_certify)
         self.delta = float(delta)
-        self.candidates = None if candidates is None else int(candidates)
+        self.candidates = _check_candidates(candidates, int(n_center))
         self.central_candidates = bool(central_candidates)
         self.batch_size = None if batch_size is None else int(batch_size)
         self._auto_batch_size: int | None = None
@@ -160,7 +156,7 @@ class CenterSmoothing:
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
 
         self.alpha_delta1, self.alpha_check = bounds.split_center_alpha(
-            self.n_center, self.alpha_center, self.candidates, self.bound
+            self.n_center, self.alpha_center, self._fewest_candidates(), self.bound
         )
         self.delta1 = bounds.delta1(self.n_center, self.alpha_delta1, self.bound)
         self._check_sample_counts()
@@ -181,6 +177,19 @@ class CenterSmoothing:
         settings = dict(PAPER_SETTINGS)
         settings.update(overrides)
         return cls(base_function, metric=metric, sigma=sigma, **settings)
+
+    def candidates_for(self, metric: Metric) -> int | None:
+        """How many samples the center search scores for ``metric`` (``None``: all of them)."""
+        if isinstance(self.candidates, dict):
+            return self.candidates.get(metric.name)
+        return self.candidates
+
+    def _fewest_candidates(self) -> int | None:
+        """The candidate count whose miss probability ``alpha_center`` pays for: the smallest in
+        use, which covers every distance (all-pairs ones then pay a negligible extra)."""
+        if isinstance(self.candidates, dict):
+            return min(self.candidates.values())
+        return self.candidates
 
     # ----------------------------------------------------------------------------- Algorithm 1
     def predict(self, x: Any, seed: int | None = None) -> Prediction:
@@ -204,10 +213,16 @@ class CenterSmoothing:
         centers = []
         for collector in collected:
             samples = collector.take()
-            row = []
+            row, central = [], {}
             for metric in metrics:
-                extra = metric.central_candidates(samples) if self.central_candidates else None
-                row.append(find_center(samples, metric, self.candidates, extra))
+                extra = None
+                if self.central_candidates:
+                    key = metric.central_key or id(metric)
+                    if key not in central:
+                        central[key] = metric.central_candidates(samples)
+                    extra = central[key]
+                row.append(find_center(samples, metric, self.candidates_for(metric), extra))
+            del central
             centers.append(row)
             del samples
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
@@ -539,6 +554,32 @@ def _is_real(value: Any) -> bool:
 def _check_positive_real(name: str, value: Any) -> None:
     if not (_is_real(value) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_candidates(
+    candidates: int | Mapping[str, int] | None, n_center: int
+) -> int | dict[str, int] | None:
+    """``None``, one count for every distance, or counts per distance name (an empty mapping is
+    ``None``); each a positive integer no larger than ``n_center``."""
+    if candidates is None:
+        return None
+    if not isinstance(candidates, Mapping):
+        return _check_candidate_count("candidates", candidates, n_center)
+    per_metric = {}
+    for name, k in candidates.items():
+        if not isinstance(name, str):
+            raise TypeError(f"candidates must map distance names to counts, got key {name!r}")
+        per_metric[name] = _check_candidate_count(f"candidates[{name!r}]", k, n_center)
+    return per_metric or None
+
+
+def _check_candidate_count(label: str, k: Any, n_center: int) -> int:
+    _check_positive_int(label, k)
+    if k > n_center:
+        raise ValueError(
+            f"{label}={k} exceeds n_center={n_center}: candidates are drawn from the center samples"
+        )
+    return int(k)
 
 
 def _check_positive_int(name: str, value: Any) -> None:

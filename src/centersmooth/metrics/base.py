@@ -30,6 +30,8 @@ class Metric:
     name: str = "metric"
     gamma: float = 1.0
     upper: float | None = None
+    # distances with the same key offer the same central points, computed once per sample set
+    central_key: str | None = None
 
     def __call__(self, a: Outputs, b: Outputs) -> torch.Tensor:
         """Distances ``d(a[i], b[i])`` for two batches of equal length."""
@@ -65,6 +67,19 @@ class Metric:
                 )
             blocks.append(d.reshape(part.shape[0], n_b))
         return torch.cat(blocks) if blocks else torch.empty(0, n_b)
+
+    def euclidean_embedding(self, outputs: Outputs) -> torch.Tensor | None:
+        """Rows ``e(o)`` such that ``d(a, b)`` is a nondecreasing function of
+        ``||e(a) - e(b)||_2`` (inverse: :meth:`euclidean_radius`), or ``None``.
+
+        Lets the all-pairs center search rule candidates out from cheap lower bounds on the
+        distances; the chosen center does not change.
+        """
+        return None
+
+    def euclidean_radius(self, distance: float) -> float:
+        """The embedding distance at which this distance reaches ``distance`` (see above)."""
+        raise NotImplementedError(f"{self.name} has no Euclidean embedding")
 
     def central_candidates(self, samples: Outputs) -> Outputs | None:
         """Points of the output space central for ``samples`` (ALGORITHM.md section 2b).

@@ -58,6 +58,8 @@ def vector_centers(samples: torch.Tensor) -> torch.Tensor:
 class LpDistance(Metric):
     """``||a - b||_p`` over all coordinates of each output (p = 1, 2 or inf)."""
 
+    central_key = "vector"  # vector_centers
+
     def __init__(self, p: float, name: str) -> None:
         self.p = p
         self.name = name
@@ -68,13 +70,17 @@ class LpDistance(Metric):
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fa, fb = _float_pair(flat(a), flat(b))
         if self.p == 2:
-            # Matrix-product form; rounding is harmless: the chosen center's radius is recomputed
-            # exactly with distance().
-            return torch.cdist(fa, fb, compute_mode="use_mm_for_euclid_dist")
+            return euclidean_pairwise(fa, fb)
         return torch.cdist(fa, fb, p=self.p)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
         return vector_centers(samples)
+
+    def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        return _float_pair(flat(outputs), flat(outputs))[0] if self.p == 2 else None
+
+    def euclidean_radius(self, distance: float) -> float:
+        return distance
 
 
 class AngularDistance(Metric):
@@ -100,9 +106,18 @@ class AngularDistance(Metric):
         fa, fb = _float_pair(flat(a), flat(b))
         ua, za = _unit(fa)
         ub, zb = _unit(fb)
-        chord = torch.cdist(ua, ub, compute_mode="use_mm_for_euclid_dist")
+        chord = euclidean_pairwise(ua, ub)
         ang = 2.0 * torch.asin(torch.clamp(chord / 2.0, 0.0, 1.0)) / math.pi
         return _with_zero_vectors(ang, za[:, None], zb[None, :])
+
+    def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        """Unit vectors (the chord length is monotone in the angle); ``None`` when a zero
+        vector, which sits at 1/2 from every direction, breaks that."""
+        units, zero = _unit(_float_pair(flat(outputs), flat(outputs))[0])
+        return None if bool(zero.any()) else units
+
+    def euclidean_radius(self, distance: float) -> float:
+        return 2.0 * math.sin(math.pi * min(max(distance, 0.0), 1.0) / 2.0)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
         pts, _ = _unit(_float_pair(flat(samples), flat(samples))[0])
@@ -110,6 +125,27 @@ class AngularDistance(Metric):
         med_dir = pts.median(dim=0).values
         centers = torch.stack([mean_dir, med_dir])
         return centers.to(samples.dtype).reshape(2, *samples.shape[1:])
+
+
+def euclidean_pairwise(a: torch.Tensor, b: torch.Tensor, columns: int = 2048) -> torch.Tensor:
+    """``||a_i - b_j||`` in matrix-product form, measured from a point of ``b``.
+
+    The product form cancels ``|a|^2 + |b|^2 - 2 a.b``; translating both sides to ``b[0]`` keeps
+    the cancelled terms of the size of the cloud's spread rather than of its distance from the
+    origin, so a tight cloud far from 0 keeps its small distances. ``b`` goes in column blocks,
+    so the translated copy stays small.
+    """
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return torch.cdist(a, b)
+    ref = b[0]
+    shifted = a - ref
+    return torch.cat(
+        [
+            torch.cdist(shifted, block - ref, compute_mode="use_mm_for_euclid_dist")
+            for block in b.split(columns)
+        ],
+        dim=1,
+    )
 
 
 def _float_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

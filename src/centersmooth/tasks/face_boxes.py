@@ -23,8 +23,8 @@ upscaled to 128x128).
 
 from __future__ import annotations
 
-import argparse
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,22 @@ import torch
 from torch.nn import functional as F
 
 from ..metrics.boxes import EMPTY_BOX
+from ..runner import input_seed, read_results
 from ..smoothing import CenterSmoothing
-from .base import CertifySetup, Task
-from .experiment_log import median_table, run_rows
+from .base import (
+    CertifySetup,
+    Task,
+    experiment_main,
+    experiment_overrides,
+    experiment_parser,
+    experiment_path,
+    run_experiment,
+)
 
 DETECTORS = ("haar", "hog")
-PAPER_BOXES = dict(n_center=5_000, n_check=5_000, n_certify=10_000)
+PAPER_BOXES: dict[str, Any] = dict(
+    n_center=5_000, n_check=5_000, n_certify=10_000
+)  # the paper's face-detection counts; the task's default counts too
 OPENCV_INSTALL = "pip install 'opencv-python-headless>=4.8,<5' (version 5 dropped the cascades)"
 DLIB_INSTALL = "pip install --no-deps dlib-bin"
 
@@ -167,32 +177,15 @@ def generated_faces(n: int, seed: int = 0, size: int = 128) -> torch.Tensor:
     )
 
 
-def inputs(names: Sequence[str] = ("astronaut", "lfw:3", "gan:2")) -> dict[str, torch.Tensor]:
-    """Named test images: ``astronaut``, ``lfw:N`` (first N LFW faces), ``gan:N``."""
-    out: dict[str, torch.Tensor] = {}
-    for name in names:
-        kind, _, count = name.partition(":")
-        if kind == "astronaut":
-            out["astronaut"] = astronaut()
-        elif kind == "lfw":
-            for i, img in enumerate(lfw_faces(int(count or 1))):
-                out[f"lfw{i}"] = img
-        elif kind == "gan":
-            for i, img in enumerate(generated_faces(int(count or 1))):
-                out[f"gan{i}"] = img
-        else:
-            raise ValueError(f"unknown input set {name!r}; use astronaut, lfw:N or gan:N")
-    return out
-
-
 def make_smoother(
-    sigma: float, detector: FaceDetector | str = "haar", **overrides: Any
+    sigma: float, detector: FaceDetector | str = "haar", preset: str = "default", **overrides: Any
 ) -> CenterSmoothing:
     """Center smoothing of the detector in pixel space under the Jaccard distance, with the
-    paper's face-detection counts (5,000 / 5,000 / 10,000; override any argument)."""
-    det = FaceDetector(detector) if isinstance(detector, str) else detector
-    settings: dict[str, Any] = dict(PAPER_BOXES, batch_size=250)
+    settings of ``centersmooth certify face-boxes --preset PRESET`` (by default the paper's
+    face-detection counts, 5,000 / 5,000 / 10,000, with our bounds; override any argument)."""
+    settings = FaceBoxesTask().preset_settings(preset)
     settings.update(overrides)
+    det = FaceDetector(detector) if isinstance(detector, str) else detector
     return CenterSmoothing(det, metric="jaccard", sigma=sigma, **settings)
 
 
@@ -200,11 +193,30 @@ INPUT_SETS = ("astronaut", "lfw", "gan")
 
 
 def input_set(kind: str, n_inputs: int, task: str) -> np.ndarray:
-    """The photographs a face task's ``--dataset`` names: one set, so the inputs share a shape."""
-    if kind not in INPUT_SETS:
+    """The photographs a face task's ``--dataset`` names, ``(N, C, H, W)``: ``astronaut`` (one
+    image), or the first ``n_inputs`` of ``lfw`` or ``gan``. One set per run, so that the inputs
+    share a shape."""
+    if kind == "astronaut":
+        images = astronaut()[None]
+    elif kind == "lfw":
+        images = lfw_faces(n_inputs)
+    elif kind == "gan":
+        images = generated_faces(n_inputs)
+    else:
         raise ValueError(f"--dataset must be one of {INPUT_SETS} for {task}, got {kind!r}")
-    spec = "astronaut" if kind == "astronaut" else f"{kind}:{n_inputs}"
-    return torch.stack(list(inputs([spec]).values())).numpy()
+    return images.numpy()
+
+
+def input_sets(specs: Sequence[str]) -> list[tuple[str, int]]:
+    """Experiment-driver input specs (``astronaut``, ``lfw:N``, ``gan:N``) as (``--dataset``,
+    number of inputs) pairs: one results file each, since a file's inputs share one shape."""
+    pairs = []
+    for spec in specs:
+        kind, _, count = spec.partition(":")
+        if kind not in INPUT_SETS:
+            raise ValueError(f"unknown input set {spec!r}; use astronaut, lfw:N or gan:N")
+        pairs.append((kind, 1 if kind == "astronaut" else int(count or 1)))
+    return pairs
 
 
 class FaceBoxesTask(Task):
@@ -214,12 +226,25 @@ class FaceBoxesTask(Task):
     100x100), ``gan`` (generated faces, 128x128) or ``astronaut`` (one photograph). ``--checkpoint``
     an explicit Haar cascade XML file. Inputs must share one shape, hence one set per run.
     Pixel values are in ``[0, 1]``; ``--sigma`` and ``--eps-in`` are in those units.
+
+    Settings: the paper's face-detection counts (``PAPER_BOXES``: 5,000 / 5,000 / 10,000) by
+    default, with our binomial bounds and central candidates, in batches of 250; ``--preset
+    paper`` keeps those counts with the paper's Hoeffding bounds and samples-only centers.
+    ``FaceBoxesTask("hog")`` uses dlib's HOG detector instead (the experiment driver's
+    ``--detector``).
     """
 
     name = "face-boxes"
     description = "Haar cascade face detector (OpenCV), most confident box, Jaccard distance"
     default_metrics = ("jaccard",)
     default_dataset = "lfw"
+    default_settings = dict(PAPER_BOXES, batch_size=250)
+    paper_settings = PAPER_BOXES
+
+    def __init__(self, detector: str = "haar") -> None:
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
+        self.detector = detector
 
     def certify_setup(
         self,
@@ -233,14 +258,19 @@ class FaceBoxesTask(Task):
     ) -> CertifySetup:
         kind = dataset or self.default_dataset or ""
         cascade = None if checkpoint is None else str(checkpoint)
-        FaceDetector("haar", cascade=cascade)  # fail early if OpenCV or the cascade is missing
+        FaceDetector(self.detector, cascade=cascade)  # fail early if the detector is missing
         images = input_set(kind, n_inputs, self.name)
         return CertifySetup(
-            functools.partial(FaceDetector, "haar", cascade=cascade),
+            functools.partial(FaceDetector, self.detector, cascade=cascade),
             images,
             None,
             np.arange(len(images)),
-            {"task": self.name, "dataset": kind, "detector": "haar", "pixel_range": "[0, 1]"},
+            {
+                "task": self.name,
+                "dataset": kind,
+                "detector": self.detector,
+                "pixel_range": "[0, 1]",
+            },
         )
 
 
@@ -253,23 +283,26 @@ def experiment(
     sigmas: Sequence[float] = (0.05, 0.1),
     detector: str = "haar",
     seed: int = 0,
+    presets: Sequence[str] = ("default",),
+    progress: bool = True,
     **overrides: Any,
-) -> None:
-    """Certify each input for each sigma at ``eps_in = h sigma`` (h in ``H_VALUES``), one JSON
-    line per input in ``out`` (resumable)."""
-    images = inputs(names)
-    det = FaceDetector(detector)
-
-    def jobs() -> Any:
-        for sigma in sigmas:
-            smoother = make_smoother(sigma, det, seed=seed, **overrides)
-            setting = {"detector": detector, "sigma": sigma, "n_center": smoother.n_center}
-            setting["n_certify"] = smoother.n_certify
-            eps = [h * sigma for h in H_VALUES]
-            for name, img in images.items():
-                yield setting, name, lambda img=img, s=smoother, e=eps: s.certify(img, e)
-
-    run_rows(out, jobs(), keys=("detector", "sigma", "n_center", "input"))
+) -> list[Path]:
+    """Certify each input set (``astronaut``, ``lfw:N``, ``gan:N``) for each sigma at
+    ``eps_in = h sigma`` (h in ``H_VALUES``) through the runner: one results file per setting in
+    the folder ``out`` (named ``<detector>-<preset>-<set>-sigma<sigma>.jsonl``), continued if it
+    exists (:func:`.base.run_experiment`). Returns the files."""
+    return run_experiment(
+        FaceBoxesTask(detector),
+        out,
+        sigmas,
+        H_VALUES,
+        presets=presets,
+        datasets=input_sets(names),
+        seed=seed,
+        tag=detector,
+        progress=progress,
+        **overrides,
+    )
 
 
 def certified_band(
@@ -301,34 +334,42 @@ def figure(
     sigma: float = 0.05,
     h: float = 1.0,
     seed: int = 0,
+    preset: str = "default",
     **overrides: Any,
 ) -> None:
     """Each input with its detection (red), the smoothed box (green) and the certified band at
     ``eps_in = h sigma`` (yellow: every edge of the smoothed box at any ``x'`` lies between the
-    dashed boxes), ``eps_out`` read from the results file of :func:`experiment`."""
-    import json
-
+    dashed boxes), ``eps_out`` read from the results files the experiment driver wrote in the
+    folder ``results`` (Haar detector, ``preset``; ``seed`` and ``overrides`` as there, so that
+    the smoothed box is the certified center)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    images = inputs(names)
     det = FaceDetector("haar")
-    smoother = make_smoother(sigma, det, seed=seed, **overrides)
-    fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.6))
+    smoother = make_smoother(sigma, det, preset, **overrides)
+    shown = []
+    for kind, count in input_sets(names):
+        rows = read_results(experiment_path(results, preset, sigma, kind, "haar")).rows
+        for i, img in enumerate(torch.from_numpy(input_set(kind, count, "face-boxes"))):
+            row = next(
+                r
+                for r in rows
+                if r["input_index"] == i and math.isclose(r["eps_in"], h * sigma, rel_tol=1e-9)
+            )
+            label = kind if kind == "astronaut" else f"{kind}{i}"
+            shown.append((label, img, row["eps_out"], input_seed(seed, i)))
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
 
     def draw(ax: Any, b: Sequence[float], color: str, style: str = "-") -> None:
         ax.add_patch(
             Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=color, ls=style)
         )
 
-    for ax, (name, img) in zip(np.atleast_1d(axes), images.items(), strict=True):
-        row = next(r for r in rows if r["input"] == name and r["sigma"] == sigma)
-        eps_out = row["eps_out"][list(H_VALUES).index(h)]
-        center = smoother.predict(img).center
+    for ax, (name, img, eps_out, input_seed_i) in zip(np.atleast_1d(axes), shown, strict=True):
+        center = smoother.predict(img, seed=input_seed_i).center
         clean = det(img[None])[0].tolist()
         show = img.permute(1, 2, 0).numpy()
         ax.imshow(show[..., 0] if show.shape[2] == 1 else show, cmap="gray", vmin=0, vmax=1)
@@ -362,25 +403,42 @@ def figure(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m centersmooth.tasks.face_boxes", description=experiment.__doc__
+    """``python -m centersmooth.tasks.face_boxes``: the experiment (one results file per input
+    set and sigma in ``--out``) and its tables, or ``--figure`` from those files."""
+    parser = experiment_parser(
+        "face_boxes",
+        "Certify face boxes of offline photographs in Jaccard distance at eps_in = h sigma "
+        f"(h in {H_VALUES}) for every input set and sigma, then print the tables.",
+        Path("results/face-boxes"),
+        sigmas=(0.05, 0.1),
+        presets=("default",),
     )
-    parser.add_argument("--out", type=Path, default=Path("results/face-boxes.jsonl"))
-    parser.add_argument("--inputs", nargs="+", default=["astronaut", "lfw:3", "gan:2"])
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.05, 0.1])
+    parser.add_argument(
+        "--inputs",
+        nargs="+",
+        default=["astronaut", "lfw:3", "gan:2"],
+        help="astronaut, lfw:N, gan:N",
+    )
     parser.add_argument("--detector", choices=DETECTORS, default="haar")
-    parser.add_argument("--n-center", type=int, default=PAPER_BOXES["n_center"])
-    parser.add_argument("--n-certify", type=int, default=PAPER_BOXES["n_certify"])
-    parser.add_argument("--summary", action="store_true", help="print the table of medians only")
     parser.add_argument("--figure", type=Path, help="draw the figure from --out (first sigma)")
     args = parser.parse_args(argv)
-    counts = dict(n_center=args.n_center, n_check=args.n_center, n_certify=args.n_certify)
+    overrides = experiment_overrides(args)
     if args.figure is not None:
-        figure(args.figure, args.out, args.inputs, args.sigmas[0], **counts)
+        figure(args.figure, args.out, args.inputs, args.sigmas[0], seed=args.seed, **overrides)
         return
-    if not args.summary:
-        experiment(args.out, args.inputs, args.sigmas, args.detector, **counts)
-    print(median_table(args.out, ("detector", "sigma", "n_center"), H_VALUES))
+    experiment_main(
+        args,
+        lambda: experiment(
+            args.out,
+            args.inputs,
+            args.sigmas,
+            args.detector,
+            args.seed,
+            args.presets,
+            not args.quiet,
+            **overrides,
+        ),
+    )
 
 
 if __name__ == "__main__":

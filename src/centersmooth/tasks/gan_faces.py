@@ -14,7 +14,6 @@ offline here; this generator is much smaller (64x64 faces), so absolute numbers 
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,28 +23,33 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..runner import input_seed
 from ..smoothing import CenterSmoothing
 from ..weights import gan_faces_state
-from .base import CertifySetup, Task
-from .experiment_log import median_table, run_rows
+from .base import (
+    CertifySetup,
+    Task,
+    experiment_main,
+    experiment_overrides,
+    experiment_parser,
+    run_experiment,
+)
 
 NZ = 100
 NGF = 64
 CHANNELS = 3
-PAPER_GAN = dict(
+PAPER_GAN: dict[str, Any] = dict(
     n_center=2_000,
     n_check=2_000,
     n_certify=10_000,
     delta=0.08,
     candidates=30,
-)  # the paper's GAN constants (with its Hoeffding bounds and samples-only centers)
-OUR_GAN = dict(
-    n_center=2_000,
-    n_check=2_000,
-    n_certify=10_000,
-    delta=0.05,
-    candidates=30,
-)  # binomial bounds, central candidates; sample counts sized for a CPU
+)  # the paper's GAN constants, over PAPER_SETTINGS (Hoeffding bounds, samples-only centers)
+OUR_GAN: dict[str, Any] = {
+    "candidates": PAPER_GAN["candidates"],
+    "batch_size": 250,
+}  # the task's defaults: the library's sample counts, delta, bounds and central points; LPIPS
+# makes an all-pairs center search too dear, so the center is searched among 30 candidates
 
 
 class DCGANGenerator(nn.Module):
@@ -107,26 +111,21 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 def make_smoother(
     sigma: float,
-    preset: str = "ours",
+    preset: str = "default",
     metric: str = "lpips",
     generator: DCGANGenerator | None = None,
     **overrides: Any,
 ) -> CenterSmoothing:
-    """Center smoothing of the generator in latent space under LPIPS.
+    """Center smoothing of the generator in latent space under LPIPS, with the settings of
+    ``centersmooth certify gan-faces --preset PRESET`` (:meth:`GanFacesTask.preset_settings`).
 
-    ``preset="ours"``: binomial bounds, central candidates, ``OUR_GAN`` counts; ``"paper"``: the
-    paper's GAN constants (``PAPER_GAN``, Hoeffding bounds, samples-only centers). Keyword
-    arguments override either (for example ``n_certify`` or ``batch_size``).
+    ``preset="default"`` (``"ours"`` is its old name): ``OUR_GAN``, binomial bounds and central
+    candidates; ``"paper"``: the paper's GAN constants (``PAPER_GAN``, Hoeffding bounds,
+    samples-only centers). Keyword arguments override either (for example ``n_certify``).
     """
-    net = generator if generator is not None else load_generator()
-    if preset == "paper":
-        settings: dict[str, Any] = dict(PAPER_GAN, bound="hoeffding", central_candidates=False)
-    elif preset == "ours":
-        settings = dict(OUR_GAN)
-    else:
-        raise ValueError(f"preset must be 'ours' or 'paper', got {preset!r}")
-    settings.setdefault("batch_size", 250)
+    settings = GanFacesTask().preset_settings("default" if preset == "ours" else preset)
     settings.update(overrides)
+    net = generator if generator is not None else load_generator()
     return CenterSmoothing(net, metric=metric, sigma=sigma, **settings)
 
 
@@ -134,14 +133,21 @@ class GanFacesTask(Task):
     """``centersmooth certify gan-faces``: latent vectors through the DCGAN face generator, LPIPS.
 
     ``--n-inputs`` seeded latent vectors (``--seed``); ``--checkpoint`` an explicit
-    ``weights.tar`` (default: the installed ``gan-face-generate`` package). The CLI does not set
-    the center search: pass ``--candidates 30`` (and, for the paper's GAN constants,
-    ``--preset paper --n-center 2000 --n-check 2000 --n-certify 10000 --delta 0.08``).
+    ``weights.tar`` (default: the installed ``gan-face-generate`` package).
+
+    Settings: by default ``OUR_GAN`` (the library's 10^4 / 10^4 / 10^5 samples and
+    ``delta = 0.05``, the center searched among 30 candidates plus the central ones, batches of
+    250: about 20 minutes per input on one CPU core, pass smaller ``--n-*`` counts there);
+    ``--preset paper`` gives the paper's GAN constants (``PAPER_GAN``: 2,000 / 2,000 / 10,000,
+    ``delta = 0.08``, 30 candidates, with Hoeffding bounds and samples-only centers). Flags
+    override either.
     """
 
     name = "gan-faces"
     description = "DCGAN face generator (gan-face-generate) in latent space, LPIPS distance"
     default_metrics = ("lpips",)
+    default_settings = OUR_GAN
+    paper_settings = PAPER_GAN
 
     def certify_setup(
         self,
@@ -174,29 +180,25 @@ def experiment(
     out: Path,
     inputs: int = 3,
     sigmas: Sequence[float] = (0.25, 0.5),
-    presets: Sequence[str] = ("paper", "ours"),
+    presets: Sequence[str] = ("paper", "default"),
     seed: int = 0,
+    progress: bool = True,
     **overrides: Any,
-) -> None:
-    """Certify ``inputs`` fixed latent vectors for every preset and sigma at ``eps_in = h sigma``
-    (h in ``H_VALUES``), appending one JSON line per input to ``out`` (resumable)."""
-    net = load_generator()
-    latents = latent_inputs(inputs, seed)
-
-    def jobs() -> Any:
-        for preset in presets:
-            for sigma in sigmas:
-                smoother = make_smoother(sigma, preset, generator=net, seed=seed, **overrides)
-                setting = {"preset": preset, "sigma": sigma, "metric": smoother.metric.name}
-                setting.update(
-                    n_center=smoother.n_center, n_certify=smoother.n_certify, delta=smoother.delta
-                )
-                eps = [h * sigma for h in H_VALUES]
-                for i in range(inputs):
-                    z = latents[i]
-                    yield setting, f"z{i}", lambda z=z, s=smoother, e=eps: s.certify(z, e)
-
-    run_rows(out, jobs(), keys=("preset", "sigma", "metric", "input"))
+) -> list[Path]:
+    """Certify ``inputs`` seeded latent vectors for every preset and sigma at ``eps_in = h sigma``
+    (h in ``H_VALUES``) through the runner: one results file per setting in the folder ``out``,
+    continued if it exists (:func:`.base.run_experiment`). Returns the files."""
+    return run_experiment(
+        GanFacesTask(),
+        out,
+        sigmas,
+        H_VALUES,
+        presets=presets,
+        datasets=[(None, inputs)],
+        seed=seed,
+        progress=progress,
+        **overrides,
+    )
 
 
 def figure(
@@ -207,8 +209,10 @@ def figure(
     eps_out: float | None = None,
     neighbours: int = 4,
     seed: int = 0,
+    **overrides: Any,
 ) -> dict[str, float]:
-    """Base image, smoothed image (the certified center: same seed as :func:`experiment`), base
+    """Base image of the first latent vector, its smoothed image (the center the experiment
+    certified, with the same ``seed`` and ``overrides``: the runner's seed of input 0), base
     images of ``neighbours`` latent points at distance ``eps_in = h sigma``, and the smoothed
     image at the first of them, with their LPIPS distances to the center. Returns the distances.
     """
@@ -218,16 +222,16 @@ def figure(
     import matplotlib.pyplot as plt
 
     net = load_generator()
-    smoother = make_smoother(sigma, preset, generator=net, seed=seed)
+    smoother = make_smoother(sigma, preset, generator=net, **overrides)
     z = latent_inputs(1, seed)[0]
-    center = smoother.predict(z).center
+    center = smoother.predict(z, seed=input_seed(seed, 0)).center
     gen = torch.Generator().manual_seed(seed + 1)
     directions = torch.randn(neighbours, NZ, generator=gen)
     shifted = z + h * sigma * directions / directions.norm(dim=1, keepdim=True)
     with torch.no_grad():
         base = net(z[None])[0]
         around = net(shifted)
-    moved = smoother.predict(shifted[0]).center
+    moved = smoother.predict(shifted[0], seed=input_seed(seed, 0)).center
     lpips = smoother.metric
     d_around = lpips(center.expand_as(around), around).tolist()
     d_moved = float(lpips(center[None], moved[None])[0])
@@ -260,23 +264,39 @@ def figure(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m centersmooth.tasks.gan_faces", description=experiment.__doc__
+    """``python -m centersmooth.tasks.gan_faces``: the experiment (one results file per preset and
+    sigma in ``--out``) and its tables, or ``--figure``."""
+    parser = experiment_parser(
+        "gan_faces",
+        "Certify seeded latent vectors of the DCGAN face generator in LPIPS at eps_in = h sigma "
+        f"(h in {H_VALUES}) for every preset and sigma, then print the tables.",
+        Path("results/gan-faces"),
+        sigmas=(0.25, 0.5),
+        presets=("paper", "default"),
     )
-    parser.add_argument("--out", type=Path, default=Path("results/gan-faces.jsonl"))
-    parser.add_argument("--inputs", type=int, default=3)
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.25, 0.5])
-    parser.add_argument("--presets", nargs="+", default=["paper", "ours"])
-    parser.add_argument("--summary", action="store_true", help="print the table of medians only")
+    parser.add_argument("--inputs", type=int, default=3, help="number of seeded latent vectors")
     parser.add_argument("--figure", type=Path, help="draw the figure (first sigma and preset)")
     parser.add_argument("--eps-out", type=float, help="certified eps_out to quote in the figure")
     args = parser.parse_args(argv)
+    overrides = experiment_overrides(args)
     if args.figure is not None:
-        print(figure(args.figure, args.sigmas[0], args.presets[0], eps_out=args.eps_out))
+        print(
+            figure(
+                args.figure,
+                args.sigmas[0],
+                args.presets[0],
+                eps_out=args.eps_out,
+                seed=args.seed,
+                **overrides,
+            )
+        )
         return
-    if not args.summary:
-        experiment(args.out, args.inputs, args.sigmas, args.presets)
-    print(median_table(args.out, ("preset", "sigma", "metric"), H_VALUES))
+    experiment_main(
+        args,
+        lambda: experiment(
+            args.out, args.inputs, args.sigmas, args.presets, args.seed, not args.quiet, **overrides
+        ),
+    )
 
 
 if __name__ == "__main__":
