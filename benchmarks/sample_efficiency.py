@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/sample_efficiency.py --checkpoint PATH [--n-inputs 5] [--sigma 0.25]
        [--paper-n-certify 1000000] [--device cpu]
+   or: python benchmarks/sample_efficiency.py --results NAME=FILE ... (the last is the paper's)
+       to compare `centersmooth certify` results files (l2 rows, the inputs all files share)
 
 Ours: 10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates; also with 10^4
 certification samples. Paper: 10^4 / 10^4 / 10^6, Hoeffding, centers among the samples only.
@@ -13,6 +15,7 @@ table of median eps_out per configuration and the ratio ours / paper.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -20,21 +23,65 @@ from pathlib import Path
 import numpy as np
 
 from centersmooth import CenterSmoothing
+from centersmooth.runner import read_results
 from centersmooth.smoothing import PAPER_SETTINGS
 from centersmooth.tasks import get_task
 
 H = (1.0, 1.5, 2.0)
 
 
+def print_table(title: str, medians: dict[str, np.ndarray]) -> None:
+    """Median eps_out per configuration and h, and the median over h of the ratio to the last."""
+    paper = list(medians.values())[-1]
+    print(f"\n{title}\n")
+    print("| configuration | " + " | ".join(f"h={h}" for h in H) + " | ratio to paper |")
+    print("|---|" + "---|" * (len(H) + 1))
+    for name, med in medians.items():
+        ratio = statistics.median(float(r) for r in med / paper)
+        cells = " | ".join(f"{v:.3f}" for v in med)
+        print(f"| {name} | {cells} | {ratio:.3f} |")
+
+
+def from_results(specs: list[str], metric: str = "l2") -> None:
+    """The table from results files, on the inputs every file has finished."""
+    per_file: dict[str, dict[int, dict[float, float]]] = {}
+    sigma = None
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        data = read_results(path)
+        by_input: dict[int, dict[float, float]] = {}
+        for row in data.rows:
+            if row["metric"] == metric:
+                sigma = row["sigma"]
+                h = round(row["eps_in"] / row["sigma"], 6)
+                eps_out = math.inf if row["eps_out"] is None else row["eps_out"]
+                by_input.setdefault(row["input_index"], {})[h] = eps_out
+        per_file[name or path] = {i: v for i, v in by_input.items() if all(h in v for h in H)}
+    shared = sorted(set.intersection(*(set(v) for v in per_file.values())))
+    if not shared:
+        raise SystemExit("the results files share no finished input")
+    medians = {
+        name: np.median([[rows[i][h] for h in H] for i in shared], axis=0)
+        for name, rows in per_file.items()
+    }
+    print_table(f"{metric}, sigma={sigma}, {len(shared)} shared inputs", medians)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", nargs="+", metavar="NAME=FILE")
     parser.add_argument("--task", default="autoencoder")
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint")
     parser.add_argument("--n-inputs", type=int, default=5)
     parser.add_argument("--sigma", type=float, default=0.25)
     parser.add_argument("--paper-n-certify", type=int, default=1_000_000)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.results:
+        from_results(args.results)
+        return
+    if args.checkpoint is None:
+        parser.error("give --checkpoint (to certify) or --results (to compare files)")
     setup = get_task(args.task).certify_setup(
         checkpoint=Path(args.checkpoint),
         dataset=None,
@@ -62,14 +109,9 @@ def main() -> None:
         seconds = (time.perf_counter() - start) / len(inputs)
         medians[name] = np.median(np.stack(rows), axis=0)
         print(f"{name}: {seconds:.1f} s per input", flush=True)
-    paper = medians[list(configs)[-1]]
-    print(f"\n{info['task']} {info['dataset']} sigma={args.sigma}, {len(inputs)} inputs\n")
-    print("| configuration | " + " | ".join(f"h={h}" for h in H) + " | ratio to paper |")
-    print("|---|" + "---|" * (len(H) + 1))
-    for name, med in medians.items():
-        ratio = statistics.median(float(r) for r in med / paper)
-        cells = " | ".join(f"{v:.3f}" for v in med)
-        print(f"| {name} | {cells} | {ratio:.3f} |")
+    print_table(
+        f"{info['task']} {info['dataset']} sigma={args.sigma}, {len(inputs)} inputs", medians
+    )
 
 
 if __name__ == "__main__":

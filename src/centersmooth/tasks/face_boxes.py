@@ -36,9 +36,8 @@ from torch.nn import functional as F
 from ..metrics.boxes import EMPTY_BOX
 from ..runner import input_seed, read_results
 from ..smoothing import CenterSmoothing
-from .base import (
-    CertifySetup,
-    Task,
+from .base import CertifySetup, Task
+from .experiments import (
     experiment_main,
     experiment_overrides,
     experiment_parser,
@@ -290,7 +289,7 @@ def experiment(
     """Certify each input set (``astronaut``, ``lfw:N``, ``gan:N``) for each sigma at
     ``eps_in = h sigma`` (h in ``H_VALUES``) through the runner: one results file per setting in
     the folder ``out`` (named ``<detector>-<preset>-<set>-sigma<sigma>.jsonl``), continued if it
-    exists (:func:`.base.run_experiment`). Returns the files."""
+    exists (:func:`.experiments.run_experiment`). Returns the files."""
     return run_experiment(
         FaceBoxesTask(detector),
         out,

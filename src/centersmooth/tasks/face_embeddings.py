@@ -31,9 +31,8 @@ import torch
 
 from ..smoothing import CenterSmoothing
 from ..weights import DLIB_FACE_DESCRIPTOR, DLIB_LANDMARKS_5, verified
-from .base import (
-    CertifySetup,
-    Task,
+from .base import CertifySetup, Task
+from .experiments import (
     experiment_main,
     experiment_overrides,
     experiment_parser,
@@ -152,7 +151,7 @@ def experiment(
 ) -> list[Path]:
     """Certify each input set (``astronaut``, ``lfw:N``, ``gan:N``) for each sigma at
     ``eps_in = h sigma`` (h in ``H_VALUES``) through the runner: one results file per setting in
-    the folder ``out``, continued if it exists (:func:`.base.run_experiment`). Returns the
+    the folder ``out``, continued if it exists (:func:`.experiments.run_experiment`). Returns the
     files."""
     return run_experiment(
         FaceEmbeddingsTask(),

@@ -26,9 +26,8 @@ from torch import nn
 from ..runner import input_seed
 from ..smoothing import CenterSmoothing
 from ..weights import gan_faces_state
-from .base import (
-    CertifySetup,
-    Task,
+from .base import CertifySetup, Task
+from .experiments import (
     experiment_main,
     experiment_overrides,
     experiment_parser,
@@ -187,7 +186,7 @@ def experiment(
 ) -> list[Path]:
     """Certify ``inputs`` seeded latent vectors for every preset and sigma at ``eps_in = h sigma``
     (h in ``H_VALUES``) through the runner: one results file per setting in the folder ``out``,
-    continued if it exists (:func:`.base.run_experiment`). Returns the files."""
+    continued if it exists (:func:`.experiments.run_experiment`). Returns the files."""
     return run_experiment(
         GanFacesTask(),
         out,
