@@ -1,12 +1,18 @@
 """Overhead of certification over the base model's own forward passes, and center search time.
 
-Usage: python benchmarks/overhead.py [--repeats 3] [--device cpu]
+Usage: python benchmarks/overhead.py [--repeats 3] [--device cpu] [--ae-counts C K N]
+       [--gan-counts C K N] [--checkpoint autoencoder.pt]
 
 1. Overhead: wall time of ``certify`` divided by the time of the same number of bare forward
    passes (random inputs, same batch size, no noise, no distances), measured in one process and
    interleaved, for the MNIST conv autoencoder (1x28x28 outputs) and the DCGAN generator (3x64x64
    outputs, random weights: only the shapes matter for time).
-2. Center search: ``find_center`` on ``n_center = 10^4`` outputs, all pairs against 30 candidates.
+   Default counts: the library's 10^4 / 10^4 / 10^5 for the autoencoder, 2,000 / 2,000 / 10,000
+   for the generator (its forward passes are slow on a CPU).
+2. Center search: ``find_center`` on ``n_center = 10^4`` outputs: all pairs with the central
+   points (the default), all pairs over the samples only (the paper's), 30 candidates. Uniform
+   noise is the worst case for the pruned all-pairs search (no direction dominates); with
+   ``--checkpoint`` the rows also use a trained autoencoder's outputs around a test digit.
 Prints a markdown table with the median and the range over the repeats.
 """
 
@@ -15,14 +21,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from centersmooth import CenterSmoothing
 from centersmooth.center import find_center
+from centersmooth.datasets import load_dataset
 from centersmooth.metrics import get_metric
+from centersmooth.tasks import load_model
 from centersmooth.tasks.gan_faces import DCGANGenerator
 from centersmooth.tasks.models import ConvAutoencoder
 
@@ -51,15 +59,12 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
-def overhead_rows(device: torch.device, repeats: int) -> list[str]:
+def overhead_rows(
+    device: torch.device, repeats: int, ae_counts: Sequence[int], gan_counts: Sequence[int]
+) -> list[str]:
     cases = [
-        (
-            "MNIST conv autoencoder",
-            ConvAutoencoder(),
-            torch.rand(1, 28, 28),
-            (4_000, 4_000, 40_000),
-        ),
-        ("DCGAN generator 3x64x64", DCGANGenerator(), torch.randn(100), (1_000, 1_000, 2_000)),
+        ("MNIST conv autoencoder", ConvAutoencoder(), torch.rand(1, 28, 28), ae_counts),
+        ("DCGAN generator 3x64x64", DCGANGenerator(), torch.randn(100), gan_counts),
     ]
     rows = []
     for name, model, x, (n_center, n_check, n_certify) in cases:
@@ -89,17 +94,32 @@ def overhead_rows(device: torch.device, repeats: int) -> list[str]:
     return rows
 
 
-def center_rows(device: torch.device, repeats: int) -> list[str]:
+def center_rows(device: torch.device, repeats: int, checkpoint: str | None) -> list[str]:
+    clouds = [
+        (f"uniform noise {'x'.join(map(str, shape))}", torch.rand(10_000, *shape, device=device))
+        for shape in [(1, 28, 28), (3, 64, 64)]
+    ]
+    if checkpoint is not None:
+        model = load_model(checkpoint).to(device).eval()
+        x = torch.as_tensor(load_dataset("mnist").x_test[0], device=device)
+        with torch.no_grad():
+            noisy = x.unsqueeze(0) + 0.25 * torch.randn(10_000, *x.shape, device=device)
+            outputs = torch.cat([model(b) for b in noisy.split(1_000)])
+        clouds.append(("MNIST autoencoder outputs 1x28x28", outputs))
     metric = get_metric("l2")
     rows = []
-    for shape in [(1, 28, 28), (3, 64, 64)]:
-        samples = torch.rand(10_000, *shape, device=device)
-        for mode, k in [("all pairs", None), ("30 candidates", 30)]:
+    for name, samples in clouds:
+        central = metric.central_candidates(samples)
+        for mode, k, extra in [
+            ("all pairs + central points", None, central),
+            ("all pairs, samples only", None, None),
+            ("30 candidates + central points", 30, central),
+        ]:
             times = [
-                timed(lambda s=samples, kk=k: find_center(s, metric, kk), device)
+                timed(lambda s=samples, kk=k, e=extra: find_center(s, metric, kk, e), device)
                 for _ in range(repeats)
             ]
-            rows.append(f"| {'x'.join(map(str, shape))} | {mode} | {spread(times)} |")
+            rows.append(f"| {name} | {mode} | {spread(times)} |")
     return rows
 
 
@@ -107,16 +127,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ae-counts", type=int, nargs=3, default=(10_000, 10_000, 100_000))
+    parser.add_argument("--gan-counts", type=int, nargs=3, default=(2_000, 2_000, 10_000))
+    parser.add_argument("--checkpoint", help="a trained autoencoder for the center-search rows")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
     print("| model | samples (center/check/certify) | batch | bare forward s | certify s | ratio |")
     print("|---|---|---|---|---|---|")
-    print("\n".join(overhead_rows(device, args.repeats)))
+    print("\n".join(overhead_rows(device, args.repeats, args.ae_counts, args.gan_counts)))
     print("\n| outputs | center search | seconds for n_center = 10^4 |")
     print("|---|---|---|")
-    print("\n".join(center_rows(device, args.repeats)))
+    print("\n".join(center_rows(device, args.repeats, args.checkpoint)))
 
 
 if __name__ == "__main__":

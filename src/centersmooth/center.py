@@ -153,12 +153,12 @@ class _SamplePruner:
 
     ``med(z) <= t`` needs at least ``m`` samples within ``t`` of ``z``. A cheap lower bound on
     the distances that already counts fewer than ``m`` below ``t`` proves ``med(z) > t``; such a
-    sample gets ``inf`` instead of its median, which cannot change the minimum. The bound comes from
-    the metric's Euclidean embedding (``Metric.euclidean_embedding``): projected on the top
-    ``LOW_RANK`` principal directions of the cloud plus the norm of the rest, distances can only
-    shrink (a projection is a contraction; the reverse triangle inequality for the rest). For
-    metrics without an embedding the exact pairwise block is counted, which still saves the order
-    statistic. Rows are visited from the cloud's middle out, so ``best`` drops early when no
+    sample gets ``inf`` instead of its median, which cannot change the minimum. The cheap bound
+    comes from the metric's Euclidean embedding (``Metric.euclidean_embedding``): projected on the
+    top ``LOW_RANK`` principal directions of the cloud plus the norm of the rest, distances can
+    only shrink (a projection is a contraction; the reverse triangle inequality for the rest).
+    The rows it keeps (all rows, for metrics without an embedding) have their exact pairwise block
+    counted the same way, which still saves the order statistic of those that cannot win. Rows are visited from the cloud's middle out, so ``best`` drops early when no
     central point was given.
     """
 
@@ -195,14 +195,12 @@ class _SamplePruner:
                 idx = idx[self._may_beat(idx, best)]
                 if idx.numel() == 0:
                     continue
-                d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
-            else:
-                d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
-                if math.isfinite(best):
-                    keep = (d <= best * (1 + self.SLACK)).sum(dim=1) >= self.m
-                    idx, d = idx[keep.cpu()], d[keep]
-                    if idx.numel() == 0:
-                        continue
+            d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
+            if math.isfinite(best):  # the exact count, before the dearer order statistic
+                keep = (d <= best * (1 + self.SLACK)).sum(dim=1) >= self.m
+                idx, d = idx[keep.cpu()], d[keep]
+                if idx.numel() == 0:
+                    continue
             block = torch.kthvalue(d, self.m, dim=1).values.to(_F64).cpu()
             medians[idx] = block
             best = min(best, float(block.min()))
