@@ -9,6 +9,8 @@
 #                  Hoeffding, samples-only centers), the same 20 inputs
 #   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (issue 6's
 #                  "also report 10^4 certification samples")
+#   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
+#                  (run in the earlier session with this command; its file moved here)
 # One torch thread per stream; each file resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,5 +48,12 @@ case "${1:-}" in
       --sigma 0.25 --metric l2 --n-certify 10000 --examples 0 "${COMMON[@]}" \
       --out results/grid/mnist-autoencoder/sigma0.25-ncertify1e4.jsonl
     ;;
-  *) echo "usage: $0 mnist|fashion-mnist|paper|ncertify1e4" >&2; exit 2 ;;
+  classifier)
+    mkdir -p results/grid/mnist-classifier
+    $CS certify classifier --checkpoint "$MODELS/classifier-mnist-sigma0.25-seed0.pt" \
+      --sigma 0.25 --metric total_variation --eps-in 0.5 1 1.5 2 --eps-in-relative \
+      --n-inputs 10 --seed 0 --threads 1 --examples 0 --quiet --resume \
+      --out results/grid/mnist-classifier/sigma0.25.jsonl
+    ;;
+  *) echo "usage: $0 mnist|fashion-mnist|paper|ncertify1e4|classifier" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 """Write <dir>/<task>.md (one markdown table per task) and <dir>/<task>_eps_out.png from the JSONL
 files under <dir>/<dataset>-<task>/. Usage: .venv/bin/python results/summarize.py [DIR]
-(default: the results/ directory itself; results/gpu for the full run)."""
+(default: results/grid, the CPU grid; results/gpu for the GPU run of run_gpu.sh)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from centersmooth.runner import read_results  # noqa: E402
 from centersmooth.tables import format_table, summarize  # noqa: E402
 
-ROOT = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent
+ROOT = (
+    Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent / "grid"
+)
 TASKS = ("autoencoder", "reconstruction", "classifier")
 COLUMNS = (
     "dataset",
     "preset",
     "metric",
+    "center",
     "sigma",
     "h",
     "eps_in",
@@ -46,8 +49,11 @@ def main() -> None:
             continue
         first = data.rows[0]
         counts = f"{first['n_center']}/{first['n_check']}/{first['n_certify']} {first['bound']}"
+        smoothing = data.header["config"]["smoothing"]
         for s in summarize(data.rows):
             s.update(
+                task=first["task"],
+                center=center_search(smoothing, s["metric"]),
                 dataset=first["dataset"],
                 preset=first.get("preset", "default"),
                 h=round(s["eps_in"] / s["sigma"], 3),
@@ -55,6 +61,13 @@ def main() -> None:
                 file=str(path.relative_to(ROOT)),
             )
             by_task[first["task"]].append(s)
+    at_sigma = [s for task in by_task for s in by_task[task] if s["h"] == 1.0]
+    at_sigma.sort(key=lambda s: (s["task"], s["dataset"], s["preset"], s["metric"], s["sigma"]))
+    (ROOT / "at_eps_in_sigma.md").write_text(
+        "# Every cell at eps_in = sigma (h = 1); all h in the per-task tables\n\n"
+        + format_table(at_sigma, ("task",) + COLUMNS, markdown=True)
+        + "\n"
+    )
     for task, summaries in by_task.items():
         summaries.sort(
             key=lambda s: (s["dataset"], s["preset"], s["counts"], s["metric"], s["sigma"], s["h"])
@@ -65,13 +78,14 @@ def main() -> None:
             f"# {task}: certified output radius (medians over {', '.join(map(str, n_inputs))} "
             "test inputs)",
             "",
-            "CPU run (no GPU in this session): fewer inputs and fewer samples than the issue's "
-            "grid; see results/README.md for what was and was not run.",
+            "What was run, on which machine and with which commands: `results/README.md`.",
             "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention counts as infinite "
             "eps_out); `abstain`: fraction of inputs; `seconds`: median wall time per input, all "
-            "metrics together, on 2 CPU cores shared with other jobs; `counts`: n_center / n_check "
-            "/ n_certify and bound. base_error = d(f(x), clean image), smoothed_error = "
-            "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)).",
+            "metrics of the file together (they share the forward passes); `counts`: n_center / "
+            "n_check / n_certify and bound. base_error = d(f(x), clean image), smoothed_error = "
+            "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)). "
+            "`center`: the center search (all samples, or the first k, plus the central points "
+            "or not).",
             "",
             format_table(summaries, COLUMNS, markdown=True),
             "",
@@ -81,6 +95,15 @@ def main() -> None:
         (ROOT / f"{task}.md").write_text("\n".join(text))
         plot(task, summaries)
         print(f"wrote {ROOT / task}.md and {ROOT / task}_eps_out.png")
+
+
+def center_search(smoothing: dict, metric: str) -> str:
+    """How the run searched the center for ``metric``: all pairs or k candidates (+ central)."""
+    k = smoothing.get("candidates")
+    if isinstance(k, dict):
+        k = k.get(metric)
+    mode = "all pairs" if k is None else f"{k} cand."
+    return mode + (" + central" if smoothing.get("central_candidates", True) else "")
 
 
 def plot(task: str, summaries: list[dict]) -> None:

