@@ -158,8 +158,9 @@ class _SamplePruner:
     top ``LOW_RANK`` principal directions of the cloud plus the norm of the rest, distances can
     only shrink (a projection is a contraction; the reverse triangle inequality for the rest).
     The rows it keeps (all rows, for metrics without an embedding) have their exact pairwise block
-    counted the same way, which still saves the order statistic of those that cannot win. Rows are visited from the cloud's middle out, so ``best`` drops early when no
-    central point was given.
+    counted the same way, which still saves the order statistic of those that cannot win. Rows
+    are visited from the cloud's middle out, so ``best`` drops early when no central point was
+    given.
     """
 
     LOW_RANK = 32
