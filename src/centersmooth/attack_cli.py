@@ -68,34 +68,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _setup(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, dict[str, Any], str]:
     """Model, inputs, their indices, run information and the distance, from the arguments."""
-    from .cli import CLIError, _load_array
-    from .tasks import get_task
+    from .cli import task_setup, user_inputs
     from .tasks.user import user_model_factory
 
     if args.model is not None or args.inputs is not None:
-        if args.task is not None:
-            raise CLIError("give either a TASK or --model with --inputs, not both")
-        if args.model is None or args.inputs is None:
-            raise CLIError("--model and --inputs go together")
+        inputs = user_inputs(args)
         factory = user_model_factory(args.model)
-        inputs = _load_array(args.inputs, "--inputs")
-        if inputs.ndim < 2 or len(inputs) == 0:
-            raise CLIError(
-                f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}"
-            )
         info: dict[str, Any] = {"task": "user", "model": args.model, "inputs": str(args.inputs)}
         return factory(), inputs, np.arange(len(inputs)), info, args.metric or "l2"
-    if args.task is None:
-        raise CLIError("name a TASK, or give --model and --inputs")
-    task = get_task(args.task)
-    setup = task.certify_setup(
-        checkpoint=args.checkpoint,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        n_inputs=args.n_inputs,
-        seed=args.seed,
-        sigma=args.sigma,
-    )
+    task, setup = task_setup(args)
     metric = args.metric or task.default_metrics[0]
     return setup.model_factory(), setup.inputs, setup.indices, dict(setup.run_info), metric
 

@@ -26,6 +26,7 @@ from .runner import RunnerError
 
 if TYPE_CHECKING:
     from .tasks import Task
+    from .tasks.base import CertifySetup
 
 EXIT_USAGE = 2
 
@@ -279,24 +280,46 @@ def _load_array(path: Path, what: str) -> np.ndarray:
     return array
 
 
+def user_inputs(args: argparse.Namespace) -> np.ndarray:
+    """The ``--inputs`` array of a ``--model`` run (``certify``, ``attack``), after checking that
+    the source arguments name a user model and not also a task."""
+    if args.task is not None:
+        raise CLIError("give either a TASK or --model with --inputs, not both")
+    if args.model is None or args.inputs is None:
+        raise CLIError("--model and --inputs go together")
+    inputs = _load_array(args.inputs, "--inputs")
+    if inputs.ndim < 2 or len(inputs) == 0:
+        raise CLIError(f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}")
+    return inputs
+
+
+def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
+    """The task ``args.task`` names and its inputs and model (``certify``, ``attack``)."""
+    from .tasks import get_task
+
+    if args.task is None:
+        raise CLIError("name a TASK, or give --model and --inputs")
+    task = get_task(args.task)
+    setup = task.certify_setup(
+        checkpoint=args.checkpoint,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        n_inputs=args.n_inputs,
+        seed=args.seed,
+        sigma=args.sigma,
+    )
+    return task, setup
+
+
 def _certify_run(args: argparse.Namespace) -> int:
     from .runner import certify_dataset
     from .tables import format_table, summarize
-    from .tasks import get_task
     from .tasks.user import user_model_factory
 
     _set_threads(args.threads)
     task: Task | None = None
     if args.model is not None or args.inputs is not None:
-        if args.task is not None:
-            raise CLIError("give either a TASK or --model with --inputs, not both")
-        if args.model is None or args.inputs is None:
-            raise CLIError("--model and --inputs go together")
-        inputs = _load_array(args.inputs, "--inputs")
-        if inputs.ndim < 2 or len(inputs) == 0:
-            raise CLIError(
-                f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}"
-            )
+        inputs = user_inputs(args)
         factory = user_model_factory(args.model, probe=inputs[:2])
         targets = None if args.targets is None else _load_array(args.targets, "--targets")
         if targets is not None and len(targets) != len(inputs):
@@ -305,17 +328,7 @@ def _certify_run(args: argparse.Namespace) -> int:
         run_info: dict[str, Any] = {"task": "user", "model": args.model, "inputs": str(args.inputs)}
         metrics = args.metric or ["l2"]
     else:
-        if args.task is None:
-            raise CLIError("name a TASK, or give --model and --inputs")
-        task = get_task(args.task)
-        setup = task.certify_setup(
-            checkpoint=args.checkpoint,
-            dataset=args.dataset,
-            data_root=args.data_root,
-            n_inputs=args.n_inputs,
-            seed=args.seed,
-            sigma=args.sigma,
-        )
+        task, setup = task_setup(args)
         factory, inputs, targets, indices = (
             setup.model_factory,
             setup.inputs,
