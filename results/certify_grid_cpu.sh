@@ -5,15 +5,19 @@
 # search their center among 30 candidates plus the central points (`--candidates tv1=30 tv2=30`):
 # an all-pairs tv2 search costs hours per input on a CPU (no matrix-product form).
 #   stream mnist | fashion-mnist : both tasks, sigma 0.25, 0.1, 0.5
-#   stream paper [SIGMA] : MNIST autoencoder, sigma 0.25 (or SIGMA), l2, --preset paper (10^4 /
-#                  10^4 / 10^6, Hoeffding, samples-only centers), the same inputs (the runner
-#                  goes through them in order, so a stopped run holds the first k of the 20)
+#   stream paper DATASET TASK SIGMA : one cell in l2 with --preset paper (10^4 / 10^4 / 10^6,
+#                  Hoeffding, samples-only centers) on the same inputs (the runner goes through
+#                  them in order, so a stopped run holds the first k of the 20)
+#   stream paper-rounds MINUTES : every cell's paper preset in turn, each for at most MINUTES
+#                  (a cell's input cut off by the limit is redone on the next round); repeat it
+#                  to give every cell more of its inputs
 #   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (issue 6's
 #                  "also report 10^4 certification samples")
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
 #                  (run in the earlier session with this command; its file moved here)
 # One torch thread per stream; each file resumes where it stopped.
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 CS=".venv/bin/centersmooth"
 MODELS="${CENTERSMOOTH_CACHE:-$HOME/.cache/centersmooth}/models"
@@ -29,6 +33,14 @@ run() {  # run DATASET TASK SIGMA
     --out "results/grid/$dataset-$task/sigma$sigma.jsonl"
 }
 
+paper() {  # paper DATASET TASK SIGMA
+  local dataset=$1 task=$2 sigma=$3
+  mkdir -p "results/grid/$dataset-$task"
+  $CS certify "$task" --checkpoint "$MODELS/$task-$dataset-sigma$sigma-seed0.pt" \
+    --sigma "$sigma" --metric l2 --preset paper --examples 0 "${COMMON[@]}" \
+    --out "results/grid/$dataset-$task/sigma$sigma-paper.jsonl"
+}
+
 case "${1:-}" in
   mnist | fashion-mnist)
     for sigma in 0.25 0.1 0.5; do
@@ -37,12 +49,14 @@ case "${1:-}" in
       done
     done
     ;;
-  paper)
-    sigma=${2:-0.25}
-    mkdir -p results/grid/mnist-autoencoder
-    $CS certify autoencoder --checkpoint "$MODELS/autoencoder-mnist-sigma$sigma-seed0.pt" \
-      --sigma "$sigma" --metric l2 --preset paper --examples 0 "${COMMON[@]}" \
-      --out "results/grid/mnist-autoencoder/sigma$sigma-paper.jsonl"
+  paper) paper "$2" "$3" "$4" ;;
+  paper-rounds)
+    for sigma in 0.25 0.1 0.5; do
+      for cell in mnist:autoencoder mnist:reconstruction fashion-mnist:autoencoder \
+        fashion-mnist:reconstruction; do
+        timeout "${2}m" bash "$SELF" paper "${cell%%:*}" "${cell##*:}" "$sigma" || true
+      done
+    done
     ;;
   ncertify1e4)
     mkdir -p results/grid/mnist-autoencoder
@@ -57,5 +71,5 @@ case "${1:-}" in
       --n-inputs 10 --seed 0 --threads 1 --examples 0 --quiet --resume \
       --out results/grid/mnist-classifier/sigma0.25.jsonl
     ;;
-  *) echo "usage: $0 mnist|fashion-mnist|paper [SIGMA]|ncertify1e4|classifier" >&2; exit 2 ;;
+  *) echo "usage: $0 mnist|fashion-mnist|paper DATASET TASK SIGMA|paper-rounds MINUTES|ncertify1e4|classifier" >&2; exit 2 ;;
 esac

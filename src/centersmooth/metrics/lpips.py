@@ -101,7 +101,8 @@ class LPIPSNetwork(nn.Module):
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The tapped ReLU outputs for ``[-1, 1]`` images ``(n, 3, H, W)``."""
         shift, scale = self._buffer("shift"), self._buffer("scale")
-        h = (images - shift) / scale
+        # channels-last convolutions are about twice as fast on a CPU (same values to rounding)
+        h = ((images - shift) / scale).contiguous(memory_format=torch.channels_last)
         out = []
         for i, conv in enumerate(self.convs):
             if self.pool_before[i]:
@@ -164,7 +165,8 @@ class LPIPSDistance(Metric):
                 from ..weights import lpips_state
 
                 self._state = lpips_state(self.backbone, self.weights)
-            self._nets[key] = LPIPSNetwork(self.backbone, self._state).to(device)
+            net = LPIPSNetwork(self.backbone, self._state)
+            self._nets[key] = net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self._nets[key]
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,15 @@ import torch
 from .base import Metric, flat
 
 
-def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e-7) -> torch.Tensor:
+def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e-5) -> torch.Tensor:
     """Weiszfeld's iteration for the point minimising the sum of l2 distances to ``points``.
 
     ``points`` is ``(n, features)``; starts from the mean and stops when a step moves less than
-    ``tol`` times the cloud's scale. Points that coincide with the iterate get weight 0 (theirs
-    would be infinite), which keeps the iteration defined. Distances come from norms and one
-    matrix-vector product, so no temporary of the size of ``points`` is made.
+    ``tol`` times the cloud's scale (finer steps change no median distance in float32: the
+    result is only a candidate, scored exactly by the center search). Points that coincide
+    with the iterate get weight 0 (theirs would be infinite), which keeps the iteration
+    defined. Distances come from norms and one matrix-vector product, so no temporary of the
+    size of ``points`` is made.
     """
     z = points.mean(dim=0)
     sq_norms = torch.cat([(block * block).sum(dim=1) for block in points.split(1024)])

@@ -6,6 +6,7 @@ A new task is a :class:`Task` subclass (one file) plus one line in ``_REGISTRY``
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from .base import (
@@ -17,20 +18,29 @@ from .base import (
     load_model,
     save_checkpoint,
 )
-from .face_boxes import FaceBoxesTask
-from .face_embeddings import FaceEmbeddingsTask
-from .gan_faces import GanFacesTask
 from .images import AutoencoderTask, ClassifierTask, ReconstructionTask
 from .models import ConvAutoencoder, MeasurementReconstructor, SmallClassifier, measurement_matrix
 from .training import TrainResult, train
+
+
+def _driver_task(module: str, cls: str) -> Callable[[], Task]:
+    """A task defined in a module that is also a driver (``python -m centersmooth.tasks.X``):
+    imported when first asked for, so that running the driver does not import it twice."""
+
+    def factory() -> Task:
+        task: Task = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+        return task
+
+    return factory
+
 
 _REGISTRY: dict[str, Callable[[], Task]] = {
     "autoencoder": AutoencoderTask,
     "reconstruction": ReconstructionTask,
     "classifier": ClassifierTask,
-    "gan-faces": GanFacesTask,
-    "face-boxes": FaceBoxesTask,
-    "face-embeddings": FaceEmbeddingsTask,
+    "gan-faces": _driver_task("gan_faces", "GanFacesTask"),
+    "face-boxes": _driver_task("face_boxes", "FaceBoxesTask"),
+    "face-embeddings": _driver_task("face_embeddings", "FaceEmbeddingsTask"),
 }
 
 
