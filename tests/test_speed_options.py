@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from centersmooth import CenterSmoothing
-from centersmooth.sampling import BaseFunction, derive_seed, find_batch_size
+from centersmooth.sampling import BaseFunction, OutputMonitor, derive_seed, find_batch_size
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=4_000)
 
@@ -92,3 +92,29 @@ def test_automatic_batch_size_backs_off_from_out_of_memory():
 def test_no_batch_size_means_the_default_on_cpu():
     smoother = CenterSmoothing(lambda b: b, batch_size=None, seed=0, **SMALL)
     assert not smoother.certify(torch.zeros(2), 0.1).abstained
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+def test_output_check_finds_every_non_finite_entry(bad, dtype):
+    """The one-reduction check flags exactly the batches with a NaN or an infinity, including
+    finite values so large that a sum of them would overflow."""
+    big = 1e308 if dtype == torch.float64 else 3e38
+    out = torch.full((50, 3, 4), big, dtype=dtype)
+    if bad is not None:
+        out[17, 2, 1] = bad
+    flagged = bool(OutputMonitor(torch.device("cpu")).outputs(out).bad_outputs)
+    assert flagged == (bad is not None)
+
+
+def test_distance_check_flags_negative_and_non_finite_distances():
+    for d, bad, negative in (
+        (torch.tensor([0.0, 1.0]), False, False),
+        (torch.tensor([0.5, -1e-3]), False, True),
+        (torch.tensor([float("nan"), 1.0]), True, False),
+        (torch.tensor([1.0, float("inf")]), True, False),
+        (torch.tensor([]), False, False),
+    ):
+        monitor = OutputMonitor(torch.device("cpu"))
+        monitor.distances(d)
+        assert (bool(monitor.bad_distances), bool(monitor.negative)) == (bad, negative)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,15 @@ def test_registry() -> None:
         get_task("nope")
     with pytest.raises(ValueError, match="already registered"):
         register_task("autoencoder", Task)
+
+
+def test_driver_modules_run_without_a_double_import() -> None:
+    """``python -m centersmooth.tasks.gan_faces`` would warn (runpy) if importing the package
+    imported the driver module first; the registry imports it only when the task is asked for."""
+    code = "import sys, centersmooth.tasks; print('centersmooth.tasks.gan_faces' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert get_task("gan-faces").name == "gan-faces"
 
 
 def test_model_shapes() -> None:
@@ -96,6 +107,11 @@ def test_training_smoke_and_checkpoint_round_trip(tmp_path: Path) -> None:
     model_b, _ = load_checkpoint(again.path)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model_b(x))  # same seed, same model
+        # loaded channels-last for speed: the same function as the stored weights, to rounding
+        plain = get_task("autoencoder").build(**meta["arch"]).eval()
+        plain.load_state_dict(payload["state_dict"])
+        assert model.encoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(model(x), plain(x))
     assert again.meta["final_loss"] == meta["final_loss"]
 
 
