@@ -4,6 +4,7 @@ Usage: python benchmarks/sample_efficiency.py --checkpoint PATH [--n-inputs 5] [
        [--paper-n-certify 1000000] [--device cpu]
    or: python benchmarks/sample_efficiency.py --results NAME=FILE ... (the last is the paper's)
        to compare `centersmooth certify` results files (l2 rows, the inputs all files share)
+   or: python benchmarks/sample_efficiency.py --grid results/grid (every cell with a paper file)
 
 Ours: 10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates; also with 10^4
 certification samples. Paper: 10^4 / 10^4 / 10^6, Hoeffding, centers among the samples only.
@@ -42,34 +43,64 @@ def print_table(title: str, medians: dict[str, np.ndarray]) -> None:
         print(f"| {name} | {cells} | {ratio:.3f} |")
 
 
-def from_results(specs: list[str], metric: str = "l2") -> None:
-    """The table from results files, on the inputs every file has finished."""
+def shared_medians(
+    files: dict[str, str | Path], metric: str = "l2"
+) -> tuple[float | None, int, dict[str, np.ndarray]]:
+    """Sigma, number of shared inputs and median eps_out per file and h, on the inputs every
+    file has finished (an abstention counts as infinite)."""
     per_file: dict[str, dict[int, dict[float, float]]] = {}
     sigma = None
-    for spec in specs:
-        name, _, path = spec.rpartition("=")
-        data = read_results(path)
+    for name, path in files.items():
         by_input: dict[int, dict[float, float]] = {}
-        for row in data.rows:
+        for row in read_results(path).rows:
             if row["metric"] == metric:
                 sigma = row["sigma"]
                 h = round(row["eps_in"] / row["sigma"], 6)
                 eps_out = math.inf if row["eps_out"] is None else row["eps_out"]
                 by_input.setdefault(row["input_index"], {})[h] = eps_out
-        per_file[name or path] = {i: v for i, v in by_input.items() if all(h in v for h in H)}
+        per_file[name] = {i: v for i, v in by_input.items() if all(h in v for h in H)}
     shared = sorted(set.intersection(*(set(v) for v in per_file.values())))
-    if not shared:
-        raise SystemExit("the results files share no finished input")
     medians = {
         name: np.median([[rows[i][h] for h in H] for i in shared], axis=0)
         for name, rows in per_file.items()
     }
-    print_table(f"{metric}, sigma={sigma}, {len(shared)} shared inputs", medians)
+    return sigma, len(shared), medians
+
+
+def from_results(specs: list[str], metric: str = "l2") -> None:
+    """The table from results files, on the inputs every file has finished."""
+    files = {name or path: path for name, _, path in (s.rpartition("=") for s in specs)}
+    sigma, n_shared, medians = shared_medians(files, metric)
+    if not n_shared:
+        raise SystemExit("the results files share no finished input")
+    print_table(f"{metric}, sigma={sigma}, {n_shared} shared inputs", medians)
+
+
+def from_grid(root: Path) -> None:
+    """One row per cell of a results grid (``<dataset>-<task>/sigma<S>.jsonl`` beside
+    ``sigma<S>-paper.jsonl``): ours against the paper preset on the inputs both finished."""
+    print(
+        "| cell | sigma | shared inputs | ours, h = 1 / 1.5 / 2 | paper, h = 1 / 1.5 / 2 "
+        "| ratio to paper |"
+    )
+    print("|---|---|---|---|---|---|")
+    for paper in sorted(root.glob("*/sigma*-paper.jsonl")):
+        ours = paper.with_name(paper.name.replace("-paper", ""))
+        sigma, n_shared, med = shared_medians({"ours": ours, "paper": paper})
+        if not n_shared:
+            continue
+        ratio = statistics.median(float(r) for r in med["ours"] / med["paper"])
+        cells = [" / ".join(f"{v:.3f}" for v in med[k]) for k in ("ours", "paper")]
+        print(
+            f"| {paper.parent.name} | {sigma} | {n_shared} | {cells[0]} | {cells[1]} "
+            f"| {ratio:.3f} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", nargs="+", metavar="NAME=FILE")
+    parser.add_argument("--grid", type=Path, metavar="DIR", help="every cell of a results grid")
     parser.add_argument("--task", default="autoencoder")
     parser.add_argument("--checkpoint")
     parser.add_argument("--n-inputs", type=int, default=5)
@@ -79,6 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.results:
         from_results(args.results)
+        return
+    if args.grid:
+        from_grid(args.grid)
         return
     if args.checkpoint is None:
         parser.error("give --checkpoint (to certify) or --results (to compare files)")
