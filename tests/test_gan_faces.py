@@ -86,7 +86,7 @@ def test_driver_certifies_through_the_runner(
 ) -> None:
     tiny = dict(n_center=120, n_check=120, n_certify=200, delta=0.25, candidates=12)
     paths = gan_faces.experiment(
-        tmp_path, inputs=1, sigmas=[0.25], presets=["paper"], progress=False, **tiny
+        tmp_path, inputs=2, sigmas=[0.25], presets=["paper"], progress=False, **tiny
     )
     assert paths == [tmp_path / "paper-sigma0.25.jsonl"]
     results = read_results(paths[0])
@@ -96,14 +96,18 @@ def test_driver_certifies_through_the_runner(
     sm = config["smoothing"]
     assert sm["bound"] == "hoeffding" and sm["central_candidates"] is False
     assert (sm["n_center"], sm["candidates"], sm["batch_size"]) == (120, 12, 250)
-    assert [r["eps_in"] for r in results.rows] == pytest.approx([0.125, 0.25, 0.375])
+    assert [r["eps_in"] for r in results.rows[:3]] == pytest.approx([0.125, 0.25, 0.375])
     row = results.rows[0]
-    assert not row["abstained"] and row["input_index"] == 0
-    # the figure, with the run's seed and settings, shows the center the runner certified
+    assert row["input_index"] == 0 and row["eps_in"] == 0.125 and row["eps_out"] is not None
+    # the figure, with the run's seed, inputs and settings, shows the center the runner
+    # certified and quotes its eps_out
     out = tmp_path / "figure.png"
-    distances = gan_faces.figure(out, sigma=0.25, preset="paper", neighbours=1, **tiny)
+    distances = gan_faces.figure(
+        out, 0.25, "paper", h=0.5, neighbours=1, n_inputs=2, results=tmp_path, **tiny
+    )
     assert out.stat().st_size > 0
     assert distances["base"] == pytest.approx(row["smoothing_error"], rel=1e-3, abs=1e-5)
+    assert distances["eps_out"] == row["eps_out"]
 
 
 def test_missing_weights_say_how_to_install(tmp_path: Path) -> None:

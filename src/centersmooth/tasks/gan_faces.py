@@ -15,6 +15,7 @@ offline here; this generator is much smaller (64x64 faces), so absolute numbers 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..runner import input_seed
+from ..runner import input_seed, read_results
 from ..smoothing import CenterSmoothing
 from ..weights import gan_faces_state
 from .base import CertifySetup, Task
@@ -31,6 +32,7 @@ from .experiments import (
     experiment_main,
     experiment_overrides,
     experiment_parser,
+    experiment_path,
     run_experiment,
 )
 
@@ -206,15 +208,18 @@ def figure(
     sigma: float = 0.5,
     preset: str = "paper",
     h: float = 1.0,
-    eps_out: float | None = None,
     neighbours: int = 4,
     seed: int = 0,
+    n_inputs: int = 1,
+    results: Path | None = None,
     **overrides: Any,
 ) -> dict[str, float]:
     """Base image of the first latent vector, its smoothed image (the center the experiment
-    certified, with the same ``seed`` and ``overrides``: the runner's seed of input 0), base
-    images of ``neighbours`` latent points at distance ``eps_in = h sigma``, and the smoothed
-    image at the first of them, with their LPIPS distances to the center. Returns the distances.
+    certified, with the same ``seed``, ``n_inputs`` and ``overrides``: the runner's seed of input
+    0), base images of ``neighbours`` latent points at distance ``eps_in = h sigma``, and the
+    smoothed image at the first of them, with their LPIPS distances to the center; the certified
+    ``eps_out`` of input 0 is quoted from the driver's folder ``results`` when given. Returns
+    the distances (and ``eps_out``).
     """
     import matplotlib
 
@@ -223,7 +228,17 @@ def figure(
 
     net = load_generator()
     smoother = make_smoother(sigma, preset, generator=net, **overrides)
-    z = latent_inputs(1, seed)[0]
+    # the run's set: torch's vectorised sampler redraws the tail of a batch, so the last vector
+    # of latent_inputs(n) depends on n
+    z = latent_inputs(n_inputs, seed)[0]
+    eps_out = None
+    if results is not None:
+        rows = read_results(experiment_path(results, preset, sigma)).rows
+        eps_out = next(
+            r["eps_out"]
+            for r in rows
+            if r["input_index"] == 0 and math.isclose(r["eps_in"], h * sigma, rel_tol=1e-9)
+        )
     center = smoother.predict(z, seed=input_seed(seed, 0)).center
     gen = torch.Generator().manual_seed(seed + 1)
     directions = torch.randn(neighbours, NZ, generator=gen)
@@ -260,6 +275,7 @@ def figure(
         "base": d_base,
         "smoothed_at_neighbour": d_moved,
         **{f"neighbour{i}": d for i, d in enumerate(d_around)},
+        **({} if eps_out is None else {"eps_out": eps_out}),
     }
 
 
@@ -275,8 +291,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         presets=("paper", "default"),
     )
     parser.add_argument("--inputs", type=int, default=3, help="number of seeded latent vectors")
-    parser.add_argument("--figure", type=Path, help="draw the figure (first sigma and preset)")
-    parser.add_argument("--eps-out", type=float, help="certified eps_out to quote in the figure")
+    parser.add_argument(
+        "--figure", type=Path, help="draw the figure of input 0 from --out (first sigma and preset)"
+    )
     args = parser.parse_args(argv)
     overrides = experiment_overrides(args)
     if args.figure is not None:
@@ -285,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 args.figure,
                 args.sigmas[0],
                 args.presets[0],
-                eps_out=args.eps_out,
                 seed=args.seed,
+                n_inputs=args.inputs,
+                results=args.out,
                 **overrides,
             )
         )
