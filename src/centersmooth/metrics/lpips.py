@@ -101,7 +101,7 @@ class LPIPSNetwork(nn.Module):
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The tapped ReLU outputs for ``[-1, 1]`` images ``(n, 3, H, W)``."""
         shift, scale = self._buffer("shift"), self._buffer("scale")
-        # channels-last convolutions are about twice as fast on a CPU (same values to rounding)
+        # channels-last convolutions run faster on a CPU (same values to rounding)
         h = ((images - shift) / scale).contiguous(memory_format=torch.channels_last)
         out = []
         for i, conv in enumerate(self.convs):
