@@ -1,7 +1,10 @@
 """Overhead of certification over the base model's own forward passes, and center search time.
 
 Usage: python benchmarks/overhead.py [--repeats 3] [--device cpu] [--ae-counts C K N]
-       [--gan-counts C K N] [--checkpoint autoencoder.pt] [--only overhead|center]
+       [--gan-counts C K N] [--checkpoint autoencoder.pt] [--only forward|overhead|center]
+
+0. Forward: bare forward passes of each model as built against the inference form the tasks load
+   it in (narrow transposed convolutions as sub-pixel convolutions, channels-last weights).
 
 1. Overhead: wall time of ``certify`` divided by the time of the same number of bare forward
    passes (random inputs, same batch size, no noise, no distances), measured in one process and
@@ -21,6 +24,7 @@ Prints a markdown table with the median and the range over the repeats.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +36,9 @@ from centersmooth import CenterSmoothing
 from centersmooth.center import find_center
 from centersmooth.datasets import load_dataset
 from centersmooth.metrics import get_metric
-from centersmooth.tasks import load_model
+from centersmooth.tasks import get_task, load_model
 from centersmooth.tasks.gan_faces import DCGANGenerator
+from centersmooth.tasks.inference import inference_form
 from centersmooth.tasks.models import ConvAutoencoder
 
 
@@ -84,8 +89,8 @@ def overhead_rows(
         )
     rows = []
     for name, model, x, (n_center, n_check, n_certify) in cases:
-        # channels-last, as the tasks load their convolutional models
-        model = model.to(device, memory_format=torch.channels_last).eval()
+        # the fast inference form the tasks load their models in (sub-pixel, channels-last)
+        model = inference_form(model.eval(), device)
         x = x.to(device)
         batch_size = 500
         # warm-up: first calls (kernel selection, lazy imports) are not what is measured
@@ -112,6 +117,40 @@ def overhead_rows(
             f"| {name} | {n_center}/{n_check}/{n_certify} | {batch_size} | {spread(bare)} | "
             f"{spread(full)} | {spread(ratios)} |"
         )
+    return rows
+
+
+def forward_rows(device: torch.device, repeats: int, checkpoint: str | None) -> list[str]:
+    """Bare forward passes of each model as built (channels-first, transposed convolutions) and
+    in the inference form the tasks load (``centersmooth.tasks.inference``), interleaved."""
+    cases: list[tuple[str, nn.Module, torch.Tensor, int]] = [
+        (
+            "MNIST conv autoencoder, random weights",
+            ConvAutoencoder(),
+            torch.rand(1, 28, 28),
+            10_000,
+        ),
+        ("DCGAN generator 3x64x64, random weights", DCGANGenerator(), torch.randn(100), 2_000),
+    ]
+    if checkpoint is not None:  # the stored weights, in the form they were trained in
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        trained = get_task("autoencoder").build(**payload["meta"]["arch"])
+        trained.load_state_dict(payload["state_dict"])
+        digit = torch.as_tensor(load_dataset("mnist").x_test[0])
+        cases.insert(0, ("MNIST conv autoencoder, trained", trained, digit, 10_000))
+    rows = []
+    for name, model, x, n in cases:
+        plain = model.to(device).eval()
+        fast = inference_form(copy.deepcopy(plain), device)
+        x = x.to(device)
+        for m in (plain, fast):  # warm-up
+            bare_forward(m, x, 1_000, 500)
+        before, after = [], []
+        for _ in range(repeats):
+            before.append(timed(lambda m=plain, xx=x, k=n: bare_forward(m, xx, k, 500), device))
+            after.append(timed(lambda m=fast, xx=x, k=n: bare_forward(m, xx, k, 500), device))
+        speedups = [b / a for b, a in zip(before, after, strict=True)]
+        rows.append(f"| {name} | {n} | {spread(before)} | {spread(after)} | {spread(speedups)} |")
     return rows
 
 
@@ -151,17 +190,23 @@ def main() -> None:
     parser.add_argument("--ae-counts", type=int, nargs=3, default=(10_000, 10_000, 100_000))
     parser.add_argument("--gan-counts", type=int, nargs=3, default=(2_000, 2_000, 10_000))
     parser.add_argument("--checkpoint", help="a trained autoencoder for extra rows")
-    parser.add_argument("--only", choices=("overhead", "center"), help="one of the two tables")
+    parser.add_argument(
+        "--only", choices=("overhead", "center", "forward"), help="one of the three tables"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
-    if args.only != "center":
+    if args.only in (None, "forward"):
+        print("| model | forward passes | as built, s | inference form, s | speed-up |")
+        print("|---|---|---|---|---|")
+        print("\n".join(forward_rows(device, args.repeats, args.checkpoint)) + "\n")
+    if args.only in (None, "overhead"):
         print("| model | samples (center/check/certify) | batch | bare s | certify s | ratio |")
         print("|---|---|---|---|---|---|")
         rows = overhead_rows(device, args.repeats, args.ae_counts, args.gan_counts, args.checkpoint)
         print("\n".join(rows))
-    if args.only != "overhead":
+    if args.only in (None, "center"):
         print("\n| outputs | center search | seconds for n_center = 10^4 |")
         print("|---|---|---|")
         print("\n".join(center_rows(device, args.repeats, args.checkpoint)))

@@ -8,9 +8,11 @@
 #   stream paper DATASET TASK SIGMA : one cell in l2 with --preset paper (10^4 / 10^4 / 10^6,
 #                  Hoeffding, samples-only centers) on the same inputs (the runner goes through
 #                  them in order, so a stopped run holds the first k of the 20)
-#   stream paper-rounds MINUTES : every cell's paper preset in turn, each for at most MINUTES
-#                  (a cell's input cut off by the limit is redone on the next round); repeat it
-#                  to give every cell more of its inputs
+#   stream paper-rounds MINUTES [reverse] : every cell's paper preset in turn, each for at most
+#                  MINUTES (a cell's input cut off by the limit is redone on the next round);
+#                  repeat it to give every cell more of its inputs. A second stream with
+#                  `reverse` goes through the cells from the other end; a cell that one stream is
+#                  running is skipped by the other (a lock per results file)
 #   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (issue 6's
 #                  "also report 10^4 certification samples")
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
@@ -35,10 +37,13 @@ run() {  # run DATASET TASK SIGMA
 
 paper() {  # paper DATASET TASK SIGMA
   local dataset=$1 task=$2 sigma=$3
+  local out="results/grid/$dataset-$task/sigma$sigma-paper.jsonl"
   mkdir -p "results/grid/$dataset-$task"
+  # one writer per file: a second stream skips the cell another stream is running
+  exec 9>"${TMPDIR:-/tmp}/centersmooth-${out//\//_}.lock"
+  flock -n 9 || { echo "skipped $out: another stream runs it" >&2; return 0; }
   $CS certify "$task" --checkpoint "$MODELS/$task-$dataset-sigma$sigma-seed0.pt" \
-    --sigma "$sigma" --metric l2 --preset paper --examples 0 "${COMMON[@]}" \
-    --out "results/grid/$dataset-$task/sigma$sigma-paper.jsonl"
+    --sigma "$sigma" --metric l2 --preset paper --examples 0 "${COMMON[@]}" --out "$out"
 }
 
 case "${1:-}" in
@@ -51,11 +56,21 @@ case "${1:-}" in
     ;;
   paper) paper "$2" "$3" "$4" ;;
   paper-rounds)
+    cells=()
     for sigma in 0.25 0.1 0.5; do
       for cell in mnist:autoencoder mnist:reconstruction fashion-mnist:autoencoder \
         fashion-mnist:reconstruction; do
-        timeout "${2}m" bash "$SELF" paper "${cell%%:*}" "${cell##*:}" "$sigma" || true
+        cells+=("$cell:$sigma")
       done
+    done
+    if [[ "${3:-}" == reverse ]]; then  # a second stream, from the other end
+      for ((i = ${#cells[@]} - 1; i >= 0; i--)); do order+=("${cells[i]}"); done
+    else
+      order=("${cells[@]}")
+    fi
+    for cell in "${order[@]}"; do
+      IFS=: read -r dataset task sigma <<<"$cell"
+      timeout "${2}m" bash "$SELF" paper "$dataset" "$task" "$sigma" || true
     done
     ;;
   ncertify1e4)
@@ -71,5 +86,5 @@ case "${1:-}" in
       --n-inputs 10 --seed 0 --threads 1 --examples 0 --quiet --resume \
       --out results/grid/mnist-classifier/sigma0.25.jsonl
     ;;
-  *) echo "usage: $0 mnist|fashion-mnist|paper DATASET TASK SIGMA|paper-rounds MINUTES|ncertify1e4|classifier" >&2; exit 2 ;;
+  *) echo "usage: $0 mnist|fashion-mnist|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ncertify1e4|classifier" >&2; exit 2 ;;
 esac

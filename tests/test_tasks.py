@@ -24,6 +24,7 @@ from centersmooth.tasks import (
     register_task,
     train,
 )
+from centersmooth.tasks.inference import SubPixelConv
 
 
 @pytest.fixture(autouse=True)
@@ -107,10 +108,11 @@ def test_training_smoke_and_checkpoint_round_trip(tmp_path: Path) -> None:
     model_b, _ = load_checkpoint(again.path)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model_b(x))  # same seed, same model
-        # loaded channels-last for speed: the same function as the stored weights, to rounding
+        # loaded in the fast inference form: the same function as the stored weights, to rounding
         plain = get_task("autoencoder").build(**meta["arch"]).eval()
         plain.load_state_dict(payload["state_dict"])
         assert model.encoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert isinstance(model.decoder[-2], SubPixelConv)
         torch.testing.assert_close(model(x), plain(x))
     assert again.meta["final_loss"] == meta["final_loss"]
 

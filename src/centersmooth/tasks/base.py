@@ -23,6 +23,7 @@ from torch import nn
 
 from ..datasets import Dataset, cache_dir, load_dataset
 from ..smoothing import PAPER_SETTINGS
+from .inference import inference_form
 
 CHECKPOINT_FORMAT = "centersmooth-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -204,11 +205,7 @@ def load_checkpoint(
         raise ValueError(f"task {task.name!r} has no trainable model")
     model = task.build(**meta["arch"])
     model.load_state_dict(payload["state_dict"])
-    model.eval()
-    # channels-last convolution weights: the autoencoder runs about 1.3x faster on a CPU (same
-    # values to rounding); inputs need no conversion
-    model.to(device or "cpu", memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model, meta
+    return inference_form(model, device), meta
 
 
 def load_model(path: str) -> nn.Module:

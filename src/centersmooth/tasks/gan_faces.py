@@ -35,6 +35,7 @@ from .experiments import (
     experiment_path,
     run_experiment,
 )
+from .inference import inference_form
 
 NZ = 100
 NGF = 64
@@ -95,9 +96,9 @@ def load_generator(
     state = gan_faces_state(weights)
     # ``main.`` stripped by the loader; our Sequential is named ``main`` too.
     net.main.load_state_dict(state)
-    net.eval().requires_grad_(False)
-    # channels-last transposed convolutions: about 1.4x faster on a CPU, same values to rounding
-    return net.to(device or "cpu", memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net.requires_grad_(False)
+    inference_form(net, device)
+    return net
 
 
 def latent_inputs(n: int, seed: int = 0) -> torch.Tensor:
