@@ -1,7 +1,7 @@
 """Cheap base functions for the runner, Ray and report tests (picklable factories).
 
 Ray workers cannot import this module by name; the runner ships its module by value
-(``runner._ship_by_value``), so these factories work with local Ray and with a cluster.
+(``workers._ship_by_value``), so these factories work with local Ray and with a cluster.
 """
 
 from __future__ import annotations

@@ -538,7 +538,7 @@ def test_cli_read_only_output_directory(capsys, tmp_path, user_model, monkeypatc
 
 def test_cli_disk_full_while_appending(capsys, tmp_path, user_model, results_file, monkeypatch):
     """Resume a file missing its last input; the append fails as on a full disk."""
-    from centersmooth import runner
+    from centersmooth import results_file as file_module
 
     model, inputs = user_model
     out, _ = results_file
@@ -549,7 +549,7 @@ def test_cli_disk_full_while_appending(capsys, tmp_path, user_model, results_fil
     def full_disk(self, records):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runner._Writer, "append", full_disk)
+    monkeypatch.setattr(file_module.Writer, "append", full_disk)
     code, err = run_cli(certify_args(model, inputs, out, "--resume"), capsys)
     assert out.read_bytes() == partial  # nothing lost, nothing half written
     assert_clean_error(code, err, "no space left")

@@ -1,0 +1,222 @@
+"""The results file: its schema, reading it back, and the one writer that appends to it.
+
+A header line (configuration, package version, seed), then one JSON line per
+(input, metric, eps_in), schema in ``docs/results-schema.md``. Every append is one write, flushed
+and fsynced, under an exclusive lock; a crash can leave at most a torn last line, which reading
+drops and reports, and a resume must match the header's configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "centersmooth-results"
+SCHEMA_VERSION = 1
+
+# Row fields, in file order; run_info fields follow. ``task`` comes from run_info.
+ROW_FIELDS = (
+    "input_index",
+    "task",
+    "metric",
+    "sigma",
+    "eps_in",
+    "eps_out",
+    "abstained",
+    "smoothing_error",
+    "base_error",
+    "smoothed_error",
+    "radius",
+    "quantile_radius",
+    "max_eps_in",
+    "n_center",
+    "n_check",
+    "n_certify",
+    "bound",
+    "seed",
+    "input_seed",
+    "seconds",
+    "version",
+)
+
+
+def package_version() -> str:
+    """The version stamped into headers and rows."""
+    from . import __version__
+
+    return __version__
+
+
+def json_float(value: Any) -> float | None:
+    """A float for JSON, ``None`` for infinity or NaN (the file never holds Infinity or NaN)."""
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types (NumPy scalars and arrays converted, non-finite floats as None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return json_float(value)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, torch.device):
+        return str(value)
+    raise TypeError(f"cannot write a {type(value).__name__} to the results file: {value!r}")
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, allow_nan=False, separators=(", ", ": ")) + "\n"
+
+
+@dataclass
+class Results:
+    """A results file as read back: its header, its rows, and where a torn last line began."""
+
+    header: dict[str, Any] | None
+    rows: list[dict[str, Any]]
+    torn: bool  # the file ended in a partial line (a crash in mid-write), which was dropped
+    valid_bytes: int  # length of the file without that partial line
+
+
+def read_results(path: str | os.PathLike[str]) -> Results:
+    """Header and rows of a results file. A torn last line (a crash in mid-write) is dropped and
+    reported; a bad line anywhere else is an error."""
+    path = Path(path)
+    data = path.read_bytes()
+    torn = False
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        logger.warning(
+            "%s: dropped a torn last line (%d bytes, left by an interrupted write)",
+            path,
+            len(data) - keep,
+        )
+        torn = True
+        data = data[:keep]
+    header = None
+    rows = []
+    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {number}: not a JSON object")
+        if record.get("record") == "header":
+            if header is not None:
+                raise ValueError(f"{path}, line {number}: a second run header")
+            header = record
+        else:
+            rows.append(record)
+    if rows and header is None:
+        raise ValueError(f"{path}: rows without a run header: not a centersmooth results file")
+    return Results(header, rows, torn, len(data))
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class RunnerError(RuntimeError):
+    """A run that cannot go on: its file is in use, a worker died too often, the model failed in
+    a worker. The message says which input and why."""
+
+
+class Writer:
+    """Appends records to the results file; each call is one write, flushed and fsynced. Holds an
+    exclusive lock on the file (POSIX ``flock``) so that two runs never append to the same file;
+    the kernel releases it when the process dies, even by SIGKILL."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise RunnerError(
+                f"{path} is being written by another run; wait for it to end or choose another "
+                "output"
+            ) from None
+
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        self.file.write("".join(_dumps(r) for r in records).encode("utf-8"))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def prepare_file(path: Path, config: dict[str, Any], resume: bool) -> list[dict[str, Any]]:
+    """Rows already in ``path`` (after dropping a torn last line) if resuming; else [] for a new
+    file. Refuses to overwrite, and refuses a header with another configuration."""
+    if not path.exists() or path.stat().st_size == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return []
+    if not resume:
+        raise FileExistsError(
+            f"{path} already exists; resume it (resume=True, --resume) or choose another output"
+        )
+    existing = read_results(path)
+    if existing.header is None:
+        if not path.read_bytes()[: existing.valid_bytes].strip():
+            _truncate(path, 0)  # only a torn header: start afresh
+            return []
+        raise ValueError(f"{path} has no run header: not a centersmooth results file")
+    if existing.header.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a centersmooth results file (format {FORMAT!r})")
+    diffs = _mismatch(existing.header.get("config", {}), config)
+    if diffs:
+        raise ValueError(
+            f"cannot resume {path}: it was written with another configuration ("
+            + "; ".join(diffs)
+            + "). Use the same settings, or write to a new file."
+        )
+    if existing.torn:
+        _truncate(path, existing.valid_bytes)
+    return existing.rows
+
+
+def _mismatch(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _mismatch(a, b, f"{prefix}{key}.")
+        elif a != b:
+            if key == "inputs_sha256":
+                diffs.append("the inputs, indices or targets differ")
+            else:
+                diffs.append(f"{prefix}{key}: {a!r} in the file, {b!r} now")
+    return diffs
