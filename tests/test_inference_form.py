@@ -36,6 +36,15 @@ def test_sub_pixel_layer_equals_the_transposed_convolution(
         torch.testing.assert_close(fast(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_sub_pixel_layer_keeps_dtype() -> None:
+    layer = nn.ConvTranspose2d(3, 1, 4, 2, 1).double()
+    fast = SubPixelConv.from_transposed(layer)
+    assert fast is not None and fast.conv.weight.dtype == torch.float64
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), layer(x))
+
+
 @pytest.mark.parametrize(
     "layer",
     [
