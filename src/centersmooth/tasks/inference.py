@@ -23,14 +23,14 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 SUBPIXEL_MAX_CHANNELS = 8  # one AVX2 register of float32
 
 
 class SubPixelConv(nn.Module):
-    """``ConvTranspose2d`` rewritten as ``pixel_shuffle(conv2d(x))`` (see the module docstring)."""
+    """``ConvTranspose2d`` rewritten as a pixel shuffle of ``conv2d(x)`` (see the module
+    docstring)."""
 
     def __init__(self, conv: nn.Conv2d, stride: int) -> None:
         super().__init__()
@@ -38,7 +38,14 @@ class SubPixelConv(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(x), self.stride)
+        # pixel_shuffle by hand: ``F.pixel_shuffle`` on a channels-last tensor took 4x longer
+        # (500 x 4 x 14 x 14: 3.9 ms against 0.8 ms on one thread)
+        y = self.conv(x)
+        n, channels, height, width = y.shape
+        s = self.stride
+        c = channels // (s * s)
+        blocks = y.permute(0, 2, 3, 1).reshape(n, height, width, c, s, s)
+        return blocks.permute(0, 3, 1, 4, 2, 5).reshape(n, c, height * s, width * s)
 
     @classmethod
     def from_transposed(cls, layer: nn.ConvTranspose2d) -> SubPixelConv | None:
