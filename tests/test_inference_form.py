@@ -75,3 +75,24 @@ def test_only_narrow_layers_are_rewritten_and_models_agree() -> None:
             assert kinds.count(SubPixelConv) == 1
             assert nn.ConvTranspose2d in kinds
             torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_relu_in_place_only_where_nothing_else_sees_its_input() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.ReLU(),  # the caller's tensor: must stay untouched
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),  # a view of the conv output
+        nn.ReLU(),
+        nn.Linear(3 * 16, 4),
+        nn.ReLU(),
+    )
+    x = torch.randn(5, 2, 4, 4)
+    kept = x.clone()
+    with torch.no_grad():
+        expected = model(x)
+        inference_form(model)
+        torch.testing.assert_close(model(x), expected)
+    assert [m.inplace for m in model if isinstance(m, nn.ReLU)] == [False, True, False, True]
+    assert torch.equal(x, kept)

@@ -13,6 +13,9 @@ models in this form:
   ``SUBPIXEL_MAX_CHANNELS`` outputs are rewritten. Not measured on a GPU (none was lent), where
   such a narrow layer costs little either way.
 - Convolution weights are stored channels-last (about 1.3x faster on a CPU).
+- A ReLU in an ``nn.Sequential`` right after a layer that returns a fresh tensor (convolution,
+  linear, batch norm) works in place: one allocation and one pass over memory fewer. Nothing
+  else can see that tensor, so the values are unchanged.
 
 The values agree with the trained model to float rounding (tested); the certificate is about the
 function actually evaluated, which is this one.
@@ -78,14 +81,28 @@ class SubPixelConv(nn.Module):
         return fast.requires_grad_(layer.weight.requires_grad)
 
 
+# layers whose output is a new tensor that only the next layer of a Sequential sees
+_FRESH_OUTPUT = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm2d, SubPixelConv)
+
+
+def _relu_in_place(sequence: nn.Sequential) -> None:
+    layers = list(sequence)
+    for before, layer in zip(layers, layers[1:], strict=False):
+        if isinstance(layer, nn.ReLU) and isinstance(before, _FRESH_OUTPUT):
+            layer.inplace = True
+
+
 def inference_form(model: nn.Module, device: str | torch.device | None = None) -> nn.Module:
     """``model`` (in eval mode) with its narrow transposed convolutions in sub-pixel form where
-    they have one, channels-last, on ``device`` (default CPU). Modifies and returns ``model``."""
+    they have one, safe ReLUs in place, channels-last, on ``device`` (default CPU). Modifies and
+    returns ``model``."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.ConvTranspose2d) and child.out_channels < SUBPIXEL_MAX_CHANNELS:
                 replacement = SubPixelConv.from_transposed(child)
                 if replacement is not None:
                     setattr(parent, name, replacement)
+        if isinstance(parent, nn.Sequential):
+            _relu_in_place(parent)
     model.eval()
     return model.to(device or "cpu", memory_format=torch.channels_last)  # type: ignore[call-overload]
