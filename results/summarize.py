@@ -124,7 +124,10 @@ def plot(task: str, summaries: list[dict]) -> None:
         ax.set_ylabel(f"median certified eps_out ({metric})")
         ax.set_title(f"{task}: {metric} (samples, bound: {common} unless shown)", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        if lines:
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no certified radius", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(ROOT / f"{task}_eps_out.png", dpi=110)
     plt.close(fig)
