@@ -3,7 +3,7 @@
 # our DEFAULT settings (10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates, all-pairs
 # center search), the four distances sharing one set of forward passes per input. tv1 and tv2
 # search their center among 30 candidates plus the central points (`--candidates tv1=30 tv2=30`):
-# all pairs would cost about 12 min per input on a CPU thread for the two (no matrix-product form).
+# all pairs would cost about 8 min per input on a CPU thread for the two (no matrix-product form).
 #   stream mnist | fashion-mnist : both tasks, sigma 0.25, 0.1, 0.5
 #   stream paper DATASET TASK SIGMA : one cell in l2 with --preset paper (10^4 / 10^4 / 10^6,
 #                  Hoeffding, samples-only centers) on the same inputs (the runner goes through
