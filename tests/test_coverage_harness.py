@@ -13,16 +13,8 @@ import pytest
 import torch
 from scipy import stats
 
-from centersmooth.coverage import (
-    ClipProblem,
-    LinearProblem,
-    NetworkProblem,
-    Setting,
-    StepProblem,
-    clopper_pearson,
-    markdown_table,
-    run_setting,
-)
+from centersmooth.coverage import Setting, clopper_pearson, markdown_table, run_setting
+from centersmooth.coverage_problems import ClipProblem, LinearProblem, NetworkProblem, StepProblem
 from centersmooth.metrics import get_metric
 
 N_MC = 200_000

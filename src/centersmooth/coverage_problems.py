@@ -1,0 +1,287 @@
+"""Problems for the coverage harness: base functions whose output distribution under the
+smoothing noise is known, in closed form (a linear map, a step function, a saturating clip) or
+from a precise brute-force Monte Carlo reference (a small random network).
+
+Each ``Problem`` gives the true mass of any ball around any point, so the harness
+(``coverage.py``) can tell when a certificate's statistical step failed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .metrics import get_metric
+
+DTYPE = torch.float64  # inputs and outputs in double precision: the truth is computed in float64
+
+
+class Problem:
+    """A base function at a fixed input ``x`` whose output distribution under noise is known.
+
+    ``mass(z, r)`` is ``P(d(z, f(x + shift + delta)) <= r)`` (``< r`` with ``strict``), computed
+    exactly or from a precise reference. Optional knowledge: the radius of the smallest ball of a
+    given mass, the worst mass over the ``eps_in`` ball, an adversarial point for ``eps_in``.
+    """
+
+    name: str = "problem"
+    description: str = ""
+    metric: str = "l2"
+    sigma: float = 0.5
+    x: torch.Tensor
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        raise NotImplementedError
+
+    def optimal_radius(self, q: float) -> float | None:
+        """Radius of the smallest ball of mass ``q`` at ``x``; ``None`` where not known."""
+        return None
+
+    def worst_mass(self, z: np.ndarray, r: float, eps_in: float) -> float | None:
+        """Smallest mass of ``B(z, r)`` over ``||x' - x|| <= eps_in``; ``None`` where not known."""
+        return None
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        """A point ``x'`` with ``||x' - x|| = eps_in`` that pushes the outputs away from ``z``."""
+        return None
+
+    def atoms(self, z: np.ndarray) -> list[float]:
+        """Values that ``d(z, f(x + delta))`` takes with positive probability (none: continuous)."""
+        return []
+
+    def quantile_left_mass(self, z: np.ndarray, p: float) -> float:
+        """``F(q_p-)``: the mass strictly below the true ``p``-quantile ``q_p`` of
+        ``d(z, f(x + delta))``.
+
+        If ``q_p`` is an atom ``v`` then ``F(v-) < p <= F(v)`` and the answer is ``F(v-)``;
+        otherwise ``F`` is continuous at ``q_p`` and the answer is ``p``.
+        """
+        for v in self.atoms(z):
+            below = self.mass(z, v, strict=True)
+            if below < p <= self.mass(z, v):
+                return below
+        return p
+
+    def f_at_x(self) -> np.ndarray:
+        """The base function's output at the clean input."""
+        return np.asarray(self.base_function(self.x.unsqueeze(0))[0], dtype=np.float64)
+
+
+class LinearProblem(Problem):
+    """``f(x) = c Q x + b`` with ``Q`` orthogonal, under the l2 distance.
+
+    ``f(x + delta) ~ N(f(x), (c sigma)^2 I)``, so ``||f(x + delta) - z||^2 / (c sigma)^2`` is
+    non-central chi-square with ``dim`` degrees of freedom and non-centrality
+    ``||f(x) - z||^2 / (c sigma)^2``. The smallest ball of a given mass is centred at ``f(x)``
+    (Anderson's theorem); the worst ``x'`` moves ``f`` by ``c eps_in`` straight away from ``z``.
+    """
+
+    name = "linear"
+    metric = "l2"
+
+    def __init__(self, dim: int = 6, scale: float = 1.5, sigma: float = 0.5, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=DTYPE))
+        self.q, self.scale, self.sigma, self.dim = q, scale, sigma, dim
+        self.b = torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.x = torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.fx = self.base_function(self.x.unsqueeze(0))[0].numpy()
+        self.description = f"f(x) = {scale} Q x + b, Q orthogonal {dim}x{dim}, l2"
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.scale * batch @ self.q.T + self.b
+
+    def _mass_at(self, offset: float, r: float) -> float:
+        s = self.scale * self.sigma
+        nc = (offset / s) ** 2
+        t = (r / s) ** 2
+        return float(stats.chi2.cdf(t, self.dim) if nc == 0 else stats.ncx2.cdf(t, self.dim, nc))
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        return self._mass_at(float(np.linalg.norm(self.fx - z)), r)  # no atoms: strict is equal
+
+    def optimal_radius(self, q: float) -> float | None:
+        return float(self.scale * self.sigma * math.sqrt(stats.chi2.ppf(q, self.dim)))
+
+    def worst_mass(self, z: np.ndarray, r: float, eps_in: float) -> float | None:
+        return self._mass_at(float(np.linalg.norm(self.fx - z)) + self.scale * eps_in, r)
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        away = torch.as_tensor(self.fx - z, dtype=DTYPE)
+        if float(away.norm()) == 0.0:
+            away = torch.ones(self.dim, dtype=DTYPE)
+        direction = self.q.T @ (away / away.norm())  # f moves by c eps_in along `away`
+        return self.x + eps_in * direction
+
+
+class StepProblem(Problem):
+    """``f(x) = 1[w . x > t]`` (a 1-vector), under the l2 distance: a two-point output distribution.
+
+    ``P(f = 1) = Phi((w . x - t) / (sigma ||w||))``; ``x`` is placed so that it is ``p_one``.
+    A shift of ``x`` moves the pre-activation by at most ``||w|| eps_in`` and the mass of any set of
+    outputs is linear in ``P(f = 1)``, so the worst shift is one of the two ends.
+    """
+
+    name = "step"
+    metric = "l2"
+
+    def __init__(self, dim: int = 4, p_one: float = 0.2, sigma: float = 0.5, seed: int = 1) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.w = torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.t = 0.3
+        self.sigma, self.dim = sigma, dim
+        self.wnorm = float(self.w.norm())
+        # place x so that (w.x - t) / (sigma ||w||) = Phi^-1(p_one)
+        margin = float(stats.norm.ppf(p_one)) * sigma * self.wnorm
+        self.x = self.w * (self.t + margin) / self.wnorm**2
+        self.p_one = p_one
+        self.l2 = get_metric("l2")
+        self.description = f"f(x) = 1[w.x > t] in R^{dim}, P(f = 1) = {p_one}, l2"
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return (batch @ self.w > self.t).to(DTYPE).unsqueeze(1)
+
+    def _p_one(self, shift: float) -> float:
+        return float(stats.norm.cdf(stats.norm.ppf(self.p_one) + shift / (self.sigma * self.wnorm)))
+
+    def _mass_q(self, z: np.ndarray, r: float, q: float, strict: bool) -> float:
+        zt = torch.as_tensor(z, dtype=DTYPE).reshape(1, 1)
+        d0 = float(self.l2(zt, torch.zeros(1, 1, dtype=DTYPE))[0])  # the metric's own rounding
+        d1 = float(self.l2(zt, torch.ones(1, 1, dtype=DTYPE))[0])
+        inside = (lambda d: d < r) if strict else (lambda d: d <= r)
+        return (1.0 - q) * inside(d0) + q * inside(d1)
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        return self._mass_q(z, r, self.p_one, strict)
+
+    def atoms(self, z: np.ndarray) -> list[float]:
+        zt = torch.as_tensor(z, dtype=DTYPE).reshape(1, 1)
+        return [float(self.l2(zt, torch.full((1, 1), v, dtype=DTYPE))[0]) for v in (0.0, 1.0)]
+
+    def optimal_radius(self, q: float) -> float | None:
+        # a ball of mass q >= 1/2 must hold the majority atom (0); it holds it at radius 0, and
+        # also needs the other atom once q > 1 - p_one (radius 1/2 centred between the two).
+        return 0.0 if q <= 1.0 - self.p_one else 0.5
+
+    def worst_mass(self, z: np.ndarray, r: float, eps_in: float) -> float | None:
+        reach = self.wnorm * eps_in
+        return min(self._mass_q(z, r, self._p_one(s), False) for s in (-reach, reach))
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        sign = 1.0 if float(np.ravel(z)[0]) <= 0.5 else -1.0  # towards the other atom
+        return self.x + sign * eps_in * self.w / self.wnorm
+
+
+class ClipProblem(Problem):
+    """``f(x) = clip(c x, -1, 1)`` coordinatewise under the l-infinity distance (saturation).
+
+    Coordinates are independent, so a l-infinity ball (a box) has the product of the
+    one-dimensional masses; each coordinate has atoms at -1 and +1 and a Gaussian density between.
+    """
+
+    name = "clip"
+    metric = "linf"
+
+    def __init__(self, scale: float = 2.0, sigma: float = 0.25) -> None:
+        self.x = torch.tensor([0.4, -0.45, 0.1], dtype=DTYPE)
+        self.scale, self.sigma = scale, sigma
+        self.mu = (scale * self.x).numpy()
+        self.s = scale * sigma
+        self.description = "f(x) = clip(2 x, -1, 1) in R^3, two coordinates near saturation, linf"
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return (self.scale * batch).clamp(-1.0, 1.0)
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        z = np.ravel(z).astype(np.float64)
+        total = 1.0
+        for zi, mi in zip(z, self.mu, strict=True):
+            inside = (lambda d: d < r) if strict else (lambda d: d <= r)
+            p_top = float(stats.norm.sf((1.0 - mi) / self.s))
+            p_bottom = float(stats.norm.cdf((-1.0 - mi) / self.s))
+            atoms = p_top * inside(abs(float(np.float64(zi) - 1.0))) + p_bottom * inside(
+                abs(float(np.float64(zi) + 1.0))
+            )
+            lo, hi = max(zi - r, -1.0), min(zi + r, 1.0)
+            interior = 0.0
+            if hi > lo:
+                interior = float(
+                    stats.norm.cdf((hi - mi) / self.s) - stats.norm.cdf((lo - mi) / self.s)
+                )
+            total *= atoms + interior
+        return total
+
+    def atoms(self, z: np.ndarray) -> list[float]:
+        return [abs(float(np.float64(zi) - v)) for zi in np.ravel(z) for v in (1.0, -1.0)]
+
+
+class NetworkProblem(Problem):
+    """A small random tanh network ``R^4 -> R`` under the l1 (= absolute) distance.
+
+    The truth is a brute-force Monte Carlo reference: ``n_reference`` sorted outputs at ``x``;
+    ``mass`` counts them in ``[z - r, z + r]`` (standard error at most ``0.5 / sqrt(n_reference)``).
+    """
+
+    name = "network"
+    metric = "l1"
+
+    def __init__(
+        self, sigma: float = 0.5, n_reference: int = 4_000_000, seed: int = 3, hidden: int = 16
+    ) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.layers = [
+            (torch.randn(hidden, 4, generator=gen, dtype=DTYPE), torch.randn(hidden, dtype=DTYPE)),
+            (
+                torch.randn(hidden, hidden, generator=gen, dtype=DTYPE) / math.sqrt(hidden),
+                torch.zeros(hidden, dtype=DTYPE),
+            ),
+            (torch.randn(1, hidden, generator=gen, dtype=DTYPE), torch.zeros(1, dtype=DTYPE)),
+        ]
+        self.sigma = sigma
+        self.x = torch.randn(4, generator=gen, dtype=DTYPE)
+        self.n_reference = n_reference
+        ref_gen = torch.Generator().manual_seed(seed + 1000)
+        chunks = [
+            self.base_function(
+                self.x
+                + sigma
+                * torch.randn(min(500_000, n_reference - i), 4, generator=ref_gen, dtype=DTYPE)
+            )[:, 0]
+            for i in range(0, n_reference, 500_000)
+        ]
+        self.reference = np.sort(torch.cat(chunks).numpy())
+        self.description = (
+            f"random tanh MLP 4-{hidden}-{hidden}-1, l1; truth from {n_reference:,} reference draws"
+        )
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        h = batch
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w.T + b
+            if i < len(self.layers) - 1:
+                h = torch.tanh(h)
+        return h
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        zf = float(np.ravel(z)[0])
+        ref = self.reference
+        if strict:
+            count = np.searchsorted(ref, zf + r, "left") - np.searchsorted(ref, zf - r, "right")
+        else:
+            count = np.searchsorted(ref, zf + r, "right") - np.searchsorted(ref, zf - r, "left")
+        return max(int(count), 0) / len(ref)
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = {
+    "linear": LinearProblem,
+    "step": StepProblem,
+    "clip": ClipProblem,
+    "network": NetworkProblem,
+}
