@@ -6,7 +6,14 @@ import torch
 from torch import nn
 
 from centersmooth import CenterSmoothing
-from centersmooth.sampling import BaseFunction, OutputMonitor, derive_seed, find_batch_size
+from centersmooth.sampling import (
+    NOISE_BLOCK,
+    BaseFunction,
+    NoiseStream,
+    OutputMonitor,
+    derive_seed,
+    find_batch_size,
+)
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=4_000)
 
@@ -28,6 +35,18 @@ def test_certify_batch_equals_one_input_at_a_time():
         np.testing.assert_array_equal(cert.eps_out, single.eps_out)
         assert torch.equal(cert.center, single.center)
         assert cert.smoothing_error == single.smoothing_error
+
+
+@pytest.mark.parametrize("sizes", [[500, 500, 36], [1, NOISE_BLOCK, 7, 2 * NOISE_BLOCK + 3, 2]])
+def test_noise_of_sample_j_depends_only_on_the_seed_and_j(sizes):
+    """Batches cut anywhere give the noise of whole blocks drawn one after another."""
+    x, sigma = torch.linspace(-1, 1, 12).reshape(3, 4), 0.3
+    gen = torch.Generator().manual_seed(7)
+    blocks = [torch.randn((NOISE_BLOCK, 3, 4), generator=gen) for _ in range(5)]
+    expected = torch.add(x, torch.cat(blocks)[: sum(sizes)], alpha=sigma)
+    stream = NoiseStream(x, sigma, torch.Generator().manual_seed(7))
+    got = torch.cat([stream.take(n) for n in sizes])
+    assert torch.equal(got, expected)
 
 
 def test_batch_seeds_derive_from_the_run_seed_and_position():
