@@ -105,7 +105,7 @@ def few_inputs_note(n_inputs: list[int]) -> list[str]:
         return []
     return [
         f"**{max(n_inputs)} test inputs per cell, not the {PROTOCOL_INPUTS} of the paper's "
-        "protocol: no GPU was available, so this grid ran on a CPU.**",
+        "protocol** (why, for the committed grid: no GPU was available, `results/README.md`).",
         "",
     ]
 
