@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.spatial import distance as sp
 
+from centersmooth import CenterSmoothing
 from centersmooth.metrics import (
     EMPTY_BOX,
     FunctionMetric,
@@ -233,3 +234,50 @@ def test_callables_become_metrics_with_their_gamma():
 def test_total_variation_distance_needs_images():
     with pytest.raises(ValueError, match="images"):
         get_metric("tv1")(torch.zeros(2, 5), torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize("name", ["tv1", "tv2", "l1", "l2", "total_variation"])
+def test_integer_outputs_are_differenced_without_wrapping_around(name):
+    """uint8 images: a difference taken in uint8 would wrap (0 - 1 = 255)."""
+    metric = get_metric(name)
+    a = torch.tensor([[[0, 0, 200, 10]], [[5, 250, 0, 3]]], dtype=torch.uint8)  # (2, 1, 4)
+    b = torch.tensor([[[0, 1, 72, 137]], [[255, 0, 9, 3]]], dtype=torch.uint8)
+    exact = metric(a.double(), b.double())
+    torch.testing.assert_close(metric(a, b).double(), exact)
+    torch.testing.assert_close(metric(b, a).double(), exact)
+    torch.testing.assert_close(metric.pairwise(a, b).double().diagonal(), exact)
+
+
+@pytest.mark.parametrize("name", ["tv1", "tv2"])
+def test_total_variation_pairwise_takes_mixed_float_types(name):
+    """The central points of float32 images may come back in float64 (and of integer images
+    always do): the pairwise form promotes both sides."""
+    metric = get_metric(name)
+    a, b = rand(3, 1, 4, 4), rand(2, 1, 4, 4)
+    torch.testing.assert_close(
+        metric.pairwise(a, b.float()), metric.pairwise(a, b), atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize("name", ["total_variation", "hellinger"])
+def test_probability_distances_are_not_capped_at_one(name):
+    """An output may hold several distributions (one per row), so the distance can exceed 1 and
+    ``eps_out`` must not be capped there (a capped certificate was wrong: the smoothed outputs
+    at x and at a point 2 sigma away are at distance 2 in total variation)."""
+    first, second = torch.tensor([[1.0, 0.0]] * 2), torch.tensor([[0.0, 1.0]] * 2)
+
+    def step(x):  # one output for x[0] < 0, the other beyond
+        return torch.where((x[:, 0] < 0)[:, None, None], first, second)
+
+    metric = get_metric(name)
+    assert metric.upper is None
+    apart = float(metric(first[None], second[None])[0])
+    assert apart > 1.0
+    smoother = CenterSmoothing(
+        step, metric=name, sigma=1.0, n_center=2_000, n_check=2_000, n_certify=5_000, seed=0
+    )
+    cert = smoother.certify(torch.tensor([-1.0]), eps_in=2.0)
+    moved = smoother.predict(torch.tensor([1.0]))
+    assert not cert.abstained and not moved.abstained
+    assert float(metric(cert.center[None], moved.center[None])[0]) == pytest.approx(apart)
+    assert cert.eps_out >= apart

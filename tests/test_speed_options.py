@@ -77,6 +77,24 @@ def test_noise_follows_the_models_dtype():
     assert set(seen) == {torch.float64}
 
 
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_half_precision_models_see_x_plus_noise_rounded_once(half):
+    """x + delta is formed in float32 and only then rounded to the model's type, so the model is a
+    fixed function of x + delta (the Gaussian shift lemma's premise). Rounding x first would move
+    123.456 to 123.5 in bf16 (spacing 0.5 there), 0.044 away."""
+    net = nn.Linear(1, 1).to(half)
+    seen = []
+    net.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
+    sigma, x = 0.25, torch.tensor([123.456])
+    CenterSmoothing(net, sigma=sigma, seed=0, **SMALL).predict(x)
+    inputs = torch.cat(seen).double()
+    assert {t.dtype for t in seen} == {half}
+    # Mean of round(x + delta) over n draws: standard error sigma / sqrt(n) (0.0028 for 8,000),
+    # plus a rounding bias below 0.002 (the grid spacing 0.5 is 2 sigma); 5 standard errors.
+    tolerance = 5 * sigma / len(inputs) ** 0.5 + 0.002
+    assert abs(float(inputs.mean()) - 123.456) < tolerance < 0.044
+
+
 def test_autocast_bf16_certifies_the_low_precision_model():
     cert = CenterSmoothing(model(), autocast="bf16", seed=0, **SMALL).certify(torch.zeros(6), 0.1)
     assert not cert.abstained and cert.center.dtype == torch.float32

@@ -41,6 +41,7 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 DEFAULT_BATCH_SIZE = 1_000
 
 
@@ -74,12 +75,19 @@ class BaseFunction:
             raise ValueError(
                 f"autocast must be None or one of {sorted(AUTOCAST_DTYPES)}, got {autocast!r}"
             )
-        self.input_dtype: torch.dtype | None = None
+        self.input_dtype: torch.dtype | None = None  # the module's float type, fed to it
+        self.noise_dtype: torch.dtype | None = None  # the type inputs and noise are added in
         if isinstance(fn, nn.Module):
             fn.eval()
             fn.to(device)
             floats = [p.dtype for p in fn.parameters() if p.is_floating_point()]
             self.input_dtype = floats[0] if floats else None
+            self.noise_dtype = self.input_dtype
+            if self.input_dtype in HALF_DTYPES:
+                # x + delta is formed in float32 and rounded after: the model is then a fixed
+                # function of x + delta, as the Gaussian shift lemma needs. Rounding x and the
+                # noise first would move x and quantise the noise.
+                self.noise_dtype = torch.float32
         if compile:
             fn = torch.compile(fn) if compile is True else torch.compile(fn, backend=str(compile))
         self.fn: Callable[..., Any] = fn
@@ -97,6 +105,8 @@ class BaseFunction:
             if numpy_dtype is not None:
                 raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
             else:
+                if self.input_dtype in HALF_DTYPES:
+                    batch = batch.to(self.input_dtype)
                 with torch.autocast(
                     self.device.type,
                     dtype=self.autocast_dtype or torch.bfloat16,

@@ -420,8 +420,8 @@ class CenterSmoothing:
                 f"x must be a torch.Tensor or a NumPy array (one input, no batch dimension), "
                 f"got {type(x).__name__}"
             )
-        if self.base_function.input_dtype is not None and np_dtype is None:
-            xt = xt.to(self.base_function.input_dtype)
+        if self.base_function.noise_dtype is not None and np_dtype is None:
+            xt = xt.to(self.base_function.noise_dtype)
         elif not xt.is_floating_point():
             xt = xt.to(torch.get_default_dtype())
         if xt.dim() == 0:

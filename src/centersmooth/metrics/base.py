@@ -122,3 +122,12 @@ class FunctionMetric(Metric):
 def flat(batch: torch.Tensor) -> torch.Tensor:
     """View a batch ``(n, ...)`` as ``(n, features)``."""
     return batch.reshape(batch.shape[0], -1)
+
+
+def float_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a`` and ``b`` in one floating dtype (their promoted type, or the default float for
+    integers), so that differences of integer outputs cannot wrap around."""
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return a.to(dtype), b.to(dtype)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Metric, flat
+from .base import Metric, flat, float_pair
 from .vector import vector_centers
 
 
@@ -35,17 +35,18 @@ class TotalVariationDistance(Metric):
         self.name = name
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self._total_variation(_channels_first(a - b))
+        fa, fb = float_pair(a, b)  # integer outputs: no wrap-around in the difference
+        return self._total_variation(_channels_first(fa - fb))
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self.p == 1:
             # TV1(a - b) = ||grad a - grad b||_1 since the gradient is linear.
-            return torch.cdist(flat(image_gradients(a)), flat(image_gradients(b)), p=1)
+            ga, gb = float_pair(image_gradients(a), image_gradients(b))
+            return torch.cdist(flat(ga), flat(gb), p=1)
         # TV2 of a difference from the difference of the gradients (linear), grouped per pixel
         # as (dx / dy, channel): one row of ``a`` at a time against all of ``b``, a temporary
         # the size of ``b``'s gradients. 4x faster than differencing the images pair by pair.
-        right = image_gradients(b)
-        left = image_gradients(a).to(right.dtype)
+        left, right = float_pair(image_gradients(a), image_gradients(b))
         n, channels, height, width = right.shape
         right = right.reshape(n, 2, channels // 2, height * width)
         left = left.reshape(left.shape[0], 2, channels // 2, height * width)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Metric, flat
+from .base import Metric, flat, float_pair
 
 
 def probability_centers(samples: torch.Tensor) -> torch.Tensor:
@@ -16,26 +16,29 @@ def probability_centers(samples: torch.Tensor) -> torch.Tensor:
 
 
 class TotalVariationProbability(Metric):
-    """``0.5 * ||p - q||_1``, the total variation distance between distributions (in [0, 1])."""
+    """``0.5 * ||p - q||_1`` over all coordinates: the total variation distance between two
+    distributions (in [0, 1] for one distribution per output). No ``upper`` cap: an output may
+    hold several distributions, and outputs are not checked to be normalised."""
 
     name = "total_variation"
-    upper = 1.0
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return 0.5 * flat(a - b).abs().sum(dim=1)
+        fa, fb = float_pair(flat(a), flat(b))
+        return 0.5 * (fa - fb).abs().sum(dim=1)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return 0.5 * torch.cdist(flat(a), flat(b), p=1)
+        fa, fb = float_pair(flat(a), flat(b))
+        return 0.5 * torch.cdist(fa, fb, p=1)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
         return probability_centers(samples)
 
 
 class HellingerDistance(Metric):
-    """``||sqrt(p) - sqrt(q)||_2 / sqrt(2)``, the Hellinger distance (a metric, in [0, 1])."""
+    """``||sqrt(p) - sqrt(q)||_2 / sqrt(2)``, the Hellinger distance (a metric; in [0, 1] for one
+    distribution per output, uncapped for the reason given for total variation)."""
 
     name = "hellinger"
-    upper = 1.0
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (flat(a).clamp(min=0).sqrt() - flat(b).clamp(min=0).sqrt()).norm(dim=1) / 2**0.5

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .base import Metric, flat
+from .base import Metric, flat, float_pair
 
 
 def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e-5) -> torch.Tensor:
@@ -67,10 +67,11 @@ class LpDistance(Metric):
         self.name = name
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vector_norm(flat(a - b), ord=self.p, dim=1)
+        fa, fb = float_pair(flat(a), flat(b))
+        return torch.linalg.vector_norm(fa - fb, ord=self.p, dim=1)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = _float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(a), flat(b))
         if self.p == 2:
             return euclidean_pairwise(fa, fb)
         return torch.cdist(fa, fb, p=self.p)
@@ -79,7 +80,7 @@ class LpDistance(Metric):
         return vector_centers(samples)
 
     def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
-        return _float_pair(flat(outputs), flat(outputs))[0] if self.p == 2 else None
+        return float_pair(flat(outputs), flat(outputs))[0] if self.p == 2 else None
 
     def euclidean_radius(self, distance: float) -> float:
         return distance
@@ -98,14 +99,14 @@ class AngularDistance(Metric):
     upper = 1.0
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = _float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(a), flat(b))
         ua, za = _unit(fa)
         ub, zb = _unit(fb)
         ang = 2.0 * torch.asin(torch.clamp((ua - ub).norm(dim=1) / 2.0, 0.0, 1.0)) / math.pi
         return _with_zero_vectors(ang, za, zb)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = _float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(a), flat(b))
         ua, za = _unit(fa)
         ub, zb = _unit(fb)
         chord = euclidean_pairwise(ua, ub)
@@ -115,14 +116,14 @@ class AngularDistance(Metric):
     def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
         """Unit vectors (the chord length is monotone in the angle); ``None`` when a zero
         vector, which sits at 1/2 from every direction, breaks that."""
-        units, zero = _unit(_float_pair(flat(outputs), flat(outputs))[0])
+        units, zero = _unit(float_pair(flat(outputs), flat(outputs))[0])
         return None if bool(zero.any()) else units
 
     def euclidean_radius(self, distance: float) -> float:
         return 2.0 * math.sin(math.pi * min(max(distance, 0.0), 1.0) / 2.0)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        pts, _ = _unit(_float_pair(flat(samples), flat(samples))[0])
+        pts, _ = _unit(float_pair(flat(samples), flat(samples))[0])
         mean_dir = pts.mean(dim=0)
         med_dir = pts.median(dim=0).values
         centers = torch.stack([mean_dir, med_dir])
@@ -148,13 +149,6 @@ def euclidean_pairwise(a: torch.Tensor, b: torch.Tensor, columns: int = 2048) ->
         ],
         dim=1,
     )
-
-
-def _float_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    dtype = torch.promote_types(a.dtype, b.dtype)
-    if not dtype.is_floating_point:
-        dtype = torch.get_default_dtype()
-    return a.to(dtype), b.to(dtype)
 
 
 def _unit(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
