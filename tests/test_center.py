@@ -85,6 +85,15 @@ def _clouds():
     yield "duplicates", torch.ones(300, 20).index_put_((torch.arange(30),), torch.zeros(20))
     images = torch.rand(1, 4, 6, 6, generator=gen) + 0.3 * torch.randn(350, 4, 6, 6, generator=gen)
     yield "float64 images", images.double()
+    # Rounding traps of the product form (an audit found both picking a worse center): a tight
+    # core measured from an outlier (the first sample), and a float64 cloud far from the origin.
+    core = 1e-3 * torch.randn(700, 50, generator=gen)
+    far = 100 * torch.nn.functional.normalize(torch.randn(500, 50, generator=gen), dim=1)
+    yield "outlier first", torch.cat([far[:1], core, far[1:]])
+    yield (
+        "float64 far out",
+        777.77 + 1e-5 * torch.randn(4000, 20, generator=gen, dtype=torch.float64),
+    )
 
 
 @pytest.mark.parametrize("name", ["l2", "angular"])

@@ -18,7 +18,9 @@ import torch
 from .bounds import median_rank
 from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
 
-EXACT_RECHECK = 8  # best candidates whose median is recomputed with the exact distance
+EXACT_RECHECK = 8  # best candidates whose median is always recomputed with the exact distance
+RECHECK_SLACK = 1e-3  # and any other within this relative margin of the best exact median
+MAX_RECHECK = 256  # at most this many (a cloud of near-duplicates would otherwise recheck all)
 _F64 = torch.float64
 
 
@@ -94,7 +96,8 @@ def find_center(
     held at once and the work stays on the samples' device. ``extra`` (central points) is scored
     first; a sample whose median provably exceeds the best so far is skipped (``_SamplePruner``),
     which leaves the result unchanged and in high dimension skips nearly all of them. The best few
-    are then recomputed with the exact elementwise distance, so the returned radius is exact.
+    are then recomputed with the exact elementwise distance (``_exact_minimum``), so the returned
+    radius is exact.
     Candidates are indexed samples first, then ``extra``; neither is copied.
     """
     n = batch_len(samples)
@@ -112,11 +115,29 @@ def find_center(
         first = batch_len(pool)
         return take(pool, index) if index < first else take(extra, index - first)
 
-    order = torch.argsort(medians)[:EXACT_RECHECK]
-    best_rows = [i for i in order.tolist() if math.isfinite(float(medians[i]))] or order.tolist()
-    exact = [(median_distance(metric, candidate(i), samples), i) for i in best_rows]
-    radius, index = min(exact)
+    radius, index = _exact_minimum(
+        medians, lambda i: median_distance(metric, candidate(i), samples)
+    )
     return Center(candidate(index), radius, index, medians.shape[0])
+
+
+def _exact_minimum(medians: torch.Tensor, exact_median: Any) -> tuple[float, int]:
+    """The smallest exact median among the candidates the pairwise medians leave in the race.
+
+    Candidates are recomputed with the exact elementwise distance in increasing order of their
+    pairwise median: at least ``EXACT_RECHECK``, and then every one whose pairwise median is
+    within ``RECHECK_SLACK`` of the best exact median so far (rounding in a product form can
+    reorder close medians; it cannot move one by that much), up to ``MAX_RECHECK``.
+    """
+    order = torch.argsort(medians).tolist()
+    finite = [i for i in order if math.isfinite(float(medians[i]))] or order[:1]
+    best = (math.inf, finite[0])
+    for rank, i in enumerate(finite[:MAX_RECHECK]):
+        beyond = float(medians[i]) > best[0] * (1 + RECHECK_SLACK)
+        if rank >= EXACT_RECHECK and (beyond or best[0] == 0.0):
+            break
+        best = min(best, (exact_median(i), i))
+    return best
 
 
 def _output_size(outputs: Outputs) -> int:
@@ -177,7 +198,10 @@ class _SamplePruner:
         if batch_len(pool) >= self.MIN_POOL and pool is samples:
             embedding = metric.euclidean_embedding(samples)
             if embedding is not None:
-                self.coords = _low_rank_coordinates(embedding.float(), self.LOW_RANK)
+                # centred in the embedding's own type, then float32 (a float64 cloud far from
+                # the origin would lose its spread if cast first)
+                points = embedding if embedding.is_floating_point() else embedding.float()
+                self.coords = _low_rank_coordinates(points, self.LOW_RANK).float()
                 self.sq_norms = self.coords.square().sum(dim=1)
                 self.scale = float(self.sq_norms.max().sqrt())
 

@@ -130,17 +130,21 @@ class AngularDistance(Metric):
         return centers.to(samples.dtype).reshape(2, *samples.shape[1:])
 
 
-def euclidean_pairwise(a: torch.Tensor, b: torch.Tensor, columns: int = 2048) -> torch.Tensor:
-    """``||a_i - b_j||`` in matrix-product form, measured from a point of ``b``.
+REFERENCE_ROWS = 256  # rows of ``b`` whose coordinate median the product form is measured from
 
-    The product form cancels ``|a|^2 + |b|^2 - 2 a.b``; translating both sides to ``b[0]`` keeps
-    the cancelled terms of the size of the cloud's spread rather than of its distance from the
-    origin, so a tight cloud far from 0 keeps its small distances. ``b`` goes in column blocks,
-    so the translated copy stays small.
+
+def euclidean_pairwise(a: torch.Tensor, b: torch.Tensor, columns: int = 2048) -> torch.Tensor:
+    """``||a_i - b_j||`` in matrix-product form, measured from a central point of ``b``.
+
+    The product form cancels ``|a|^2 + |b|^2 - 2 a.b``, so its rounding error grows with the
+    norms. Translating both sides to the coordinate median of ``b``'s first rows keeps them of
+    the size of the cloud's spread rather than of its distance from the origin (or from an
+    outlier, which a single row of ``b`` may be, or a mean pulled by outliers), so a tight core
+    keeps its small distances. ``b`` goes in column blocks, so the translated copy stays small.
     """
     if a.shape[0] == 0 or b.shape[0] == 0:
         return torch.cdist(a, b)
-    ref = b[0]
+    ref = b[:REFERENCE_ROWS].median(dim=0).values
     shifted = a - ref
     return torch.cat(
         [
