@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from centersmooth import CenterSmoothing, cli
-from centersmooth.metrics import FunctionMetric
+from centersmooth.metrics import FunctionMetric, Metric
 
 TINY = dict(n_center=400, n_check=400, n_certify=1_000, delta=0.15, batch_size=200)
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +138,34 @@ def test_metric_with_a_gamma_below_one():
         FunctionMetric(lambda a, b: (a - b).norm(dim=1), gamma=0.5)
 
 
+class _Shrunk(Metric):
+    """A subclass declaring constants the certificate cannot rest on."""
+
+    name = "shrunk"
+
+    def __init__(self, gamma: float = 1.0, upper: float | None = None) -> None:
+        self.gamma, self.upper = gamma, upper
+
+    def distance(self, a, b):
+        return (a - b).flatten(1).norm(dim=1)
+
+
+@pytest.mark.parametrize(
+    "metric, message",
+    [(_Shrunk(gamma=0.5), "gamma must be"), (_Shrunk(upper=-1.0), "upper must be")],
+    ids=["gamma", "upper"],
+)
+def test_metric_subclass_constants_are_checked(metric, message):
+    with pytest.raises(ValueError, match=message):
+        smoother(metric=metric)
+
+
+def test_misspelt_candidate_names_are_refused():
+    s = smoother(candidates={"l3": 30})
+    with pytest.raises(ValueError, match=r"unknown distances \['l3'\]"):
+        s.certify(X, 0.1, seed=0)
+
+
 def test_box_distance_on_outputs_that_are_not_boxes():
     with pytest.raises(ValueError, match="boxes"):  # 5 numbers per output are not a box
         smoother(metric="jaccard").certify(torch.zeros(5), 0.1, seed=0)
@@ -192,6 +220,14 @@ def test_bad_constructor_arguments(kwargs, error, message):
 )
 def test_bad_eps_in(eps_in):
     with pytest.raises(ValueError, match="eps_in"):
+        smoother().certify(X, eps_in, seed=0)
+
+
+@pytest.mark.parametrize(
+    "eps_in", ["0.1", ["0.1"], True, None], ids=["str", "str-list", "bool", "none"]
+)
+def test_eps_in_that_is_not_numbers(eps_in):
+    with pytest.raises(TypeError, match="eps_in"):
         smoother().certify(X, eps_in, seed=0)
 
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import bounds
 from .center import Center, batch_len, distances_to, find_center
-from .metrics import Metric, get_metric
+from .metrics import Metric, available_metrics, get_metric
 from .metrics.base import Outputs
 from .sampling import (
     DEFAULT_BATCH_SIZE,
@@ -184,6 +184,18 @@ class CenterSmoothing:
             return self.candidates.get(metric.name)
         return self.candidates
 
+    def _check_candidate_names(self, metrics: list[Metric]) -> None:
+        """Refuse per-distance candidate counts for names that are neither in use nor registered
+        (a misspelt name would silently mean an all-pairs search)."""
+        if isinstance(self.candidates, dict):
+            in_use = [m.name for m in metrics]
+            unknown = sorted(set(self.candidates) - set(in_use) - set(available_metrics()))
+            if unknown:
+                raise ValueError(
+                    f"candidates names unknown distances {unknown}; in use: {in_use}, "
+                    f"registered: {', '.join(available_metrics())}"
+                )
+
     def _fewest_candidates(self) -> int | None:
         """The candidate count whose miss probability ``alpha_center`` pays for: the smallest in
         use, which covers every distance (all-pairs ones then pay a negligible extra)."""
@@ -206,6 +218,7 @@ class CenterSmoothing:
     def _predict(self, inputs: _Inputs, metrics: list[Metric]) -> list[list[Prediction]]:
         """Algorithm 1 for every input and metric, on one shared pair of sample sets per input
         (center, then check), indexed ``[input][metric]``."""
+        self._check_candidate_names(metrics)
         collected = [_Collector(self.n_center) for _ in inputs.xs]
         for outputs in self._stream(inputs, self.n_center, "center", OutputMonitor(self.device)):
             for collector, out in zip(collected, outputs, strict=True):
@@ -539,6 +552,8 @@ def _eps_out(metric: Metric, quantile_radius: float) -> float:
 
 
 def _check_eps_in(eps_in: EpsIn) -> np.ndarray:
+    if np.asarray(eps_in).dtype.kind not in "iuf":  # no strings, booleans or objects
+        raise TypeError(f"eps_in must be a number or a sequence of numbers, got {eps_in!r}")
     eps = np.atleast_1d(np.asarray(eps_in, dtype=float))
     if eps.ndim != 1 or eps.size == 0:
         raise ValueError(f"eps_in must be a number or a 1-d sequence of numbers, got {eps_in!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import FunctionMetric, Metric
+from .base import FunctionMetric, Metric, check_constants
 from .boxes import EMPTY_BOX, BoxJaccardDistance
 from .image import TotalVariationDistance
 from .lpips import LPIPSDistance
@@ -56,7 +56,7 @@ def get_metric(metric: str | Metric | Callable[..., Any]) -> Metric:
     ``FunctionMetric(fn, gamma=2.0)``.
     """
     if isinstance(metric, Metric):
-        return metric
+        return check_constants(metric)
     if isinstance(metric, str):
         try:
             return _REGISTRY[metric]()

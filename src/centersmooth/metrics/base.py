@@ -108,15 +108,30 @@ class FunctionMetric(Metric):
     ) -> None:
         if not callable(fn):
             raise TypeError(f"metric function must be callable, got {type(fn).__name__}")
-        if not (isinstance(gamma, int | float) and math.isfinite(gamma) and gamma >= 1.0):
-            raise ValueError(f"gamma must be a finite number >= 1, got {gamma!r}")
         self.fn = fn
-        self.gamma = float(gamma)
+        self.gamma = float(gamma) if isinstance(gamma, int | float) else gamma
         self.name = str(name or getattr(fn, "__name__", "custom"))
         self.upper = upper
+        check_constants(self)
 
     def distance(self, a: Outputs, b: Outputs) -> torch.Tensor:
         return torch.as_tensor(self.fn(a, b))
+
+
+def check_constants(metric: Metric) -> Metric:
+    """Refuse a ``gamma`` or ``upper`` the certificate could not rest on: ``eps_out`` is
+    ``gamma (1 + 2 gamma) R`` capped at ``upper``, so a gamma below 1 or a cap below the
+    distance's true range would state too small a radius."""
+    gamma, upper = metric.gamma, metric.upper
+    if not (_real(gamma) and math.isfinite(gamma) and gamma >= 1.0):
+        raise ValueError(f"{metric.name}: gamma must be a finite number >= 1, got {gamma!r}")
+    if upper is not None and not (_real(upper) and upper > 0):
+        raise ValueError(f"{metric.name}: upper must be None or a positive number, got {upper!r}")
+    return metric
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def flat(batch: torch.Tensor) -> torch.Tensor:
