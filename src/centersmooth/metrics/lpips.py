@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import Metric
+from .vector import euclidean_pairwise
 
 # (out_channels, kernel, stride, padding, pool_before) per conv; taps are the ReLUs in TAPS.
 ALEX_CONVS = [
@@ -251,18 +252,18 @@ class LPIPSDistance(Metric):
         return torch.cat(out) if out else torch.empty(0, device=a.device)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``D[i, j] = LPIPS(a[i], b[j])`` from embeddings: ``|p|^2 + |q|^2 - 2 p.q`` (clamped at
-        0; the center search recomputes its best candidates with :meth:`distance`).
+        """``D[i, j] = LPIPS(a[i], b[j])`` from embeddings: squared Euclidean distances in matrix-
+        product form, measured from a central embedding (``euclidean_pairwise``; the center search
+        recomputes its best candidates with :meth:`distance`).
 
         The center search calls this once per block of candidates against the same samples, so
         the embeddings of ``b`` are kept (while they fit in ``CACHE_BUDGET``) for the next call
         with the very same tensor object, unmodified; they are dropped when it is freed.
         """
         ea = self.embed(a)
-        sq_a = ea.pow(2).sum(dim=1, keepdim=True)
 
         def block(eb: torch.Tensor) -> torch.Tensor:
-            return (sq_a + eb.pow(2).sum(dim=1).unsqueeze(0) - 2.0 * ea @ eb.T).clamp(min=0.0)
+            return euclidean_pairwise(ea, eb).square_()
 
         cached = self._cached(b)
         if cached is not None:
