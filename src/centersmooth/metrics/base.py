@@ -109,10 +109,10 @@ class FunctionMetric(Metric):
         if not callable(fn):
             raise TypeError(f"metric function must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.gamma = float(gamma) if isinstance(gamma, int | float) else gamma
         self.name = str(name or getattr(fn, "__name__", "custom"))
-        self.upper = upper
+        self.gamma, self.upper = gamma, upper
         check_constants(self)
+        self.gamma = float(gamma)
 
     def distance(self, a: Outputs, b: Outputs) -> torch.Tensor:
         return torch.as_tensor(self.fn(a, b))
