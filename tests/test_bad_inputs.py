@@ -521,6 +521,16 @@ def test_cli_resume_with_another_configuration(capsys, tmp_path, user_model, res
     assert out.read_bytes() == before
 
 
+def test_cli_resume_with_an_edited_model_file(capsys, tmp_path, user_model, results_file):
+    """The file's name is the same but its model is not: the new rows would not match the old."""
+    model, inputs = user_model
+    out, before = results_file
+    model.write_text(model.read_text().replace("torch.manual_seed(0)", "torch.manual_seed(1)"))
+    code, err = run_cli(certify_args(model, inputs, out, "--resume"), capsys)
+    assert_clean_error(code, err, "another configuration", "model_sha256")
+    assert out.read_bytes() == before
+
+
 def test_cli_resume_with_other_inputs(capsys, tmp_path, user_model, results_file):
     model, _ = user_model
     out, before = results_file

@@ -427,3 +427,25 @@ def test_examples_sidecar(tmp_path: Path, data: tuple) -> None:
         assert set(z.files) >= {"input", "base_output", "target", "center_l2"}
         np.testing.assert_array_equal(z["input"], x[1])
         np.testing.assert_array_equal(z["target"], t[1])
+
+
+@pytest.mark.parametrize(
+    "kind", ["tensor", "list of arrays", "array"], ids=lambda k: k.replace(" ", "-")
+)
+def test_targets_digest_sees_every_value(kind):
+    """One changed value in long targets changes the digest a resume compares (``repr`` of a
+    long tensor or array elides its middle, so hashing it missed such changes)."""
+    from centersmooth.runner import _digest
+
+    base = np.zeros((4, 3, 32, 32), dtype=np.float32)
+    changed = base.copy()
+    changed[2, 1, 16, 16] = 1.0
+
+    def wrap(t):
+        return {"tensor": torch.from_numpy(t), "list of arrays": list(t), "array": t}[kind]
+
+    inputs = np.zeros((4, 2), dtype=np.float32)
+    assert _digest([0, 1, 2, 3], inputs, wrap(base)) != _digest([0, 1, 2, 3], inputs, wrap(changed))
+    assert _digest([0, 1, 2, 3], inputs, wrap(base)) == _digest(
+        [0, 1, 2, 3], inputs, wrap(base.copy())
+    )

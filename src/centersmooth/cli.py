@@ -312,9 +312,10 @@ def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
 
 
 def _certify_run(args: argparse.Namespace) -> int:
+    from .datasets import file_sha256
     from .runner import certify_dataset
     from .tables import format_table, summarize
-    from .tasks.user import user_model_factory
+    from .tasks.user import parse_model_spec, user_model_factory
 
     _set_threads(args.threads)
     task: Task | None = None
@@ -325,7 +326,13 @@ def _certify_run(args: argparse.Namespace) -> int:
         if targets is not None and len(targets) != len(inputs):
             raise CLIError(f"--targets has {len(targets)} rows for {len(inputs)} inputs")
         indices = np.arange(len(inputs))
-        run_info: dict[str, Any] = {"task": "user", "model": args.model, "inputs": str(args.inputs)}
+        run_info: dict[str, Any] = {
+            "task": "user",
+            "model": args.model,
+            # a resume must see the same model file (the weights it loads are the user's to pin)
+            "model_sha256": file_sha256(parse_model_spec(args.model)[0]) if args.model else None,
+            "inputs": str(args.inputs),
+        }
         metrics = args.metric or ["l2"]
     else:
         task, setup = task_setup(args)

