@@ -9,7 +9,7 @@ from scipy import stats
 from torch import nn
 
 from centersmooth import CenterSmoothing, Certificate, Prediction
-from centersmooth.bounds import certified_mass
+from centersmooth.bounds import certified_mass, quantile_rank
 from centersmooth.metrics import get_metric
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
@@ -307,3 +307,35 @@ def test_bad_candidate_mappings_are_refused(candidates, error, message):
 def test_empty_candidate_mapping_means_all_pairs():
     smoother = CenterSmoothing(lambda x: x, sigma=0.25, candidates={})
     assert smoother.candidates is None and smoother.alpha_delta1 == smoother.alpha_center / 2
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
+def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
+    """R-hat must be exactly r_(k), the k-th smallest of the fresh distances (1-indexed): an
+    off-by-one would break the certificate's confidence yet move the coverage rates by only
+    about two points. The base function below ignores its input: every center and check output
+    is 0, and the certification outputs are 1, ..., n in a shuffled order, so r_(j) = j."""
+    n_center, n_check, n_certify = 400, 400, 1_000
+    values = torch.randperm(n_certify, generator=torch.Generator().manual_seed(0)) + 1.0
+    drawn = 0
+
+    def scripted(b):
+        nonlocal drawn
+        out = torch.zeros(b.shape[0], 1, dtype=torch.float64)
+        for row in range(b.shape[0]):
+            j = drawn - n_center - n_check
+            if 0 <= j < n_certify:
+                out[row, 0] = values[j]
+            drawn += 1
+        return out
+
+    smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
+                               n_center=n_center, n_check=n_check, n_certify=n_certify)  # fmt: skip
+    eps = np.array([0.25, 0.5, 1.0])
+    cert = smoother.certify(torch.zeros(1), eps)
+    ranks = [
+        quantile_rank(float(p), n_certify, 0.005, bound) for p in certified_mass(eps, 1.0, 0.15)
+    ]
+    assert not cert.abstained and cert.radius == 0.0
+    np.testing.assert_array_equal(cert.quantile_radius, np.array(ranks, dtype=float))
+    np.testing.assert_array_equal(cert.eps_out, 3.0 * np.array(ranks, dtype=float))
