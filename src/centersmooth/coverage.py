@@ -349,11 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         done = {res.setting for res in results}
         settings = [s for s in settings if s not in done]
     built: dict[str, Problem] = {}
+    every_setting = default_settings(list(PROBLEMS))
     for k, setting in enumerate(settings):
         if setting.problem not in built:
             built[setting.problem] = PROBLEMS[setting.problem]()
+        # a setting's seed follows from its place in the full list, so a subset (--problems,
+        # --bounds) or a --resume run draws what the full run draws, and no two settings share
+        seed = args.seed + every_setting.index(setting)
         res = run_setting(
-            setting, built[setting.problem], args.trials, args.seed + k, not args.no_end_to_end
+            setting, built[setting.problem], args.trials, seed, not args.no_end_to_end
         )
         results.append(res)
         print(
