@@ -77,6 +77,33 @@ class KillOnceFactory:
         return KillOnce(SlowLinear(self.dim, self.dim, 0), self.marker, self.after)
 
 
+class KillFirst(nn.Module):
+    """Wraps a model; SIGKILLs its own process at its first forward call while fewer than
+    ``kills`` processes have died (counted in the file ``counter``)."""
+
+    def __init__(self, inner: nn.Module, counter: str, kills: int) -> None:
+        super().__init__()
+        self.inner, self.counter, self.kills = inner, counter, kills
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        path = Path(self.counter)
+        died = int(path.read_text()) if path.exists() else 0
+        if died < self.kills:
+            path.write_text(str(died + 1))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(x)
+
+
+@dataclass(frozen=True)
+class KillFirstFactory:
+    counter: str
+    kills: int
+    dim: int = 16
+
+    def __call__(self) -> nn.Module:
+        return KillFirst(SlowLinear(self.dim, self.dim, 0), self.counter, self.kills)
+
+
 def tiny_data(n: int = 6, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``(n, dim)`` and clean targets ``f(x)`` of the seed-0 linear map plus a shift."""
     rng = np.random.default_rng(seed)

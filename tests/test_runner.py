@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, KillOnceFactory, LinearFactory, tiny_data
+from helpers import TINY, KillFirstFactory, KillOnceFactory, LinearFactory, tiny_data
 
 from centersmooth import CenterSmoothing, __version__
 from centersmooth.metrics import get_metric
@@ -194,6 +194,18 @@ def test_process_workers_give_the_same_rows_even_when_one_dies(
     assert marker.exists()
     ref = [r for r in reference if r["input_index"] < 4]
     assert strip(rows) == strip(ref) == strip(file_rows(tmp_path / "r.jsonl"))
+
+
+def test_a_dying_worker_charges_only_the_inputs_in_flight(tmp_path: Path, data: tuple) -> None:
+    """Three worker deaths in a run of 5 inputs on 2 workers: each break charges an attempt to
+    the (at most 2) inputs in flight, not to all those queued, so no input reaches 3 attempts
+    and the run completes with every row once."""
+    x, t = data
+    factory = KillFirstFactory(str(tmp_path / "deaths"), kills=3)
+    rows = run(tmp_path / "r.jsonl", x, t, workers=2, factory=factory)
+    assert (tmp_path / "deaths").read_text() == "3"
+    assert sorted({r["input_index"] for r in rows}) == list(range(len(x)))
+    assert len(file_rows(tmp_path / "r.jsonl")) == len(rows)
 
 
 # ------------------------------------------------------------------------------ resume

@@ -187,7 +187,12 @@ def run_inline(
 
 def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -> Iterator[Result]:
     """``workers`` spawned processes, each with its share of the CPU threads. A pool that breaks
-    (a worker killed) is rebuilt and the unfinished inputs resubmitted."""
+    (a worker killed) is rebuilt and the unfinished inputs resubmitted.
+
+    Only ``workers`` inputs are in flight at a time, so a break charges an attempt to those
+    inputs only (one of them killed its worker), not to every input still queued; the inputs
+    that never started go first in the next pool.
+    """
     import multiprocessing
 
     if not jobs:
@@ -204,27 +209,33 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
             initargs=(*worker_args, threads),
         )
         futures: dict[Future[Result], Job] = {}
+        queued, retry, broken = pending, [], False
         try:
-            futures = {pool.submit(_process_certify, job): job for job in pending}
-            pending = []
-            while futures:
+            while queued or futures:
+                while queued and not broken and len(futures) < workers:
+                    job = queued.pop(0)
+                    futures[pool.submit(_process_certify, job)] = job
+                if not futures:
+                    break
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     job = futures.pop(fut)
                     try:
                         result = fut.result()
                     except BrokenProcessPool:
+                        broken = True
                         attempts[job.position] += 1
                         if attempts[job.position] >= MAX_ATTEMPTS:
                             raise RunnerError(
                                 f"input {job.index}: its worker died {MAX_ATTEMPTS} times"
                             ) from None
-                        pending.append(job)
+                        retry.append(job)
                         continue
                     yield result
         finally:
             # do not wait for queued inputs when the run stops early (an error, Ctrl-C)
             pool.shutdown(wait=not futures, cancel_futures=True)
+        pending = queued + retry
         if pending:
             logger.warning("a worker process died; retrying %d inputs", len(pending))
 
