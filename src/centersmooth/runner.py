@@ -110,7 +110,7 @@ def _hash_value(h: Any, value: Any) -> None:
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray) and value.dtype != object:
         t = np.ascontiguousarray(value)
-        h.update(f"array{t.dtype.str}{t.shape}".encode())
+        h.update(f"{t.dtype.str}{t.shape}".encode())  # as before: old files still resume
         h.update(t.tobytes())
     elif isinstance(value, list | tuple | np.ndarray):
         h.update(f"seq{len(value)}".encode())
