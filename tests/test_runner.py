@@ -180,6 +180,8 @@ def test_inputs_certified_together_give_the_same_rows(
     assert strip(rows) == strip(reference)
     with pytest.raises(ValueError, match="inputs_per_batch"):
         run(tmp_path / "bad.jsonl", x, t, seed=7, inputs_per_batch=0)
+    with pytest.raises(ValueError, match="one worker"):  # it used to be ignored silently
+        run(tmp_path / "bad.jsonl", x, t, seed=7, inputs_per_batch=3, workers=2)
 
 
 def test_process_workers_give_the_same_rows_even_when_one_dies(

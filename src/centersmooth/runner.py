@@ -193,6 +193,11 @@ def certify_dataset(
         raise ValueError(f"inputs_per_batch must be a positive integer, got {inputs_per_batch!r}")
     if inputs_per_batch < 1:
         raise ValueError(f"inputs_per_batch must be a positive integer, got {inputs_per_batch!r}")
+    if inputs_per_batch > 1 and (backend == "ray" or workers > 1):
+        raise ValueError(
+            "inputs_per_batch > 1 works with the local backend and one worker (several workers "
+            "already run inputs side by side); drop one of the two"
+        )
     full_smoothing = _normalise_smoothing(dict(smoothing))
     # Build one smoother here: checks every argument before any worker starts.
     CenterSmoothing(lambda b: b, metric=metric_names[0], **full_smoothing)
