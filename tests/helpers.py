@@ -48,60 +48,35 @@ class LinearFactory:
         return SlowLinear(self.dim_in, self.dim_out, self.seed, self.delay)
 
 
-class KillOnce(nn.Module):
-    """Wraps a model; SIGKILLs its own process at forward call ``after`` unless ``marker`` exists
-    (the marker is created first, so exactly one process dies)."""
+class KillWorker(nn.Module):
+    """Wraps a model; SIGKILLs its own process at forward call ``after`` while fewer than
+    ``kills`` processes have died (counted in the file ``counter``, written before the kill)."""
 
-    def __init__(self, inner: nn.Module, marker: str, after: int) -> None:
+    def __init__(self, inner: nn.Module, counter: str, after: int, kills: int) -> None:
         super().__init__()
-        self.inner = inner
-        self.marker = marker
-        self.after = after
+        self.inner, self.counter, self.after, self.kills = inner, counter, after, kills
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        if self.calls >= self.after and not os.path.exists(self.marker):
-            Path(self.marker).write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner(x)
-
-
-@dataclass(frozen=True)
-class KillOnceFactory:
-    marker: str
-    after: int = 10
-    dim: int = 16
-
-    def __call__(self) -> nn.Module:
-        return KillOnce(SlowLinear(self.dim, self.dim, 0), self.marker, self.after)
-
-
-class KillFirst(nn.Module):
-    """Wraps a model; SIGKILLs its own process at its first forward call while fewer than
-    ``kills`` processes have died (counted in the file ``counter``)."""
-
-    def __init__(self, inner: nn.Module, counter: str, kills: int) -> None:
-        super().__init__()
-        self.inner, self.counter, self.kills = inner, counter, kills
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
         path = Path(self.counter)
-        died = int(path.read_text()) if path.exists() else 0
-        if died < self.kills:
-            path.write_text(str(died + 1))
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.calls >= self.after:
+            died = int(path.read_text()) if path.exists() else 0
+            if died < self.kills:
+                path.write_text(str(died + 1))
+                os.kill(os.getpid(), signal.SIGKILL)
         return self.inner(x)
 
 
 @dataclass(frozen=True)
-class KillFirstFactory:
+class KillWorkerFactory:
     counter: str
-    kills: int
+    after: int = 10
+    kills: int = 1
     dim: int = 16
 
     def __call__(self) -> nn.Module:
-        return KillFirst(SlowLinear(self.dim, self.dim, 0), self.counter, self.kills)
+        return KillWorker(SlowLinear(self.dim, self.dim, 0), self.counter, self.after, self.kills)
 
 
 def tiny_data(n: int = 6, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

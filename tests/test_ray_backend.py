@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY, KillOnceFactory, LinearFactory, tiny_data
+from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
 from centersmooth.runner import RunnerError, certify_dataset, read_results
 
@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_run_loses_nothing(
     marker = tmp_path / "killed"
     # ten forward calls per input (2 + 2 + 5 batches and f(x)); 4 inputs on 2 actors: one of
     # them certifies at least 2 inputs, and dies in the second
-    factory = KillOnceFactory(str(marker), after=12)
+    factory = KillWorkerFactory(str(marker), after=12)
     out = tmp_path / "ray.jsonl"
     rows = run(factory, out, *data, backend="ray", workers=2)
     assert marker.exists()  # a worker did die

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, KillFirstFactory, KillOnceFactory, LinearFactory, tiny_data
+from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
 from centersmooth import CenterSmoothing, __version__
 from centersmooth.metrics import get_metric
@@ -191,7 +191,7 @@ def test_process_workers_give_the_same_rows_even_when_one_dies(
     of them gets at least 2); the pool is rebuilt and the file ends with each row once."""
     x, t = data
     marker = tmp_path / "killed"
-    factory = KillOnceFactory(str(marker), after=12)  # same weights as LinearFactory()
+    factory = KillWorkerFactory(str(marker), after=12)  # same weights as LinearFactory()
     rows = run(tmp_path / "r.jsonl", x[:4], t[:4], seed=7, workers=2, factory=factory)
     assert marker.exists()
     ref = [r for r in reference if r["input_index"] < 4]
@@ -203,7 +203,7 @@ def test_a_dying_worker_charges_only_the_inputs_in_flight(tmp_path: Path, data: 
     the (at most 2) inputs in flight, not to all those queued, so no input reaches 3 attempts
     and the run completes with every row once."""
     x, t = data
-    factory = KillFirstFactory(str(tmp_path / "deaths"), kills=3)
+    factory = KillWorkerFactory(str(tmp_path / "deaths"), after=1, kills=3)
     rows = run(tmp_path / "r.jsonl", x, t, workers=2, factory=factory)
     assert (tmp_path / "deaths").read_text() == "3"
     assert sorted({r["input_index"] for r in rows}) == list(range(len(x)))
@@ -308,7 +308,7 @@ CHILD = """
 import sys
 from pathlib import Path
 import numpy as np
-from helpers import TINY, KillOnceFactory, LinearFactory, tiny_data
+from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 from centersmooth.runner import certify_dataset
 
 x, t = tiny_data(8)

@@ -330,7 +330,7 @@ def _certify_run(args: argparse.Namespace) -> int:
             "task": "user",
             "model": args.model,
             # a resume must see the same model file (the weights it loads are the user's to pin)
-            "model_sha256": file_sha256(parse_model_spec(args.model)[0]) if args.model else None,
+            "model_sha256": file_sha256(parse_model_spec(args.model)[0]),
             "inputs": str(args.inputs),
         }
         metrics = args.metric or ["l2"]

@@ -211,7 +211,7 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
         futures: dict[Future[Result], Job] = {}
         queued, retry, broken = pending, [], False
         try:
-            while queued or futures:
+            while True:
                 while queued and not broken and len(futures) < workers:
                     job = queued.pop(0)
                     futures[pool.submit(_process_certify, job)] = job
