@@ -6,6 +6,7 @@ Ray workers cannot import this module by name; the runner ships its module by va
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -61,10 +62,12 @@ class KillWorker(nn.Module):
         self.calls += 1
         path = Path(self.counter)
         if self.calls >= self.after:
-            died = int(path.read_text()) if path.exists() else 0
-            if died < self.kills:
-                path.write_text(str(died + 1))
-                os.kill(os.getpid(), signal.SIGKILL)
+            with open(f"{self.counter}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # two workers must not both read the same count
+                died = int(path.read_text()) if path.exists() else 0
+                if died < self.kills:
+                    path.write_text(str(died + 1))
+                    os.kill(os.getpid(), signal.SIGKILL)
         return self.inner(x)
 
 

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import pytest
 import torch
 from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
-from centersmooth import CenterSmoothing, __version__
+from centersmooth import CenterSmoothing, __version__, workers
 from centersmooth.metrics import get_metric
 from centersmooth.runner import (
     ROW_FIELDS,
@@ -208,6 +210,44 @@ def test_a_dying_worker_charges_only_the_inputs_in_flight(tmp_path: Path, data: 
     assert (tmp_path / "deaths").read_text() == "3"
     assert sorted({r["input_index"] for r in rows}) == list(range(len(x)))
     assert len(file_rows(tmp_path / "r.jsonl")) == len(rows)
+
+
+class PoolBrokenAtSecondSubmit:
+    """An in-process stand-in for ProcessPoolExecutor whose first pool breaks between two
+    submits: the first job finishes, the second submit raises BrokenProcessPool, as a real pool
+    does when a worker dies before any future has reported it."""
+
+    pools = 0
+
+    def __init__(self, *, initializer, initargs, **_: object) -> None:  # type: ignore[no-untyped-def]
+        initializer(*initargs)
+        type(self).pools += 1
+        self.first_pool, self.submits = type(self).pools == 1, 0
+
+    def submit(self, fn, job):  # type: ignore[no-untyped-def]
+        self.submits += 1
+        if self.first_pool and self.submits == 2:
+            raise BrokenProcessPool("a child process terminated abruptly")
+        future: Future = Future()
+        future.set_result(fn(job))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def test_a_pool_that_breaks_before_a_submit_is_rebuilt(
+    tmp_path: Path, data: tuple, reference: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool can break while the runner is between futures (CI hit it under load): the
+    refused input goes to the next pool, uncharged, and every row is written once."""
+    x, t = data
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", PoolBrokenAtSecondSubmit)
+    monkeypatch.setattr(PoolBrokenAtSecondSubmit, "pools", 0)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the stand-in runs in here
+    rows = run(tmp_path / "r.jsonl", x, t, seed=7, workers=2)
+    assert PoolBrokenAtSecondSubmit.pools == 2
+    assert strip(rows) == strip(reference) == strip(file_rows(tmp_path / "r.jsonl"))
 
 
 # ------------------------------------------------------------------------------ resume

@@ -213,8 +213,13 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
         try:
             while True:
                 while queued and not broken and len(futures) < workers:
-                    job = queued.pop(0)
-                    futures[pool.submit(_process_certify, job)] = job
+                    try:
+                        future = pool.submit(_process_certify, queued[0])
+                    except BrokenProcessPool:
+                        # a worker died before its future reported it; that future says so
+                        broken = True
+                        break
+                    futures[future] = queued.pop(0)
                 if not futures:
                     break
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)
