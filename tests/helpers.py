@@ -66,7 +66,10 @@ class KillWorker(nn.Module):
                 fcntl.flock(lock, fcntl.LOCK_EX)  # two workers must not both read the same count
                 died = int(path.read_text()) if path.exists() else 0
                 if died < self.kills:
-                    path.write_text(str(died + 1))
+                    # written aside, then renamed: a worker the broken pool terminates halfway
+                    # must not leave an empty count behind
+                    Path(f"{self.counter}.new").write_text(str(died + 1))
+                    os.replace(f"{self.counter}.new", path)
                     os.kill(os.getpid(), signal.SIGKILL)
         return self.inner(x)
 

@@ -212,41 +212,58 @@ def test_a_dying_worker_charges_only_the_inputs_in_flight(tmp_path: Path, data: 
     assert len(file_rows(tmp_path / "r.jsonl")) == len(rows)
 
 
-class PoolBrokenAtSecondSubmit:
-    """An in-process stand-in for ProcessPoolExecutor whose first pool breaks between two
-    submits: the first job finishes, the second submit raises BrokenProcessPool, as a real pool
-    does when a worker dies before any future has reported it."""
+class ScriptedBreakingPool:
+    """An in-process stand-in for ProcessPoolExecutor whose first pool breaks as ``script`` says,
+    one entry per submit: "ok" runs the job, "raise" makes submit raise BrokenProcessPool (a
+    worker died before any future reported it), "broken" returns a future failed with it, and
+    "orphan" one that never settles (submitted while the pool broke). Later pools run every
+    job."""
 
+    script: tuple[str, ...] = ()
     pools = 0
 
     def __init__(self, *, initializer, initargs, **_: object) -> None:  # type: ignore[no-untyped-def]
         initializer(*initargs)
         type(self).pools += 1
-        self.first_pool, self.submits = type(self).pools == 1, 0
+        self.steps = list(self.script) if type(self).pools == 1 else []
 
     def submit(self, fn, job):  # type: ignore[no-untyped-def]
-        self.submits += 1
-        if self.first_pool and self.submits == 2:
+        step = self.steps.pop(0) if self.steps else "ok"
+        if step == "raise":
             raise BrokenProcessPool("a child process terminated abruptly")
         future: Future = Future()
-        future.set_result(fn(job))
+        if step == "ok":
+            future.set_result(fn(job))
+        elif step == "broken":
+            future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
         return future
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         pass
 
 
-def test_a_pool_that_breaks_before_a_submit_is_rebuilt(
-    tmp_path: Path, data: tuple, reference: list[dict], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "script",
+    [("ok", "raise"), ("broken", "orphan")],
+    ids=["submit-raises", "future-never-settles"],
+)
+def test_a_pool_that_breaks_around_a_submit_is_rebuilt(
+    tmp_path: Path,
+    data: tuple,
+    reference: list[dict],
+    monkeypatch: pytest.MonkeyPatch,
+    script: tuple[str, ...],
 ) -> None:
-    """The pool can break while the runner is between futures (CI hit it under load): the
-    refused input goes to the next pool, uncharged, and every row is written once."""
+    """The pool can break while the runner is between futures (CI hit it under load): submit
+    raises, or a job submitted as it broke never settles. The run must neither stop nor hang:
+    such a job goes to the next pool, uncharged, and every row is written once."""
     x, t = data
-    monkeypatch.setattr(workers, "ProcessPoolExecutor", PoolBrokenAtSecondSubmit)
-    monkeypatch.setattr(PoolBrokenAtSecondSubmit, "pools", 0)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", ScriptedBreakingPool)
+    monkeypatch.setattr(ScriptedBreakingPool, "script", script)
+    monkeypatch.setattr(ScriptedBreakingPool, "pools", 0)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the stand-in runs in here
     rows = run(tmp_path / "r.jsonl", x, t, seed=7, workers=2)
-    assert PoolBrokenAtSecondSubmit.pools == 2
+    assert ScriptedBreakingPool.pools == 2
     assert strip(rows) == strip(reference) == strip(file_rows(tmp_path / "r.jsonl"))
 
 

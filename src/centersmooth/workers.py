@@ -215,14 +215,18 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
                 while queued and not broken and len(futures) < workers:
                     try:
                         future = pool.submit(_process_certify, queued[0])
-                    except BrokenProcessPool:
-                        # a worker died before its future reported it; that future says so
+                    except (BrokenProcessPool, RuntimeError):
+                        # a worker died before its future reported it (RuntimeError: the
+                        # broken pool had begun to shut down); the job stays queued
                         broken = True
                         break
                     futures[future] = queued.pop(0)
                 if not futures:
                     break
-                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                if broken:
+                    finished = _settle(pool, futures, queued)
+                else:
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     job = futures.pop(fut)
                     try:
@@ -243,6 +247,18 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
         pending = queued + retry
         if pending:
             logger.warning("a worker process died; retrying %d inputs", len(pending))
+
+
+def _settle(
+    pool: ProcessPoolExecutor, futures: dict[Future[Result], Job], queued: list[Job]
+) -> set[Future[Result]]:
+    """The futures a broken pool has settled. A broken pool fails every job it knows of, then
+    stops; one submitted while it broke may never settle, so after the pool has stopped such a
+    job goes back to the queue, uncharged (its worker did not die on it)."""
+    pool.shutdown(wait=True, cancel_futures=True)
+    orphans = [fut for fut in futures if not fut.done()]
+    queued[:0] = [futures.pop(fut) for fut in orphans]
+    return set(futures)
 
 
 def import_ray() -> Any:
