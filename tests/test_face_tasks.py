@@ -151,8 +151,12 @@ def test_registered_face_tasks_build_their_inputs(haar: object) -> None:
 
 
 def test_face_boxes_driver_writes_results_files_the_cli_continues(
-    haar: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    haar: object,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)  # --threads 1: not for the rest
     counts = ["--n-center", "100", "--n-certify", "150", "--delta", "0.25"]
     driver = ["--out", str(tmp_path), "--inputs", "lfw:1", "--sigmas", "0.05", *counts]
     face_boxes.main([*driver, "--threads", "1", "--quiet"])

@@ -387,7 +387,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_rows(
     expected = run(tmp_path / "ref.jsonl", x, t, seed=7)
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(eps=EPS, metrics=METRICS, info=INFO))
-    env = dict(os.environ, PYTHONPATH=str(HERE))
+    paths = [str(HERE), os.environ.get("PYTHONPATH", "")]  # prepended: keep the caller's path
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
     out = tmp_path / "killed.jsonl"
     rng = random.Random(20211206)
     mid_run = 0

