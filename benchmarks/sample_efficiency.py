@@ -4,7 +4,8 @@ Usage: python benchmarks/sample_efficiency.py --checkpoint PATH [--n-inputs 5] [
        [--paper-n-certify 1000000] [--device cpu]
    or: python benchmarks/sample_efficiency.py --results NAME=FILE ... (the last is the paper's)
        to compare `centersmooth certify` results files (l2 rows, the inputs all files share)
-   or: python benchmarks/sample_efficiency.py --grid results/grid (every cell with a paper file)
+   or: python benchmarks/sample_efficiency.py --grid results/grid (every cell with a paper file,
+       and its --ball-mass run where there is one)
 
 Ours: 10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates; also with 10^4
 certification samples. Paper: 10^4 / 10^4 / 10^6, Hoeffding, centers among the samples only.
@@ -78,23 +79,41 @@ def from_results(specs: list[str], metric: str = "l2") -> None:
 
 def from_grid(root: Path) -> None:
     """One row per cell of a results grid (``<dataset>-<task>/sigma<S>.jsonl`` beside
-    ``sigma<S>-paper.jsonl``): ours against the paper preset on the inputs both finished."""
+    ``sigma<S>-paper.jsonl``): ours against the paper preset on the inputs both finished; cells
+    with a ``sigma<S>-mass<M>.jsonl`` (``--ball-mass M``) also get that ratio, on the inputs all
+    three finished."""
     print(
         "| cell | sigma | shared inputs | ours, h = 1 / 1.5 / 2 | paper, h = 1 / 1.5 / 2 "
-        "| ratio to paper |"
+        "| ratio to paper | ball_mass M: shared inputs, ours / M / paper at h = 1 / 1.5 / 2 "
+        "| ratio to paper, ours / ball_mass M |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for paper in sorted(root.glob("*/sigma*-paper.jsonl")):
         ours = paper.with_name(paper.name.replace("-paper", ""))
         sigma, n_shared, med = shared_medians({"ours": ours, "paper": paper})
         if not n_shared:
             continue
-        ratio = statistics.median(float(r) for r in med["ours"] / med["paper"])
         cells = [" / ".join(f"{v:.3f}" for v in med[k]) for k in ("ours", "paper")]
+        variant = ["-", "-"]
+        for mass_file in sorted(paper.parent.glob(paper.name.replace("-paper", "-mass*"))):
+            mass = mass_file.stem.rpartition("-mass")[2]
+            files = {"ours": ours, "mass": mass_file, "paper": paper}
+            _, n_three, med3 = shared_medians(files)
+            if n_three:
+                ratios = [_ratio(med3[k], med3["paper"]) for k in ("ours", "mass")]
+                variant = [
+                    f"{mass}: {n_three}, " + " / ".join(f"{v:.3f}" for v in med3["mass"]),
+                    f"{ratios[0]:.3f} / **{ratios[1]:.3f}**",
+                ]
         print(
             f"| {paper.parent.name} | {sigma} | {n_shared} | {cells[0]} | {cells[1]} "
-            f"| {ratio:.3f} |"
+            f"| {_ratio(med['ours'], med['paper']):.3f} | {variant[0]} | {variant[1]} |"
         )
+
+
+def _ratio(ours: np.ndarray, paper: np.ndarray) -> float:
+    """The median over h of ours / paper."""
+    return statistics.median(float(r) for r in ours / paper)
 
 
 def main() -> None:

@@ -13,6 +13,9 @@
 #                  repeat it to give every cell more of its inputs. A second stream with
 #                  `reverse` goes through the cells from the other end; a cell that one stream is
 #                  running is skipped by the other (the runner locks its results file)
+#   stream ball-mass MASS DATASET : both tasks of DATASET at every sigma in l2 with
+#                  --ball-mass MASS (our defaults otherwise) on the same inputs, beside the others
+#                  as sigma<S>-mass<MASS>.jsonl (issue 6's sample efficiency)
 #   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (issue 6's
 #                  "also report 10^4 certification samples")
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
@@ -52,6 +55,16 @@ case "${1:-}" in
     done
     ;;
   paper) paper "$2" "$3" "$4" ;;
+  ball-mass)
+    for sigma in 0.25 0.1 0.5; do
+      for task in autoencoder reconstruction; do
+        mkdir -p "results/grid/$3-$task"
+        $CS certify "$task" --checkpoint "$MODELS/$task-$3-sigma$sigma-seed0.pt" \
+          --sigma "$sigma" --metric l2 --ball-mass "$2" --examples 0 "${COMMON[@]}" \
+          --out "results/grid/$3-$task/sigma$sigma-mass$2.jsonl"
+      done
+    done
+    ;;
   paper-rounds)
     cells=()
     for sigma in 0.25 0.1 0.5; do
@@ -83,5 +96,5 @@ case "${1:-}" in
       --n-inputs 10 --seed 0 --threads 1 --examples 0 --quiet --resume \
       --out results/grid/mnist-classifier/sigma0.25.jsonl
     ;;
-  *) echo "usage: $0 mnist|fashion-mnist|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ncertify1e4|classifier" >&2; exit 2 ;;
+  *) echo "usage: $0 mnist|fashion-mnist|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ball-mass MASS DATASET|ncertify1e4|classifier" >&2; exit 2 ;;
 esac

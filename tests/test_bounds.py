@@ -20,10 +20,51 @@ def binom_tail_below(n: int, p: float, m: int) -> float:
 @pytest.mark.parametrize("alpha", [0.0025, 0.05, 0.2])
 def test_delta1_binomial_is_the_smallest_valid_margin(n, alpha):
     d1 = bounds.delta1(n, alpha)
-    m = bounds.median_rank(n)
+    m = bounds.ball_rank(n)
     assert binom_tail_below(n, 0.5 + d1, m) <= alpha
     if d1 > 1e-9:
         assert binom_tail_below(n, 0.5 + d1 - 1e-6, m) > alpha
+
+
+def test_ball_rank_uses_the_exact_mass():
+    assert [bounds.ball_rank(n) for n in (1, 2, 3, 10_000, 10_001)] == [1, 1, 2, 5_000, 5_001]
+    assert bounds.ball_rank(10, 0.3) == 3  # 0.3 * 10 is 3.0000000000000004 in floats
+    assert bounds.ball_rank(10, 0.31) == 4 and bounds.ball_rank(7, 0.01) == 1
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 25, 40])
+@pytest.mark.parametrize("mass", [0.1, 0.25, 0.3])
+def test_delta1_at_another_mass_is_the_smallest_valid_margin(n, mass):
+    alpha = 0.05
+    d1 = bounds.delta1(n, alpha, mass=mass)
+    m = bounds.ball_rank(n, mass)
+    # exact up to SciPy's binomial cdf, which can be 1e-16 off
+    assert binom_tail_below(n, mass + d1, m) <= alpha * (1 + 1e-12)
+    if d1 > 1e-9:
+        assert binom_tail_below(n, mass + d1 - 1e-6, m) > alpha
+    assert d1 <= bounds.delta1(n, alpha, "hoeffding", mass)  # Hoeffding's holds at any mass
+
+
+def test_sample_minimums_at_another_mass():
+    alpha, delta, mass = 0.0025, 0.05, 0.3
+    n = bounds.min_center_samples(alpha, delta, mass=mass)
+    assert all(bounds.delta1(k, alpha, mass=mass) <= delta for k in range(n, n + 400))
+    assert bounds.delta1(n - 1, alpha, mass=mass) > delta
+    c = bounds.min_check_samples(alpha, delta, mass=mass)
+    assert bounds.mass_lower_bound(c, c, alpha) >= mass - delta
+    assert bounds.mass_lower_bound(c - 1, c - 1, alpha) < mass - delta
+    r = bounds.min_certify_samples(alpha, delta, mass=mass)
+    assert bounds.max_certifiable_eps(1.0, r, alpha, delta, mass=mass) >= 0
+    assert bounds.max_certifiable_eps(1.0, r - 1, alpha, delta, mass=mass) < 0
+
+
+def test_certified_mass_at_another_mass_meets_the_checked_ball():
+    """At x' the set keeps 1 - mass + delta, so it meets a ball of mass - delta there."""
+    eps, sigma, mass, delta = np.array([0.0, 0.5]), 0.25, 0.3, 0.05
+    p = bounds.certified_mass(eps, sigma, delta, mass)
+    np.testing.assert_allclose(stats.norm.cdf(stats.norm.ppf(p) - eps / sigma), 0.75)
+    np.testing.assert_array_equal(p, bounds.shifted_mass(0.75, eps, sigma))
+    assert bounds.candidate_miss_probability(0.01, 3, mass) == pytest.approx(0.69**3)
 
 
 def test_delta1_hoeffding_is_the_papers_term():

@@ -4,28 +4,31 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth.bounds import median_rank
+from centersmooth.bounds import ball_rank
 from centersmooth.center import find_center, median_distance
 from centersmooth.metrics import get_metric
 
 
-def optimal_half_ball_radius_1d(points: np.ndarray) -> float:
-    """Smallest radius of an interval holding ceil(n/2) of the points (brute force)."""
+def optimal_half_ball_radius_1d(points: np.ndarray, mass: float = 0.5) -> float:
+    """Smallest radius of an interval holding ceil(mass n) of the points (brute force)."""
     xs = np.sort(points)
-    m = median_rank(len(xs))
+    m = ball_rank(len(xs), mass)
     return min((xs[i + m - 1] - xs[i]) / 2 for i in range(len(xs) - m + 1))
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_center_ball_holds_half_and_is_within_beta_of_optimum_1d(seed):
+@pytest.mark.parametrize("mass", [0.5, 0.2])
+def test_center_ball_holds_half_and_is_within_beta_of_optimum_1d(seed, mass):
+    """With a ``mass`` below 1/2 the ball holds that share, within beta of that optimum."""
     rng = np.random.default_rng(seed)
     points = np.concatenate([rng.normal(0, 1, 31), rng.normal(6, 0.2, 20), rng.uniform(-9, 9, 10)])
     samples = torch.tensor(points)[:, None]
     metric = get_metric("l2")
-    center = find_center(samples, metric)
+    center = find_center(samples, metric, mass=mass)
     d = metric(center.point.expand_as(samples), samples)
-    assert int((d <= center.radius).sum()) >= median_rank(len(points))
-    assert center.radius <= 2 * optimal_half_ball_radius_1d(points) + 1e-12
+    assert int((d <= center.radius).sum()) >= ball_rank(len(points), mass)
+    assert center.radius == float(torch.kthvalue(d, ball_rank(len(points), mass)).values)
+    assert center.radius <= 2 * optimal_half_ball_radius_1d(points, mass) + 1e-12
 
 
 @pytest.mark.parametrize("name", ["l2", "l1", "angular", "tv2", "hamming", "levenshtein"])

@@ -87,6 +87,7 @@ def test_certify_uses_the_task_settings_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(tasks._REGISTRY, "fake", FakeTask)
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)  # --threads 1: not for the rest
     common = ["certify", "fake", "--n-inputs", "2", "--sigma", "0.1", "--eps-in", "0.05"]
     common += ["--quiet", "--threads", "1"]
     assert cli.main([*common, "--out", str(tmp_path / "default.jsonl")]) == 0
@@ -132,3 +133,25 @@ def test_face_tasks_declare_the_counts_they_use() -> None:
     assert {k: emb_paper[k] for k in PAPER_SETTINGS} == PAPER_SETTINGS
     # image tasks keep the library's defaults
     assert settings(task=get_task("autoencoder")) == {"sigma": 0.5}
+
+
+def test_ball_mass_flag_reaches_the_smoother_and_the_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert settings("--ball-mass", "0.25")["ball_mass"] == 0.25
+    assert "ball_mass" not in settings()  # the library's 1/2, not repeated
+    monkeypatch.setitem(tasks._REGISTRY, "fake", FakeTask)
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
+    common = ["certify", "fake", "--n-inputs", "2", "--sigma", "0.1", "--eps-in", "0.05"]
+    common += ["--quiet", "--threads", "1"]
+    out = tmp_path / "mass.jsonl"
+    # the fake task's 7 candidates are too few for a 0.3 ball (its miss chance is 0.7^7)
+    flags = ["--ball-mass", "0.3", "--candidates", "40"]
+    assert cli.main([*common, *flags, "--out", str(out)]) == 0
+    assert _header(out)["config"]["smoothing"]["ball_mass"] == 0.3
+    rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert len(rows) == 2 and all(r["eps_out"] is not None for r in rows)
+    bad = tmp_path / "bad.jsonl"
+    assert cli.main([*common, "--ball-mass", "0.6", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "ball_mass must lie in" in err and len(err.strip().splitlines()) == 1

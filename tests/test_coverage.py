@@ -10,7 +10,8 @@ Two failure events, one per algorithm step:
   ``P(Bin(n_certify, p) >= k)`` (the number of samples below ``q_p`` is binomial), so the count over
   independent repetitions is ``Bin(N, pi)``: checked two-sided, which also makes the test fail if
   the bound were loose (a vacuous certificate would never fail).
-* predict: an accepted ball whose true mass is below ``1/2 - delta``; at most ``alpha_center / 2``.
+* predict: an accepted ball whose true mass is below ``1/2 - delta`` (``ball_mass - delta``); at
+  most ``alpha_center / 2``.
 """
 
 import numpy as np
@@ -29,7 +30,10 @@ def identity(b):
 
 
 @pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
-def test_violation_frequency_is_consistent_with_alpha(bound):
+@pytest.mark.parametrize("mass", [0.5, 0.3])
+def test_violation_frequency_is_consistent_with_alpha(bound, mass):
+    """With ``ball_mass`` below 1/2 both order statistics (``R_outer`` and ``R_inner``, each at
+    ``alpha / 2``) are checked against their own exact failure chance."""
     sigma, delta, alpha = 1.0, 0.1, 0.2
     eps = np.array([0.5, 1.0])
     smoother = CenterSmoothing(
@@ -43,11 +47,17 @@ def test_violation_frequency_is_consistent_with_alpha(bound):
         delta=delta,
         bound=bound,
         batch_size=400,
+        ball_mass=mass,
     )
-    p = bounds.certified_mass(eps, sigma, delta)
-    ranks = [bounds.quantile_rank(float(q), 300, alpha, bound) for q in p]
-    exact_fail = np.array([stats.binom.sf(k - 1, 300, q) for k, q in zip(ranks, p, strict=True)])
-    certify_fails = np.zeros(len(eps), dtype=int)
+    level = alpha if mass == 0.5 else alpha / 2
+    outer = bounds.certified_mass(eps, sigma, delta, mass)
+    inner = bounds.shifted_mass(mass + smoother.delta1, eps, sigma) if mass < 0.5 else outer
+    masses = {"quantile_radius": outer, "inner_radius": inner}
+    exact_fail = {}
+    for name, p in masses.items():
+        ranks = [bounds.quantile_rank(float(q), 300, level, bound) for q in p]
+        exact_fail[name] = [stats.binom.sf(k - 1, 300, q) for k, q in zip(ranks, p, strict=True)]
+    certify_fails = {name: np.zeros(len(eps), dtype=int) for name in masses}
     predict_fails = accepted = 0
     x = torch.zeros(2, dtype=torch.float64)
     for seed in range(REPEATS):
@@ -57,12 +67,14 @@ def test_violation_frequency_is_consistent_with_alpha(bound):
         accepted += 1
         lam = float((cert.center.double() ** 2).sum()) / sigma**2
         true_mass = stats.ncx2.cdf((cert.radius / sigma) ** 2, 2, lam)
-        predict_fails += int(true_mass < 0.5 - delta)
-        true_q = sigma * np.sqrt(stats.ncx2.ppf(p, 2, lam))
-        certify_fails += cert.quantile_radius < true_q
+        predict_fails += int(true_mass < mass - delta)
+        for name, p in masses.items():
+            true_q = sigma * np.sqrt(stats.ncx2.ppf(p, 2, lam))
+            certify_fails[name] += getattr(cert, name) < true_q
     assert accepted >= REPEATS // 2  # enough accepted runs for the counts to mean something
     assert predict_fails <= stats.binom.ppf(1 - LEVEL, accepted, alpha / 2)
-    for fails, pi in zip(certify_fails, exact_fail, strict=True):
-        assert pi <= alpha
-        lo, hi = stats.binom.ppf([LEVEL / 2, 1 - LEVEL / 2], accepted, pi)
-        assert lo <= fails <= hi, (fails, pi, accepted)
+    for name in masses:
+        for fails, pi in zip(certify_fails[name], exact_fail[name], strict=True):
+            assert pi <= level
+            lo, hi = stats.binom.ppf([LEVEL / 2, 1 - LEVEL / 2], accepted, pi)
+            assert lo <= fails <= hi, (name, fails, pi, accepted)

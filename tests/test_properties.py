@@ -292,7 +292,7 @@ def test_delta1_decreasing_in_alpha_and_along_odd_n(n, a1, a2, bound):
 def test_delta1_guarantee(n, alpha, bound):
     d1 = bounds.delta1(n, alpha, bound)
     q = min(0.5 + d1, 1.0)
-    m = bounds.median_rank(n)
+    m = bounds.ball_rank(n)
     # a ball of mass 1/2 + Delta1 holds fewer than half of Z1 with probability at most alpha
     assert stats.binom.cdf(m - 1, n, q) <= alpha * (1 + 1e-9)
 

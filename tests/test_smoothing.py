@@ -1,6 +1,7 @@
 """CenterSmoothing end to end on base functions whose behaviour is known, plus its errors."""
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from centersmooth import CenterSmoothing, Certificate, Prediction
+from centersmooth import CenterSmoothing, Certificate, Prediction, bounds
 from centersmooth.bounds import certified_mass, quantile_rank
 from centersmooth.metrics import get_metric
 
@@ -132,7 +133,9 @@ def test_several_metrics_share_one_set_of_forward_passes():
 
 
 def test_module_runs_in_eval_mode_without_gradients():
-    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
+    with torch.random.fork_rng():  # weights that do not depend on the tests run before
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
     model.train()
     smoother = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL)
     assert not model.training
@@ -309,13 +312,9 @@ def test_empty_candidate_mapping_means_all_pairs():
     assert smoother.candidates is None and smoother.alpha_delta1 == smoother.alpha_center / 2
 
 
-@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
-def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
-    """R-hat must be exactly r_(k), the k-th smallest of the fresh distances (1-indexed): an
-    off-by-one would break the certificate's confidence yet move the coverage rates by only
-    about two points. The base function below ignores its input: every center and check output
-    is 0, and the certification outputs are 1, ..., n in a shuffled order, so r_(j) = j."""
-    n_center, n_check, n_certify = 400, 400, 1_000
+def scripted_certification(n_center: int, n_check: int, n_certify: int) -> Callable:
+    """A base function that ignores its input: every center and check output is 0, and the
+    certification outputs are 1, ..., n in a shuffled order, so r_(j) = j."""
     values = torch.randperm(n_certify, generator=torch.Generator().manual_seed(0)) + 1.0
     drawn = 0
 
@@ -329,6 +328,16 @@ def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
             drawn += 1
         return out
 
+    return scripted
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
+def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
+    """R-hat must be exactly r_(k), the k-th smallest of the fresh distances (1-indexed): an
+    off-by-one would break the certificate's confidence yet move the coverage rates by only
+    about two points."""
+    n_center, n_check, n_certify = 400, 400, 1_000
+    scripted = scripted_certification(n_center, n_check, n_certify)
     smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
                                n_center=n_center, n_check=n_check, n_certify=n_certify)  # fmt: skip
     eps = np.array([0.25, 0.5, 1.0])
@@ -338,4 +347,66 @@ def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
     ]
     assert not cert.abstained and cert.radius == 0.0
     np.testing.assert_array_equal(cert.quantile_radius, np.array(ranks, dtype=float))
+    np.testing.assert_array_equal(cert.inner_radius, cert.quantile_radius)
     np.testing.assert_array_equal(cert.eps_out, 3.0 * np.array(ranks, dtype=float))
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
+def test_a_smaller_ball_mass_certifies_with_two_order_statistics(bound):
+    """ball_mass 0.3: R_outer = r_(k1) at Phi(Phi^-1(1 - 0.3 + delta) + h) and R_inner = r_(k2)
+    at Phi(Phi^-1(0.3 + Delta1) + h), each at alpha_certify / 2, and eps_out = R_outer + 2
+    R_inner (gamma = 1); the largest certifiable eps_in follows the outer level."""
+    n_center, n_check, n_certify = 400, 400, 1_000
+    scripted = scripted_certification(n_center, n_check, n_certify)
+    smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
+                               n_center=n_center, n_check=n_check, n_certify=n_certify,
+                               ball_mass=0.3)  # fmt: skip
+    eps = np.array([0.1, 0.25, 0.5])
+    cert = smoother.certify(torch.zeros(1), eps)
+    outer = [
+        quantile_rank(float(p), n_certify, 0.0025, bound)
+        for p in stats.norm.cdf(stats.norm.ppf(0.85) + eps)
+    ]
+    inner = [
+        quantile_rank(float(p), n_certify, 0.0025, bound)
+        for p in stats.norm.cdf(stats.norm.ppf(0.3 + smoother.delta1) + eps)
+    ]
+    assert not cert.abstained and cert.radius == 0.0
+    assert all(k2 < k1 for k1, k2 in zip(outer, inner, strict=True))
+    np.testing.assert_array_equal(cert.quantile_radius, np.array(outer, dtype=float))
+    np.testing.assert_array_equal(cert.inner_radius, np.array(inner, dtype=float))
+    np.testing.assert_array_equal(cert.eps_out, np.array(outer) + 2.0 * np.array(inner))
+    assert smoother.delta1 == bounds.delta1(n_center, 0.0025, bound, 0.3)
+    assert cert.max_eps_in == bounds.max_certifiable_eps(1.0, n_certify, 0.0025, 0.15, bound, 0.3)
+
+
+def test_the_check_level_is_ball_mass_minus_delta():
+    """Check samples of which 40% sit at the center: p_low (about 0.34 from 400) passes
+    ball_mass - delta = 0.25 but not the paper's 1/2 - delta = 0.45."""
+    n_center, n_check = 400, 400
+    drawn = 0
+
+    def forty_percent_at_zero(b):
+        nonlocal drawn
+        out = torch.zeros(b.shape[0], 1, dtype=torch.float64)
+        for row in range(b.shape[0]):
+            j = drawn - n_center
+            if 0 <= j < n_check and j % 5 >= 2:
+                out[row, 0] = 10.0
+            drawn += 1
+        return out
+
+    for mass, abstains in ((0.3, False), (0.5, True)):
+        drawn = 0
+        smoother = CenterSmoothing(forty_percent_at_zero, sigma=1.0, delta=0.05, seed=0,
+                                   n_center=n_center, n_check=n_check, n_certify=1_000,
+                                   batch_size=100, ball_mass=mass)  # fmt: skip
+        pred = smoother.predict(torch.zeros(1))
+        assert 0.3 < pred.p_low < 0.4
+        assert pred.abstained is abstains
+
+
+@pytest.mark.parametrize("mass", [0.05, 0.04, 0.51, 1.0, True, "0.3", float("nan")])
+def test_bad_ball_mass_is_refused(mass):
+    with pytest.raises(ValueError, match="ball_mass must lie in"):
+        CenterSmoothing(lambda x: x, sigma=0.25, delta=0.05, ball_mass=mass)

@@ -8,6 +8,7 @@ nothing of the rest of the package is imported (the dependency arrows point inwa
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Literal
 
 import numpy as np
@@ -24,30 +25,39 @@ def check_bound(bound: str) -> Bound:
     return bound  # type: ignore[return-value]
 
 
-def median_rank(n: int) -> int:
-    """The rank ``ceil(n / 2)`` of the order statistic used as ``med(z)`` (1-indexed)."""
-    return (n + 1) // 2
+def ball_rank(n: int, mass: float = 0.5) -> int:
+    """The rank ``ceil(mass * n)`` (1-indexed) of the order statistic used as ``med(z)``: the
+    ball around ``z`` with that radius holds a ``mass`` share of the ``n`` samples
+    (``ceil(n / 2)`` for the paper's ``mass = 1/2``). Computed on the exact value of ``mass``,
+    so rounding cannot move it (``0.3 * 10`` is not above 3)."""
+    return max(1, math.ceil(Fraction(mass) * n))
 
 
-def delta1(n_center: int, alpha: float, bound: Bound = "binomial") -> float:
-    """Margin ``Delta1`` such that a ball of mass ``1/2 + Delta1`` holds half of ``Z1``.
+def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float = 0.5) -> float:
+    """Margin ``Delta1`` such that a ball of mass ``mass + Delta1`` holds ``m`` of ``Z1``.
 
-    Guarantee: for any fixed ball of true mass at least ``1/2 + Delta1``, the probability that it
-    holds fewer than ``m = ceil(n_center / 2)`` of the ``n_center`` i.i.d. samples is at most
-    ``alpha``.
+    Guarantee: for any fixed ball of true mass at least ``mass + Delta1``, the probability that
+    it holds fewer than ``m = ball_rank(n_center, mass)`` of the ``n_center`` i.i.d. samples is at
+    most ``alpha``.
 
     * binomial: ``P(Bin(n, q) < m) <= alpha`` iff ``I_q(m, n - m + 1) >= 1 - alpha`` (the
       binomial-beta identity), so the smallest such ``q`` is the ``1 - alpha`` quantile of
-      ``Beta(m, n - m + 1)`` and ``Delta1 = q - 1/2``.
-    * hoeffding: ``sqrt(ln(1 / alpha) / (2 n))`` (the paper's term with ``alpha = alpha_center/2``).
+      ``Beta(m, n - m + 1)`` and ``Delta1 = q - mass``.
+    * hoeffding: ``sqrt(ln(1 / alpha) / (2 n))`` (the paper's term with ``alpha = alpha_center/2``;
+      fewer than ``m`` hits means a hit rate below ``mass``, ``Delta1`` under the true rate).
     """
     _check_count("n_center", n_center)
     _check_level("alpha", alpha)
+    _check_mass(mass)
     if check_bound(bound) == "hoeffding":
         return math.sqrt(math.log(1.0 / alpha) / (2.0 * n_center))
-    m = median_rank(n_center)
+    m = ball_rank(n_center, mass)
     q = float(stats.beta.isf(alpha, m, n_center - m + 1))
-    return _raise_until(lambda t: stats.binom.cdf(m - 1, n_center, t) <= alpha, q) - 0.5
+    q = _raise_until(lambda t: stats.binom.cdf(m - 1, n_center, t) <= alpha, q)
+    margin = q - mass
+    while mass + margin < q:  # rounded so that the level ``mass + Delta1`` is not below ``q``
+        margin = math.nextafter(margin, math.inf)
+    return margin
 
 
 def mass_lower_bound(count: int, n: int, alpha: float, bound: Bound = "binomial") -> float:
@@ -71,14 +81,26 @@ def mass_lower_bound(count: int, n: int, alpha: float, bound: Bound = "binomial"
     return float(stats.beta.ppf(alpha, count, n - count + 1))
 
 
-def certified_mass(eps_in: float | np.ndarray, sigma: float, delta: float) -> np.ndarray:
-    """Mass ``p(eps) = Phi(Phi^-1(1/2 + Delta) + eps_in / sigma)`` a ball must hold at ``x``.
+def certified_mass(
+    eps_in: float | np.ndarray, sigma: float, delta: float, mass: float = 0.5
+) -> np.ndarray:
+    """Mass ``p(eps) = Phi(Phi^-1(1 - mass + Delta) + eps_in / sigma)`` a ball must hold at ``x``
+    (``Phi(Phi^-1(1/2 + Delta) + eps_in / sigma)`` for the paper's ``mass = 1/2``).
 
     Guarantee (Gaussian shift lemma): a set of mass ``p(eps)`` under ``N(x, sigma^2 I)`` has mass
-    at least ``1/2 + Delta`` under ``N(x', sigma^2 I)`` for every ``||x' - x||_2 <= eps_in``.
+    at least ``1 - mass + Delta`` under ``N(x', sigma^2 I)`` for every ``||x' - x||_2 <= eps_in``,
+    so it meets every ball of mass at least ``mass - Delta`` there (the checked ball of a
+    non-abstaining prediction at ``x'``).
     """
+    return shifted_mass(1.0 - mass + delta, eps_in, sigma)
+
+
+def shifted_mass(level: float, eps_in: float | np.ndarray, sigma: float) -> np.ndarray:
+    """``Phi(Phi^-1(level) + eps_in / sigma)``: the mass a set must have under
+    ``N(x, sigma^2 I)`` to keep at least ``level`` under ``N(x', sigma^2 I)`` for every
+    ``||x' - x||_2 <= eps_in`` (the Gaussian shift lemma)."""
     eps = np.asarray(eps_in, dtype=float)
-    return np.asarray(stats.norm.cdf(stats.norm.ppf(0.5 + delta) + eps / sigma))
+    return np.asarray(stats.norm.cdf(stats.norm.ppf(level) + eps / sigma))
 
 
 def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomial") -> int:
@@ -111,12 +133,18 @@ def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomi
 
 
 def max_certifiable_eps(
-    sigma: float, n_certify: int, alpha: float, delta: float, bound: Bound = "binomial"
+    sigma: float,
+    n_certify: int,
+    alpha: float,
+    delta: float,
+    bound: Bound = "binomial",
+    mass: float = 0.5,
 ) -> float:
-    """Largest ``eps_in`` whose quantile rank stays within ``n_certify`` samples.
+    """Largest ``eps_in`` whose quantile rank (of ``certified_mass``) stays within ``n_certify``
+    samples.
 
     * binomial: rank ``<= n`` iff ``1 - p^n >= 1 - alpha`` iff ``p <= alpha^(1/n)``, so
-      ``eps_max = sigma * (Phi^-1(alpha^(1/n)) - Phi^-1(1/2 + Delta))``.
+      ``eps_max = sigma * (Phi^-1(alpha^(1/n)) - Phi^-1(1 - mass + Delta))``.
     * hoeffding: rank ``<= n`` iff ``p <= 1 - sqrt(ln(1 / alpha) / (2 n))``.
 
     A negative value means that not even ``eps_in = 0`` can be certified.
@@ -127,26 +155,30 @@ def max_certifiable_eps(
         p_max = 1.0 - math.sqrt(math.log(1.0 / alpha) / (2.0 * n_certify))
     if p_max <= 0.0:
         return -math.inf
-    return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(0.5 + delta)))
+    return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(1.0 - mass + delta)))
 
 
-def candidate_miss_probability(delta1_value: float, k: int) -> float:
-    """Chance ``(1/2 - Delta1)^k`` that none of ``k`` candidates falls in the optimal ball.
+def candidate_miss_probability(delta1_value: float, k: int, mass: float = 0.5) -> float:
+    """Chance ``(1 - mass - Delta1)^k`` that none of ``k`` candidates falls in the optimal ball.
 
-    Each candidate is an independent sample, inside a ball of mass ``>= 1/2 + Delta1`` with
-    probability at least ``1/2 + Delta1``.
+    Each candidate is an independent sample, inside a ball of mass ``>= mass + Delta1`` with
+    probability at least ``mass + Delta1``.
     """
-    return max(0.5 - delta1_value, 0.0) ** k
+    return max(1.0 - mass - delta1_value, 0.0) ** k
 
 
 def split_center_alpha(
-    n_center: int, alpha_center: float, candidates: int | None, bound: Bound = "binomial"
+    n_center: int,
+    alpha_center: float,
+    candidates: int | None,
+    bound: Bound = "binomial",
+    mass: float = 0.5,
 ) -> tuple[float, float]:
     """Split ``alpha_center`` into the levels of ``Delta1`` and of ``p_low``.
 
     Without candidates both get ``alpha_center / 2`` (ALGORITHM.md section 2). With ``k``
     candidates the ``Delta1`` half also pays for the candidate miss: we take the largest
-    ``a1`` with ``a1 + (1/2 - Delta1(a1))^k <= alpha_center / 2`` (the left side grows with
+    ``a1`` with ``a1 + (1 - mass - Delta1(a1))^k <= alpha_center / 2`` (the left side grows with
     ``a1``), so the three failure terms add up to at most ``alpha_center``.
     Raises ``ValueError`` when no ``a1 > 0`` fits (too few candidates).
     """
@@ -155,11 +187,12 @@ def split_center_alpha(
         return half, half
 
     def excess(a1: float) -> float:
-        return a1 + candidate_miss_probability(delta1(n_center, a1, bound), candidates) - half
+        d1 = delta1(n_center, a1, bound, mass)
+        return a1 + candidate_miss_probability(d1, candidates, mass) - half
 
     lo = half * 1e-12
     if excess(lo) > 0:
-        need = math.ceil(math.log(half / 2.0) / math.log(0.5))
+        need = math.ceil(math.log(half / 2.0) / math.log(1.0 - mass))
         raise ValueError(
             f"candidates={candidates} is too few: the chance that no candidate lands in the "
             f"central ball already exceeds alpha_center/2={half:g}; use at least about {need}"
@@ -172,19 +205,26 @@ def split_center_alpha(
     return a1, half
 
 
-def min_center_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
+def min_center_samples(
+    alpha: float, delta: float, bound: Bound = "binomial", mass: float = 0.5
+) -> int:
     """Smallest ``N`` such that every ``n_center >= N`` has ``Delta1(n_center, alpha) <= delta``.
 
-    The binomial ``Delta1`` is not monotone in ``n``: an even ``2j`` needs ``j`` of ``2j`` samples,
-    easier than both neighbours ``2j - 1`` and ``2j + 1``. Along odd ``n`` it is monotone, so we
-    search the smallest qualifying odd ``n`` and step back to the even number before it, which
-    also qualifies. Hoeffding's ``Delta1`` is monotone in ``n`` and solved directly.
+    Hoeffding's ``Delta1`` is monotone in ``n`` and solved directly. The binomial ``Delta1`` is
+    not monotone: for the median, an even ``2j`` needs ``j`` of ``2j`` samples, easier than both
+    neighbours ``2j - 1`` and ``2j + 1``. Along odd ``n`` it is monotone, so we search the
+    smallest qualifying odd ``n`` and step back to the even number before it, which also
+    qualifies. For another ``mass`` the binomial term never exceeds Hoeffding's (at Hoeffding's
+    margin the binomial tail is below ``alpha``), so Hoeffding's ``N`` suffices, and we step down
+    from it while the counts below still qualify (at most ``_STEPS_DOWN`` of them).
     """
-    if check_bound(bound) == "hoeffding":
-        n = max(1, math.ceil(math.log(1.0 / alpha) / (2.0 * delta**2)))
-        while delta1(n, alpha, bound) > delta:
+    n_hoeffding = max(1, math.ceil(math.log(1.0 / alpha) / (2.0 * delta**2)))
+    if check_bound(bound) == "hoeffding" or mass != 0.5:
+        n = n_hoeffding
+        while delta1(n, alpha, "hoeffding") > delta:
             n += 1
-        while n > 1 and delta1(n - 1, alpha, bound) <= delta:
+        floor = 1 if bound == "hoeffding" else max(1, n - _STEPS_DOWN)
+        while n > floor and delta1(n - 1, alpha, bound, mass) <= delta:
             n -= 1
         return n
 
@@ -205,31 +245,41 @@ def min_center_samples(alpha: float, delta: float, bound: Bound = "binomial") ->
     return 2 * hi - 2
 
 
-def min_check_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
-    """Smallest ``n_check`` at which a perfect check (``c = n``) gives ``p_low >= 1/2 - delta``."""
+_STEPS_DOWN = 4_000
+
+
+def min_check_samples(
+    alpha: float, delta: float, bound: Bound = "binomial", mass: float = 0.5
+) -> int:
+    """Smallest ``n_check`` at which a perfect check (``c = n``) gives
+    ``p_low >= mass - delta``."""
     n = 1
-    while mass_lower_bound(n, n, alpha, bound) < 0.5 - delta:
+    while mass_lower_bound(n, n, alpha, bound) < mass - delta:
         n *= 2
     lo = n // 2
     while n - lo > 1:
         mid = (lo + n) // 2
-        if mass_lower_bound(mid, mid, alpha, bound) < 0.5 - delta:
+        if mass_lower_bound(mid, mid, alpha, bound) < mass - delta:
             lo = mid
         else:
             n = mid
     return n
 
 
-def min_certify_samples(alpha: float, delta: float, bound: Bound = "binomial") -> int:
+def min_certify_samples(
+    alpha: float, delta: float, bound: Bound = "binomial", mass: float = 0.5
+) -> int:
     """Smallest ``n_certify`` that can certify ``eps_in = 0`` (``max_certifiable_eps >= 0``).
 
-    binomial: ``(1/2 + delta)^n <= alpha``; hoeffding: ``sqrt(ln(1/alpha) / (2n)) <= 1/2 - delta``.
+    With ``level = 1 - mass + delta``: binomial ``level^n <= alpha``; hoeffding
+    ``sqrt(ln(1/alpha) / (2n)) <= 1 - level``.
     """
+    level = 1.0 - mass + delta
     if check_bound(bound) == "binomial":
-        n = math.ceil(math.log(alpha) / math.log(0.5 + delta))
+        n = math.ceil(math.log(alpha) / math.log(level))
     else:
-        n = math.ceil(math.log(1.0 / alpha) / (2.0 * (0.5 - delta) ** 2))
-    while max_certifiable_eps(1.0, n, alpha, delta, bound) < 0:
+        n = math.ceil(math.log(1.0 / alpha) / (2.0 * (1.0 - level) ** 2))
+    while max_certifiable_eps(1.0, n, alpha, delta, bound, mass) < 0:
         n += 1
     return n
 
@@ -254,3 +304,8 @@ def _check_count(name: str, n: int) -> None:
 def _check_level(name: str, alpha: float) -> None:
     if not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
         raise ValueError(f"{name} must lie in (0, 1), got {alpha!r}")
+
+
+def _check_mass(mass: float) -> None:
+    if not (isinstance(mass, int | float) and 0.0 < mass < 1.0):
+        raise ValueError(f"mass must lie in (0, 1), got {mass!r}")

@@ -1,10 +1,12 @@
 """The approximate center of a cloud of outputs: the candidate with the smallest median distance.
 
 For each candidate ``z``, ``med(z)`` is the ``ceil(n/2)``-th smallest distance from ``z`` to the
-samples, so ``B(z, med(z))`` holds at least half of them. The candidate minimising it gives a
-``2 gamma``-approximation of the smallest ball holding half the mass as long as the candidates
-include the samples (ALGORITHM.md sections 2 and 2b), or, in candidate mode, a sample inside the
-optimal ball (whose miss probability ``bounds.split_center_alpha`` charges to ``alpha_center``).
+samples, so ``B(z, med(z))`` holds at least half of them (with a ``mass`` other than 1/2,
+the ``ceil(mass n)``-th and that share). The candidate minimising it gives a
+``2 gamma``-approximation of the smallest ball holding that share of the mass as long as the
+candidates include the samples (ALGORITHM.md sections 2 and 2b), or, in candidate mode, a
+sample inside the optimal ball (whose miss probability ``bounds.split_center_alpha`` charges to
+``alpha_center``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .bounds import median_rank
+from .bounds import ball_rank
 from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
 
 EXACT_RECHECK = 8  # best candidates whose median is always recomputed with the exact distance
@@ -73,15 +75,15 @@ def distances_to(metric: Metric, point: Any, outputs: Outputs, check: bool = Tru
     return checked(d, "distances to the center") if check else d
 
 
-def median_distance(metric: Metric, point: Any, samples: Outputs) -> float:
-    """``med(point)``: the ``ceil(n/2)``-th smallest distance from ``point`` to the samples.
+def median_distance(metric: Metric, point: Any, samples: Outputs, mass: float = 0.5) -> float:
+    """``med(point)``: the ``ceil(mass n)``-th smallest distance from ``point`` to the samples.
 
     Distances are computed in blocks of samples, so no temporary as large as the samples is made.
     """
     n = batch_len(samples)
     rows = max(1, PAIRWISE_BUDGET // max(_output_size(samples), 1))
     d = torch.cat([distances_to(metric, point, samples[i : i + rows]) for i in range(0, n, rows)])
-    return float(torch.kthvalue(d.double().cpu(), median_rank(n)).values)
+    return float(torch.kthvalue(d.double().cpu(), ball_rank(n, mass)).values)
 
 
 def find_center(
@@ -89,6 +91,7 @@ def find_center(
     metric: Metric,
     n_candidates: int | None = None,
     extra: Outputs | None = None,
+    mass: float = 0.5,
 ) -> Center:
     """Min-median center among the samples (or the first ``n_candidates``) plus ``extra`` points.
 
@@ -98,12 +101,13 @@ def find_center(
     which leaves the result unchanged and in high dimension skips nearly all of them. The best few
     are then recomputed with the exact elementwise distance (``_exact_minimum``), so the returned
     radius is exact.
-    Candidates are indexed samples first, then ``extra``; neither is copied.
+    Candidates are indexed samples first, then ``extra``; neither is copied. ``mass`` (1/2 by
+    default) is the share of the samples the center's ball must hold.
     """
     n = batch_len(samples)
     pool = samples if n_candidates is None else samples[: min(n_candidates, n)]
     has_extra = extra is not None and batch_len(extra) > 0
-    m = median_rank(n)
+    m = ball_rank(n, mass)
     extra_medians = (
         _pairwise_medians(metric, extra, samples, m) if has_extra else torch.empty(0, dtype=_F64)
     )
@@ -116,7 +120,7 @@ def find_center(
         return take(pool, index) if index < first else take(extra, index - first)
 
     radius, index = _exact_minimum(
-        medians, lambda i: median_distance(metric, candidate(i), samples)
+        medians, lambda i: median_distance(metric, candidate(i), samples, mass)
     )
     return Center(candidate(index), radius, index, medians.shape[0])
 

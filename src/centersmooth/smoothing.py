@@ -51,13 +51,14 @@ class Prediction:
 
     ``center`` is ``None`` and ``radius`` is ``inf`` when the procedure abstains. Otherwise, with
     probability at least ``1 - alpha_center``, the ball ``B(center, radius)`` holds at least
-    ``1/2 - delta`` of the base function's output mass under the smoothing noise.
+    ``1/2 - delta`` (``ball_mass - delta``) of the base function's output mass under the
+    smoothing noise.
     """
 
     center: Any
     radius: float
     abstained: bool
-    delta1: float  # margin of the median ball from the center samples
+    delta1: float  # margin of the optimal ball (mass ball_mass + delta1) from the center samples
     p_low: float  # lower confidence bound on the mass of B(center, radius) from the check samples
     n_center: int
     n_check: int
@@ -80,6 +81,8 @@ class Certificate:
     center: Any
     radius: float  # median radius of the center (from predict)
     quantile_radius: float | np.ndarray  # R-hat: upper bound on the p(eps_in)-quantile distance
+    # R-hat of the optimal-ball term (ball_mass < 1/2 only, else equal to quantile_radius)
+    inner_radius: float | np.ndarray
     smoothing_error: float | None  # d(center, f(x)); None when abstained
     max_eps_in: float  # largest eps_in these sample counts can certify
     prediction: Prediction
@@ -94,6 +97,10 @@ class CenterSmoothing:
     that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows a progress bar
     over the forward passes; ``autocast`` ("bf16" / "fp16") and ``compile`` speed up a torch model
     (the certificate then holds for the low-precision / compiled model actually evaluated).
+    ``ball_mass`` (1/2, the paper's) is the share of the output mass the smoothed output's ball
+    holds; a smaller one (down to just above ``delta``) certifies with two order statistics,
+    ``eps_out = gamma (R_outer + 2 gamma R_inner)``, which is tighter when the outputs spread
+    (docs/algorithm.md).
     ``candidates`` may also map distance names to counts (``{"tv2": 30}``): candidate mode for
     the distances without a fast pairwise form, all pairs for the others, in one
     ``certify_metrics`` call that shares the forward passes.
@@ -119,6 +126,7 @@ class CenterSmoothing:
         progress: bool = False,
         autocast: str | None = None,
         compile: bool | str = False,
+        ball_mass: float = 0.5,
     ) -> None:
         _check_positive_real("sigma", sigma)
         for name, value in (
@@ -137,6 +145,11 @@ class CenterSmoothing:
             )
         if not (_is_real(delta) and 0.0 < delta < 0.5):
             raise ValueError(f"delta must lie in (0, 0.5), got {delta!r}")
+        if not (_is_real(ball_mass) and delta < ball_mass <= 0.5):
+            raise ValueError(
+                f"ball_mass must lie in (delta, 1/2] = ({delta}, 0.5], got {ball_mass!r}: the "
+                "checked ball must keep a positive mass ball_mass - delta"
+            )
         self.bound = bounds.check_bound(bound)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
             raise TypeError(f"seed must be an integer or None, got {seed!r}")
@@ -146,6 +159,7 @@ class CenterSmoothing:
         self.n_center, self.n_check, self.n_certify = int(n_center), int(n_check), int(n_certify)
         self.alpha_center, self.alpha_certify = float(alpha_center), float(alpha_certify)
         self.delta = float(delta)
+        self.ball_mass = float(ball_mass)
         self.candidates = _check_candidates(candidates, int(n_center))
         self.central_candidates = bool(central_candidates)
         self.batch_size = None if batch_size is None else int(batch_size)
@@ -156,13 +170,14 @@ class CenterSmoothing:
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
 
         self.alpha_delta1, self.alpha_check = bounds.split_center_alpha(
-            self.n_center, self.alpha_center, self._fewest_candidates(), self.bound
+            self.n_center, self.alpha_center, self._fewest_candidates(), self.bound, self.ball_mass
         )
-        self.delta1 = bounds.delta1(self.n_center, self.alpha_delta1, self.bound)
+        self.delta1 = bounds.delta1(self.n_center, self.alpha_delta1, self.bound, self.ball_mass)
+        # two order statistics (ball_mass < 1/2) share alpha_certify
+        split = 1 if self.ball_mass == 0.5 else 2
+        self.alpha_quantile = self.alpha_certify / split
         self._check_sample_counts()
-        self.max_eps_in = bounds.max_certifiable_eps(
-            self.sigma, self.n_certify, self.alpha_certify, self.delta, self.bound
-        )
+        self.max_eps_in = self.max_eps_in_for(self.n_certify)
 
     @classmethod
     def paper(
@@ -209,7 +224,8 @@ class CenterSmoothing:
 
         With probability at least ``1 - alpha_center`` a non-abstaining prediction's ball
         ``B(center, radius)`` holds at least ``1/2 - delta`` of the output mass, and ``radius`` is
-        within ``2 gamma`` of the smallest radius of a ball holding ``1/2 + delta1`` of it.
+        within ``2 gamma`` of the smallest radius of a ball holding ``1/2 + delta1`` of it (with
+        ``ball_mass``: ``ball_mass - delta`` and ``ball_mass + delta1``).
         ``seed`` overrides the constructor's seed for this call.
         """
         inputs = _Inputs.build(self, [x], None if seed is None else [seed])
@@ -234,7 +250,8 @@ class CenterSmoothing:
                     if key not in central:
                         central[key] = metric.central_candidates(samples)
                     extra = central[key]
-                row.append(find_center(samples, metric, self.candidates_for(metric), extra))
+                k = self.candidates_for(metric)
+                row.append(find_center(samples, metric, k, extra, self.ball_mass))
             del central
             centers.append(row)
             del samples
@@ -253,9 +270,9 @@ class CenterSmoothing:
         return predictions
 
     def _decide(self, center: Center, count: int) -> Prediction:
-        """Accept iff ``Delta1 <= delta`` and ``p_low >= 1/2 - delta`` (else abstain)."""
+        """Accept iff ``Delta1 <= delta`` and ``p_low >= ball_mass - delta`` (else abstain)."""
         p_low = bounds.mass_lower_bound(count, self.n_check, self.alpha_check, self.bound)
-        accepted = self.delta1 <= self.delta and p_low >= 0.5 - self.delta
+        accepted = self.delta1 <= self.delta and p_low >= self.ball_mass - self.delta
         return Prediction(
             center=center.point if accepted else None,
             radius=center.radius if accepted else math.inf,
@@ -273,7 +290,10 @@ class CenterSmoothing:
         Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
         distances to the center give ``R-hat``, an upper confidence bound (level
         ``alpha_certify``) on the ``p(eps_in)``-quantile, and
-        ``eps_out = gamma (1 + 2 gamma) R-hat``.
+        ``eps_out = gamma (1 + 2 gamma) R-hat``. With ``ball_mass < 1/2``, two such bounds at
+        ``alpha_certify / 2`` each: ``R_outer`` at ``Phi(Phi^-1(1 - ball_mass + delta) + h)`` and
+        ``R_inner`` at ``Phi(Phi^-1(ball_mass + delta1) + h)``, ``h = eps_in / sigma``, and
+        ``eps_out = gamma (R_outer + 2 gamma R_inner)`` (docs/algorithm.md).
         Several ``eps_in`` share one sample set; each certificate holds at its own confidence.
         """
         return self.certify_metrics(x, eps_in, [self.metric], seed)[self.metric.name]
@@ -325,10 +345,7 @@ class CenterSmoothing:
         radii = self._certify_distances(inputs, resolved, preds)
         # one clean pass per input: f(x) must not depend on which inputs share a batch
         clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
-        ranks = [
-            bounds.quantile_rank(float(p), self.n_certify, self.alpha_certify, self.bound)
-            for p in bounds.certified_mass(eps, self.sigma, self.delta)
-        ]
+        outer_ranks, inner_ranks = self._ranks(eps)
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
             return float(values[0]) if scalar else values
@@ -339,12 +356,14 @@ class CenterSmoothing:
             for j, (metric, pred) in enumerate(zip(resolved, row, strict=True)):
                 eps_out = np.full(eps.shape, math.inf)
                 quantile_radius = np.full(eps.shape, math.inf)
+                inner_radius = np.full(eps.shape, math.inf)
                 smoothing_error = None
                 if not pred.abstained:
-                    for e, k in enumerate(ranks):
-                        if k <= self.n_certify:
+                    for e, (k, k_inner) in enumerate(zip(outer_ranks, inner_ranks, strict=True)):
+                        if k <= self.n_certify:  # k_inner <= k: its level is lower
                             quantile_radius[e] = float(radii[i][j][k - 1])
-                            eps_out[e] = _eps_out(metric, quantile_radius[e])
+                            inner_radius[e] = float(radii[i][j][k_inner - 1])
+                            eps_out[e] = _eps_out(metric, quantile_radius[e], inner_radius[e])
                     smoothing_error = float(distances_to(metric, pred.center, clean[i])[0])
                 certs[metric.name] = Certificate(
                     eps_in=shaped(eps),
@@ -353,12 +372,28 @@ class CenterSmoothing:
                     center=pred.center,
                     radius=pred.radius,
                     quantile_radius=shaped(quantile_radius),
+                    inner_radius=shaped(inner_radius),
                     smoothing_error=smoothing_error,
                     max_eps_in=self.max_eps_in,
                     prediction=pred,
                 )
             results.append(certs)
         return results
+
+    def _ranks(self, eps: np.ndarray) -> tuple[list[int], list[int]]:
+        """Ranks of ``R_outer`` and ``R_inner`` per ``eps_in`` (the same rank twice at the
+        paper's ``ball_mass = 1/2``, where one order statistic serves both terms)."""
+
+        def ranks(masses: np.ndarray) -> list[int]:
+            return [
+                bounds.quantile_rank(float(p), self.n_certify, self.alpha_quantile, self.bound)
+                for p in masses
+            ]
+
+        outer = ranks(bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass))
+        if self.ball_mass == 0.5:
+            return outer, outer
+        return outer, ranks(bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma))
 
     def _certify_distances(
         self, inputs: _Inputs, metrics: list[Metric], preds: list[list[Prediction]]
@@ -445,8 +480,9 @@ class CenterSmoothing:
 
     def _check_sample_counts(self) -> None:
         """Refuse sample counts with which the procedure could never accept or certify."""
+        mass = self.ball_mass
         if self.delta1 > self.delta:
-            need = bounds.min_center_samples(self.alpha_delta1, self.delta, self.bound)
+            need = bounds.min_center_samples(self.alpha_delta1, self.delta, self.bound, mass)
             raise ValueError(
                 f"n_center={self.n_center} is too small: Delta1={self.delta1:.4f} exceeds "
                 f"delta={self.delta}, so every prediction would abstain; use n_center >= {need}"
@@ -454,14 +490,14 @@ class CenterSmoothing:
         best_p_low = bounds.mass_lower_bound(
             self.n_check, self.n_check, self.alpha_check, self.bound
         )
-        if best_p_low < 0.5 - self.delta:
-            need = bounds.min_check_samples(self.alpha_check, self.delta, self.bound)
+        if best_p_low < mass - self.delta:
+            need = bounds.min_check_samples(self.alpha_check, self.delta, self.bound, mass)
             raise ValueError(
                 f"n_check={self.n_check} is too small: even a perfect check cannot reach "
-                f"1/2 - delta={0.5 - self.delta}; use n_check >= {need}"
+                f"ball_mass - delta={mass - self.delta}; use n_check >= {need}"
             )
         if self.max_eps_in_for(self.n_certify) < 0:
-            need = bounds.min_certify_samples(self.alpha_certify, self.delta, self.bound)
+            need = bounds.min_certify_samples(self.alpha_quantile, self.delta, self.bound, mass)
             raise ValueError(
                 f"n_certify={self.n_certify} is too small to certify even eps_in=0 at "
                 f"alpha_certify={self.alpha_certify}; use n_certify >= {need}"
@@ -470,7 +506,7 @@ class CenterSmoothing:
     def max_eps_in_for(self, n_certify: int) -> float:
         """Largest certifiable ``eps_in`` with ``n_certify`` certification samples."""
         return bounds.max_certifiable_eps(
-            self.sigma, n_certify, self.alpha_certify, self.delta, self.bound
+            self.sigma, n_certify, self.alpha_quantile, self.delta, self.bound, self.ball_mass
         )
 
     def __repr__(self) -> str:
@@ -543,11 +579,12 @@ def _slice(outputs: Outputs, start: int, stop: int) -> Outputs:
     return outputs[start:stop]
 
 
-def _eps_out(metric: Metric, quantile_radius: float) -> float:
-    """``gamma (1 + beta) R-hat`` with ``beta = 2 gamma`` (3 R-hat for metrics, 10 R-hat for
-    ``gamma = 2``), capped at the largest value the distance can take, which no two outputs
-    can exceed anyway (a Jaccard certificate never says more than 1)."""
-    bound = metric.gamma * (1.0 + 2.0 * metric.gamma) * quantile_radius
+def _eps_out(metric: Metric, outer_radius: float, inner_radius: float) -> float:
+    """``gamma (R_outer + beta R_inner)`` with ``beta = 2 gamma``: ``gamma (1 + beta) R-hat``
+    when both are one order statistic (3 R-hat for metrics, 10 R-hat for ``gamma = 2``), capped
+    at the largest value the distance can take, which no two outputs can exceed anyway (a
+    Jaccard certificate never says more than 1)."""
+    bound = metric.gamma * (outer_radius + 2.0 * metric.gamma * inner_radius)
     return bound if metric.upper is None else min(bound, metric.upper)
 
 
