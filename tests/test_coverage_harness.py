@@ -83,16 +83,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_certify_violations_follow_the_exact_binomial_probability(one_thread):
+@pytest.mark.parametrize("mass", [0.5, 0.25])
+def test_certify_violations_follow_the_exact_binomial_probability(one_thread, mass):
     """On the linear map the certify step fails with probability exactly
-    ``P(Bin(n_certify, p) >= k)``, whatever the center: the observed count must fit it."""
-    setting = Setting(problem="linear", eps_over_sigma=(0.5,), n_certify=400)
+    ``P(Bin(n_certify, p) >= k)``, whatever the center: the observed count must fit it. With
+    ``ball_mass`` 0.25 both statistics (each at ``alpha_certify / 2``) are counted."""
+    setting = Setting(problem="linear", eps_over_sigma=(0.5,), n_certify=400, ball_mass=mass)
     result = run_setting(setting, LinearProblem(), trials=300, seed=5, end_to_end=False)
-    event = next(e for e in result.events if e.event.startswith("certify"))
-    assert event.trials >= 200  # abstentions are a minority
-    lo = stats.binom.ppf(0.0005, event.trials, event.exact)
-    hi = stats.binom.ppf(0.9995, event.trials, event.exact)
-    assert lo <= event.count <= hi, (event.count, event.trials, event.exact)
-    assert event.exact <= setting.alpha_certify
+    names = ["certify"] if mass == 0.5 else ["certify ", "certify_inner"]
+    level = setting.alpha_certify if mass == 0.5 else setting.alpha_certify / 2
+    for name in names:
+        event = next(e for e in result.events if e.event.startswith(name))
+        assert event.trials >= 200  # abstentions are a minority
+        lo = stats.binom.ppf(0.0005, event.trials, event.exact)
+        hi = stats.binom.ppf(0.9995, event.trials, event.exact)
+        assert lo <= event.count <= hi, (name, event.count, event.trials, event.exact)
+        assert event.exact <= level and event.level == level
     table = markdown_table([result])
     assert "certify eps_in=0.5sigma" in table and "predict" in table
+    assert ("ball_mass 0.25" in table) == (mass == 0.25)

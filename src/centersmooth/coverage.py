@@ -28,6 +28,12 @@ from Algorithm 2, ``F_x(z, r) = P(d(z, f(x + delta)) <= r)`` the true ball mass)
   adversarial ``x'`` on the sphere ``||x' - x|| = eps_in`` does not abstain and its center is
   farther than ``eps_out`` from ``zhat``. Promised level ``alpha_center + alpha_certify``.
 
+With ``ball_mass = q`` below 1/2 (docs/algorithm.md) the levels move: ``predict`` counts a mass
+below ``q - delta``, ``radius`` uses the ball of mass ``q + Delta1``, ``certify`` and
+``worst_mass`` concern ``R_outer`` (level ``1 - q + delta`` at ``x'``), and ``certify_inner``
+does the same for ``R_inner`` (level ``q + Delta1``); each statistic promises
+``alpha_certify / 2``.
+
 The problems, with their exact masses, are in ``coverage_problems.py``. Run
 ``python -m centersmooth.coverage --help``; ``results/coverage.md`` holds a full run.
 """
@@ -70,10 +76,12 @@ class Setting:
     alpha_certify: float = 0.1
     delta: float = 0.1
     eps_over_sigma: tuple[float, ...] = (0.25, 0.5, 1.0)
+    ball_mass: float = 0.5
 
     @property
     def centers(self) -> str:
-        return "all+central" if self.candidates is None else f"{self.candidates} candidates"
+        centers = "all+central" if self.candidates is None else f"{self.candidates} candidates"
+        return centers if self.ball_mass == 0.5 else f"{centers}, ball_mass {self.ball_mass:g}"
 
 
 @dataclass
@@ -144,10 +152,11 @@ def clopper_pearson(count: int, n: int, confidence: float = 0.95) -> tuple[float
 
 
 def _min_accepting_count(smoother: CenterSmoothing) -> int:
-    """Smallest check count ``c`` with ``p_low(c) >= 1/2 - delta`` (``n_check + 1`` if none)."""
+    """Smallest check count ``c`` with ``p_low(c) >= ball_mass - delta`` (``n_check + 1`` if
+    none)."""
     for c in range(smoother.n_check + 1):
         p_low = bounds.mass_lower_bound(c, smoother.n_check, smoother.alpha_check, smoother.bound)
-        if p_low >= 0.5 - smoother.delta:
+        if p_low >= smoother.ball_mass - smoother.delta:
             return c
     return smoother.n_check + 1
 
@@ -159,7 +168,8 @@ def _center_set_draw(
     noise = torch.randn((smoother.n_center, *problem.x.shape), generator=gen, dtype=DTYPE)
     samples = problem.base_function(problem.x.unsqueeze(0) + smoother.sigma * noise)
     extra = metric.central_candidates(samples) if smoother.central_candidates else None
-    center = find_center(samples, metric, smoother.candidates_for(metric), extra)
+    k = smoother.candidates_for(metric)
+    center = find_center(samples, metric, k, extra, smoother.ball_mass)
     return np.asarray(center.point, dtype=np.float64), center.radius
 
 
@@ -185,26 +195,34 @@ def run_setting(
         candidates=setting.candidates,
         central_candidates=setting.candidates is None,
         batch_size=max(setting.n_center, setting.n_check, setting.n_certify),
+        ball_mass=setting.ball_mass,
     )
     metric = smoother.metric
+    mass = smoother.ball_mass
+    split = mass < 0.5  # a second order statistic, R_inner
     eps = np.asarray(setting.eps_over_sigma) * problem.sigma
-    masses = bounds.certified_mass(eps, problem.sigma, setting.delta)
-    ranks = [
-        bounds.quantile_rank(
-            float(p), setting.n_certify, setting.alpha_certify, bounds.check_bound(setting.bound)
+    masses = bounds.certified_mass(eps, problem.sigma, setting.delta, mass)
+    inner_masses = bounds.shifted_mass(mass + smoother.delta1, eps, problem.sigma)
+
+    def rank_of(p: float) -> int:
+        return bounds.quantile_rank(
+            p, setting.n_certify, smoother.alpha_quantile, bounds.check_bound(setting.bound)
         )
-        for p in masses
-    ]
+
+    ranks = [rank_of(float(p)) for p in masses]
+    inner_ranks = [rank_of(float(p)) for p in inner_masses]
     c_min = _min_accepting_count(smoother)
-    r_star = problem.optimal_radius(0.5 + smoother.delta1)
+    r_star = problem.optimal_radius(mass + smoother.delta1)
     knows_worst = problem.worst_mass(problem.f_at_x(), 1.0, 0.0) is not None
     knows_adversary = end_to_end and problem.adversarial_input(problem.f_at_x(), 0.0) is not None
 
     def level_tag(e: float) -> str:
         return f"eps_in={e / problem.sigma:g}sigma"
 
-    certify = [EventCount(f"certify {level_tag(e)}", level=setting.alpha_certify) for e in eps]
-    worst = [EventCount(f"worst_mass {level_tag(e)}", level=setting.alpha_certify) for e in eps]
+    level = smoother.alpha_quantile
+    certify = [EventCount(f"certify {level_tag(e)}", level=level) for e in eps]
+    inner = [EventCount(f"certify_inner {level_tag(e)}", level=level) for e in eps]
+    worst = [EventCount(f"worst_mass {level_tag(e)}", level=level) for e in eps]
     e2e_index = len(eps) - 1  # one extra prediction per trial, at the largest eps_in
     e2e = EventCount(
         f"end_to_end {level_tag(eps[e2e_index])}",
@@ -213,6 +231,7 @@ def run_setting(
     predict = EventCount("predict", level=smoother.alpha_check)
     radius = EventCount("radius", level=smoother.alpha_center - smoother.alpha_check)
     exact_certify = [0.0] * len(eps)
+    exact_inner = [0.0] * len(eps)
     abstained = 0
     start = time.monotonic()
     for i in range(trials):
@@ -223,10 +242,11 @@ def run_setting(
             abstained += 1
         else:
             z = np.asarray(cert.center, dtype=np.float64)
-            predict.count += int(problem.mass(z, pred.radius) < 0.5 - setting.delta)
+            predict.count += int(problem.mass(z, pred.radius) < mass - setting.delta)
             if r_star is not None:
                 radius.count += int(pred.radius > 2.0 * metric.gamma * r_star + 1e-12)
             q_hat = np.asarray(cert.quantile_radius, dtype=np.float64)
+            q_inner = np.asarray(cert.inner_radius, dtype=np.float64)
             eps_out = np.asarray(cert.eps_out, dtype=np.float64)
             for j, e in enumerate(eps):
                 if ranks[j] > setting.n_certify:
@@ -238,9 +258,16 @@ def run_setting(
                         ranks[j] - 1, setting.n_certify, problem.quantile_left_mass(z, masses[j])
                     )
                 )
+                if split:
+                    p_in = float(inner_masses[j])
+                    inner[j].count += int(problem.mass(z, float(q_inner[j])) < p_in)
+                    inner[j].trials += 1
+                    left = problem.quantile_left_mass(z, p_in)
+                    k_in = inner_ranks[j]
+                    exact_inner[j] += float(stats.binom.sf(k_in - 1, setting.n_certify, left))
                 if knows_worst:
                     wm = problem.worst_mass(z, float(q_hat[j]), float(e))
-                    worst[j].count += int(wm is not None and wm < 0.5 + setting.delta)
+                    worst[j].count += int(wm is not None and wm < 1.0 - mass + setting.delta)
                     worst[j].trials += 1
                 if knows_adversary and j == e2e_index:
                     x_adv = problem.adversarial_input(z, float(e))
@@ -262,20 +289,23 @@ def run_setting(
     for _ in range(rb_trials):
         z, rho = _center_set_draw(problem, smoother, metric, rb_gen)
         m = problem.mass(z, rho)
-        if m < 0.5 - setting.delta and c_min <= setting.n_check:
+        if m < mass - setting.delta and c_min <= setting.n_check:
             rb += float(stats.binom.sf(c_min - 1, setting.n_check, m))
     seconds = time.monotonic() - start
     accepted = trials - abstained
     predict.trials = radius.trials = accepted
     predict.exact = rb / rb_trials
     predict.exact_note = f"Rao-Blackwellised over {rb_trials} independent Z1"
-    for j, ev in enumerate(certify):
-        ev.exact = exact_certify[j] / max(ev.trials, 1)
-        ev.exact_note = "P(Bin(n_certify, F(q_p-)) >= k), mean over centers"
+    for evs, exact in ((certify, exact_certify), (inner, exact_inner)):
+        for j, ev in enumerate(evs):
+            ev.exact = exact[j] / max(ev.trials, 1)
+            ev.exact_note = "P(Bin(n_certify, F(q_p-)) >= k), mean over centers"
     events = [predict]
     if r_star is not None:
         events.append(radius)
     events += certify
+    if split:
+        events += inner
     if knows_worst:
         events += worst
     if knows_adversary:
@@ -286,13 +316,16 @@ def run_setting(
 def default_settings(problems: Sequence[str]) -> list[Setting]:
     """Every problem under both bound families, with all samples + central candidates and in
     candidate mode (10 candidates, samples only). Hoeffding needs ``n_center >= 150`` for
-    ``Delta1 <= 0.1`` at ``alpha = 0.05``, so both families use 200 / 400 / 400 samples."""
-    return [
+    ``Delta1 <= 0.1`` at ``alpha = 0.05``, so both families use 200 / 400 / 400 samples. Then,
+    last (so the settings before keep their seeds), each problem with ``ball_mass = 0.25``
+    (binomial, all + central)."""
+    half = [
         Setting(problem=p, bound=b, candidates=k)
         for p in problems
         for b in ("binomial", "hoeffding")
         for k in (None, 10)
     ]
+    return half + [Setting(problem=p, ball_mass=0.25) for p in problems]
 
 
 def markdown_table(results: Sequence[SettingResult]) -> str:
