@@ -51,6 +51,8 @@ def main() -> None:
         first = data.rows[0]
         counts = f"{first['n_center']}/{first['n_check']}/{first['n_certify']} {first['bound']}"
         smoothing = data.header["config"]["smoothing"]
+        if smoothing.get("ball_mass", 0.5) != 0.5:  # a run with --ball-mass: its own rows, lines
+            counts += f", ball_mass {smoothing['ball_mass']:g}"
         for s in summarize(data.rows):
             s.update(
                 task=first["task"],
@@ -84,8 +86,9 @@ def main() -> None:
             "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention counts as infinite "
             "eps_out); `abstain`: fraction of inputs; `seconds`: median wall time per input, all "
             "metrics of the file together (they share the forward passes); `counts`: n_center / "
-            "n_check / n_certify and bound. base_error = d(f(x), clean image), smoothed_error = "
-            "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)). "
+            "n_check / n_certify and bound (and `--ball-mass` where set). base_error = "
+            "d(f(x), clean image), smoothed_error = d(smoothed output, clean image), "
+            "smoothing_error = d(smoothed output, f(x)). "
             "`center`: the center search (all samples, or the first k, plus the central points "
             "or not).",
             "",

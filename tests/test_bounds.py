@@ -51,8 +51,8 @@ def test_sample_minimums_at_another_mass():
     assert all(bounds.delta1(k, alpha, mass=mass) <= delta for k in range(n, n + 400))
     assert bounds.delta1(n - 1, alpha, mass=mass) > delta
     c = bounds.min_check_samples(alpha, delta, mass=mass)
-    assert bounds.mass_lower_bound(c, c, alpha) >= mass - delta
-    assert bounds.mass_lower_bound(c - 1, c - 1, alpha) < mass - delta
+    assert bounds.mass_lower_bound(c, c, alpha) > mass - delta
+    assert bounds.mass_lower_bound(c - 1, c - 1, alpha) <= mass - delta
     r = bounds.min_certify_samples(alpha, delta, mass=mass)
     assert bounds.max_certifiable_eps(1.0, r, alpha, delta, mass=mass) >= 0
     assert bounds.max_certifiable_eps(1.0, r - 1, alpha, delta, mass=mass) < 0
@@ -65,6 +65,25 @@ def test_certified_mass_at_another_mass_meets_the_checked_ball():
     np.testing.assert_allclose(stats.norm.cdf(stats.norm.ppf(p) - eps / sigma), 0.75)
     np.testing.assert_array_equal(p, bounds.shifted_mass(0.75, eps, sigma))
     assert bounds.candidate_miss_probability(0.01, 3, mass) == pytest.approx(0.69**3)
+
+
+def test_the_outer_level_and_the_check_level_add_up_to_one_exactly():
+    """The proof's two balls must meet: with p_low strictly above the check level, the outer
+    level rounded up makes the two masses sum to more than 1 (0.3 and 0.1 would miss by 1e-16)."""
+    for mass, delta in [(0.3, 0.1), (0.5, 0.05), (0.25, 0.05), (0.5, 0.07), (0.2, 0.15)]:
+        outer, check = bounds.outer_level(mass, delta), bounds.check_level(mass, delta)
+        assert Fraction(outer) + Fraction(check) >= 1
+        assert outer - (1 - mass + delta) <= 2e-16  # at most a rounding step above
+    assert Fraction(0.3 - 0.1) + Fraction(1 - 0.3 + 0.1) < 1  # why the nudge is needed
+
+
+def test_candidate_split_finds_a_root_many_decades_down():
+    """A small ball with few candidates puts the Delta1 share near 1e-12 of alpha_center: the
+    split must still be found at once and be feasible (an absolute tolerance stalled there)."""
+    a1, a2 = bounds.split_center_alpha(1_000, 0.005, 30, mass=0.1)
+    miss = bounds.candidate_miss_probability(bounds.delta1(1_000, a1, mass=0.1), 30, 0.1)
+    assert a1 + miss <= 0.0025 and a1 + miss == pytest.approx(0.0025, rel=1e-9)
+    assert a1 < 1e-9 and a2 == 0.0025
 
 
 def test_delta1_hoeffding_is_the_papers_term():
@@ -171,8 +190,8 @@ def test_minimum_sample_counts_are_tight():
     assert all(bounds.delta1(m, alpha) <= delta for m in range(n, n + 40))
     assert bounds.delta1(n - 1, alpha) > delta
     c = bounds.min_check_samples(alpha, delta)
-    assert bounds.mass_lower_bound(c, c, alpha) >= 0.5 - delta
-    assert bounds.mass_lower_bound(c - 1, c - 1, alpha) < 0.5 - delta
+    assert bounds.mass_lower_bound(c, c, alpha) > 0.5 - delta
+    assert bounds.mass_lower_bound(c - 1, c - 1, alpha) <= 0.5 - delta
     r = bounds.min_certify_samples(0.005, delta)
     assert bounds.max_certifiable_eps(1.0, r, 0.005, delta) >= 0
     assert bounds.max_certifiable_eps(1.0, r - 1, 0.005, delta) < 0

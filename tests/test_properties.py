@@ -400,9 +400,9 @@ def test_minimum_sample_counts_are_minimal(bound):
 
 def check_minimum_sample_counts(alpha, delta, bound):
     n_check = bounds.min_check_samples(alpha, delta, bound)
-    assert bounds.mass_lower_bound(n_check, n_check, alpha, bound) >= 0.5 - delta
+    assert bounds.mass_lower_bound(n_check, n_check, alpha, bound) > 0.5 - delta
     if n_check > 1:
-        assert bounds.mass_lower_bound(n_check - 1, n_check - 1, alpha, bound) < 0.5 - delta
+        assert bounds.mass_lower_bound(n_check - 1, n_check - 1, alpha, bound) <= 0.5 - delta
     n_cert = bounds.min_certify_samples(alpha, delta, bound)
     assert bounds.max_certifiable_eps(1.0, n_cert, alpha, delta, bound) >= 0
     if n_cert > 1:

@@ -383,7 +383,7 @@ def test_a_smaller_ball_mass_certifies_with_two_order_statistics(bound):
 def test_the_check_level_is_ball_mass_minus_delta():
     """Check samples of which 40% sit at the center: p_low (about 0.34 from 400) passes
     ball_mass - delta = 0.25 but not the paper's 1/2 - delta = 0.45."""
-    n_center, n_check = 400, 400
+    n_center, n_check = 1_000, 400
     drawn = 0
 
     def forty_percent_at_zero(b):

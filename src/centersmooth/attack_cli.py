@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("n-center", "n-check", "n-certify", "batch-size", "candidates"):
         cert.add_argument(f"--{name}", type=_positive_int)
     cert.add_argument("--bound", choices=("binomial", "hoeffding"))
-    for name in ("alpha-center", "alpha-certify", "delta"):
+    for name in ("alpha-center", "alpha-certify", "delta", "ball-mass"):
         cert.add_argument(f"--{name}", type=_positive_float)
     cert.add_argument("--seed", type=_nonneg_int, default=0)
 

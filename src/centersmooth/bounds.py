@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 Bound = Literal["binomial", "hoeffding"]
 BOUNDS: tuple[str, ...] = ("binomial", "hoeffding")
@@ -92,7 +92,23 @@ def certified_mass(
     so it meets every ball of mass at least ``mass - Delta`` there (the checked ball of a
     non-abstaining prediction at ``x'``).
     """
-    return shifted_mass(1.0 - mass + delta, eps_in, sigma)
+    return shifted_mass(outer_level(mass, delta), eps_in, sigma)
+
+
+def check_level(mass: float, delta: float) -> float:
+    """The mass ``mass - delta`` that a prediction's ball must exceed for it to be accepted
+    (``p_low`` strictly above it: with ``>=`` the two balls of the proof could have masses
+    summing to exactly 1 and not meet)."""
+    return mass - delta
+
+
+def outer_level(mass: float, delta: float) -> float:
+    """``1 - mass + delta``, the mass ``B(center, R_outer)`` keeps at ``x'``: rounded up where
+    needed so that it and ``check_level`` add up to at least 1 exactly."""
+    level = 1.0 - mass + delta
+    while Fraction(level) + Fraction(check_level(mass, delta)) < 1:
+        level = math.nextafter(level, math.inf)
+    return level
 
 
 def shifted_mass(level: float, eps_in: float | np.ndarray, sigma: float) -> np.ndarray:
@@ -155,7 +171,7 @@ def max_certifiable_eps(
         p_max = 1.0 - math.sqrt(math.log(1.0 / alpha) / (2.0 * n_certify))
     if p_max <= 0.0:
         return -math.inf
-    return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(1.0 - mass + delta)))
+    return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(outer_level(mass, delta))))
 
 
 def candidate_miss_probability(delta1_value: float, k: int, mass: float = 0.5) -> float:
@@ -199,10 +215,21 @@ def split_center_alpha(
         )
     if excess(half) <= 0:
         return half, half
-    a1 = float(optimize.brentq(excess, lo, half, xtol=1e-15, rtol=1e-12))
-    while excess(a1) > 0:
-        a1 *= 1.0 - 1e-9
-    return a1, half
+    # bisection on log(a1), keeping the feasible end: the root can sit many decades below
+    # alpha_center (a small ball_mass with few candidates), where an absolute tolerance fails
+    feasible, infeasible = lo, half
+    for _ in range(_BISECTIONS):
+        mid = math.sqrt(feasible * infeasible)
+        if not feasible < mid < infeasible:
+            break
+        if excess(mid) <= 0:
+            feasible = mid
+        else:
+            infeasible = mid
+    return feasible, half
+
+
+_BISECTIONS = 80  # log(half / lo) = log(1e12) halved 80 times: below one float step
 
 
 def min_center_samples(
@@ -216,7 +243,8 @@ def min_center_samples(
     smallest qualifying odd ``n`` and step back to the even number before it, which also
     qualifies. For another ``mass`` the binomial term never exceeds Hoeffding's (at Hoeffding's
     margin the binomial tail is below ``alpha``), so Hoeffding's ``N`` suffices, and we step down
-    from it while the counts below still qualify (at most ``_STEPS_DOWN`` of them).
+    from it while the counts below still qualify: at most ``_STEPS_DOWN`` of them, so for a small
+    ``delta`` the answer is a sufficient count rather than the smallest.
     """
     n_hoeffding = max(1, math.ceil(math.log(1.0 / alpha) / (2.0 * delta**2)))
     if check_bound(bound) == "hoeffding" or mass != 0.5:
@@ -252,14 +280,15 @@ def min_check_samples(
     alpha: float, delta: float, bound: Bound = "binomial", mass: float = 0.5
 ) -> int:
     """Smallest ``n_check`` at which a perfect check (``c = n``) gives
-    ``p_low >= mass - delta``."""
+    ``p_low > mass - delta``."""
+    level = check_level(mass, delta)
     n = 1
-    while mass_lower_bound(n, n, alpha, bound) < mass - delta:
+    while mass_lower_bound(n, n, alpha, bound) <= level:
         n *= 2
     lo = n // 2
     while n - lo > 1:
         mid = (lo + n) // 2
-        if mass_lower_bound(mid, mid, alpha, bound) < mass - delta:
+        if mass_lower_bound(mid, mid, alpha, bound) <= level:
             lo = mid
         else:
             n = mid

@@ -17,7 +17,7 @@ from Algorithm 2, ``F_x(z, r) = P(d(z, f(x + delta)) <= r)`` the true ball mass)
 * ``worst_mass`` (per ``eps_in``, where the worst shift is known): some ``x'`` with
   ``||x' - x|| <= eps_in`` gives ``B(zhat, R-hat)`` a mass below ``1/2 + delta``, the fact the proof
   derives from ``certify`` with the Gaussian shift lemma. Implied by ``certify``.
-* ``predict``: the prediction is accepted but ``F_x(zhat, rho) < 1/2 - delta``. Promised level
+* ``predict``: the prediction is accepted but ``F_x(zhat, rho) <= 1/2 - delta``. Promised level
   ``alpha_center / 2`` (the check's share); its exact probability is estimated without counting
   noise by averaging, over independent center sets ``Z1``, the exact chance that the check accepts
   a ball of that mass (a Rao-Blackwellised estimate).
@@ -152,11 +152,11 @@ def clopper_pearson(count: int, n: int, confidence: float = 0.95) -> tuple[float
 
 
 def _min_accepting_count(smoother: CenterSmoothing) -> int:
-    """Smallest check count ``c`` with ``p_low(c) >= ball_mass - delta`` (``n_check + 1`` if
+    """Smallest check count ``c`` with ``p_low(c) > ball_mass - delta`` (``n_check + 1`` if
     none)."""
     for c in range(smoother.n_check + 1):
         p_low = bounds.mass_lower_bound(c, smoother.n_check, smoother.alpha_check, smoother.bound)
-        if p_low >= smoother.ball_mass - smoother.delta:
+        if p_low > bounds.check_level(smoother.ball_mass, smoother.delta):
             return c
     return smoother.n_check + 1
 
@@ -242,7 +242,7 @@ def run_setting(
             abstained += 1
         else:
             z = np.asarray(cert.center, dtype=np.float64)
-            predict.count += int(problem.mass(z, pred.radius) < mass - setting.delta)
+            predict.count += int(problem.mass(z, pred.radius) <= mass - setting.delta)
             if r_star is not None:
                 radius.count += int(pred.radius > 2.0 * metric.gamma * r_star + 1e-12)
             q_hat = np.asarray(cert.quantile_radius, dtype=np.float64)
@@ -289,7 +289,7 @@ def run_setting(
     for _ in range(rb_trials):
         z, rho = _center_set_draw(problem, smoother, metric, rb_gen)
         m = problem.mass(z, rho)
-        if m < mass - setting.delta and c_min <= setting.n_check:
+        if m <= mass - setting.delta and c_min <= setting.n_check:
             rb += float(stats.binom.sf(c_min - 1, setting.n_check, m))
     seconds = time.monotonic() - start
     accepted = trials - abstained

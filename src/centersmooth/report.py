@@ -181,7 +181,15 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
         info = cfg.get("run_info", {})
         settings = ", ".join(
             f"{k}={sm[k]}"
-            for k in ("n_center", "n_check", "n_certify", "bound", "delta", "central_candidates")
+            for k in (
+                "n_center",
+                "n_check",
+                "n_certify",
+                "bound",
+                "delta",
+                "central_candidates",
+                "ball_mass",
+            )
             if k in sm
         )
         extra = ", ".join(f"{k}={v}" for k, v in info.items() if k != "task")

@@ -270,9 +270,11 @@ class CenterSmoothing:
         return predictions
 
     def _decide(self, center: Center, count: int) -> Prediction:
-        """Accept iff ``Delta1 <= delta`` and ``p_low >= ball_mass - delta`` (else abstain)."""
+        """Accept iff ``Delta1 <= delta`` and ``p_low > ball_mass - delta`` (else abstain; the
+        paper's ``>=`` could leave the proof's two balls with masses summing to exactly 1)."""
         p_low = bounds.mass_lower_bound(count, self.n_check, self.alpha_check, self.bound)
-        accepted = self.delta1 <= self.delta and p_low >= self.ball_mass - self.delta
+        level = bounds.check_level(self.ball_mass, self.delta)
+        accepted = self.delta1 <= self.delta and p_low > level
         return Prediction(
             center=center.point if accepted else None,
             radius=center.radius if accepted else math.inf,
@@ -360,7 +362,7 @@ class CenterSmoothing:
                 smoothing_error = None
                 if not pred.abstained:
                     for e, (k, k_inner) in enumerate(zip(outer_ranks, inner_ranks, strict=True)):
-                        if k <= self.n_certify:  # k_inner <= k: its level is lower
+                        if k <= self.n_certify and k_inner <= self.n_certify:
                             quantile_radius[e] = float(radii[i][j][k - 1])
                             inner_radius[e] = float(radii[i][j][k_inner - 1])
                             eps_out[e] = _eps_out(metric, quantile_radius[e], inner_radius[e])
@@ -490,7 +492,7 @@ class CenterSmoothing:
         best_p_low = bounds.mass_lower_bound(
             self.n_check, self.n_check, self.alpha_check, self.bound
         )
-        if best_p_low < mass - self.delta:
+        if best_p_low <= bounds.check_level(mass, self.delta):
             need = bounds.min_check_samples(self.alpha_check, self.delta, self.bound, mass)
             raise ValueError(
                 f"n_check={self.n_check} is too small: even a perfect check cannot reach "
@@ -584,7 +586,10 @@ def _eps_out(metric: Metric, outer_radius: float, inner_radius: float) -> float:
     when both are one order statistic (3 R-hat for metrics, 10 R-hat for ``gamma = 2``), capped
     at the largest value the distance can take, which no two outputs can exceed anyway (a
     Jaccard certificate never says more than 1)."""
-    bound = metric.gamma * (outer_radius + 2.0 * metric.gamma * inner_radius)
+    if outer_radius == inner_radius:  # one order statistic: the paper's expression
+        bound = metric.gamma * (1.0 + 2.0 * metric.gamma) * outer_radius
+    else:
+        bound = metric.gamma * (outer_radius + 2.0 * metric.gamma * inner_radius)
     return bound if metric.upper is None else min(bound, metric.upper)
 
 
