@@ -303,7 +303,7 @@ def min_certify_samples(
     With ``level = 1 - mass + delta``: binomial ``level^n <= alpha``; hoeffding
     ``sqrt(ln(1/alpha) / (2n)) <= 1 - level``.
     """
-    level = 1.0 - mass + delta
+    level = outer_level(mass, delta)
     if check_bound(bound) == "binomial":
         n = math.ceil(math.log(alpha) / math.log(level))
     else:

@@ -29,7 +29,7 @@ from Algorithm 2, ``F_x(z, r) = P(d(z, f(x + delta)) <= r)`` the true ball mass)
   farther than ``eps_out`` from ``zhat``. Promised level ``alpha_center + alpha_certify``.
 
 With ``ball_mass = q`` below 1/2 (docs/algorithm.md) the levels move: ``predict`` counts a mass
-below ``q - delta``, ``radius`` uses the ball of mass ``q + Delta1``, ``certify`` and
+at most ``q - delta``, ``radius`` uses the ball of mass ``q + Delta1``, ``certify`` and
 ``worst_mass`` concern ``R_outer`` (level ``1 - q + delta`` at ``x'``), and ``certify_inner``
 does the same for ``R_inner`` (level ``q + Delta1``); each statistic promises
 ``alpha_certify / 2``.

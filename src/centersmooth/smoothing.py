@@ -79,7 +79,7 @@ class Certificate:
     eps_out: float | np.ndarray
     abstained: bool
     center: Any
-    radius: float  # median radius of the center (from predict)
+    radius: float  # radius of the center's ball (from predict): median distance at ball_mass 1/2
     quantile_radius: float | np.ndarray  # R-hat: upper bound on the p(eps_in)-quantile distance
     # R-hat of the optimal-ball term (ball_mass < 1/2 only, else equal to quantile_radius)
     inner_radius: float | np.ndarray
@@ -515,7 +515,8 @@ class CenterSmoothing:
         return (
             f"CenterSmoothing(metric={self.metric.name!r}, sigma={self.sigma}, "
             f"n=({self.n_center}, {self.n_check}, {self.n_certify}), bound={self.bound!r}, "
-            f"device={str(self.device)!r})"
+            + ("" if self.ball_mass == 0.5 else f"ball_mass={self.ball_mass}, ")
+            + f"device={str(self.device)!r})"
         )
 
 
