@@ -267,6 +267,27 @@ def test_a_pool_that_breaks_around_a_submit_is_rebuilt(
     assert strip(rows) == strip(reference) == strip(file_rows(tmp_path / "r.jsonl"))
 
 
+def test_process_workers_share_the_threads_set_for_the_run(
+    tmp_path: Path, data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--threads 4 with 2 workers: each worker process gets 2 torch threads (it used to get
+    os.cpu_count() / workers whatever --threads said)."""
+    x, t = data
+    given: list[int] = []
+
+    class RecordingPool(ScriptedBreakingPool):
+        def __init__(self, *, initializer, initargs, **kw: object) -> None:  # type: ignore[no-untyped-def]
+            given.append(initargs[-1])
+            super().__init__(initializer=initializer, initargs=initargs, **kw)
+
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", RecordingPool)
+    monkeypatch.setattr(ScriptedBreakingPool, "pools", 0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the stand-in runs in here
+    run(tmp_path / "r.jsonl", x[:2], t[:2], seed=7, workers=2)
+    assert given == [2]
+
+
 # ------------------------------------------------------------------------------ resume
 
 

@@ -238,7 +238,9 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         help="certify this many inputs together, sharing forward passes (small models)",
     )
     run.add_argument("--examples", type=_nonneg_int, default=8, help="inputs saved for figures")
-    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument(
+        "--threads", type=_positive_int, help="torch CPU threads (in all: --workers share them)"
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no table")
 
 

@@ -9,7 +9,6 @@ A worker builds the model once and turns each ``Job`` (one input and its seed) i
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -186,7 +185,8 @@ def run_inline(
 
 
 def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -> Iterator[Result]:
-    """``workers`` spawned processes, each with its share of the CPU threads. A pool that breaks
+    """``workers`` spawned processes, each with its share of this process's torch threads (what
+    ``--threads`` set, else torch's default of one per core). A pool that breaks
     (a worker killed) is rebuilt and the unfinished inputs resubmitted.
 
     Only ``workers`` inputs are in flight at a time, so a break charges an attempt to those
@@ -197,7 +197,7 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
 
     if not jobs:
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, torch.get_num_threads() // workers)
     pending = list(jobs)
     attempts = {job.position: 0 for job in jobs}
     ctx = multiprocessing.get_context("spawn")
