@@ -72,6 +72,9 @@ def test_explicit_flags_win_over_every_preset_level() -> None:
         assert s["candidates"] == args.candidates  # however the flag is parsed
         assert s["batch_size"] == 64 and s["central_candidates"] is False
         assert s["n_check"] == (400 if preset == "default" else 300)
+    # the paper preset turns central candidates off; the flag turns them back on
+    on = settings("--preset", "paper", "--central-candidates", task=FakeTask())
+    assert on["central_candidates"] is True and on["bound"] == "hoeffding"
 
 
 def test_unknown_preset_is_refused() -> None:

@@ -209,7 +209,12 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         "per distance (e.g. tv1=30 tv2=30), all pairs for the others",
     )
     cert.add_argument("--bound", choices=("binomial", "hoeffding"))
-    cert.add_argument("--no-central-candidates", action="store_true")
+    cert.add_argument(
+        "--central-candidates",
+        action=argparse.BooleanOptionalAction,
+        help="add the distance's central points to the center search (default: on; off in "
+        "--preset paper)",
+    )
     cert.add_argument(
         "--autocast", choices=("bf16", "fp16"), help="run the model in low precision (torch)"
     )
@@ -270,8 +275,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
-    if getattr(args, "no_central_candidates", False):
-        settings["central_candidates"] = False
+    if getattr(args, "central_candidates", None) is not None:
+        settings["central_candidates"] = args.central_candidates
     if getattr(args, "compile", False):
         settings["compile"] = True
     return settings
