@@ -41,7 +41,7 @@ def print_table(title: str, medians: dict[str, np.ndarray]) -> None:
     print("| configuration | " + " | ".join(f"h={h}" for h in H) + " | ratio to paper |")
     print("|---|" + "---|" * (len(H) + 1))
     for name, med in medians.items():
-        ratio = statistics.median(float(r) for r in med / paper)
+        ratio = _ratio(med, paper)
         cells = " | ".join(f"{v:.3f}" for v in med)
         print(f"| {name} | {cells} | {ratio:.3f} |")
 

@@ -48,7 +48,7 @@ def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float =
     """
     _check_count("n_center", n_center)
     _check_level("alpha", alpha)
-    _check_mass(mass)
+    _check_level("mass", mass)
     if check_bound(bound) == "hoeffding":
         return math.sqrt(math.log(1.0 / alpha) / (2.0 * n_center))
     m = ball_rank(n_center, mass)
@@ -333,8 +333,3 @@ def _check_count(name: str, n: int) -> None:
 def _check_level(name: str, alpha: float) -> None:
     if not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
         raise ValueError(f"{name} must lie in (0, 1), got {alpha!r}")
-
-
-def _check_mass(mass: float) -> None:
-    if not (isinstance(mass, int | float) and 0.0 < mass < 1.0):
-        raise ValueError(f"mass must lie in (0, 1), got {mass!r}")

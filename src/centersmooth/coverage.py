@@ -201,16 +201,8 @@ def run_setting(
     mass = smoother.ball_mass
     split = mass < 0.5  # a second order statistic, R_inner
     eps = np.asarray(setting.eps_over_sigma) * problem.sigma
-    masses = bounds.certified_mass(eps, problem.sigma, setting.delta, mass)
-    inner_masses = bounds.shifted_mass(mass + smoother.delta1, eps, problem.sigma)
-
-    def rank_of(p: float) -> int:
-        return bounds.quantile_rank(
-            p, setting.n_certify, smoother.alpha_quantile, bounds.check_bound(setting.bound)
-        )
-
-    ranks = [rank_of(float(p)) for p in masses]
-    inner_ranks = [rank_of(float(p)) for p in inner_masses]
+    masses, inner_masses = smoother.quantile_levels(eps)
+    ranks, inner_ranks = smoother.quantile_ranks(eps)
     c_min = _min_accepting_count(smoother)
     r_star = problem.optimal_radius(mass + smoother.delta1)
     knows_worst = problem.worst_mass(problem.f_at_x(), 1.0, 0.0) is not None

@@ -95,9 +95,7 @@ def _digest(indices: list[int], inputs: np.ndarray, targets: Any) -> str:
     """SHA-256 over the indices, the inputs and the targets: a resume must see the same data."""
     h = hashlib.sha256()
     h.update(np.asarray(indices, dtype=np.int64).tobytes())
-    arr = np.ascontiguousarray(inputs)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.tobytes())
+    _hash_value(h, np.asarray(inputs))
     if targets is not None:
         _hash_value(h, targets)
     return h.hexdigest()

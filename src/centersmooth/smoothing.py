@@ -347,7 +347,7 @@ class CenterSmoothing:
         radii = self._certify_distances(inputs, resolved, preds)
         # one clean pass per input: f(x) must not depend on which inputs share a batch
         clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
-        outer_ranks, inner_ranks = self._ranks(eps)
+        outer_ranks, inner_ranks = self.quantile_ranks(eps)
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
             return float(values[0]) if scalar else values
@@ -382,20 +382,27 @@ class CenterSmoothing:
             results.append(certs)
         return results
 
-    def _ranks(self, eps: np.ndarray) -> tuple[list[int], list[int]]:
-        """Ranks of ``R_outer`` and ``R_inner`` per ``eps_in`` (the same rank twice at the
+    def quantile_levels(self, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Quantile levels of ``R_outer`` and ``R_inner`` per ``eps_in`` (one level twice at the
         paper's ``ball_mass = 1/2``, where one order statistic serves both terms)."""
-
-        def ranks(masses: np.ndarray) -> list[int]:
-            return [
-                bounds.quantile_rank(float(p), self.n_certify, self.alpha_quantile, self.bound)
-                for p in masses
-            ]
-
-        outer = ranks(bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass))
+        outer = bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass)
         if self.ball_mass == 0.5:
             return outer, outer
-        return outer, ranks(bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma))
+        return outer, bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma)
+
+    def quantile_ranks(self, eps: np.ndarray) -> tuple[list[int], list[int]]:
+        """1-indexed ranks of ``R_outer`` and ``R_inner`` among the ``n_certify`` distances
+        (``n_certify + 1``: that level cannot be bounded with these samples)."""
+
+        def ranks(levels: np.ndarray) -> list[int]:
+            return [
+                bounds.quantile_rank(float(p), self.n_certify, self.alpha_quantile, self.bound)
+                for p in levels
+            ]
+
+        outer, inner = self.quantile_levels(eps)
+        outer_ranks = ranks(outer)
+        return outer_ranks, outer_ranks if inner is outer else ranks(inner)
 
     def _certify_distances(
         self, inputs: _Inputs, metrics: list[Metric], preds: list[list[Prediction]]
