@@ -80,10 +80,10 @@ def test_the_outer_level_and_the_check_level_add_up_to_one_exactly():
 def test_candidate_split_finds_a_root_many_decades_down():
     """A small ball with few candidates puts the Delta1 share near 1e-12 of alpha_center: the
     split must still be found at once and be feasible (an absolute tolerance stalled there)."""
-    a1, a2 = bounds.split_center_alpha(1_000, 0.005, 30, mass=0.1)
+    a1, near, a2 = bounds.split_center_alpha(1_000, 0.005, 30, mass=0.1)
     miss = bounds.candidate_miss_probability(bounds.delta1(1_000, a1, mass=0.1), 30, 0.1)
     assert a1 + miss <= 0.0025 and a1 + miss == pytest.approx(0.0025, rel=1e-9)
-    assert a1 < 1e-9 and a2 == 0.0025
+    assert a1 < 1e-9 and a2 == 0.0025 and near == 0.0
 
 
 def test_delta1_hoeffding_is_the_papers_term():
@@ -170,13 +170,30 @@ def test_certified_mass_is_the_gaussian_shift():
     assert p[1] == pytest.approx(stats.norm.cdf(stats.norm.ppf(0.55) + 1.0))
 
 
-def test_candidate_split_pays_for_the_miss_inside_alpha_center():
-    a1, a2 = bounds.split_center_alpha(2_000, 0.005, 8)
+@pytest.mark.parametrize("nearest", [False, True])
+def test_candidate_split_pays_for_the_miss_inside_alpha_center(nearest):
+    a1, near, a2 = bounds.split_center_alpha(2_000, 0.005, 8, nearest=nearest)
     d1 = bounds.delta1(2_000, a1)
-    assert a2 == 0.0025
-    assert a1 + bounds.candidate_miss_probability(d1, 8) <= 0.0025
-    assert a1 + bounds.candidate_miss_probability(d1, 8) == pytest.approx(0.0025, rel=1e-6)
-    assert bounds.split_center_alpha(2_000, 0.005, None) == (0.0025, 0.0025)
+    share = 0.00125 if nearest else 0.0025
+    assert a2 == 0.0025 and near == (0.00125 if nearest else 0.0)
+    assert a1 + bounds.candidate_miss_probability(d1, 8) <= share
+    assert a1 + bounds.candidate_miss_probability(d1, 8) == pytest.approx(share, rel=1e-6)
+    assert a1 + near + a2 <= 0.005
+    assert bounds.split_center_alpha(2_000, 0.005, None) == (0.0025, 0.0, 0.0025)
+    assert bounds.split_center_alpha(2_000, 0.005, None, nearest=True) == (
+        0.00125,
+        0.00125,
+        0.0025,
+    )
+
+
+@pytest.mark.parametrize("alpha,k", [(0.00125, 10_000), (0.00125, 30), (0.1, 1), (1e-9, 7)])
+def test_nearest_mass_is_the_smallest_mass_k_samples_miss_with_chance_alpha(alpha, k):
+    """(1 - q)^k <= alpha exactly (rational arithmetic) at q_near, which is 1 - alpha^(1/k)
+    up to the margin against rounding."""
+    q = bounds.nearest_mass(alpha, k)
+    assert (1 - Fraction(q)) ** k <= Fraction(alpha)
+    assert q == pytest.approx(1 - alpha ** (1 / k), rel=1e-9)
 
 
 def test_too_few_candidates_are_refused():

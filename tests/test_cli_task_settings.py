@@ -75,6 +75,12 @@ def test_explicit_flags_win_over_every_preset_level() -> None:
     # the paper preset turns central candidates off; the flag turns them back on
     on = settings("--preset", "paper", "--central-candidates", task=FakeTask())
     assert on["central_candidates"] is True and on["bound"] == "hoeffding"
+    # likewise its 3 R-hat bound: --nearest-candidate / --no-nearest-candidate
+    assert settings("--preset", "paper", task=FakeTask())["nearest_candidate"] is False
+    assert "nearest_candidate" not in settings(task=FakeTask())  # the library's default: on
+    near = settings("--preset", "paper", "--nearest-candidate", task=FakeTask())
+    assert near["nearest_candidate"] is True and near["bound"] == "hoeffding"
+    assert settings("--no-nearest-candidate")["nearest_candidate"] is False
 
 
 def test_unknown_preset_is_refused() -> None:
@@ -102,12 +108,14 @@ def test_certify_uses_the_task_settings_end_to_end(
         200,
     )
     assert sm["bound"] == "binomial" and sm["central_candidates"] is True
+    assert sm["nearest_candidate"] is True  # every default is recorded
     paper = tmp_path / "paper.jsonl"
     assert cli.main([*common, "--preset", "paper", "--n-certify", "2000", "--out", str(paper)]) == 0
     header = _header(paper)
     sm = header["config"]["smoothing"]
     assert (sm["n_center"], sm["n_check"], sm["n_certify"], sm["delta"]) == (300, 300, 2000, 0.2)
     assert sm["bound"] == "hoeffding" and sm["central_candidates"] is False
+    assert sm["nearest_candidate"] is False
     assert sm["candidates"] == 7 and sm["batch_size"] == 200
     assert header["config"]["run_info"]["preset"] == "paper"
 
@@ -158,3 +166,12 @@ def test_ball_mass_flag_reaches_the_smoother_and_the_header(
     assert cli.main([*common, "--ball-mass", "0.6", "--out", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "ball_mass must lie in" in err and len(err.strip().splitlines()) == 1
+
+
+def test_attack_takes_the_bound_flag_too() -> None:
+    args = cli.build_parser().parse_args(
+        ["attack", "fake", "--sigma", "0.5", "--eps-in", "1", "--out", "o"]
+        + ["--no-nearest-candidate", "--ball-mass", "0.3"]
+    )
+    s = cli.smoothing_settings(args, FakeTask())
+    assert s["nearest_candidate"] is False and s["ball_mass"] == 0.3

@@ -6,7 +6,8 @@ Base function: the identity in 2 dimensions, x = 0, sigma = 1. For a center z th
 make failures frequent enough to count.
 
 Two failure events, one per algorithm step:
-* certify: ``R-hat < q_p``, the true ``p(eps_in)``-quantile. Given the center, the exact chance is
+* certify: ``R-hat < q_p``, the true ``p(eps_in)``-quantile (each of the certificate's order
+  statistics at its own level). Given the center, the exact chance is
   ``P(Bin(n_certify, p) >= k)`` (the number of samples below ``q_p`` is binomial), so the count over
   independent repetitions is ``Bin(N, pi)``: checked two-sided, which also makes the test fail if
   the bound were loose (a vacuous certificate would never fail).
@@ -29,11 +30,15 @@ def identity(b):
     return b
 
 
+STATISTICS = {"quantile_radius": "outer", "inner_radius": "inner", "near_radius": "near"}
+
+
 @pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
-@pytest.mark.parametrize("mass", [0.5, 0.3])
-def test_violation_frequency_is_consistent_with_alpha(bound, mass):
-    """With ``ball_mass`` below 1/2 both order statistics (``R_outer`` and ``R_inner``, each at
-    ``alpha / 2``) are checked against their own exact failure chance."""
+@pytest.mark.parametrize("mass,nearest", [(0.5, True), (0.3, True), (0.5, False)])
+def test_violation_frequency_is_consistent_with_alpha(bound, mass, nearest):
+    """Every order statistic of the certificate (``R_outer``, ``R_inner`` and ``R_near`` with the
+    nearest-candidate bound, each at ``alpha / 3``; the paper's single ``R-hat`` at ``alpha``) is
+    checked against its own exact failure chance."""
     sigma, delta, alpha = 1.0, 0.1, 0.2
     eps = np.array([0.5, 1.0])
     smoother = CenterSmoothing(
@@ -48,15 +53,19 @@ def test_violation_frequency_is_consistent_with_alpha(bound, mass):
         bound=bound,
         batch_size=400,
         ball_mass=mass,
+        nearest_candidate=nearest,
     )
-    level = alpha if mass == 0.5 else alpha / 2
-    outer = bounds.certified_mass(eps, sigma, delta, mass)
-    inner = bounds.shifted_mass(mass + smoother.delta1, eps, sigma) if mass < 0.5 else outer
-    masses = {"quantile_radius": outer, "inner_radius": inner}
+    level = smoother.alpha_quantile
+    assert level == (alpha / 3 if nearest else alpha)
+    levels = smoother.quantile_levels(eps)._asdict()
+    ranks = smoother.quantile_ranks(eps)._asdict()
+    masses = {name: levels[key] for name, key in STATISTICS.items() if levels[key] is not None}
+    assert len(masses) == (3 if nearest else 2)
     exact_fail = {}
     for name, p in masses.items():
-        ranks = [bounds.quantile_rank(float(q), 300, level, bound) for q in p]
-        exact_fail[name] = [stats.binom.sf(k - 1, 300, q) for k, q in zip(ranks, p, strict=True)]
+        k = ranks[STATISTICS[name]]
+        assert k == [bounds.quantile_rank(float(q), 300, level, bound) for q in p]
+        exact_fail[name] = [stats.binom.sf(r - 1, 300, q) for r, q in zip(k, p, strict=True)]
     certify_fails = {name: np.zeros(len(eps), dtype=int) for name in masses}
     predict_fails = accepted = 0
     x = torch.zeros(2, dtype=torch.float64)

@@ -86,12 +86,12 @@ def one_thread():
 @pytest.mark.parametrize("mass", [0.5, 0.25])
 def test_certify_violations_follow_the_exact_binomial_probability(one_thread, mass):
     """On the linear map the certify step fails with probability exactly
-    ``P(Bin(n_certify, p) >= k)``, whatever the center: the observed count must fit it. With
-    ``ball_mass`` 0.25 both statistics (each at ``alpha_certify / 2``) are counted."""
+    ``P(Bin(n_certify, p) >= k)``, whatever the center: the observed count must fit it, for each
+    of the three order statistics (each at ``alpha_certify / 3``)."""
     setting = Setting(problem="linear", eps_over_sigma=(0.5,), n_certify=400, ball_mass=mass)
     result = run_setting(setting, LinearProblem(), trials=300, seed=5, end_to_end=False)
-    names = ["certify"] if mass == 0.5 else ["certify ", "certify_inner"]
-    level = setting.alpha_certify if mass == 0.5 else setting.alpha_certify / 2
+    names = ["certify ", "certify_inner", "certify_near"]
+    level = setting.alpha_certify / 3
     for name in names:
         event = next(e for e in result.events if e.event.startswith(name))
         assert event.trials >= 200  # abstentions are a minority
@@ -102,3 +102,25 @@ def test_certify_violations_follow_the_exact_binomial_probability(one_thread, ma
     table = markdown_table([result])
     assert "certify eps_in=0.5sigma" in table and "predict" in table
     assert ("ball_mass 0.25" in table) == (mass == 0.25)
+
+
+@pytest.mark.parametrize("nearest", [True, False])
+def test_the_adversarial_events_follow_the_bound_in_use(one_thread, nearest):
+    """At the adversarial x' the harness checks the theorem (end_to_end) and, for the
+    nearest-candidate bound, the step its proof adds (nearest: rho(x') <= R_near + R_inner), each
+    with the level the proof charges; the paper's bound has no such step. A record written before
+    the bound existed reads back as the paper's."""
+    setting = Setting(problem="linear", eps_over_sigma=(0.5,), nearest_candidate=nearest)
+    result = run_setting(setting, LinearProblem(), trials=12, seed=3)
+    events = {e.event.split()[0]: e for e in result.events}
+    accepted_at_x = 12 - result.abstained
+    assert accepted_at_x > 0 and events["end_to_end"].trials == accepted_at_x
+    assert events["end_to_end"].level == 0.2
+    assert ("nearest" in events) == nearest and ("certify_near" in events) == nearest
+    if nearest:
+        assert 0 < events["nearest"].trials <= accepted_at_x
+        assert events["nearest"].level == pytest.approx(0.05 + 2 * 0.1 / 3)
+        assert events["radius"].level == pytest.approx(0.025)
+    record = result.to_json()
+    del record["setting"]["nearest_candidate"]
+    assert not type(result).from_json(record).setting.nearest_candidate

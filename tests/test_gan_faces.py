@@ -54,8 +54,12 @@ def test_certifies_one_latent_in_lpips(generator: gan_faces.DCGANGenerator) -> N
     assert cert.center.shape == (3, 64, 64)
     eps_out = np.asarray(cert.eps_out)
     assert np.all(np.isfinite(eps_out)) and eps_out[0] <= eps_out[1]
-    # gamma (1 + 2 gamma) = 10 for LPIPS
-    assert np.allclose(eps_out, 10.0 * np.asarray(cert.quantile_radius))
+    # gamma (R_outer + gamma (R_near + R_inner)) with gamma = 2 for LPIPS
+    outer, near, inner = (
+        np.asarray(r) for r in (cert.quantile_radius, cert.near_radius, cert.inner_radius)
+    )
+    assert np.allclose(eps_out, 2.0 * (outer + 2.0 * (near + inner)))
+    assert np.all(near < inner)  # 8 candidates: the nearest one's ball is still the smaller
     assert cert.smoothing_error is not None and 0.0 <= cert.smoothing_error < eps_out[0]
     assert math.isfinite(cert.max_eps_in) and cert.max_eps_in > 0.25
 

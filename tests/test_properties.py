@@ -369,16 +369,16 @@ def test_max_certifiable_eps_monotone_and_consistent(n1, n2, alpha, delta, bound
 
 
 @FAST
-@given(st.integers(50, 20000), st.floats(0.005, 0.3), st.integers(1, 200), families)
-def test_split_center_alpha_pays_for_candidates(n, alpha, k, bound):
+@given(st.integers(50, 20000), st.floats(0.005, 0.3), st.integers(1, 200), families, st.booleans())
+def test_split_center_alpha_pays_for_candidates(n, alpha, k, bound, nearest):
     try:
-        a1, a2 = bounds.split_center_alpha(n, alpha, k, bound)
+        a1, near, a2 = bounds.split_center_alpha(n, alpha, k, bound, nearest=nearest)
     except ValueError as err:
         assert "too few" in str(err)
         return
     assert a2 == pytest.approx(alpha / 2)
     miss = bounds.candidate_miss_probability(bounds.delta1(n, a1, bound), k)
-    assert a1 + miss <= alpha / 2 * (1 + 1e-9)
+    assert a1 + miss + near <= alpha / 2 * (1 + 1e-9)
     assert 0 < a1 <= alpha / 2
 
 

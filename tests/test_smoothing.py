@@ -24,8 +24,11 @@ def test_constant_function_certifies_zero():
     assert cert.smoothing_error == 0.0
 
 
+@pytest.mark.parametrize("nearest", [True, False])
 @pytest.mark.parametrize("scale", [0.5, 2.0])
-def test_linear_map_certificate_covers_the_shift_and_is_close_to_three_quantiles(scale):
+def test_linear_map_certificate_covers_the_shift_and_is_close_to_its_true_quantiles(scale, nearest):
+    """eps_out sits just above the same expression in the true quantiles: R_outer + R_near +
+    R_inner (the nearest-candidate bound) or 3 R-hat (the paper's)."""
     dim, sigma = 6, 0.25
     matrix = scale * torch.eye(dim, dtype=torch.float64)
     x = torch.linspace(-1, 1, dim, dtype=torch.float64)
@@ -37,6 +40,7 @@ def test_linear_map_certificate_covers_the_shift_and_is_close_to_three_quantiles
         n_check=10_000,
         n_certify=100_000,
         batch_size=10_000,
+        nearest_candidate=nearest,
     )
     eps = np.array([0.125, 0.25, 0.375])
     cert = smoother.certify(x, eps)
@@ -48,9 +52,16 @@ def test_linear_map_certificate_covers_the_shift_and_is_close_to_three_quantiles
     # a noncentral chi with 6 degrees of freedom.
     offset = float((matrix @ x - cert.center).norm())
     lam = (offset / (scale * sigma)) ** 2
-    p = certified_mass(eps, sigma, 0.05)
-    true_q = scale * sigma * np.sqrt(stats.ncx2.ppf(p, dim, lam))
-    ratio = cert.eps_out / (3 * true_q)
+
+    def true_q(p: np.ndarray) -> np.ndarray:
+        return scale * sigma * np.sqrt(stats.ncx2.ppf(p, dim, lam))
+
+    levels = smoother.quantile_levels(eps)
+    if nearest:
+        truth = true_q(levels.outer) + true_q(levels.near) + true_q(levels.inner)
+    else:
+        truth = 3 * true_q(certified_mass(eps, sigma, 0.05))
+    ratio = cert.eps_out / truth
     assert np.all(ratio >= 1.0)
     assert np.all(ratio <= 1.03)
 
@@ -174,17 +185,17 @@ def test_list_outputs_with_an_edit_distance():
 
 def test_abstention_is_explicit():
     # A fair coin between two far-apart outputs: the best ball holds half of the mass, and with
-    # delta = 0.015 the 1,000 check samples can hardly show a mass of at least 0.485.
+    # delta = 0.016 the 1,000 check samples can hardly show a mass of at least 0.484.
     def coin(b):
         return (b[:, :1] > 0).double() * 100
 
     smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.015, n_center=10_000, n_check=1_000, n_certify=10_000
+        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
     )
     cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
     assert cert.abstained and cert.center is None and cert.smoothing_error is None
     assert np.all(np.isinf(cert.eps_out)) and math.isinf(cert.radius)
-    assert cert.prediction.p_low < 0.485
+    assert cert.prediction.p_low < 0.484
 
 
 def f_identity(b):
@@ -201,9 +212,9 @@ def f_identity(b):
         (dict(alpha_certify=1.0), "alpha_certify"),
         (dict(delta=0.5), "delta"),
         (dict(delta=0.0), "delta"),
-        (dict(n_center=100), "n_center >= 784"),
+        (dict(n_center=100), "n_center >= 908"),
         (dict(n_check=5), "n_check >= "),
-        (dict(n_certify=5), "n_certify >= 9"),
+        (dict(n_certify=5), "n_certify >= 11"),
         (dict(n_center=0), "n_center"),
         (dict(batch_size=2.5), "batch_size"),
         (dict(bound="chernoff"), "bound"),
@@ -309,7 +320,7 @@ def test_bad_candidate_mappings_are_refused(candidates, error, message):
 
 def test_empty_candidate_mapping_means_all_pairs():
     smoother = CenterSmoothing(lambda x: x, sigma=0.25, candidates={})
-    assert smoother.candidates is None and smoother.alpha_delta1 == smoother.alpha_center / 2
+    assert smoother.candidates is None and smoother.alpha_delta1 == smoother.alpha_center / 4
 
 
 def scripted_certification(n_center: int, n_check: int, n_certify: int) -> Callable:
@@ -339,7 +350,8 @@ def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
     n_center, n_check, n_certify = 400, 400, 1_000
     scripted = scripted_certification(n_center, n_check, n_certify)
     smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
-                               n_center=n_center, n_check=n_check, n_certify=n_certify)  # fmt: skip
+                               n_center=n_center, n_check=n_check, n_certify=n_certify,
+                               nearest_candidate=False)  # fmt: skip
     eps = np.array([0.25, 0.5, 1.0])
     cert = smoother.certify(torch.zeros(1), eps)
     ranks = [
@@ -353,14 +365,15 @@ def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
 
 @pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
 def test_a_smaller_ball_mass_certifies_with_two_order_statistics(bound):
-    """ball_mass 0.3: R_outer = r_(k1) at Phi(Phi^-1(1 - 0.3 + delta) + h) and R_inner = r_(k2)
-    at Phi(Phi^-1(0.3 + Delta1) + h), each at alpha_certify / 2, and eps_out = R_outer + 2
-    R_inner (gamma = 1); the largest certifiable eps_in follows the outer level."""
+    """ball_mass 0.3 in the paper's bound: R_outer = r_(k1) at Phi(Phi^-1(1 - 0.3 + delta) + h)
+    and R_inner = r_(k2) at Phi(Phi^-1(0.3 + Delta1) + h), each at alpha_certify / 2, and
+    eps_out = R_outer + 2 R_inner (gamma = 1); the largest certifiable eps_in follows the outer
+    level."""
     n_center, n_check, n_certify = 400, 400, 1_000
     scripted = scripted_certification(n_center, n_check, n_certify)
     smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
                                n_center=n_center, n_check=n_check, n_certify=n_certify,
-                               ball_mass=0.3)  # fmt: skip
+                               ball_mass=0.3, nearest_candidate=False)  # fmt: skip
     eps = np.array([0.1, 0.25, 0.5])
     cert = smoother.certify(torch.zeros(1), eps)
     outer = [
@@ -378,6 +391,53 @@ def test_a_smaller_ball_mass_certifies_with_two_order_statistics(bound):
     np.testing.assert_array_equal(cert.eps_out, np.array(outer) + 2.0 * np.array(inner))
     assert smoother.delta1 == bounds.delta1(n_center, 0.0025, bound, 0.3)
     assert cert.max_eps_in == bounds.max_certifiable_eps(1.0, n_certify, 0.0025, 0.15, bound, 0.3)
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
+@pytest.mark.parametrize("mass,candidates", [(0.5, None), (0.3, None), (0.5, 40)])
+def test_the_nearest_candidate_bound_uses_three_order_statistics(bound, mass, candidates):
+    """The default bound: R_outer at Phi(Phi^-1(1 - q + delta) + h), R_inner at
+    Phi(Phi^-1(q + Delta1) + h) and R_near at Phi(Phi^-1(1 - alpha_near^(1/k)) + h), k the sample
+    candidates, each r_(k) at alpha_certify / 3, and eps_out = R_outer + R_near + R_inner
+    (gamma = 1). alpha_center: a quarter to Delta1, a quarter to the nearest candidate."""
+    n_center, n_check, n_certify = 400, 400, 1_000
+    scripted = scripted_certification(n_center, n_check, n_certify)
+    smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
+                               n_center=n_center, n_check=n_check, n_certify=n_certify,
+                               ball_mass=mass, candidates=candidates)  # fmt: skip
+    eps = np.array([0.1, 0.25, 0.5])
+    cert = smoother.certify(torch.zeros(1), eps)
+    k = candidates or n_center
+    assert smoother.alpha_nearest == 0.00125 and smoother.alpha_check == 0.0025
+    if candidates is None:
+        assert smoother.alpha_delta1 == 0.00125
+    q_near = 1.0 - 0.00125 ** (1.0 / k)
+
+    def ranks(level: float) -> np.ndarray:
+        shifted = stats.norm.cdf(stats.norm.ppf(level) + eps)
+        return np.array([quantile_rank(float(p), n_certify, 0.005 / 3, bound) for p in shifted])
+
+    outer, inner, near = ranks(1 - mass + 0.15), ranks(mass + smoother.delta1), ranks(q_near)
+    assert not cert.abstained and cert.radius == 0.0
+    assert np.all(near < inner) and np.all(inner < outer)
+    np.testing.assert_array_equal(cert.quantile_radius, outer.astype(float))
+    np.testing.assert_array_equal(cert.inner_radius, inner.astype(float))
+    np.testing.assert_array_equal(cert.near_radius, near.astype(float))
+    np.testing.assert_array_equal(cert.eps_out, (outer + near + inner).astype(float))
+    assert smoother.delta1 == bounds.delta1(n_center, smoother.alpha_delta1, bound, mass)
+    expected_max = bounds.max_certifiable_eps(1.0, n_certify, 0.005 / 3, 0.15, bound, mass)
+    assert cert.max_eps_in == expected_max
+
+
+@pytest.mark.parametrize("alpha_center,k", [(0.005, 11), (0.005, 30), (0.2, 5), (0.2, 400)])
+def test_the_nearest_level_stays_below_the_inner_one(alpha_center, k):
+    """Any candidate count the miss check accepts puts R_near's mass below R_inner's, so R_outer's
+    level alone sets the certifiable range."""
+    smoother = CenterSmoothing(f_identity, sigma=1.0, n_center=400, n_check=400, n_certify=1_000,
+                               delta=0.15, alpha_center=alpha_center, candidates=k)  # fmt: skip
+    levels = smoother.quantile_levels(np.array([0.0]))
+    assert levels.near is not None
+    assert levels.near[0] < levels.inner[0] < levels.outer[0]
 
 
 def test_the_check_level_is_ball_mass_minus_delta():

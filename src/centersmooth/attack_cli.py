@@ -50,6 +50,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cert.add_argument("--bound", choices=("binomial", "hoeffding"))
     for name in ("alpha-center", "alpha-certify", "delta", "ball-mass"):
         cert.add_argument(f"--{name}", type=_positive_float)
+    cert.add_argument(
+        "--nearest-candidate",
+        action=argparse.BooleanOptionalAction,
+        help="the nearest-candidate bound (default: on); --no-nearest-candidate gives the paper's",
+    )
     cert.add_argument("--seed", type=_nonneg_int, default=0)
 
     att = p.add_argument_group("attack")

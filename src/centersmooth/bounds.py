@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -157,7 +157,10 @@ def max_certifiable_eps(
     mass: float = 0.5,
 ) -> float:
     """Largest ``eps_in`` whose quantile rank (of ``certified_mass``) stays within ``n_certify``
-    samples.
+    samples. ``R_outer``'s level is the highest of the certificate's: ``R_inner``'s
+    ``mass + Delta1`` is below it as ``Delta1 <= delta``, and ``R_near``'s is below
+    ``R_inner``'s up to ``nearest_mass``'s rounding margin (see ``split_center_alpha``). Only a
+    report: a certificate checks every rank against ``n_certify`` itself.
 
     * binomial: rank ``<= n`` iff ``1 - p^n >= 1 - alpha`` iff ``p <= alpha^(1/n)``, so
       ``eps_max = sigma * (Phi^-1(alpha^(1/n)) - Phi^-1(1 - mass + Delta))``.
@@ -183,41 +186,75 @@ def candidate_miss_probability(delta1_value: float, k: int, mass: float = 0.5) -
     return max(1.0 - mass - delta1_value, 0.0) ** k
 
 
+def nearest_mass(alpha: float, k: int) -> float:
+    """Mass ``q_near`` a fixed ball must hold for one of ``k`` independent samples to fall in it
+    except with probability ``alpha``.
+
+    Guarantee: the chance that none of ``k`` i.i.d. samples lands in a set of mass at least
+    ``q_near`` is at most ``(1 - q_near)^k <= alpha``. ``q_near = 1 - alpha^(1/k)``, raised until
+    that inequality holds with a margin of 1e-12 relative (far above the rounding of the
+    logarithms, which could otherwise leave ``(1 - q_near)^k`` a hair above ``alpha``).
+    """
+    _check_count("k", k)
+    _check_level("alpha", alpha)
+    limit = math.log(alpha) * (1.0 + 1e-12)
+    q = -math.expm1(limit / k)
+    return _raise_until(lambda t: t >= 1.0 or k * math.log1p(-t) <= limit, q)
+
+
+class CenterAlphas(NamedTuple):
+    """How ``alpha_center`` is shared: ``Delta1`` (with the candidate miss), the nearest sample
+    candidate (0 without that bound) and the check's ``p_low``."""
+
+    delta1: float
+    nearest: float
+    check: float
+
+
 def split_center_alpha(
     n_center: int,
     alpha_center: float,
     candidates: int | None,
     bound: Bound = "binomial",
     mass: float = 0.5,
-) -> tuple[float, float]:
-    """Split ``alpha_center`` into the levels of ``Delta1`` and of ``p_low``.
+    nearest: bool = False,
+) -> CenterAlphas:
+    """Split ``alpha_center`` into the levels of ``Delta1``, of the nearest sample candidate and of
+    ``p_low``.
 
-    Without candidates both get ``alpha_center / 2`` (ALGORITHM.md section 2). With ``k``
-    candidates the ``Delta1`` half also pays for the candidate miss: we take the largest
-    ``a1`` with ``a1 + (1 - mass - Delta1(a1))^k <= alpha_center / 2`` (the left side grows with
-    ``a1``), so the three failure terms add up to at most ``alpha_center``.
-    Raises ``ValueError`` when no ``a1 > 0`` fits (too few candidates).
+    The check gets ``alpha_center / 2`` (ALGORITHM.md section 2). ``Delta1`` gets the other half,
+    or, with the nearest-candidate bound (docs/algorithm.md), a quarter, and the nearest
+    candidate the last quarter. With ``k`` candidates the ``Delta1`` share also pays for the
+    candidate miss: we take the largest ``a1`` with ``a1 + (1 - mass - Delta1(a1))^k <= share``
+    (the left side grows with ``a1``), so the failure terms add up to at most ``alpha_center``.
+    Raises ``ValueError`` when no ``a1 > 0`` fits (too few candidates). A count that passes has
+    ``(1 - mass - Delta1)^k <= alpha_near``, so the nearest candidate's mass
+    ``1 - alpha_near^(1/k)`` stays below ``mass + Delta1`` (up to ``nearest_mass``'s margin of
+    1e-12 against rounding).
     """
     half = alpha_center / 2.0
+    share = half / 2.0 if nearest else half
+    near = share if nearest else 0.0
     if candidates is None:
-        return half, half
+        return CenterAlphas(share, near, half)
 
     def excess(a1: float) -> float:
         d1 = delta1(n_center, a1, bound, mass)
-        return a1 + candidate_miss_probability(d1, candidates, mass) - half
+        return a1 + candidate_miss_probability(d1, candidates, mass) - share
 
-    lo = half * 1e-12
+    lo = share * 1e-12
     if excess(lo) > 0:
-        need = math.ceil(math.log(half / 2.0) / math.log(1.0 - mass))
+        need = math.ceil(math.log(share / 2.0) / math.log(1.0 - mass))
         raise ValueError(
             f"candidates={candidates} is too few: the chance that no candidate lands in the "
-            f"central ball already exceeds alpha_center/2={half:g}; use at least about {need}"
+            f"central ball already exceeds the {share:g} of alpha_center it may use; use at "
+            f"least about {need}"
         )
-    if excess(half) <= 0:
-        return half, half
+    if excess(share) <= 0:
+        return CenterAlphas(share, near, half)
     # bisection on log(a1), keeping the feasible end: the root can sit many decades below
     # alpha_center (a small ball_mass with few candidates), where an absolute tolerance fails
-    feasible, infeasible = lo, half
+    feasible, infeasible = lo, share
     for _ in range(_BISECTIONS):
         mid = math.sqrt(feasible * infeasible)
         if not feasible < mid < infeasible:
@@ -226,7 +263,7 @@ def split_center_alpha(
             feasible = mid
         else:
             infeasible = mid
-    return feasible, half
+    return CenterAlphas(feasible, near, half)
 
 
 _BISECTIONS = 80  # log(half / lo) = log(1e12) halved 80 times: below one float step
@@ -296,7 +333,10 @@ def min_check_samples(
 
 
 def min_certify_samples(
-    alpha: float, delta: float, bound: Bound = "binomial", mass: float = 0.5
+    alpha: float,
+    delta: float,
+    bound: Bound = "binomial",
+    mass: float = 0.5,
 ) -> int:
     """Smallest ``n_certify`` that can certify ``eps_in = 0`` (``max_certifiable_eps >= 0``).
 

@@ -216,6 +216,13 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         "--preset paper)",
     )
     cert.add_argument(
+        "--nearest-candidate",
+        action=argparse.BooleanOptionalAction,
+        help="certify through the sample candidate nearest to the center, eps_out = gamma "
+        "(R_outer + gamma (R_near + R_inner)) (default: on; off in --preset paper, which uses "
+        "the paper's gamma (1 + 2 gamma) R-hat)",
+    )
+    cert.add_argument(
         "--autocast", choices=("bf16", "fp16"), help="run the model in low precision (torch)"
     )
     cert.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -275,8 +282,9 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
-    if getattr(args, "central_candidates", None) is not None:
-        settings["central_candidates"] = args.central_candidates
+    for flag in ("central_candidates", "nearest_candidate"):
+        if getattr(args, flag, None) is not None:
+            settings[flag] = getattr(args, flag)
     if getattr(args, "compile", False):
         settings["compile"] = True
     return settings

@@ -28,11 +28,16 @@ from Algorithm 2, ``F_x(z, r) = P(d(z, f(x + delta)) <= r)`` the true ball mass)
   adversarial ``x'`` on the sphere ``||x' - x|| = eps_in`` does not abstain and its center is
   farther than ``eps_out`` from ``zhat``. Promised level ``alpha_center + alpha_certify``.
 
-With ``ball_mass = q`` below 1/2 (docs/algorithm.md) the levels move: ``predict`` counts a mass
-at most ``q - delta``, ``radius`` uses the ball of mass ``q + Delta1``, ``certify`` and
-``worst_mass`` concern ``R_outer`` (level ``1 - q + delta`` at ``x'``), and ``certify_inner``
-does the same for ``R_inner`` (level ``q + Delta1``); each statistic promises
-``alpha_certify / 2``.
+With the nearest-candidate bound (the default, docs/algorithm.md) the certificate has three order
+statistics, each promising ``alpha_certify / 3``: ``certify`` (and ``worst_mass``) concern
+``R_outer``, ``certify_inner`` does the same for ``R_inner`` (level ``ball_mass + Delta1``) and
+``certify_near`` for ``R_near``; ``nearest`` (where ``end_to_end`` runs) counts an accepted
+prediction at the adversarial ``x'`` whose radius exceeds ``gamma (R_near + R_inner)``, promised
+at most ``alpha_center - alpha_check + 2 alpha_certify / 3``. With ``ball_mass = q`` below 1/2 the
+levels move: ``predict`` counts a mass at most ``q - delta``, ``radius`` uses the ball of mass
+``q + Delta1``, ``R_outer``'s level at ``x'`` is ``1 - q + delta``. In the paper's bound
+(``nearest_candidate=False``) there is one statistic at ``alpha_certify`` (two at
+``alpha_certify / 2`` below ``q = 1/2``).
 
 The problems, with their exact masses, are in ``coverage_problems.py``. Run
 ``python -m centersmooth.coverage --help``; ``results/coverage.md`` holds a full run.
@@ -77,11 +82,14 @@ class Setting:
     delta: float = 0.1
     eps_over_sigma: tuple[float, ...] = (0.25, 0.5, 1.0)
     ball_mass: float = 0.5
+    nearest_candidate: bool = True
 
     @property
     def centers(self) -> str:
         centers = "all+central" if self.candidates is None else f"{self.candidates} candidates"
-        return centers if self.ball_mass == 0.5 else f"{centers}, ball_mass {self.ball_mass:g}"
+        if self.ball_mass != 0.5:
+            centers += f", ball_mass {self.ball_mass:g}"
+        return centers if self.nearest_candidate else f"{centers}, paper's 3 R-hat"
 
 
 @dataclass
@@ -113,6 +121,7 @@ class SettingResult:
         """A result as written by :meth:`to_json` (to rebuild a table from a JSONL file)."""
         setting = dict(record["setting"])
         setting["eps_over_sigma"] = tuple(setting["eps_over_sigma"])
+        setting.setdefault("nearest_candidate", False)  # records from before that bound
         events = [
             EventCount(e["event"], e["count"], e["trials"], e["level"], e["exact"], e["exact_note"])
             for e in record["events"]
@@ -196,13 +205,13 @@ def run_setting(
         central_candidates=setting.candidates is None,
         batch_size=max(setting.n_center, setting.n_check, setting.n_certify),
         ball_mass=setting.ball_mass,
+        nearest_candidate=setting.nearest_candidate,
     )
     metric = smoother.metric
     mass = smoother.ball_mass
-    split = mass < 0.5  # a second order statistic, R_inner
     eps = np.asarray(setting.eps_over_sigma) * problem.sigma
-    masses, inner_masses = smoother.quantile_levels(eps)
-    ranks, inner_ranks = smoother.quantile_ranks(eps)
+    levels = smoother.quantile_levels(eps)
+    ranks = smoother.quantile_ranks(eps)
     c_min = _min_accepting_count(smoother)
     r_star = problem.optimal_radius(mass + smoother.delta1)
     knows_worst = problem.worst_mass(problem.f_at_x(), 1.0, 0.0) is not None
@@ -212,8 +221,16 @@ def run_setting(
         return f"eps_in={e / problem.sigma:g}sigma"
 
     level = smoother.alpha_quantile
-    certify = [EventCount(f"certify {level_tag(e)}", level=level) for e in eps]
-    inner = [EventCount(f"certify_inner {level_tag(e)}", level=level) for e in eps]
+    # the certificate's order statistics: (event name, Certificate field, levels, ranks)
+    statistics = [("certify", "quantile_radius", levels.outer, ranks.outer)]
+    if levels.inner is not levels.outer:
+        statistics.append(("certify_inner", "inner_radius", levels.inner, ranks.inner))
+    if levels.near is not None and ranks.near is not None:
+        statistics.append(("certify_near", "near_radius", levels.near, ranks.near))
+    quantile_events = [
+        [EventCount(f"{name} {level_tag(e)}", level=level) for e in eps] for name, *_ in statistics
+    ]
+    exact_quantile = [[0.0] * len(eps) for _ in statistics]
     worst = [EventCount(f"worst_mass {level_tag(e)}", level=level) for e in eps]
     e2e_index = len(eps) - 1  # one extra prediction per trial, at the largest eps_in
     e2e = EventCount(
@@ -221,9 +238,19 @@ def run_setting(
         level=setting.alpha_center + setting.alpha_certify,
     )
     predict = EventCount("predict", level=smoother.alpha_check)
-    radius = EventCount("radius", level=smoother.alpha_center - smoother.alpha_check)
-    exact_certify = [0.0] * len(eps)
-    exact_inner = [0.0] * len(eps)
+    # rho(x') <= gamma (R_near + R_inner): Delta1 and the nearest candidate at x', the two
+    # statistics at x
+    nearest = (
+        EventCount(
+            f"nearest {level_tag(eps[e2e_index])}",
+            level=smoother.alpha_center - smoother.alpha_check + 2 * smoother.alpha_quantile,
+        )
+        if smoother.nearest_candidate and knows_adversary
+        else None
+    )
+    radius = EventCount(
+        "radius", level=smoother.alpha_center - smoother.alpha_check - smoother.alpha_nearest
+    )
     abstained = 0
     start = time.monotonic()
     for i in range(trials):
@@ -238,25 +265,18 @@ def run_setting(
             if r_star is not None:
                 radius.count += int(pred.radius > 2.0 * metric.gamma * r_star + 1e-12)
             q_hat = np.asarray(cert.quantile_radius, dtype=np.float64)
-            q_inner = np.asarray(cert.inner_radius, dtype=np.float64)
             eps_out = np.asarray(cert.eps_out, dtype=np.float64)
             for j, e in enumerate(eps):
-                if ranks[j] > setting.n_certify:
-                    continue
-                certify[j].count += int(problem.mass(z, float(q_hat[j])) < float(masses[j]))
-                certify[j].trials += 1
-                exact_certify[j] += float(
-                    stats.binom.sf(
-                        ranks[j] - 1, setting.n_certify, problem.quantile_left_mass(z, masses[j])
-                    )
-                )
-                if split:
-                    p_in = float(inner_masses[j])
-                    inner[j].count += int(problem.mass(z, float(q_inner[j])) < p_in)
-                    inner[j].trials += 1
-                    left = problem.quantile_left_mass(z, p_in)
-                    k_in = inner_ranks[j]
-                    exact_inner[j] += float(stats.binom.sf(k_in - 1, setting.n_certify, left))
+                if not math.isfinite(float(eps_out[j])):
+                    continue  # beyond what these samples certify
+                for (_, field_name, ps, ks), evs, exact in zip(
+                    statistics, quantile_events, exact_quantile, strict=True
+                ):
+                    r_hat = float(np.asarray(getattr(cert, field_name), dtype=np.float64)[j])
+                    evs[j].count += int(problem.mass(z, r_hat) < float(ps[j]))
+                    evs[j].trials += 1
+                    left = problem.quantile_left_mass(z, float(ps[j]))
+                    exact[j] += float(stats.binom.sf(ks[j] - 1, setting.n_certify, left))
                 if knows_worst:
                     wm = problem.worst_mass(z, float(q_hat[j]), float(e))
                     worst[j].count += int(wm is not None and wm < 1.0 - mass + setting.delta)
@@ -266,6 +286,12 @@ def run_setting(
                     assert x_adv is not None
                     adv = smoother.predict(x_adv, seed=trial_seed + 7_919_000_003)
                     e2e.trials += 1
+                    if not adv.abstained and nearest is not None:
+                        near_inner = float(
+                            np.asarray(cert.near_radius)[j] + np.asarray(cert.inner_radius)[j]
+                        )
+                        nearest.trials += 1
+                        nearest.count += int(adv.radius > metric.gamma * near_inner + 1e-12)
                     if not adv.abstained:
                         d = float(
                             metric(
@@ -288,20 +314,19 @@ def run_setting(
     predict.trials = radius.trials = accepted
     predict.exact = rb / rb_trials
     predict.exact_note = f"Rao-Blackwellised over {rb_trials} independent Z1"
-    for evs, exact in ((certify, exact_certify), (inner, exact_inner)):
+    for evs, exact in zip(quantile_events, exact_quantile, strict=True):
         for j, ev in enumerate(evs):
             ev.exact = exact[j] / max(ev.trials, 1)
             ev.exact_note = "P(Bin(n_certify, F(q_p-)) >= k), mean over centers"
     events = [predict]
     if r_star is not None:
         events.append(radius)
-    events += certify
-    if split:
-        events += inner
+    for evs in quantile_events:
+        events += evs
     if knows_worst:
         events += worst
     if knows_adversary:
-        events.append(e2e)
+        events += [e2e] if nearest is None else [nearest, e2e]
     return SettingResult(setting, problem.description, trials, abstained, seconds, events)
 
 

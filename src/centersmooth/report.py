@@ -189,6 +189,7 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
                 "delta",
                 "central_candidates",
                 "ball_mass",
+                "nearest_candidate",
             )
             if k in sm
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +32,24 @@ from .sampling import (
 
 EpsIn = float | Sequence[float] | np.ndarray
 
+
+class QuantileLevels(NamedTuple):
+    """Quantile levels per ``eps_in`` of the certificate's order statistics (``near`` is
+    ``None`` in the paper's bound)."""
+
+    outer: np.ndarray
+    inner: np.ndarray
+    near: np.ndarray | None
+
+
+class QuantileRanks(NamedTuple):
+    """1-indexed ranks per ``eps_in`` of the same order statistics."""
+
+    outer: list[int]
+    inner: list[int]
+    near: list[int] | None
+
+
 # The paper's constants (ALGORITHM.md section 6), for CenterSmoothing.paper and --preset paper.
 PAPER_SETTINGS: dict[str, Any] = {
     "n_center": 10_000,
@@ -42,6 +60,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "delta": 0.05,
     "bound": "hoeffding",
     "central_candidates": False,
+    "nearest_candidate": False,
 }
 
 
@@ -68,11 +87,14 @@ class Prediction:
 class Certificate:
     """A robustness certificate for one input.
 
-    With probability at least ``1 - alpha_center - alpha_certify`` (for each ``eps_in`` on its own),
-    every ``x'`` with ``||x' - x||_2 <= eps_in`` at which the smoothed function does not abstain has
-    ``d(center(x), center(x')) <= eps_out``. ``eps_out`` is ``inf`` where the procedure abstained or
-    where ``eps_in`` exceeds ``max_eps_in``. Scalar fields when ``eps_in`` was a number, arrays
-    aligned with it when it was a sequence.
+    For each ``eps_in`` and each ``x'`` with ``||x' - x||_2 <= eps_in`` on its own: with
+    probability at least ``1 - alpha_center - alpha_certify`` (over this certification and the
+    smoothed function's run at ``x'``), either that run abstains or
+    ``d(center(x), center(x')) <= eps_out``. The default nearest-candidate bound needs the run at
+    ``x'`` to draw noise independent of this one (not the same seed); the paper's does not.
+    ``eps_out`` is ``inf`` where the procedure abstained or where ``eps_in`` exceeds
+    ``max_eps_in``. Scalar fields when ``eps_in`` was a number, arrays aligned with it when it was
+    a sequence.
     """
 
     eps_in: float | np.ndarray
@@ -80,9 +102,13 @@ class Certificate:
     abstained: bool
     center: Any
     radius: float  # radius of the center's ball (from predict): median distance at ball_mass 1/2
-    quantile_radius: float | np.ndarray  # R-hat: upper bound on the p(eps_in)-quantile distance
-    # R-hat of the optimal-ball term (ball_mass < 1/2 only, else equal to quantile_radius)
+    # R_outer (the paper's R-hat): upper bound on the p(eps_in)-quantile distance
+    quantile_radius: float | np.ndarray
+    # R_inner: the ball of mass ball_mass + delta1 at x' (equal to quantile_radius in the
+    # paper's bound at ball_mass 1/2)
     inner_radius: float | np.ndarray
+    # R_near: the ball in which a sample candidate lands at x' (inf without nearest_candidate)
+    near_radius: float | np.ndarray
     smoothing_error: float | None  # d(center, f(x)); None when abstained
     max_eps_in: float  # largest eps_in these sample counts can certify
     prediction: Prediction
@@ -97,10 +123,14 @@ class CenterSmoothing:
     that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows a progress bar
     over the forward passes; ``autocast`` ("bf16" / "fp16") and ``compile`` speed up a torch model
     (the certificate then holds for the low-precision / compiled model actually evaluated).
-    ``ball_mass`` (1/2, the paper's) is the share of the output mass the smoothed output's ball
-    holds; a smaller one (down to just above ``delta``) certifies with two order statistics,
-    ``eps_out = gamma (R_outer + 2 gamma R_inner)``, which is tighter when the outputs spread
-    (docs/algorithm.md).
+    ``nearest_candidate`` (on by default, off in the paper preset) certifies through the sample
+    candidate nearest to the center: ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``
+    instead of the paper's ``gamma (1 + 2 gamma) R-hat``, with the same confidence as long as
+    the smoothed function at ``x'`` draws noise independent of this certification's (a fresh
+    ``seed=None`` generator, or another seed); a deployment that reuses one seed for every input
+    must use ``nearest_candidate=False`` (docs/algorithm.md). ``ball_mass`` (1/2, the paper's)
+    is the share of the output mass the smoothed output's ball holds; a smaller one (down to just
+    above ``delta``) moves ``R_outer`` and ``R_inner`` to other levels.
     ``candidates`` may also map distance names to counts (``{"tv2": 30}``): candidate mode for
     the distances without a fast pairwise form, all pairs for the others, in one
     ``certify_metrics`` call that shares the forward passes.
@@ -127,6 +157,7 @@ class CenterSmoothing:
         autocast: str | None = None,
         compile: bool | str = False,
         ball_mass: float = 0.5,
+        nearest_candidate: bool = True,
     ) -> None:
         _check_positive_real("sigma", sigma)
         for name, value in (
@@ -168,14 +199,21 @@ class CenterSmoothing:
         self.progress = progress
         self.device = resolve_device(device, base_function)
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
+        self.nearest_candidate = bool(nearest_candidate)
 
-        self.alpha_delta1, self.alpha_check = bounds.split_center_alpha(
-            self.n_center, self.alpha_center, self._fewest_candidates(), self.bound, self.ball_mass
+        self.alpha_delta1, self.alpha_nearest, self.alpha_check = bounds.split_center_alpha(
+            self.n_center,
+            self.alpha_center,
+            self._fewest_candidates(),
+            self.bound,
+            self.ball_mass,
+            self.nearest_candidate,
         )
         self.delta1 = bounds.delta1(self.n_center, self.alpha_delta1, self.bound, self.ball_mass)
-        # two order statistics (ball_mass < 1/2) share alpha_certify
-        split = 1 if self.ball_mass == 0.5 else 2
-        self.alpha_quantile = self.alpha_certify / split
+        # the order statistics share alpha_certify: R_outer, R_inner and R_near with the
+        # nearest-candidate bound; else one (ball_mass 1/2, the paper's) or two
+        statistics = 3 if self.nearest_candidate else 1 if self.ball_mass == 0.5 else 2
+        self.alpha_quantile = self.alpha_certify / statistics
         self._check_sample_counts()
         self.max_eps_in = self.max_eps_in_for(self.n_certify)
 
@@ -290,12 +328,18 @@ class CenterSmoothing:
         """Certificate at ``x`` for one radius ``eps_in`` or several: Algorithm 2.
 
         Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
-        distances to the center give ``R-hat``, an upper confidence bound (level
-        ``alpha_certify``) on the ``p(eps_in)``-quantile, and
-        ``eps_out = gamma (1 + 2 gamma) R-hat``. With ``ball_mass < 1/2``, two such bounds at
-        ``alpha_certify / 2`` each: ``R_outer`` at ``Phi(Phi^-1(1 - ball_mass + delta) + h)`` and
-        ``R_inner`` at ``Phi(Phi^-1(ball_mass + delta1) + h)``, ``h = eps_in / sigma``, and
-        ``eps_out = gamma (R_outer + 2 gamma R_inner)`` (docs/algorithm.md).
+        distances to the center give upper confidence bounds on quantiles, ``h = eps_in / sigma``
+        (docs/algorithm.md):
+
+        * nearest-candidate bound (default): ``R_outer`` at
+          ``Phi(Phi^-1(1 - ball_mass + delta) + h)``, ``R_inner`` at
+          ``Phi(Phi^-1(ball_mass + delta1) + h)`` and ``R_near`` at
+          ``Phi(Phi^-1(nearest_mass) + h)``, each at ``alpha_certify / 3``, and
+          ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``;
+        * the paper's: ``R-hat`` at ``Phi(Phi^-1(1/2 + delta) + h)`` (level ``alpha_certify``) and
+          ``eps_out = gamma (1 + 2 gamma) R-hat``; with ``ball_mass < 1/2`` ``R_outer`` and
+          ``R_inner`` at ``alpha_certify / 2`` each and ``gamma (R_outer + 2 gamma R_inner)``.
+
         Several ``eps_in`` share one sample set; each certificate holds at its own confidence.
         """
         return self.certify_metrics(x, eps_in, [self.metric], seed)[self.metric.name]
@@ -347,7 +391,7 @@ class CenterSmoothing:
         radii = self._certify_distances(inputs, resolved, preds)
         # one clean pass per input: f(x) must not depend on which inputs share a batch
         clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
-        outer_ranks, inner_ranks = self.quantile_ranks(eps)
+        ranks = {metric.name: self.quantile_ranks(eps, metric) for metric in resolved}
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
             return float(values[0]) if scalar else values
@@ -357,15 +401,21 @@ class CenterSmoothing:
             certs = {}
             for j, (metric, pred) in enumerate(zip(resolved, row, strict=True)):
                 eps_out = np.full(eps.shape, math.inf)
-                quantile_radius = np.full(eps.shape, math.inf)
-                inner_radius = np.full(eps.shape, math.inf)
+                # R_outer, R_inner, R_near per eps_in
+                found = {name: np.full(eps.shape, math.inf) for name in QuantileRanks._fields}
                 smoothing_error = None
                 if not pred.abstained:
-                    for e, (k, k_inner) in enumerate(zip(outer_ranks, inner_ranks, strict=True)):
-                        if k <= self.n_certify and k_inner <= self.n_certify:
-                            quantile_radius[e] = float(radii[i][j][k - 1])
-                            inner_radius[e] = float(radii[i][j][k_inner - 1])
-                            eps_out[e] = _eps_out(metric, quantile_radius[e], inner_radius[e])
+                    for e in range(eps.shape[0]):
+                        picked = {
+                            name: int(at[e])
+                            for name, at in ranks[metric.name]._asdict().items()
+                            if at is not None
+                        }
+                        if max(picked.values()) <= self.n_certify:
+                            for name, k in picked.items():
+                                found[name][e] = float(radii[i][j][k - 1])
+                            at_e = {name: radius[e] for name, radius in found.items()}
+                            eps_out[e] = _eps_out(metric, **at_e)
                     smoothing_error = float(distances_to(metric, pred.center, clean[i])[0])
                 certs[metric.name] = Certificate(
                     eps_in=shaped(eps),
@@ -373,8 +423,9 @@ class CenterSmoothing:
                     abstained=pred.abstained,
                     center=pred.center,
                     radius=pred.radius,
-                    quantile_radius=shaped(quantile_radius),
-                    inner_radius=shaped(inner_radius),
+                    quantile_radius=shaped(found["outer"]),
+                    inner_radius=shaped(found["inner"]),
+                    near_radius=shaped(found["near"]),
                     smoothing_error=smoothing_error,
                     max_eps_in=self.max_eps_in,
                     prediction=pred,
@@ -382,17 +433,32 @@ class CenterSmoothing:
             results.append(certs)
         return results
 
-    def quantile_levels(self, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Quantile levels of ``R_outer`` and ``R_inner`` per ``eps_in`` (one level twice at the
-        paper's ``ball_mass = 1/2``, where one order statistic serves both terms)."""
-        outer = bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass)
-        if self.ball_mass == 0.5:
-            return outer, outer
-        return outer, bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma)
+    def quantile_levels(self, eps: np.ndarray, metric: Metric | None = None) -> QuantileLevels:
+        """Quantile levels of ``R_outer``, ``R_inner`` and ``R_near`` per ``eps_in`` for
+        ``metric`` (the smoother's by default; its candidate count sets ``R_near``'s level).
 
-    def quantile_ranks(self, eps: np.ndarray) -> tuple[list[int], list[int]]:
-        """1-indexed ranks of ``R_outer`` and ``R_inner`` among the ``n_certify`` distances
-        (``n_certify + 1``: that level cannot be bounded with these samples)."""
+        In the paper's bound (``nearest_candidate=False``) there is no ``R_near``, and at
+        ``ball_mass = 1/2`` one order statistic serves ``R_outer`` and ``R_inner``.
+        """
+        outer = bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass)
+        if not self.nearest_candidate and self.ball_mass == 0.5:
+            return QuantileLevels(outer, outer, None)
+        inner = bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma)
+        if not self.nearest_candidate:
+            return QuantileLevels(outer, inner, None)
+        near = bounds.shifted_mass(self.nearest_mass(metric or self.metric), eps, self.sigma)
+        return QuantileLevels(outer, inner, near)
+
+    def nearest_mass(self, metric: Metric) -> float:
+        """Mass at ``x'`` of a ball around the center that one of ``metric``'s sample candidates
+        (all ``n_center`` samples, or the first ``candidates``) enters except with probability
+        ``alpha_nearest``."""
+        k = self.candidates_for(metric) or self.n_center
+        return bounds.nearest_mass(self.alpha_nearest, k)
+
+    def quantile_ranks(self, eps: np.ndarray, metric: Metric | None = None) -> QuantileRanks:
+        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``n_certify``
+        distances (``n_certify + 1``: that level cannot be bounded with these samples)."""
 
         def ranks(levels: np.ndarray) -> list[int]:
             return [
@@ -400,9 +466,10 @@ class CenterSmoothing:
                 for p in levels
             ]
 
-        outer, inner = self.quantile_levels(eps)
-        outer_ranks = ranks(outer)
-        return outer_ranks, outer_ranks if inner is outer else ranks(inner)
+        levels = self.quantile_levels(eps, metric)
+        outer = ranks(levels.outer)
+        inner = outer if levels.inner is levels.outer else ranks(levels.inner)
+        return QuantileRanks(outer, inner, None if levels.near is None else ranks(levels.near))
 
     def _certify_distances(
         self, inputs: _Inputs, metrics: list[Metric], preds: list[list[Prediction]]
@@ -523,6 +590,7 @@ class CenterSmoothing:
             f"CenterSmoothing(metric={self.metric.name!r}, sigma={self.sigma}, "
             f"n=({self.n_center}, {self.n_check}, {self.n_certify}), bound={self.bound!r}, "
             + ("" if self.ball_mass == 0.5 else f"ball_mass={self.ball_mass}, ")
+            + ("" if self.nearest_candidate else "nearest_candidate=False, ")
             + f"device={str(self.device)!r})"
         )
 
@@ -589,15 +657,22 @@ def _slice(outputs: Outputs, start: int, stop: int) -> Outputs:
     return outputs[start:stop]
 
 
-def _eps_out(metric: Metric, outer_radius: float, inner_radius: float) -> float:
-    """``gamma (R_outer + beta R_inner)`` with ``beta = 2 gamma``: ``gamma (1 + beta) R-hat``
-    when both are one order statistic (3 R-hat for metrics, 10 R-hat for ``gamma = 2``), capped
-    at the largest value the distance can take, which no two outputs can exceed anyway (a
-    Jaccard certificate never says more than 1)."""
-    if outer_radius == inner_radius:  # one order statistic: the paper's expression
-        bound = metric.gamma * (1.0 + 2.0 * metric.gamma) * outer_radius
+def _eps_out(metric: Metric, outer: float, inner: float, near: float) -> float:
+    """The certified bound, capped at the largest value the distance can take, which no two
+    outputs can exceed anyway (a Jaccard certificate never says more than 1).
+
+    * nearest-candidate bound (``near`` finite): ``gamma (R_outer + gamma (R_near + R_inner))``;
+    * the paper's (``near = inf``): ``gamma (R_outer + beta R_inner)`` with ``beta = 2 gamma``,
+      written ``gamma (1 + beta) R-hat`` when both are one order statistic (3 R-hat for metrics,
+      10 R-hat for ``gamma = 2``).
+    """
+    g = metric.gamma
+    if math.isfinite(near):
+        bound = g * (outer + g * (near + inner))
+    elif outer == inner:  # one order statistic: the paper's expression
+        bound = g * (1.0 + 2.0 * g) * outer
     else:
-        bound = metric.gamma * (outer_radius + 2.0 * metric.gamma * inner_radius)
+        bound = g * (outer + 2.0 * g * inner)
     return bound if metric.upper is None else min(bound, metric.upper)
 
 
