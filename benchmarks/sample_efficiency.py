@@ -4,12 +4,13 @@ Usage: python benchmarks/sample_efficiency.py --checkpoint PATH [--n-inputs 5] [
        [--paper-n-certify 1000000] [--device cpu]
    or: python benchmarks/sample_efficiency.py --results NAME=FILE ... (the last is the paper's)
        to compare `centersmooth certify` results files (l2 rows, the inputs all files share)
-   or: python benchmarks/sample_efficiency.py --grid results/grid (every cell with a paper file,
-       and its --ball-mass run where there is one)
+   or: python benchmarks/sample_efficiency.py --grid results/grid (every cell with a paper file and
+       a run of our defaults, with the older runs beside them: see GRID_VARIANTS)
 
-Ours: 10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates; also with 10^4
-certification samples, and with ``ball_mass=0.25``. Paper: 10^4 / 10^4 / 10^6, Hoeffding, centers
-among the samples only.
+Ours: 10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates, the nearest-candidate
+bound; also with 10^4 certification samples, with the 2-approximation bound (the paper's
+``eps_out``) and with ``ball_mass=0.25``. Paper: 10^4 / 10^4 / 10^6, Hoeffding, centers among the
+samples only, the 2-approximation bound.
 eps_in = h * sigma for h in {1, 1.5, 2}. The checkpoint is a trained autoencoder of
 `centersmooth train` (inputs: the test inputs `centersmooth certify` picks). Prints a markdown
 table of median eps_out per configuration and the ratio ours / paper.
@@ -79,37 +80,42 @@ def from_results(specs: list[str], metric: str = "l2") -> None:
     print_table(f"{metric}, sigma={sigma}, {n_shared} shared inputs", medians)
 
 
+# a cell's files beside ``sigma<S>-paper.jsonl``: ours with the nearest-candidate bound (the
+# default since it came), then, where present, runs made before it with the 2-approximation
+# bound's ``eps_out`` (the 4-distance grid file, and ``--ball-mass 0.25``)
+GRID_VARIANTS = {
+    "ours": "-nearest",
+    "ours, 2-approximation bound": "",
+    "ball_mass 0.25, 2-approximation bound": "-mass0.25",
+}
+
+
 def from_grid(root: Path) -> None:
-    """One row per cell of a results grid (``<dataset>-<task>/sigma<S>.jsonl`` beside
-    ``sigma<S>-paper.jsonl``): ours against the paper preset on the inputs both finished; cells
-    with a ``sigma<S>-mass<M>.jsonl`` (``--ball-mass M``) also get that ratio, on the inputs all
-    three finished."""
+    """One row per cell of a results grid: each variant of ``GRID_VARIANTS`` that the cell has,
+    against the paper preset, on the inputs all of the cell's files finished."""
     print(
         "| cell | sigma | shared inputs | ours, h = 1 / 1.5 / 2 | paper, h = 1 / 1.5 / 2 "
-        "| ratio to paper | ball_mass M: shared inputs, ours / M / paper at h = 1 / 1.5 / 2 "
-        "| ratio to paper, ours / ball_mass M |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+        "| ratio to paper: " + " / ".join(f"{'**ours**' if k == 'ours' else k}" for k in
+                                          GRID_VARIANTS) + " |"
+    )  # fmt: skip
+    print("|---|---|---|---|---|---|")
     for paper in sorted(root.glob("*/sigma*-paper.jsonl")):
-        ours = paper.with_name(paper.name.replace("-paper", ""))
-        sigma, n_shared, med = shared_medians({"ours": ours, "paper": paper})
+        files: dict[str, str | Path] = {}
+        for name, suffix in GRID_VARIANTS.items():
+            path = paper.with_name(paper.name.replace("-paper", suffix))
+            if path.is_file():
+                files[name] = path
+        if "ours" not in files:
+            continue
+        sigma, n_shared, med = shared_medians({**files, "paper": paper})
         if not n_shared:
             continue
         cells = [" / ".join(f"{v:.3f}" for v in med[k]) for k in ("ours", "paper")]
-        variant = ["-", "-"]
-        for mass_file in sorted(paper.parent.glob(paper.name.replace("-paper", "-mass*"))):
-            mass = mass_file.stem.rpartition("-mass")[2]
-            files = {"ours": ours, "mass": mass_file, "paper": paper}
-            _, n_three, med3 = shared_medians(files)
-            if n_three:
-                ratios = [_ratio(med3[k], med3["paper"]) for k in ("ours", "mass")]
-                variant = [
-                    f"{mass}: {n_three}, " + " / ".join(f"{v:.3f}" for v in med3["mass"]),
-                    f"{ratios[0]:.3f} / **{ratios[1]:.3f}**",
-                ]
+        ratios = [f"{_ratio(med[k], med['paper']):.3f}" if k in med else "-" for k in GRID_VARIANTS]
+        ratios[0] = f"**{ratios[0]}**"
         print(
             f"| {paper.parent.name} | {sigma} | {n_shared} | {cells[0]} | {cells[1]} "
-            f"| {_ratio(med['ours'], med['paper']):.3f} | {variant[0]} | {variant[1]} |"
+            f"| {' / '.join(ratios)} |"
         )
 
 
@@ -150,6 +156,7 @@ def main() -> None:
     configs = {
         "ours 10^4/10^4/10^5": dict(n_certify=100_000),
         "ours 10^4/10^4/10^4": dict(n_certify=10_000),
+        "ours, 2-approximation bound": dict(n_certify=100_000, nearest_candidate=False),
         "ours, ball_mass 0.25": dict(n_certify=100_000, ball_mass=0.25),
         f"paper 10^4/10^4/{args.paper_n_certify:.0e}": dict(
             PAPER_SETTINGS, n_certify=args.paper_n_certify

@@ -53,6 +53,8 @@ def main() -> None:
         smoothing = data.header["config"]["smoothing"]
         if smoothing.get("ball_mass", 0.5) != 0.5:  # a run with --ball-mass: its own rows, lines
             counts += f", ball_mass {smoothing['ball_mass']:g}"
+        if smoothing.get("nearest_candidate", False):  # absent: written before that bound
+            counts += ", nearest"
         for s in summarize(data.rows):
             s.update(
                 task=first["task"],
@@ -86,7 +88,9 @@ def main() -> None:
             "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention counts as infinite "
             "eps_out); `abstain`: fraction of inputs; `seconds`: median wall time per input, all "
             "metrics of the file together (they share the forward passes); `counts`: n_center / "
-            "n_check / n_certify and bound (and `--ball-mass` where set). base_error = "
+            "n_check / n_certify and bound (and `--ball-mass` where set; `nearest`: the "
+            "nearest-candidate bound, our default since 26 Nov, where the rows without it use "
+            "the paper's 3 R-hat). base_error = "
             "d(f(x), clean image), smoothed_error = d(smoothed output, clean image), "
             "smoothing_error = d(smoothed output, f(x)). "
             "`center`: the center search (all samples, or the first k, plus the central points "
@@ -122,10 +126,19 @@ def center_search(smoothing: dict, metric: str) -> str:
     return mode + (" + central" if smoothing.get("central_candidates", True) else "")
 
 
+STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))  # one per sample-count / bound variant
+
+
 def plot(task: str, summaries: list[dict]) -> None:
+    """eps_out against eps_in per distance: a colour per (data set, sigma), a line style per
+    variant (counts, bound, ball_mass), each explained once in the legend."""
     metrics = sorted({s["metric"] for s in summaries})
-    common = max({s["counts"] for s in summaries}, key=[s["counts"] for s in summaries].count)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
+    every = [s["counts"] for s in summaries]
+    variants = sorted(set(every), key=lambda c: (-every.count(c), c))  # the commonest first
+    cells = sorted({(s["dataset"], s["sigma"]) for s in summaries})
+    colours = {cell: f"C{i % 10}" for i, cell in enumerate(cells)}
+    styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(variants)}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         lines: dict[tuple[str, str, float], list[tuple[float, float]]] = defaultdict(list)
         for s in summaries:
@@ -134,16 +147,26 @@ def plot(task: str, summaries: list[dict]) -> None:
                 lines[key].append((s["eps_in"], s["eps_out"]))
         for (dataset, counts, sigma), pts in sorted(lines.items()):
             pts.sort()
-            label = f"{dataset}, sigma {sigma:g}" + ("" if counts == common else f" [{counts}]")
-            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3,
+                    color=colours[(dataset, sigma)], linestyle=styles[counts])  # fmt: skip
         ax.set_xlabel("eps_in")
         ax.set_ylabel(f"median certified eps_out ({metric})")
-        ax.set_title(f"{task}: {metric} (samples, bound: {common} unless shown)", fontsize=8)
+        ax.set_title(f"{task}: {metric}", fontsize=9)
         ax.grid(alpha=0.3)
-        if lines:
-            ax.legend(fontsize=6)
-        else:
+        if not lines:
             ax.text(0.5, 0.5, "no certified radius", ha="center", transform=ax.transAxes)
+            continue
+        used = {(d, sg) for d, _, sg in lines}
+        handles = [
+            plt.Line2D(
+                [], [], color=colours[c], marker="o", markersize=3, label=f"{c[0]}, sigma {c[1]:g}"
+            )
+            for c in cells
+            if c in used
+        ]
+        handles += [plt.Line2D([], [], color="0.3", linestyle=styles[v], label=v)
+                    for v in variants if any(k[1] == v for k in lines)]  # fmt: skip
+        ax.legend(handles=handles, fontsize=5)
     fig.tight_layout()
     fig.savefig(ROOT / f"{task}_eps_out.png", dpi=110)
     plt.close(fig)
