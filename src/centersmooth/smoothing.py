@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from . import bounds
 from .center import Center, batch_len, distances_to, find_center
 from .metrics import Metric, available_metrics, get_metric
-from .metrics.base import Outputs
+from .metrics.base import Outputs, is_real
 from .sampling import (
     DEFAULT_BATCH_SIZE,
     BaseFunction,
@@ -168,15 +168,15 @@ class CenterSmoothing:
         ):
             _check_positive_int(name, value)
         for level_name, level in (("alpha_center", alpha_center), ("alpha_certify", alpha_certify)):
-            if not (_is_real(level) and 0.0 < level < 1.0):
+            if not (is_real(level) and 0.0 < level < 1.0):
                 raise ValueError(f"{level_name} must lie in (0, 1), got {level!r}")
         if alpha_center + alpha_certify >= 1.0:
             raise ValueError(
                 f"alpha_center + alpha_certify must be below 1, got {alpha_center + alpha_certify}"
             )
-        if not (_is_real(delta) and 0.0 < delta < 0.5):
+        if not (is_real(delta) and 0.0 < delta < 0.5):
             raise ValueError(f"delta must lie in (0, 0.5), got {delta!r}")
-        if not (_is_real(ball_mass) and delta < ball_mass <= 0.5):
+        if not (is_real(ball_mass) and delta < ball_mass <= 0.5):
             raise ValueError(
                 f"ball_mass must lie in (delta, 1/2] = ({delta}, 0.5], got {ball_mass!r}: the "
                 "checked ball must keep a positive mass ball_mass - delta"
@@ -687,12 +687,8 @@ def _check_eps_in(eps_in: EpsIn) -> np.ndarray:
     return eps
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
-
-
 def _check_positive_real(name: str, value: Any) -> None:
-    if not (_is_real(value) and math.isfinite(value) and value > 0):
+    if not (is_real(value) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 Outputs = Any  # a tensor batch (first dimension = batch) or a list of Python objects
@@ -123,15 +124,16 @@ def check_constants(metric: Metric) -> Metric:
     ``gamma (1 + 2 gamma) R`` capped at ``upper``, so a gamma below 1 or a cap below the
     distance's true range would state too small a radius."""
     gamma, upper = metric.gamma, metric.upper
-    if not (_real(gamma) and math.isfinite(gamma) and gamma >= 1.0):
+    if not (is_real(gamma) and math.isfinite(gamma) and gamma >= 1.0):
         raise ValueError(f"{metric.name}: gamma must be a finite number >= 1, got {gamma!r}")
-    if upper is not None and not (_real(upper) and upper > 0):
+    if upper is not None and not (is_real(upper) and upper > 0):
         raise ValueError(f"{metric.name}: upper must be None or a positive number, got {upper!r}")
     return metric
 
 
-def _real(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def is_real(value: object) -> bool:
+    """A real number given as a Python or NumPy scalar (``True`` is not one)."""
+    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
 
 
 def flat(batch: torch.Tensor) -> torch.Tensor:
