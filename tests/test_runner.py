@@ -124,8 +124,12 @@ def test_schema_header_and_rows(tmp_path: Path, data: tuple, ref_file: Path) -> 
             assert r["smoothed_error"] is None and r["radius"] is None
         elif r["eps_in"] > r["max_eps_in"]:
             assert r["eps_out"] is None and r["quantile_radius"] is None
+            assert r["inner_radius"] is None and r["near_radius"] is None
         else:
             assert r["eps_out"] > 0 and r["smoothing_error"] >= 0 and r["smoothed_error"] >= 0
+            # the row holds the three statistics of the default bound (gamma = 1 for both)
+            radii = r["quantile_radius"] + r["near_radius"] + r["inner_radius"]
+            assert r["eps_out"] == pytest.approx(radii, rel=1e-12)
     assert any(r["eps_out"] is not None for r in rows)
     assert all(r["eps_out"] is None for r in rows if r["eps_in"] == 5.0)
 

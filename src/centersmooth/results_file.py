@@ -39,6 +39,8 @@ ROW_FIELDS = (
     "smoothed_error",
     "radius",
     "quantile_radius",
+    "inner_radius",
+    "near_radius",
     "max_eps_in",
     "n_center",
     "n_check",

@@ -117,7 +117,10 @@ class Worker:
             if example is not None and not cert.abstained and isinstance(cert.center, torch.Tensor):
                 example[f"center_{metric.name}"] = _numpy(cert.center)
             eps_out = np.atleast_1d(np.asarray(cert.eps_out, dtype=float))
-            quantile = np.atleast_1d(np.asarray(cert.quantile_radius, dtype=float))
+            outer, inner, near = (
+                np.atleast_1d(np.asarray(r, dtype=float))
+                for r in (cert.quantile_radius, cert.inner_radius, cert.near_radius)
+            )
             for j, eps in enumerate(self.eps_in):
                 rows.append(
                     {
@@ -131,7 +134,9 @@ class Worker:
                         "base_error": base_error,
                         "smoothed_error": smoothed_error,
                         "radius": json_float(cert.radius),
-                        "quantile_radius": json_float(quantile[j]),
+                        "quantile_radius": json_float(outer[j]),
+                        "inner_radius": json_float(inner[j]),
+                        "near_radius": json_float(near[j]),
                         "max_eps_in": json_float(cert.max_eps_in),
                         "n_center": sm.n_center,
                         "n_check": sm.n_check,
