@@ -80,12 +80,12 @@ def from_results(specs: list[str], metric: str = "l2") -> None:
     print_table(f"{metric}, sigma={sigma}, {n_shared} shared inputs", medians)
 
 
-# a cell's files beside ``sigma<S>-paper.jsonl``: ours with the nearest-candidate bound (the
-# default since it came), then, where present, runs made before it with the 2-approximation
-# bound's ``eps_out`` (the 4-distance grid file, and ``--ball-mass 0.25``)
+# a cell's files beside ``sigma<S>-paper.jsonl``: the 4-distance grid with our defaults (its l2
+# rows), then, where present, runs made before the nearest-candidate bound with the
+# 2-approximation bound's ``eps_out`` (the same grid, and ``--ball-mass 0.25``)
 GRID_VARIANTS = {
-    "ours": "-nearest",
-    "ours, 2-approximation bound": "",
+    "ours": "",
+    "ours, 2-approximation bound": "-3rhat",
     "ball_mass 0.25, 2-approximation bound": "-mass0.25",
 }
 

@@ -16,13 +16,12 @@
 #   stream ball-mass MASS DATASET : both tasks of DATASET at every sigma in l2 with
 #                  --ball-mass MASS (our defaults otherwise) on the same inputs, beside the others
 #                  as sigma<S>-mass<MASS>.jsonl (issue 6's sample efficiency)
-#   stream nearest DATASET : both tasks of DATASET at every sigma in l2 with our defaults since
-#                  the nearest-candidate bound (eps_out = R_outer + R_near + R_inner) on the same
-#                  inputs, as sigma<S>-nearest.jsonl (the files above predate it: 3 R-hat)
 #   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (issue 6's
 #                  "also report 10^4 certification samples")
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
 #                  (run in the earlier session with this command; its file moved here)
+# The 4-distance files sigma<S>.jsonl hold our defaults since 26 Nov 2026 (the nearest-candidate
+# bound); sigma<S>-3rhat.jsonl are the same run made before it, with the paper's 3 R-hat.
 # One torch thread per stream; each file resumes where it stopped.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
@@ -58,16 +57,6 @@ case "${1:-}" in
     done
     ;;
   paper) paper "$2" "$3" "$4" ;;
-  nearest)
-    for sigma in 0.25 0.1 0.5; do
-      for task in autoencoder reconstruction; do
-        mkdir -p "results/grid/$2-$task"
-        $CS certify "$task" --checkpoint "$MODELS/$task-$2-sigma$sigma-seed0.pt" \
-          --sigma "$sigma" --metric l2 --examples 0 "${COMMON[@]}" \
-          --out "results/grid/$2-$task/sigma$sigma-nearest.jsonl"
-      done
-    done
-    ;;
   ball-mass)
     for sigma in 0.25 0.1 0.5; do
       for task in autoencoder reconstruction; do
