@@ -116,10 +116,9 @@ class Worker:
                     smoothed_error = float(distances_to(metric, cert.center, target)[0])
             if example is not None and not cert.abstained and isinstance(cert.center, torch.Tensor):
                 example[f"center_{metric.name}"] = _numpy(cert.center)
-            eps_out = np.atleast_1d(np.asarray(cert.eps_out, dtype=float))
-            outer, inner, near = (
-                np.atleast_1d(np.asarray(r, dtype=float))
-                for r in (cert.quantile_radius, cert.inner_radius, cert.near_radius)
+            values = (cert.eps_out, cert.quantile_radius, cert.inner_radius, cert.near_radius)
+            eps_out, outer, inner, near = (
+                np.atleast_1d(np.asarray(value, dtype=float)) for value in values
             )
             for j, eps in enumerate(self.eps_in):
                 rows.append(
