@@ -8,18 +8,18 @@ import math
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from centersmooth.runner import read_results  # noqa: E402
+from centersmooth.results_file import read_results  # noqa: E402
 from centersmooth.tables import format_table, summarize  # noqa: E402
 
-ROOT = (
-    Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent / "grid"
-)
+ROOT = Path(__file__).resolve().parent / "grid"
 TASKS = ("autoencoder", "reconstruction", "classifier")
 PROTOCOL_INPUTS = 50  # test inputs per cell in the paper and in results/run_gpu.sh
 COLUMNS = (
@@ -31,6 +31,8 @@ COLUMNS = (
     "h",
     "eps_in",
     "n",
+    "certified",
+    "vacuous",
     "abstain",
     "eps_out",
     "smoothing_error",
@@ -41,9 +43,9 @@ COLUMNS = (
 )
 
 
-def main() -> None:
+def main(root: Path = ROOT) -> None:
     by_task: dict[str, list[dict]] = defaultdict(list)
-    paths = [p for task in TASKS for p in ROOT.glob(f"*-{task}/*.jsonl")]
+    paths = [p for task in TASKS for p in root.glob(f"*-{task}/*.jsonl")]
     for path in sorted(paths):
         data = read_results(path)
         if not data.rows or data.header is None:
@@ -63,12 +65,13 @@ def main() -> None:
                 preset=first.get("preset", "default"),
                 h=round(s["eps_in"] / s["sigma"], 3),
                 counts=counts,
-                file=str(path.relative_to(ROOT)),
+                variant=variant_label(first.get("preset", "default"), smoothing),
+                file=str(path.relative_to(root)),
             )
             by_task[first["task"]].append(s)
     at_sigma = [s for task in by_task for s in by_task[task] if s["h"] == 1.0]
     at_sigma.sort(key=lambda s: (s["task"], s["dataset"], s["preset"], s["metric"], s["sigma"]))
-    (ROOT / "at_eps_in_sigma.md").write_text(
+    (root / "at_eps_in_sigma.md").write_text(
         "# Every cell at eps_in = sigma (h = 1); all h in the per-task tables\n\n"
         + format_table(at_sigma, ("task",) + COLUMNS, markdown=True)
         + "\n"
@@ -85,25 +88,30 @@ def main() -> None:
             "",
             *few_inputs_note(n_inputs),
             "What was run, on which machine and with which commands: `results/README.md`.",
-            "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention counts as infinite "
-            "eps_out); `abstain`: fraction of inputs; `seconds`: median wall time per input, all "
-            "metrics of the file together (they share the forward passes); `counts`: n_center / "
-            "n_check / n_certify and bound (and `--ball-mass` where set; `nearest`: the "
-            "nearest-candidate bound, our default since 26 Nov, where the rows without it use "
-            "the paper's 3 R-hat). base_error = "
-            "d(f(x), clean image), smoothed_error = d(smoothed output, clean image), "
-            "smoothing_error = d(smoothed output, f(x)). "
-            "`center`: the center search (all samples, or the first k, plus the central points "
-            "or not).",
+            "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention, and a vacuous "
+            "certificate, count as infinite eps_out); `certified`: fraction of inputs with a "
+            "finite eps_out below the largest distance two outputs can have; `vacuous`: fraction "
+            "with a finite eps_out at or above it (the certificate says nothing; for rows written"
+            " before the `vacuous` field, inferred for the distances with a known largest value, "
+            "angular among them); `abstain`: fraction of inputs; `seconds`: median wall time per "
+            "input, all metrics of the file together (they share the forward passes); `counts`: "
+            "n_center / n_check / n_certify and bound (and `--ball-mass` where set; `nearest`: "
+            "the nearest-candidate bound, our default since 26 Nov, where the rows without it use"
+            " the paper's 3 R-hat). base_error = d(f(x), clean image), smoothed_error = "
+            "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)). "
+            "`center`: the center search (all samples, or the first k, plus the central points or"
+            " not).",
             "",
             format_table(summaries, COLUMNS, markdown=True),
             "",
             "Files: " + ", ".join(f"`{f}`" for f in files),
             "",
         ]
-        (ROOT / f"{task}.md").write_text("\n".join(text))
-        plot(task, summaries)
-        print(f"wrote {ROOT / task}.md and {ROOT / task}_eps_out.png")
+        (root / f"{task}.md").write_text("\n".join(text))
+        fig = draw(task, summaries)
+        fig.savefig(root / f"{task}_eps_out.png", dpi=110)
+        plt.close(fig)
+        print(f"wrote {root / task}.md and {root / task}_eps_out.png")
 
 
 def few_inputs_note(n_inputs: list[int]) -> list[str]:
@@ -126,52 +134,149 @@ def center_search(smoothing: dict, metric: str) -> str:
     return mode + (" + central" if smoothing.get("central_candidates", True) else "")
 
 
-STYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)))  # one per sample-count / bound variant
+# The library's defaults, for the legend: the variant that matches them is "defaults".
+DEFAULTS = {"n_center": 10_000, "n_check": 10_000, "n_certify": 100_000, "bound": "binomial"}
+PAPER = ("black", "--", "X")  # the paper preset: black, dashed, crosses
+VARIANT_STYLES = (  # colour, line style, marker: every other variant differs in all three
+    ("C0", "-", "o"),
+    ("C3", ":", "s"),
+    ("C2", "-.", "^"),
+    ("C1", (0, (5, 1.5, 1, 1.5, 1, 1.5)), "D"),
+    ("C4", (0, (1, 1)), "v"),
+    ("C5", (0, (8, 2)), "P"),
+    ("C6", (0, (3, 1, 3, 3)), "*"),
+    ("C8", (0, (2, 2)), "h"),
+)
 
 
-def plot(task: str, summaries: list[dict]) -> None:
-    """eps_out against eps_in per distance: a colour per (data set, sigma), a line style per
-    variant (counts, bound, ball_mass), each explained once in the legend."""
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _count(n: int) -> str:
+    """10000 -> 10⁴; other numbers as they are."""
+    k = round(math.log10(n)) if n > 0 else 0
+    return f"10{str(k).translate(SUPERSCRIPTS)}" if 10**k == n else f"{n:,}"
+
+
+def variant_label(preset: str, smoothing: dict[str, Any]) -> str:
+    """The legend's name of a file's settings: sample counts, bound, radius bound, ball mass;
+    ``paper preset: ...`` or ``defaults: ...`` where they are those."""
+    counts = "/".join(_count(int(smoothing[k])) for k in ("n_center", "n_check", "n_certify"))
+    nearest = bool(smoothing.get("nearest_candidate", False))
+    text = f"{counts}, {smoothing['bound']}, " + (
+        "nearest-candidate bound" if nearest else "3 R-hat"
+    )
+    mass = smoothing.get("ball_mass", 0.5)
+    if mass != 0.5:
+        text += f", ball_mass {mass:g}"
+    if preset == "paper":
+        return f"paper preset: {text}"
+    if nearest and mass == 0.5 and all(smoothing.get(k) == v for k, v in DEFAULTS.items()):
+        return f"defaults: {text}"
+    return text
+
+
+def variant_styles(variants: list[str]) -> dict[str, tuple[str, Any, str]]:
+    """A (colour, line style, marker) per variant: the paper preset black dashed, every other
+    one its own colour, line style and marker."""
+    styles: dict[str, tuple[str, Any, str]] = {}
+    others = [v for v in variants if not v.startswith("paper preset")]
+    for i, v in enumerate(others):
+        styles[v] = VARIANT_STYLES[i % len(VARIANT_STYLES)]
+    for v in variants:
+        styles.setdefault(v, PAPER)
+    return styles
+
+
+def draw(task: str, summaries: list[dict]) -> Figure:
+    """Median certified eps_out against eps_in: a row of panels per data set, a column per
+    distance; a colour, line style and marker per variant (sample counts, bounds, preset), the
+    paper preset black and dashed, explained once in the legend below; each sigma's lines
+    labelled at their right end."""
     metrics = sorted({s["metric"] for s in summaries})
-    every = [s["counts"] for s in summaries]
-    # the commonest first, the default bound before the paper's where as common
-    variants = sorted(set(every), key=lambda c: (-every.count(c), "nearest" not in c, c))
-    cells = sorted({(s["dataset"], s["sigma"]) for s in summaries})
-    colours = {cell: f"C{i % 10}" for i, cell in enumerate(cells)}
-    styles = {v: STYLES[i % len(STYLES)] for i, v in enumerate(variants)}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        lines: dict[tuple[str, str, float], list[tuple[float, float]]] = defaultdict(list)
-        for s in summaries:
-            if s["metric"] == metric and s["eps_out"] is not None and math.isfinite(s["eps_out"]):
-                key = (s["dataset"], s["counts"], s["sigma"])
-                lines[key].append((s["eps_in"], s["eps_out"]))
-        for (dataset, counts, sigma), pts in sorted(lines.items()):
-            pts.sort()
-            ax.plot(*zip(*pts, strict=True), marker="o", markersize=3,
-                    color=colours[(dataset, sigma)], linestyle=styles[counts])  # fmt: skip
-        ax.set_xlabel("eps_in")
-        ax.set_ylabel(f"median certified eps_out ({metric})")
-        ax.set_title(f"{task}: {metric}", fontsize=9)
-        ax.grid(alpha=0.3)
-        if not lines:
-            ax.text(0.5, 0.5, "no certified radius", ha="center", transform=ax.transAxes)
-            continue
-        used = {(d, sg) for d, _, sg in lines}
-        handles = [
-            plt.Line2D(
-                [], [], color=colours[c], marker="o", markersize=3, label=f"{c[0]}, sigma {c[1]:g}"
-            )
-            for c in cells
-            if c in used
-        ]
-        handles += [plt.Line2D([], [], color="0.3", linestyle=styles[v], label=v)
-                    for v in variants if any(k[1] == v for k in lines)]  # fmt: skip
-        ax.legend(handles=handles, fontsize=5)
-    fig.tight_layout()
-    fig.savefig(ROOT / f"{task}_eps_out.png", dpi=110)
-    plt.close(fig)
+    datasets = sorted({s["dataset"] for s in summaries})
+    every = [s["variant"] for s in summaries]
+    # defaults first, then the commonest; the paper preset last
+    variants = sorted(
+        set(every),
+        key=lambda v: (
+            v.startswith("paper preset"),
+            not v.startswith("defaults"),
+            -every.count(v),
+            v,
+        ),
+    )
+    styles = variant_styles(variants)
+    n_rows, n_cols = len(datasets), len(metrics)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(max(4.4 * n_cols + 0.6, 7.0), 3.3 * n_rows + 1.0), squeeze=False
+    )
+    used: set[str] = set()
+    for row, dataset in enumerate(datasets):
+        for col, metric in enumerate(metrics):
+            ax = axes[row][col]
+            lines: dict[tuple[str, float], list[tuple[float, float]]] = defaultdict(list)
+            for s in summaries:
+                if s["dataset"] != dataset or s["metric"] != metric:
+                    continue
+                if s["eps_out"] is not None and math.isfinite(s["eps_out"]):
+                    lines[(s["variant"], s["sigma"])].append((s["eps_in"], s["eps_out"]))
+            ends: dict[float, tuple[float, float]] = {}
+            for variant in variants:
+                for (v, sigma), pts in sorted(lines.items()):
+                    if v != variant:
+                        continue
+                    pts.sort()
+                    colour, style, marker = styles[variant]
+                    ax.plot(*zip(*pts, strict=True), color=colour, linestyle=style, marker=marker,
+                            markersize=4, linewidth=1.5)  # fmt: skip
+                    used.add(variant)
+                    x, y = pts[-1]
+                    if sigma not in ends or (x, y) > ends[sigma]:
+                        ends[sigma] = (x, y)
+            for sigma, (x, y) in ends.items():
+                ax.annotate(f"σ={sigma:g}", (x, y), xytext=(4, 0), textcoords="offset points",
+                            fontsize=8, va="center", ha="left")  # fmt: skip
+            ax.margins(x=0.18)
+            ax.set_xlabel("eps_in", fontsize=9)
+            ax.set_ylabel(f"median eps_out ({metric})", fontsize=9)
+            ax.set_title(f"{task}, {dataset}: {metric}", fontsize=10)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+            if not lines:
+                ax.text(0.5, 0.5, "no certified radius", ha="center", transform=ax.transAxes)
+    handles = [
+        plt.Line2D(
+            [],
+            [],
+            color=styles[v][0],
+            linestyle=styles[v][1],
+            marker=styles[v][2],
+            markersize=5,
+            linewidth=1.5,
+            label=v,
+        )  # fmt: skip
+        for v in variants
+        if v in used
+    ]
+    legend_rows = math.ceil(len(handles) / min(3, max(len(handles), 1)))
+    bottom = (0.3 + 0.22 * legend_rows) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=min(3, len(handles)),
+            fontsize=9,
+            handlelength=5,
+            frameon=False,
+            title="median certified eps_out (an abstention or a vacuous certificate counts as"
+            + ("\n" if n_cols < 3 else " ")
+            + "infinite and is not drawn)",
+            title_fontsize=8,
+        )
+    return fig
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT)

@@ -3,7 +3,9 @@
 The ball masses each problem claims are checked against brute-force Monte Carlo with a binomial
 tolerance; the atoms of the discrete problems give the right mass below the quantile; a short
 seeded run of the certify step on the linear map gives a violation count inside the central 99.9%
-of ``Bin(trials, exact probability)``.
+of ``Bin(trials, exact probability)``; a prediction at ``x'`` that reuses the certification's
+seed draws the same noise, which on the sine problem defeats statements about balls around our
+center but not the certificate.
 """
 
 import math
@@ -13,8 +15,23 @@ import pytest
 import torch
 from scipy import stats
 
-from centersmooth.coverage import Setting, clopper_pearson, markdown_table, run_setting
-from centersmooth.coverage_problems import ClipProblem, LinearProblem, NetworkProblem, StepProblem
+from centersmooth import CenterSmoothing
+from centersmooth.coverage import (
+    Setting,
+    SettingResult,
+    clopper_pearson,
+    default_settings,
+    markdown_table,
+    run_setting,
+)
+from centersmooth.coverage_problems import (
+    PROBLEMS,
+    ClipProblem,
+    LinearProblem,
+    NetworkProblem,
+    SineProblem,
+    StepProblem,
+)
 from centersmooth.metrics import get_metric
 
 N_MC = 200_000
@@ -124,3 +141,87 @@ def test_the_adversarial_events_follow_the_bound_in_use(one_thread, nearest):
     record = result.to_json()
     del record["setting"]["nearest_candidate"]
     assert not type(result).from_json(record).setting.nearest_candidate
+
+
+def test_the_sine_problem_negates_its_outputs_at_x_prime():
+    """Half a period in every coordinate: the same noise gives the negated outputs, and x' lies
+    exactly at the configured distance (no closer eps_in can reach it)."""
+    problem = SineProblem(dim=50, h=0.1)
+    x_adv = problem.adversarial_input(problem.f_at_x(), 0.1 * problem.sigma)
+    assert x_adv is not None
+    assert float((x_adv - problem.x).norm()) == pytest.approx(0.1 * problem.sigma)
+    assert problem.adversarial_input(problem.f_at_x(), 0.09 * problem.sigma) is None
+    noise = problem.sigma * torch.randn(
+        64, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    at_x = problem.base_function(problem.x + noise)
+    at_x_prime = problem.base_function(x_adv + noise)
+    assert torch.allclose(at_x_prime, -at_x, atol=1e-9)
+    assert not problem.knows_mass
+
+
+def test_a_reused_seed_draws_the_same_noise_at_x_prime(one_thread):
+    """What the seed-reuse events rely on: ``predict`` at ``x'`` with the certification's seed
+    sees the reflected center samples, so its center is our center reflected."""
+    problem = SineProblem(dim=200, h=0.1)
+    smoother = CenterSmoothing(
+        problem.base_function,
+        sigma=problem.sigma,
+        n_center=100,
+        n_check=100,
+        n_certify=100,
+        delta=0.35,
+        alpha_center=0.1,
+    )
+    x_adv = problem.adversarial_input(problem.f_at_x(), 0.1 * problem.sigma)
+    at_x = smoother.predict(problem.x, seed=7)
+    same = smoother.predict(x_adv, seed=7)
+    other = smoother.predict(x_adv, seed=8)
+    assert torch.allclose(same.center, -at_x.center, atol=1e-9)
+    assert same.radius == pytest.approx(at_x.radius, rel=1e-9)
+    assert not torch.allclose(other.center, -at_x.center, atol=1e-3)
+
+
+def test_with_a_reused_seed_the_balls_around_our_center_fail_but_the_certificate_holds(
+    one_thread,
+):
+    """The sine problem: with the prediction at x' reusing the certification's seed, the ball
+    ``B(zhat, R_inner)`` holds fewer than half of the center samples at x' in most trials
+    (nothing bounds that event: no promised level), while the certificate and the bound on
+    ``rho(x')`` hold; with its own seed the same event stays rare."""
+    problem = SineProblem()
+    results = {}
+    for reuse in (True, False):
+        setting = Setting(problem="sine", eps_over_sigma=(0.1,), delta=0.35, reuse_seed=reuse)
+        results[reuse] = run_setting(setting, problem, trials=8, seed=2)
+    for reuse, result in results.items():
+        events = {e.event.split()[0]: e for e in result.events}
+        assert set(events) == {"zhat_inner_ball", "zhat_near_ball", "nearest", "end_to_end"}
+        assert all(e.event.endswith("same-seed") == reuse for e in result.events)
+        assert events["end_to_end"].trials >= 6 and events["end_to_end"].count == 0
+        assert events["nearest"].count == 0 and events["nearest"].level < 0.2
+        inner = events["zhat_inner_ball"]
+        if reuse:
+            assert inner.count >= inner.trials - 1 and math.isnan(inner.level)
+        else:
+            assert inner.count <= 2 and inner.level == pytest.approx(0.025 + 0.1 / 3)
+    table = markdown_table([results[True]])
+    assert "no promise" in table and "| - |" in table
+    record = results[True].to_json()
+    inner_row = next(e for e in record["events"] if e["event"].startswith("zhat_inner_ball"))
+    assert inner_row["level"] is None  # strict JSON
+    back = SettingResult.from_json(record)
+    assert back.setting.reuse_seed and math.isnan(back.events[0].level)
+    del record["setting"]["reuse_seed"]  # a record written before the option reads as its own seed
+    assert not SettingResult.from_json(record).setting.reuse_seed
+
+
+def test_the_seed_reuse_settings_come_last():
+    """Adding them kept the seeds of the earlier settings: a setting's seed is its place in the
+    full list."""
+    every = default_settings(list(PROBLEMS))
+    standard = default_settings(list(PROBLEMS), "standard")
+    reuse = default_settings(list(PROBLEMS), "seed-reuse")
+    assert every == standard + reuse and len(standard) == 20
+    assert [s.reuse_seed for s in reuse] == [False, True, True]
+    assert all(s.problem != "sine" for s in standard)

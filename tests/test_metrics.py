@@ -48,6 +48,8 @@ OUTPUTS = {
     "l1": lambda n: rand(n, 3, 4),
     "linf": lambda n: rand(n, 3, 4),
     "angular": lambda n: rand(n, 7) - 0.5,
+    "cosine": lambda n: rand(n, 7) - 0.5,
+    "squared_l2": lambda n: rand(n, 3, 4),
     "tv1": lambda n: rand(n, 2, 5, 6),
     "tv2": lambda n: rand(n, 2, 5, 6),
     "jaccard": random_boxes,
@@ -115,6 +117,10 @@ def reference(name, a, b):
         return sp.chebyshev(fa, fb)
     if name == "angular":
         return math.acos(np.clip(1 - sp.cosine(fa, fb), -1, 1)) / math.pi
+    if name == "cosine":
+        return sp.cosine(fa, fb)
+    if name == "squared_l2":
+        return sp.sqeuclidean(fa, fb)
     if name in ("tv1", "tv2"):
         return tv_reference(a - b, 1 if name == "tv1" else 2)
     if name == "jaccard":
@@ -281,3 +287,235 @@ def test_probability_distances_are_not_capped_at_one(name):
     assert not cert.abstained and not moved.abstained
     assert float(metric(cert.center[None], moved.center[None])[0]) == pytest.approx(apart)
     assert cert.eps_out >= apart
+
+
+# ----------------------------------------------------------------------------- cosine, squared l2
+def test_cosine_distance_exact_values():
+    m = get_metric("cosine")
+    assert (m.gamma, m.upper) == (2.0, 2.0)
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [2.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
+    b = torch.tensor([[0.0, 1.0], [-3.0, 0.0], [1.0, 1.0], [5.0, 5.0], [0.0, 4.0], [0.0, 0.0]])
+    want = [1.0, 2.0, 1 - 1 / math.sqrt(2), 0.0, 0.5, 0.0]
+    np.testing.assert_allclose(m(a, b).numpy(), want, atol=1e-7)
+    np.testing.assert_allclose(m.pairwise(a, b).diagonal().numpy(), want, atol=1e-6)
+
+
+def test_cosine_distance_is_accurate_for_tiny_angles():
+    """Computed as half a squared chord: 1 - cos of a rounded cosine would give 0 here."""
+    m = get_metric("cosine")
+    a = torch.tensor([[1.0, 0.0]], dtype=torch.float32)
+    b = torch.tensor([[1.0, 1e-4]], dtype=torch.float32)
+    assert m(a, b).item() == pytest.approx(0.5e-8, rel=1e-3)
+
+
+def test_squared_l2_exact_values():
+    m = get_metric("squared_l2")
+    assert (m.gamma, m.upper) == (2.0, None)
+    a = torch.tensor([[[0.0, 0.0]], [[1.0, 2.0]]])
+    b = torch.tensor([[[3.0, 4.0]], [[1.0, 2.0]]])
+    assert m(a, b).tolist() == [25.0, 0.0]
+    want = [[25.0, 5.0], [8.0, 0.0]]
+    np.testing.assert_allclose(m.pairwise(a, b).numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, a, b, c",
+    [
+        ("squared_l2", [0.0], [1.0], [2.0]),  # b the midpoint: d(a, c) = 2 (d(a, b) + d(b, c))
+        ("cosine", [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]),  # b halfway round the circle
+        ("cosine", [1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]),  # through the zero vector: ratio 2
+    ],
+)
+def test_gamma_two_holds_and_gamma_one_fails_on_a_triple(name, a, b, c):
+    m = get_metric(name)
+    t = torch.tensor([a, b, c], dtype=torch.float64)
+    dab, dbc, dac = (float(m(t[i : i + 1], t[j : j + 1])[0]) for i, j in [(0, 1), (1, 2), (0, 2)])
+    assert dac > 1.0 * (dab + dbc) * 1.5  # gamma = 1 fails by far
+    assert dac <= 2.0 * (dab + dbc) + 1e-12  # gamma = 2 holds
+
+
+@pytest.mark.parametrize("name", ["cosine", "squared_l2"])
+def test_euclidean_embedding_of_the_squared_distances(name):
+    m = get_metric(name)
+    x = rand(40, 6) - 0.5
+    x[3] = 0.0  # a zero vector is the origin of cosine's embedding
+    e = m.euclidean_embedding(x)
+    full = m.pairwise(x, x)
+    chord = torch.cdist(e, e)
+    radii = torch.tensor(
+        [[m.euclidean_radius(float(v)) for v in row] for row in full], dtype=torch.float64
+    )
+    torch.testing.assert_close(radii, chord, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, plain", [("squared_l2", "l2"), ("cosine", "angular")])
+def test_pruned_center_search_agrees_with_the_metric_it_squares(name, plain):
+    """squared_l2 is a monotone function of l2 and cosine of angular (on nonzero vectors), so
+    the min-median center is the same candidate; 600 samples engage the pruned search."""
+    from centersmooth.center import find_center
+
+    samples = (rand(600, 12) - 0.3) * torch.linspace(0.2, 2.0, 12)
+    for metric_name in (name, plain):
+        metric = get_metric(metric_name)
+        extra = metric.central_candidates(samples)
+        if metric_name == name:
+            ours = find_center(samples, metric, None, extra)
+        else:
+            theirs = find_center(samples, metric, None, extra)
+    assert ours.index == theirs.index
+
+
+# ----------------------------------------------------------------------------- output types
+NOT_TENSORS = ["ab", "c"]
+
+
+@pytest.mark.parametrize(
+    "name, wrong, takes",
+    [
+        *[
+            (name, NOT_TENSORS, "tensor/array outputs")
+            for name in ["l2", "l1", "linf", "angular", "cosine", "squared_l2", "tv1", "tv2"]
+        ],
+        *[(name, NOT_TENSORS, "tensor/array outputs") for name in ["hamming", "total_variation"]],
+        ("hellinger", NOT_TENSORS, "tensor/array outputs"),
+        ("jaccard", NOT_TENSORS, "lists of Python sets or frozensets"),
+        ("mask_jaccard", [[1, 2], [3]], "lists of Python sets or frozensets"),
+        ("levenshtein", torch.zeros(2, 5), "lists of strings"),
+        ("levenshtein_normalized", [1, 2], "lists of strings"),
+        ("lpips", NOT_TENSORS, "tensor/array outputs"),
+    ],
+)
+def test_a_wrong_output_type_names_the_distance_and_what_it_takes(name, wrong, takes):
+    from centersmooth.metrics import OutputTypeError
+
+    m = get_metric(name)
+    got = "a list of str" if wrong is NOT_TENSORS else None
+    for call in (lambda: m(wrong, wrong), lambda: m.pairwise(wrong, wrong)):
+        with pytest.raises(OutputTypeError, match=f"the distance '{name}' takes .*{takes}") as e:
+            call()
+        assert isinstance(e.value, TypeError)
+        if got:
+            assert str(e.value).endswith(f"the model returned {got}")
+
+
+def test_l2_on_strings_says_what_the_model_returned():
+    with pytest.raises(TypeError) as e:
+        get_metric("l2")(["a", "b"], ["c", "d"])
+    assert str(e.value) == (
+        "the distance 'l2' takes tensor/array outputs (a batch with a first batch dimension); "
+        "the model returned a list of str"
+    )
+
+
+def test_a_model_returning_strings_to_l2_fails_before_any_certificate():
+    smoother = CenterSmoothing(
+        lambda b: ["x"] * b.shape[0],
+        metric="l2",
+        sigma=0.5,
+        n_center=200,
+        n_check=200,
+        n_certify=200,
+        delta=0.15,
+        seed=0,
+    )
+    with pytest.raises(TypeError, match="'l2' takes tensor/array outputs.*a list of str"):
+        smoother.certify(torch.zeros(2), 0.1)
+
+
+def test_numpy_arrays_are_taken_as_tensors():
+    a, b = np.zeros((2, 3)), np.ones((2, 3))
+    assert get_metric("l2")(a, b).tolist() == pytest.approx([math.sqrt(3)] * 2)
+
+
+# ----------------------------------------------------------------------------- diameter
+def distributions(n, rows=1, k=5):
+    p = torch.softmax(torch.randn(n, rows, k, generator=gen, dtype=torch.float64), dim=-1)
+    return p if rows > 1 else p[:, 0]
+
+
+@pytest.mark.parametrize(
+    "name, want",
+    [("angular", 1.0), ("cosine", 2.0), ("jaccard", 1.0), ("mask_jaccard", 1.0)]
+    + [("hamming", 1.0), ("levenshtein_normalized", 1.0)]
+    + [(name, None) for name in ["l2", "l1", "linf", "squared_l2", "tv1", "tv2"]]
+    + [("total_variation", None), ("hellinger", None)],
+)
+def test_diameter_on_generic_outputs(name, want):
+    metric = get_metric(name)
+    samples = OUTPUTS[name](30)
+    if name in ("total_variation", "hellinger"):
+        samples = rand(30, 6)  # not probability vectors: unbounded
+    assert metric.diameter(samples) == want
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_diameter_on_probability_vectors(rows):
+    """k distributions per output: total variation k, l1 2k, hellinger sqrt(k), l2 sqrt(2k),
+    linf 1, squared l2 2k; reached by outputs with disjoint supports."""
+    samples = distributions(50, rows)
+    want = {
+        "total_variation": rows,
+        "l1": 2 * rows,
+        "hellinger": math.sqrt(rows),
+        "l2": math.sqrt(2 * rows),
+        "linf": 1.0,
+        "squared_l2": 2 * rows,
+    }
+    for name, value in want.items():
+        metric = get_metric(name)
+        assert metric.diameter(samples) == pytest.approx(value, rel=1e-9), name
+        # reached: two outputs with disjoint supports (the first and the last class)
+        p = torch.zeros(1, rows, 5, dtype=torch.float64)
+        q = p.clone()
+        p[..., 0], q[..., -1] = 1.0, 1.0
+        if rows == 1:
+            p, q = p[:, 0], q[:, 0]
+        assert float(metric(p, q)[0]) == pytest.approx(value), name
+
+
+def test_diameter_of_the_image_total_variations_is_none_even_on_probability_vectors():
+    """tv1 / tv2 are total variations of a difference image, not distances between
+    distributions: unbounded whatever the outputs look like."""
+    images = distributions(20, rows=4)  # (20, 4, 5): rows sum to one
+    for name in ("tv1", "tv2"):
+        assert get_metric(name).diameter(images) is None
+
+
+def test_directions_of_non_negative_outputs_are_at_most_a_right_angle_apart():
+    samples = rand(30, 6)  # non-negative
+    assert get_metric("angular").diameter(samples) == 0.5
+    assert get_metric("cosine").diameter(samples) == 1.0
+    a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert get_metric("cosine")(a, b).item() == pytest.approx(1.0)
+    assert get_metric("angular")(a, b).item() == pytest.approx(0.5)
+
+
+def test_levenshtein_diameter_is_the_longest_sample():
+    m = get_metric("levenshtein")
+    assert m.diameter(["ab", "", "abcd"]) == 4.0
+    assert m(["abcd"], [""]).item() == 4.0 and m(["abcd"], ["wxyz"]).item() == 4.0
+    assert m.diameter(["", ""]) is None
+
+
+def test_diameter_of_user_distances_is_their_upper_bound():
+    assert FunctionMetric(lambda a, b: a).diameter(torch.zeros(3, 2)) is None
+    assert FunctionMetric(lambda a, b: a, upper=3.0).diameter(torch.zeros(3, 2)) == 3.0
+
+    class Custom(Metric):
+        upper = 0.5
+
+    assert Custom().diameter(["a"]) == 0.5
+
+
+def test_lpips_diameter_bounds_every_distance():
+    from centersmooth.weights import MissingWeightsError
+
+    m = get_metric("lpips")
+    images = 2 * torch.rand(6, 3, 32, 32, generator=gen) - 1
+    try:
+        bound = m.diameter(images)
+    except MissingWeightsError:
+        pytest.skip("LPIPS weights are not installed")
+    assert bound is not None and 0 < bound < 20
+    d = m.pairwise(images, images)
+    assert float(d.max()) <= bound

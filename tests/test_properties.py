@@ -123,6 +123,8 @@ ITEMS = {
     "l2": vector_items(),
     "linf": vector_items(),
     "angular": vector_items(),
+    "cosine": vector_items(),
+    "squared_l2": vector_items(),
     "tv1": vector_items((2, 3, 3)),
     "tv2": vector_items((3, 4)),
     "jaccard": box_items(),
@@ -135,9 +137,11 @@ ITEMS = {
     "lpips": lpips_items(),
     "lpips_vgg": lpips_items(),
 }
-SET_METRICS = {"mask_jaccard": set_items()}  # list outputs (Python sets) as well as tensors
+# list outputs (Python sets) as well as tensors
+SET_METRICS = {"mask_jaccard": set_items(), "jaccard": set_items()}
 EXPENSIVE = {"lpips", "lpips_vgg"}
-SCALABLE = {"l1", "l2", "linf", "angular", "tv1", "tv2"}  # outputs stay valid when scaled
+# outputs stay valid when scaled
+SCALABLE = {"l1", "l2", "linf", "angular", "cosine", "squared_l2", "tv1", "tv2"}
 
 
 @st.composite
@@ -415,7 +419,7 @@ def check_minimum_sample_counts(alpha, delta, bound):
 # ----------------------------------------------------------------------------- eps_out(eps_in)
 def _base_function(name: str):
     """A cheap base function from R^6 to outputs of the metric's kind."""
-    if name in ("l1", "l2", "linf", "angular"):
+    if name in ("l1", "l2", "linf", "angular", "cosine", "squared_l2"):
         return lambda b: torch.tanh(b) + 0.1
     if name in ("tv1", "tv2"):
         return lambda b: torch.tanh(b).reshape(-1, 2, 3)

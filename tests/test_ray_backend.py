@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
 from centersmooth.runner import RunnerError, certify_dataset, read_results
@@ -99,3 +100,16 @@ def test_an_error_in_the_model_stops_the_run(tmp_path: Path, data: tuple) -> Non
     x, t = data
     with pytest.raises(RunnerError, match="failed in a Ray worker"):
         run(LinearFactory(dim_in=3), tmp_path / "r.jsonl", x, t, backend="ray", workers=1)
+
+
+class UnseededFactory:
+    """Builds a linear map from torch's global (unseeded) generator: another model each call."""
+
+    def __call__(self) -> torch.nn.Module:
+        return torch.nn.Linear(16, 16)
+
+
+def test_a_ray_worker_refuses_a_model_other_than_the_run_s(tmp_path: Path, data: tuple) -> None:
+    x, t = data
+    with pytest.raises(RunnerError, match="must build the same model every call"):
+        run(UnseededFactory(), tmp_path / "r.jsonl", x, t, backend="ray", workers=1)

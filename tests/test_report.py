@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-from centersmooth.report import as_image, load_run, main, make_report, quantile, summarize
+from centersmooth import tables
+from centersmooth.report import (
+    add_arguments,
+    as_image,
+    display_images,
+    load_run,
+    main,
+    make_report,
+    quantile,
+    summarize,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -115,8 +130,8 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "## digits-ae — l2" in md
     assert (
-        "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 75% | 25% | 0.2 [0.15, 0.25] | 0.65 | 0.2 "
-        "| 2.5 |" in md
+        "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 75% | 0% | 25% | 0.2 [0.15, 0.25] | 0.65 "
+        "| 0.2 | 2.5 |" in md
     )
     assert "| paper | 0.25 | 0.25 | 4 | 6 [3.5, inf] | 75% |" in md
     assert "| paper | 0.5 | 0.5 | 4 | inf [" in md
@@ -181,3 +196,225 @@ def test_torn_last_line_is_dropped(tmp_path: Path) -> None:
     with open(path, "a") as f:
         f.write('{"input_index": 9, "met')
     assert len(load_run(path).rows) == 8
+
+
+# ------------------------------------------------------------------ vacuous certificates
+
+
+def vacuous_rows() -> list[dict]:
+    """Four angular rows at eps_in 0.25: two certified (0.2, 0.4), one vacuous written with the
+    field (0.9, vacuous=true: its outputs' diameter was 0.8), one from a file written before the
+    field (1.0 = the angular distance's largest value: inferred vacuous)."""
+    return [
+        row(0, 0.25, 0.2, metric="angular", vacuous=False),
+        row(1, 0.25, 0.4, metric="angular", vacuous=False),
+        row(2, 0.25, 0.9, metric="angular", vacuous=True, output_diameter=0.8),
+        row(3, 0.25, 1.0, metric="angular"),
+    ]
+
+
+def test_vacuous_certificates_are_counted_apart(tmp_path: Path) -> None:
+    assert not tables.is_vacuous(row(0, 0.25, 50.0))  # l2: no largest value known
+    assert tables.is_vacuous(row(0, 0.25, 1.0, metric="jaccard"))
+    assert not tables.is_vacuous(row(0, 0.25, 0.99, metric="jaccard"))
+    assert not tables.is_vacuous(row(0, 0.25, None, metric="jaccard"))
+    assert tables.is_vacuous(row(0, 0.25, 3.0, output_diameter=2.5))
+    assert not tables.is_vacuous(row(0, 0.25, 1.0, metric="angular", vacuous=False))
+    run = load_run(write(tmp_path / "ours.jsonl", [header(), *vacuous_rows()]))
+    (s,) = summarize(run)
+    assert s.certified_rate == 0.5 and s.vacuous_rate == 0.5 and s.abstain_rate == 0
+    # the vacuous radii count as inf: sorted [0.2, 0.4, inf, inf]
+    assert s.eps_out == (math.inf, pytest.approx(0.35), math.inf)
+    md = make_report([run.path], tmp_path / "r").read_text()
+    assert "| eps_out | certified | vacuous | abstain |" in md
+    assert "| ours | 0.25 | 0.25 | 4 | inf [0.35, inf] | 50% | 50% | 0% |" in md
+    (t,) = tables.summarize(run.rows)
+    assert (t["certified"], t["vacuous"], t["abstain"], t["eps_out"]) == (0.5, 0.5, 0.0, math.inf)
+    text = tables.format_table([t])
+    assert "certified" in text and "vacuous" in text
+
+
+def test_known_diameters_match_the_distances() -> None:
+    """Each largest value the report infers vacuity from is the distance's own cap (rows of
+    distances not listed carry their ``vacuous`` field or are not inferred)."""
+    from centersmooth.metrics import get_metric
+
+    for name, diameter in tables.KNOWN_DIAMETERS.items():
+        assert get_metric(name).upper == diameter, name
+    # the probability distances have no fixed largest value: k for k distributions per output
+    for name in ("total_variation", "hellinger", "l2"):
+        assert name not in tables.KNOWN_DIAMETERS and get_metric(name).upper is None
+
+
+# ------------------------------------------------------------------ grid figures
+
+
+def load_summarize_script() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "results" / "summarize.py"
+    spec = importlib.util.spec_from_file_location("results_summarize", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_grid_figure_tells_every_variant_apart() -> None:
+    script = load_summarize_script()
+    default = {"n_center": 10_000, "n_check": 10_000, "n_certify": 100_000, "bound": "binomial"}
+    settings = {
+        "default": dict(default, nearest_candidate=True, ball_mass=0.5),
+        "default ": dict(default),  # the paper's 3 R-hat
+        "default  ": dict(default, ball_mass=0.25),
+        "default   ": dict(default, n_certify=10_000, nearest_candidate=True),
+        "paper": dict(default, n_certify=1_000_000, bound="hoeffding"),
+    }
+    labels = [script.variant_label(p.strip(), sm) for p, sm in settings.items()]
+    assert labels[0] == "defaults: 10⁴/10⁴/10⁵, binomial, nearest-candidate bound"
+    assert labels[4] == "paper preset: 10⁴/10⁴/10⁶, hoeffding, 3 R-hat"
+    assert len(set(labels)) == 5
+    summaries = [
+        {"metric": m, "dataset": d, "variant": v, "sigma": sg, "eps_in": h * sg,
+         "eps_out": (1 + i) * h * sg + (m == "l2")}
+        for m in ("angular", "l2") for d in ("mnist", "fashion-mnist")
+        for i, v in enumerate(labels) for sg in (0.25, 0.5) for h in (0.5, 1.0)
+    ]  # fmt: skip
+    fig = script.draw("autoencoder", summaries)
+    (legend,) = fig.legends
+    handles = legend.legend_handles
+    assert [t.get_text() for t in legend.get_texts()][-1] == labels[4]
+    looks = [(h.get_color(), h.get_marker()) for h in handles]
+    assert len({c for c, _ in looks}) == 5  # a colour
+    assert len({m for _, m in looks}) == 5  # and a marker per variant,
+    styles = script.variant_styles(labels)
+    assert len({str(s[1]) for s in styles.values()}) == 5  # and a line style
+    assert looks[-1][0] == "black" and styles[labels[4]][:2] == ("black", "--")  # paper preset
+    assert legend.handlelength >= 4 and legend.get_texts()[0].get_fontsize() >= 8
+    assert len(fig.axes) == 4  # a row per data set, a column per distance
+    # every panel names its sigmas at the lines' ends
+    assert {t.get_text() for t in fig.axes[0].texts} == {"σ=0.25", "σ=0.5"}
+
+
+# ------------------------------------------------------------------ example images
+
+
+def test_example_outputs_keep_their_own_scale_when_not_on_the_inputs() -> None:
+    rng = np.random.default_rng(2)
+    img = rng.uniform(size=(1, 8, 8))
+    unit = img / np.linalg.norm(img)  # the angular center: entries near 0
+    example = {"input": img.reshape(64), "base_output": img, "center_l2": img * 0.9,
+               "center_angular": unit}  # fmt: skip
+    columns = ["input", "base_output", "center_l2", "center_angular"]
+    shown = display_images(example, columns)
+    assert [own for _, own in shown] == [False, False, False, True]
+    for image, _ in shown:
+        assert image is not None and image.min() >= 0 and image.max() <= 1
+    angular = shown[3][0]
+    assert angular is not None and angular.max() == 1.0 and angular.min() == 0.0
+    # on the input's scale it would have been near black
+    np.testing.assert_allclose(angular, (unit[0] - unit.min()) / np.ptp(unit))
+    l2 = shown[2][0]
+    assert l2 is not None
+    np.testing.assert_allclose(l2, 0.9 * img[0])  # inputs in [0, 1]: drawn on [0, 1]
+    # a constant output is mid-grey, not black
+    (flat, own), = display_images({"base_output": img, "center_x": np.zeros((8, 8))},
+                                  ["center_x"])  # fmt: skip
+    assert own and flat is not None and np.all(flat == 0.5)
+
+
+def test_report_notes_own_scaled_examples(tmp_path: Path) -> None:
+    ex = tmp_path / "ours.examples"
+    ex.mkdir()
+    img = np.random.default_rng(3).uniform(size=(1, 8, 8))
+    np.savez(
+        ex / "input_0.npz", input=img, base_output=img, center_angular=img / np.linalg.norm(img)
+    )
+    ours = write(tmp_path / "ours.jsonl", [header(examples_dir="ours.examples"), *fixture_rows()])
+    md = make_report([ours], tmp_path / "r").read_text()
+    assert "min-max scaled on its own" in md
+    assert (tmp_path / "r" / "examples_ours.png").read_bytes().startswith(PNG)
+
+
+# ------------------------------------------------------------------ files without rows, not results
+
+
+def test_header_only_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = write(tmp_path / "running.jsonl", [header()])
+    assert main([str(empty), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert f"no rows yet in {empty}: the run has not certified any input" in err
+    assert not (tmp_path / "r" / "report.md").exists()
+    # beside a file with rows: the report is written, the empty file named
+    ours = write(tmp_path / "ours.jsonl", [header(), *fixture_rows()])
+    assert main([str(ours), str(empty), "--out", str(tmp_path / "r")]) == 0
+    assert "no rows yet in" in capsys.readouterr().err
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| ours | 0.25 | 0.25 |" in md and "## Files without rows" in md
+    assert "running: no rows yet" in md
+    with pytest.raises(ValueError, match="no rows yet"):
+        make_report([empty], tmp_path / "r2")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("x.npy", None, "not a centersmooth results file"),
+        ("notes.txt", b"hello\nworld\n", "not a centersmooth results file"),
+        ("list.jsonl", b"[1, 2]\n", "its first line is not a run header"),
+        ("rows.jsonl", b'{"input_index": 0}\n', "its first line is not a run header"),
+        ("empty.jsonl", b"", "is empty"),
+        ("torn.jsonl", b'{"record": "header", "for', "part of a run header"),
+    ],
+)
+def test_not_a_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes | None,
+    expected: str,
+) -> None:  # fmt: skip
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.zeros((3, 28, 28)))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as err:
+        main([str(path), "--out", str(tmp_path / "r")])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert expected in message and str(path) in message
+    assert "torn last line" not in message and "codec" not in message
+
+
+def test_bad_line_after_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "ours.jsonl", [header(), *fixture_rows()])
+    with open(path, "a") as f:
+        f.write("garbage\n" + json.dumps(row(5, 0.25, 1.0)) + "\n")
+    with pytest.raises(ValueError, match="cannot be read as a results file.*line 10"):
+        load_run(path)
+
+
+# ------------------------------------------------------------------ options
+
+
+def test_labels_after_one_flag_or_several(tmp_path: Path) -> None:
+    ours = write(tmp_path / "ours.jsonl", [header(), *fixture_rows()])
+    paper = write(tmp_path / "paper.jsonl", [header(), *fixture_rows()])
+    for flags in (["--label", "mine", "theirs"], ["--label", "mine", "--label", "theirs"]):
+        out = tmp_path / "-".join(flags)
+        assert main([str(ours), str(paper), "--out", str(out), *flags]) == 0
+        md = (out / "report.md").read_text()
+        assert "| mine | 0.25 | 0.25 |" in md and "| theirs | 0.25 | 0.25 |" in md
+    with pytest.raises(SystemExit) as err:
+        main([str(ours), str(paper), "--out", str(tmp_path / "x"), "--label", "one"])
+    assert err.value.code == 2
+
+
+def test_every_option_says_its_default() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            assert action.help and "default" in action.help, action.option_strings
+
+
+def test_report_module_does_not_import_torch() -> None:
+    code = "import sys, centersmooth.report; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -149,8 +149,8 @@ def test_module_runs_in_eval_mode_without_gradients():
         model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
     model.train()
     smoother = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL)
-    assert not model.training
     pred = smoother.predict(torch.zeros(4))
+    assert model.training  # evaluated in eval mode, handed back in the mode it had
     assert isinstance(pred, Prediction) and not pred.abstained
     assert not pred.center.requires_grad
     again = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL).predict(torch.zeros(4))

@@ -155,3 +155,69 @@ def test_distance_check_flags_negative_and_non_finite_distances():
         monitor = OutputMonitor(torch.device("cpu"))
         monitor.distances(d)
         assert (bool(monitor.bad_distances), bool(monitor.negative)) == (bad, negative)
+
+
+def dropout_model():
+    """Train mode on the whole, one submodule in eval mode: a user's mix to come back exactly."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 16), nn.Dropout(0.5), nn.Linear(16, 4), nn.Dropout(0.5))
+    net.train()
+    net[3].eval()
+    return net
+
+
+def modes(net):
+    return [m.training for m in net.modules()]
+
+
+@pytest.mark.parametrize("compile", [False, "aot_eager"])
+def test_certify_runs_the_model_in_eval_mode_and_gives_back_its_modes(compile):
+    net = dropout_model()
+    before = modes(net)
+    seen = []
+    net.register_forward_pre_hook(lambda mod, args: seen.append(modes(mod)))
+    smoother = CenterSmoothing(net, seed=0, compile=compile, **SMALL)
+    assert modes(net) == before  # building the smoother changes nothing
+    x = torch.linspace(-1, 1, 6)
+    cert = smoother.certify(x, 0.1)
+    assert modes(net) == before == [True, True, True, True, False]
+    if not compile:  # a compiled graph does not run Python hooks
+        assert seen and all(not any(flags) for flags in seen)  # every forward pass in eval mode
+    # eval-mode outputs: no dropout, so the certified center is the deterministic f's, and the
+    # clean output is f(x) exactly
+    with torch.no_grad():
+        f_x = net.eval()(x.unsqueeze(0))[0]
+    assert cert.smoothing_error == pytest.approx(float((cert.center - f_x).norm()), abs=1e-5)
+    assert not cert.abstained and cert.radius < 0.5  # dropout would spread outputs far wider
+    smoother.predict(x)
+    assert modes(net) == [False] * 5  # what the user set meanwhile is kept too
+
+
+def test_a_model_compiled_by_the_user_gets_its_modes_back():
+    net = dropout_model()
+    compiled = torch.compile(net, backend="aot_eager")
+    CenterSmoothing(compiled, seed=0, **SMALL).predict(torch.zeros(6))
+    assert modes(net) == [True, True, True, True, False]
+
+
+def test_evaluating_switches_once_and_restores_on_errors():
+    net = dropout_model()
+    calls = []
+    original = net.train
+    net.train = lambda mode=True: calls.append(mode) or original(mode)
+    fn = BaseFunction(net, torch.device("cpu"))
+    with fn.evaluating():
+        with fn.evaluating():  # nested: no second switch
+            first = fn(torch.ones(5, 6))
+        assert not any(modes(net))
+        assert torch.equal(fn(torch.ones(5, 6)), first)  # deterministic: dropout is off
+    assert calls == [False] and modes(net) == [True, True, True, True, False]
+    with pytest.raises(RuntimeError), fn.evaluating():
+        raise RuntimeError("boom")
+    assert modes(net) == [True, True, True, True, False]
+    fn(torch.ones(5, 6))  # a call outside evaluating() switches around itself
+    assert modes(net) == [True, True, True, True, False]
+    net.eval()
+    calls.clear()
+    fn(torch.ones(5, 6))
+    assert calls == []  # already in eval mode: nothing to switch

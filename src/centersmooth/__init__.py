@@ -1,13 +1,48 @@
-"""centersmooth: certified robustness for models with structured outputs (center smoothing)."""
+"""centersmooth: certified robustness for models with structured outputs (center smoothing).
 
-from .metrics import Metric, available_metrics, get_metric
-from .smoothing import CenterSmoothing, Certificate, Prediction
+The public names are imported on first use, so that ``import centersmooth.cli`` (and the
+command's ``--help``) does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "CenterSmoothing": "smoothing",
+    "Certificate": "smoothing",
+    "Prediction": "smoothing",
+    "FunctionMetric": "metrics",
+    "Metric": "metrics",
+    "available_metrics": "metrics",
+    "get_metric": "metrics",
+}
+
+if TYPE_CHECKING:
+    from .metrics import FunctionMetric, Metric, available_metrics, get_metric
+    from .smoothing import CenterSmoothing, Certificate, Prediction
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'centersmooth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
 
 __all__ = [
     "CenterSmoothing",
     "Certificate",
+    "FunctionMetric",
     "Metric",
     "Prediction",
     "__version__",

@@ -98,6 +98,38 @@ def attack(
     Raises :class:`AttackUnsupported` if the base function or distance is not differentiable.
     """
     eps_in = _check_args(eps_in, steps, restarts, n_noise, n_score, step_size)
+    with smoother.base_function.evaluating():  # the model's train/eval flags come back after
+        return _attack(
+            smoother,
+            x,
+            eps_in,
+            certificate,
+            steps,
+            restarts,
+            n_noise,
+            n_score,
+            step_size,
+            noise_floor,
+            random_baseline,
+            seed,
+        )
+
+
+def _attack(
+    smoother: CenterSmoothing,
+    x: Any,
+    eps_in: float,
+    certificate: Certificate | None,
+    steps: int,
+    restarts: int,
+    n_noise: int,
+    n_score: int,
+    step_size: float | None,
+    noise_floor: bool,
+    random_baseline: bool,
+    seed: int | None,
+) -> AttackResult:
+    """``attack``'s body, run with the model in eval mode."""
     xt = _as_tensor(x, smoother.device)
     metric = smoother.metric
     gen = make_generator(smoother.device, None if seed is None else seed + 1)

@@ -17,22 +17,23 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .attack import AttackResult, attack
-from .smoothing import CenterSmoothing
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .attack import AttackResult
+
+# torch, NumPy and the attack are imported by ``run``: `centersmooth attack --help` stays fast.
 FORMAT = "centersmooth-attack"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import (
+        _add_sample_arguments,
         _nonneg_float,
-        _nonneg_int,
         _positive_float,
         _positive_int,
         add_source_arguments,
@@ -41,41 +42,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source_arguments(p, n_inputs=10)
 
     cert = p.add_argument_group("certificate (as for `centersmooth certify`)")
-    cert.add_argument("--sigma", type=_positive_float, required=True)
-    cert.add_argument("--eps-in", type=_nonneg_float, nargs="+", required=True)
+    cert.add_argument(
+        "--sigma", type=_positive_float, required=True, help="noise standard deviation"
+    )
+    cert.add_argument(
+        "--eps-in",
+        type=_nonneg_float,
+        nargs="+",
+        required=True,
+        help="input radii to attack within (l2, units of the inputs)",
+    )
     cert.add_argument("--eps-in-relative", action="store_true", help="--eps-in in units of sigma")
-    cert.add_argument("--metric", help="distance (default: the task's first)")
-    for name in ("n-center", "n-check", "n-certify", "batch-size", "candidates"):
-        cert.add_argument(f"--{name}", type=_positive_int)
-    cert.add_argument("--bound", choices=("binomial", "hoeffding"))
-    for name in ("alpha-center", "alpha-certify", "delta", "ball-mass"):
-        cert.add_argument(f"--{name}", type=_positive_float)
+    cert.add_argument("--metric", help="distance (default: the task's first; l2 with --model)")
+    _add_sample_arguments(cert, preset=False)
+    cert.add_argument(
+        "--candidates",
+        type=_positive_int,
+        help="center among the first K samples (default: all pairs, or the task's)",
+    )
     cert.add_argument(
         "--nearest-candidate",
         action=argparse.BooleanOptionalAction,
         help="the nearest-candidate bound (default: on); --no-nearest-candidate gives the paper's",
     )
-    cert.add_argument("--seed", type=_nonneg_int, default=0)
 
     att = p.add_argument_group("attack")
     att.add_argument("--steps", type=_positive_int, default=40, help="gradient steps per restart")
-    att.add_argument("--restarts", type=_positive_int, default=3)
+    att.add_argument("--restarts", type=_positive_int, default=3, help="random restarts")
     att.add_argument("--n-noise", type=_positive_int, default=64, help="noise draws per step")
     att.add_argument("--n-score", type=_positive_int, default=512, help="draws to rank restarts")
 
     run = p.add_argument_group("execution")
     run.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    run.add_argument("--device", help="cpu, cuda, ...")
-    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument(
+        "--device", help="cpu, cuda, ... (default: where the model's weights are; cpu)"
+    )
+    run.add_argument(
+        "--threads", type=_positive_int, help="torch CPU threads (default: torch's, one per core)"
+    )
     run.add_argument("--quiet", action="store_true", help="no per-input lines, no table")
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, dict[str, Any], str]:
     """Model, inputs, their indices, run information and the distance, from the arguments."""
-    from .cli import task_setup, user_inputs
+    import numpy as np
+
+    from .cli import CLIError, task_setup, user_inputs
     from .tasks.user import user_model_factory
 
+    if args.numpy_model:
+        raise CLIError("--numpy-model: the attack follows gradients, it needs a torch model")
     if args.model is not None or args.inputs is not None:
         inputs = user_inputs(args)
         factory = user_model_factory(args.model)
@@ -117,7 +134,13 @@ def _row(index: int, metric: str, res: AttackResult, noise_floor: float) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .attack import attack
     from .cli import CLIError, smoothing_settings
+    from .runner import check_device
+    from .smoothing import CenterSmoothing
     from .tasks import get_task
 
     if args.threads is not None:
@@ -129,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise IsADirectoryError(f"--out {out} is a directory")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the directory of --out ({out.parent}) does not exist")
+    check_device(args.device)
     model, inputs, indices, info, metric = _setup(args)
     eps_in = [e * args.sigma for e in args.eps_in] if args.eps_in_relative else list(args.eps_in)
     settings = smoothing_settings(args, get_task(args.task) if args.task else None)
@@ -212,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_table(rows: list[dict[str, Any]]) -> str:
     """Per ``eps_in``: medians of the attacked distance, ``eps_out``, their ratio; max ratio."""
+    import numpy as np
+
     lines = [
         "| metric | eps_in | inputs | median attacked | median eps_out | median ratio | "
         "max ratio | violations | median noise floor | median random |",

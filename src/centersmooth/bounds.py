@@ -222,15 +222,15 @@ def split_center_alpha(
     """Split ``alpha_center`` into the levels of ``Delta1``, of the nearest sample candidate and of
     ``p_low``.
 
-    The check gets ``alpha_center / 2`` (ALGORITHM.md section 2). ``Delta1`` gets the other half,
-    or, with the nearest-candidate bound (docs/algorithm.md), a quarter, and the nearest
-    candidate the last quarter. With ``k`` candidates the ``Delta1`` share also pays for the
-    candidate miss: we take the largest ``a1`` with ``a1 + (1 - mass - Delta1(a1))^k <= share``
-    (the left side grows with ``a1``), so the failure terms add up to at most ``alpha_center``.
-    Raises ``ValueError`` when no ``a1 > 0`` fits (too few candidates). A count that passes has
-    ``(1 - mass - Delta1)^k <= alpha_near``, so the nearest candidate's mass
-    ``1 - alpha_near^(1/k)`` stays below ``mass + Delta1`` (up to ``nearest_mass``'s margin of
-    1e-12 against rounding).
+    The check gets ``alpha_center / 2`` (docs/algorithm.md, "Predict (Algorithm 1)", step 4).
+    ``Delta1`` gets the other half, or, with the nearest-candidate bound (docs/algorithm.md), a
+    quarter, and the nearest candidate the last quarter. With ``k`` candidates the ``Delta1`` share
+    also pays for the candidate miss: we take the largest ``a1`` with ``a1 + (1 - mass -
+    Delta1(a1))^k <= share`` (the left side grows with ``a1``), so the failure terms add up to at
+    most ``alpha_center``. Raises ``ValueError`` when no ``a1 > 0`` fits (too few candidates). A
+    count that passes has ``(1 - mass - Delta1)^k <= alpha_near``, so the nearest candidate's mass
+    ``1 - alpha_near^(1/k)`` stays below ``mass + Delta1`` (up to ``nearest_mass``'s margin of 1e-12
+    against rounding).
     """
     half = alpha_center / 2.0
     share = half / 2.0 if nearest else half

@@ -4,18 +4,24 @@ For each candidate ``z``, ``med(z)`` is the ``ceil(n/2)``-th smallest distance f
 samples, so ``B(z, med(z))`` holds at least half of them (with a ``mass`` other than 1/2,
 the ``ceil(mass n)``-th and that share). The candidate minimising it gives a
 ``2 gamma``-approximation of the smallest ball holding that share of the mass as long as the
-candidates include the samples (ALGORITHM.md sections 2 and 2b), or, in candidate mode, a
-sample inside the optimal ball (whose miss probability ``bounds.split_center_alpha`` charges to
-``alpha_center``).
+candidates include the samples (docs/algorithm.md, "Predict (Algorithm 1)", step 2), or, in
+candidate mode, a sample inside the optimal ball (whose miss probability
+``bounds.split_center_alpha`` charges to ``alpha_center``).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from .bounds import ball_rank
 from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
@@ -23,7 +29,21 @@ from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
 EXACT_RECHECK = 8  # best candidates whose median is always recomputed with the exact distance
 RECHECK_SLACK = 1e-3  # and any other within this relative margin of the best exact median
 MAX_RECHECK = 256  # at most this many (a cloud of near-duplicates would otherwise recheck all)
+SLOW_SEARCH_SECONDS = 60.0  # a search estimated to take longer raises SlowCenterSearchWarning
+PROBE_ROWS = 16  # candidates in the first block; the next ones grow fourfold (_SearchPace)
+BLOCK_SECONDS = 1.0  # until one takes this long and its time grew with its size
+SUGGESTED_CANDIDATES = 30  # the candidate count the slow-search warning suggests
 _F64 = torch.float64
+
+
+class SlowCenterSearchWarning(UserWarning):
+    """A center search is estimated to take more than ``SLOW_SEARCH_SECONDS`` per input (a slow
+    distance, scored on all pairs of samples); the message says how to shorten it. Issued once
+    per distance name in a process; ``warnings.simplefilter("ignore", SlowCenterSearchWarning)``
+    silences it."""
+
+
+_warned_slow: set[str] = set()  # distance names whose slow search was already reported
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,7 @@ def find_center(
     n_candidates: int | None = None,
     extra: Outputs | None = None,
     mass: float = 0.5,
+    progress: bool = False,
 ) -> Center:
     """Min-median center among the samples (or the first ``n_candidates``) plus ``extra`` points.
 
@@ -103,29 +124,46 @@ def find_center(
     radius is exact.
     Candidates are indexed samples first, then ``extra``; neither is copied. ``mass`` (1/2 by
     default) is the share of the samples the center's ball must hold.
+
+    ``progress`` shows a bar over the candidates scored (and then rechecked). Whatever it is, a
+    search estimated from its first blocks to take more than ``SLOW_SEARCH_SECONDS`` raises a
+    ``SlowCenterSearchWarning`` (once per distance name), which says how to shorten it.
     """
     n = batch_len(samples)
     pool = samples if n_candidates is None else samples[: min(n_candidates, n)]
     has_extra = extra is not None and batch_len(extra) > 0
+    n_extra = batch_len(extra) if has_extra else 0
     m = ball_rank(n, mass)
-    extra_medians = (
-        _pairwise_medians(metric, extra, samples, m) if has_extra else torch.empty(0, dtype=_F64)
-    )
-    best = float(extra_medians.min()) if has_extra else math.inf
-    pool_medians = _SamplePruner(metric, pool, samples, m).medians(best)
-    medians = torch.cat([pool_medians, extra_medians])
+    pace = _SearchPace(metric, batch_len(pool), n_extra, n, batch_len(pool) < n, progress)
+    try:
+        extra_medians = (
+            _pairwise_medians(metric, extra, samples, m, pace)
+            if has_extra
+            else torch.empty(0, dtype=_F64)
+        )
+        best = float(extra_medians.min()) if has_extra else math.inf
+        pool_medians = _SamplePruner(metric, pool, samples, m).medians(best, pace)
+        medians = torch.cat([pool_medians, extra_medians])
+        pace.scoring_done()
 
-    def candidate(index: int) -> Any:
-        first = batch_len(pool)
-        return take(pool, index) if index < first else take(extra, index - first)
+        def candidate(index: int) -> Any:
+            first = batch_len(pool)
+            return take(pool, index) if index < first else take(extra, index - first)
 
-    radius, index = _exact_minimum(
-        medians, lambda i: median_distance(metric, candidate(i), samples, mass)
-    )
+        def exact_median(index: int) -> float:
+            value = median_distance(metric, candidate(index), samples, mass)
+            pace.rechecked()
+            return value
+
+        radius, index = _exact_minimum(medians, exact_median)
+    finally:
+        pace.close()
     return Center(candidate(index), radius, index, medians.shape[0])
 
 
-def _exact_minimum(medians: torch.Tensor, exact_median: Any) -> tuple[float, int]:
+def _exact_minimum(
+    medians: torch.Tensor, exact_median: Callable[[int], float]
+) -> tuple[float, int]:
     """The smallest exact median among the candidates the pairwise medians leave in the race.
 
     Candidates are recomputed with the exact elementwise distance in increasing order of their
@@ -144,6 +182,159 @@ def _exact_minimum(medians: torch.Tensor, exact_median: Any) -> tuple[float, int
     return best
 
 
+class _SearchPace:
+    """The progress bar of one center search, its block sizes, and how long it will take.
+
+    Blocks report how many candidates they examined, how many of them had their distances
+    computed (the pruned search rules most out from lower bounds) and how long they took. Once
+    the block size has settled (``scored``), the fastest settled block's time per candidate
+    examined (so what pruning skips costs what it really costs), extrapolated to the candidates
+    left, plus the exact recheck, gives the estimate; it is checked after each settled block and
+    once more when the scoring ends.
+    """
+
+    def __init__(
+        self,
+        metric: Metric,
+        n_pool: int,
+        n_extra: int,
+        n_samples: int,
+        candidate_mode: bool,
+        progress: bool,
+    ) -> None:
+        self.name, self.progress = metric.name, progress
+        self.n_pool, self.n_extra, self.n_samples = n_pool, n_extra, n_samples
+        self.candidate_mode = candidate_mode
+        self.total = n_pool + n_extra
+        self.recheck = min(EXACT_RECHECK, self.total)
+        self.start = time.perf_counter()
+        self.examined = 0
+        self.size = self.requested = PROBE_ROWS  # rows of the next block; asked of the last
+        self.limit = 0  # the memory budget's rows
+        self.last_rate = math.inf  # seconds per candidate in the last full block
+        self.per_examined = math.inf  # fastest settled block's seconds per candidate examined
+        self.per_computed = math.inf  # fastest block's seconds per candidate computed
+        self.bar = tqdm(
+            total=self.total + self.recheck,
+            desc="center search",
+            unit="candidate",
+            disable=not progress,
+            leave=False,
+        )
+
+    def block_rows(self, limit: int) -> int:
+        """Candidates in the next block, at most ``limit`` (the memory budget's)."""
+        self.limit = limit
+        self.requested = max(1, min(self.size, limit))
+        return self.requested
+
+    def scored(self, examined: int, computed: int, seconds: float) -> None:
+        """A block of ``examined`` candidates, ``computed`` of which had their distances
+        computed (the others were ruled out by lower bounds), in ``seconds``.
+
+        Blocks grow fourfold from ``PROBE_ROWS`` until one reaches the memory budget, or takes
+        ``BLOCK_SECONDS`` with a time per candidate not well below the previous block's (so not
+        mostly the fixed cost of a call): the size then stays, the bar moving about every
+        ``BLOCK_SECONDS``, and such a settled block times the search: the blocks left will be
+        like it.
+        """
+        self.examined += examined
+        if computed:
+            self.per_computed = min(self.per_computed, seconds / computed)
+        self.bar.update(examined)
+        if examined != self.requested:  # cut short by the end of the rows: not comparable
+            return
+        rate, previous, self.last_rate = seconds / examined, self.last_rate, seconds / examined
+        linear = seconds >= BLOCK_SECONDS and rate >= 0.6 * previous
+        if linear or self.requested >= self.limit:
+            self.per_examined = min(self.per_examined, rate)
+            self._check()
+        else:
+            self.size = 4 * self.requested
+
+    def skipped(self, count: int) -> None:
+        self.examined += count
+        self.bar.update(count)
+
+    def scoring_done(self) -> None:
+        self.per_examined = 0.0  # no candidate is left: the estimate is the time spent
+        self._check()
+        self.bar.set_postfix_str("exact recheck")
+
+    def rechecked(self) -> None:
+        if self.bar.total is not None and self.bar.n >= self.bar.total:
+            self.bar.total += 1  # a close race: more than EXACT_RECHECK candidates rechecked
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def estimate(self) -> float:
+        """Seconds the whole search is expected to take: the time spent, the candidates left at
+        the fastest settled block's pace and the exact recheck at the fastest computed one."""
+        per_recheck = self.per_computed if math.isfinite(self.per_computed) else 0.0
+        left = (self.total - self.examined) * self.per_examined
+        return time.perf_counter() - self.start + left + self.recheck * per_recheck
+
+    def _check(self) -> None:
+        if self.name in _warned_slow:
+            return
+        seconds = self.estimate()
+        if seconds > SLOW_SEARCH_SECONDS:
+            _warned_slow.add(self.name)
+            warnings.warn(self._message(seconds), SlowCenterSearchWarning, stacklevel=_outside())
+
+    def _message(self, seconds: float) -> str:
+        name, k = self.name, SUGGESTED_CANDIDATES
+        text = (
+            f"the center search for distance {name!r} will take about {_duration(seconds)} per "
+            f"input: {self.total:,} candidates, each compared with {self.n_samples:,} samples "
+            f"(estimated after {self.examined:,} of them). "
+        )
+        if not self.candidate_mode and self.n_pool > 2 * k:
+            quick = (k + self.n_extra + EXACT_RECHECK) * self.per_computed
+            about = f", about {_duration(quick)} here" if math.isfinite(quick) else ""
+            central = " plus the central points" if self.n_extra else ""
+            text += (
+                f"Candidate mode scores far fewer: CenterSmoothing(..., candidates={k}) (or "
+                f"candidates={{{name!r}: {k}}} for this distance alone; on the command line "
+                f"--candidates {k} or --candidates {name}={k}) scores only the first {k} samples"
+                f"{central}{about}. The certificate keeps its confidence "
+                f"(alpha_center pays for the chance that none of the {k} lands in the central "
+                "ball); eps_out is usually a little larger."
+            )
+        else:
+            text += (
+                "Score fewer candidates (a smaller candidates=, which must stay large enough for "
+                "alpha_center) or draw fewer center samples (n_center=)."
+            )
+        if not self.progress:
+            text += " progress=True shows how far the search has got."
+        return text
+
+
+def _outside() -> int:
+    """The ``stacklevel`` of the first caller outside this package, for ``warnings.warn`` called
+    by the function that calls this one: the warning then names the user's line."""
+    package = os.path.dirname(os.path.abspath(__file__))  # the centersmooth/ directory
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _output_size(outputs: Outputs) -> int:
     """Elements per output (1 for Python objects)."""
     return outputs[0].numel() if isinstance(outputs, torch.Tensor) and len(outputs) else 1
@@ -151,6 +342,19 @@ def _output_size(outputs: Outputs) -> int:
 
 def _row_block(n: int) -> int:
     return max(1, PAIRWISE_BUDGET // max(n, 1) // 4)
+
+
+def _blocks(n_rows: int, n_samples: int, pace: _SearchPace) -> Iterator[tuple[int, int]]:
+    """Row ranges covering ``0 .. n_rows``, sized by ``pace`` within the memory budget.
+
+    Sizes follow timings, so which losing rows a pruned search computes may vary between runs;
+    the center does not (rows are ruled out only when they provably lose, with a margin).
+    """
+    start, limit = 0, _row_block(n_samples)
+    while start < n_rows:
+        stop = min(n_rows, start + pace.block_rows(limit))
+        yield start, stop
+        start = stop
 
 
 def _checked_pairwise(metric: Metric, block: Outputs, samples: Outputs) -> torch.Tensor:
@@ -164,12 +368,15 @@ def _checked_pairwise(metric: Metric, block: Outputs, samples: Outputs) -> torch
     return d
 
 
-def _pairwise_medians(metric: Metric, pool: Outputs, samples: Outputs, m: int) -> torch.Tensor:
-    rows = _row_block(batch_len(samples))
+def _pairwise_medians(
+    metric: Metric, pool: Outputs, samples: Outputs, m: int, pace: _SearchPace
+) -> torch.Tensor:
     medians = []
-    for start in range(0, batch_len(pool), rows):
-        d = _checked_pairwise(metric, pool[start : start + rows], samples)
+    for start, stop in _blocks(batch_len(pool), batch_len(samples), pace):
+        began = time.perf_counter()
+        d = _checked_pairwise(metric, pool[start:stop], samples)
         medians.append(torch.kthvalue(d, m, dim=1).values.to(_F64).cpu())
+        pace.scored(stop - start, stop - start, time.perf_counter() - began)
     return torch.cat(medians) if medians else torch.empty(0, dtype=_F64)
 
 
@@ -209,31 +416,38 @@ class _SamplePruner:
                 self.sq_norms = self.coords.square().sum(dim=1)
                 self.scale = float(self.sq_norms.max().sqrt())
 
-    def medians(self, best: float) -> torch.Tensor:
+    def medians(self, best: float, pace: _SearchPace) -> torch.Tensor:
         n_pool = batch_len(self.pool)
         if n_pool < self.MIN_POOL:
-            return _pairwise_medians(self.metric, self.pool, self.samples, self.m)
+            return _pairwise_medians(self.metric, self.pool, self.samples, self.m, pace)
         medians = torch.full((n_pool,), math.inf, dtype=_F64)
         order = self._middle_out()
-        rows = _row_block(batch_len(self.samples))
-        for start in range(0, n_pool, rows):
+        for start, stop in _blocks(n_pool, batch_len(self.samples), pace):
             if best <= 0.0:  # no median is below 0
+                pace.skipped(n_pool - start)
                 break
-            idx = order[start : start + rows]
-            if self.coords is not None and math.isfinite(best):
-                idx = idx[self._may_beat(idx, best)]
-                if idx.numel() == 0:
-                    continue
-            d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
-            if math.isfinite(best):  # the exact count, before the dearer order statistic
-                keep = (d <= best * (1 + self.SLACK)).sum(dim=1) >= self.m
-                idx, d = idx[keep.cpu()], d[keep]
-                if idx.numel() == 0:
-                    continue
-            block = torch.kthvalue(d, self.m, dim=1).values.to(_F64).cpu()
-            medians[idx] = block
-            best = min(best, float(block.min()))
+            began = time.perf_counter()
+            best, computed = self._score(order[start:stop], best, medians)
+            pace.scored(stop - start, computed, time.perf_counter() - began)
         return medians
+
+    def _score(self, idx: torch.Tensor, best: float, medians: torch.Tensor) -> tuple[float, int]:
+        """Medians of the rows ``idx`` that may beat ``best`` into ``medians``; the new best, and
+        how many rows had their exact distances computed."""
+        if self.coords is not None and math.isfinite(best):
+            idx = idx[self._may_beat(idx, best)]
+            if idx.numel() == 0:
+                return best, 0
+        computed = idx.numel()
+        d = _checked_pairwise(self.metric, self._rows(idx), self.samples)
+        if math.isfinite(best):  # the exact count, before the dearer order statistic
+            keep = (d <= best * (1 + self.SLACK)).sum(dim=1) >= self.m
+            idx, d = idx[keep.cpu()], d[keep]
+            if idx.numel() == 0:
+                return best, computed
+        block = torch.kthvalue(d, self.m, dim=1).values.to(_F64).cpu()
+        medians[idx] = block
+        return min(best, float(block.min())), computed
 
     def _middle_out(self) -> torch.Tensor:
         if self.coords is None:

@@ -13,26 +13,53 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from . import report
-from .runner import RunnerError
+# Only light modules here: `centersmooth --help` must not import torch (nor NumPy-heavy code or
+# the tasks); each subcommand imports what it needs when it runs.
+from .results_file import RunnerError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .tasks import Task
     from .tasks.base import CertifySetup
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # the run started and stopped on an error (the model failed on an input)
+DEBUG_ENV = "CENTERSMOOTH_DEBUG"
 
 
 class CLIError(Exception):
     """A user error with a message to print (no traceback)."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help where it has a default worth printing and the
+    help does not already say it (options whose default comes from the task or the preset say
+    so in their own words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False:
+            return text
+        if action.default is argparse.SUPPRESS:
+            return text
+        if not action.option_strings or action.required:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"centersmooth: warning: {message}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -62,8 +89,8 @@ def _number_type(
 
 _positive_int = _number_type(int, lambda v: v >= 1, "a positive integer")
 _nonneg_int = _number_type(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_type(float, lambda v: v > 0 and bool(np.isfinite(v)), "a positive number")
-_nonneg_float = _number_type(float, lambda v: v >= 0 and bool(np.isfinite(v)), "a number >= 0")
+_positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v), "a positive number")
+_nonneg_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 
 
 def _candidate_count(text: str) -> tuple[str, int]:
@@ -103,20 +130,43 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     from .tasks import available_tasks
 
     p.add_argument("task", choices=available_tasks(), help="what to train")
-    p.add_argument("--dataset", choices=available_datasets(), help="default: mnist")
-    p.add_argument("--data-root", type=Path, help="directory with the data set's standard files")
+    p.add_argument(
+        "--dataset", choices=available_datasets(), help="data set (default: the task's, mnist)"
+    )
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        help="directory with the data set's standard files (default: the installed copies)",
+    )
     p.add_argument("--sigma-train", type=_nonneg_float, default=0.25, help="training noise")
-    p.add_argument("--epochs", type=_positive_int, default=5)
-    p.add_argument("--n-train", type=_positive_int, help="train on a seeded subset of this size")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--lr", type=_positive_float, default=1e-3)
-    p.add_argument("--seed", type=_nonneg_int, default=0)
-    p.add_argument("--latent", type=_positive_int, help="autoencoder latent size")
-    p.add_argument("--measurements", type=_positive_int, help="reconstruction: rows of A")
-    p.add_argument("--hidden", type=_positive_int, help="channels of the first conv layer")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="passes over the data")
+    p.add_argument(
+        "--n-train", type=_positive_int, help="train on a seeded subset of this size (default: all)"
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="training batch size")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="initialisation and data order")
+    p.add_argument(
+        "--latent",
+        type=_positive_int,
+        help="autoencoder latent size (default: 32 for 8x8 images, 128 for 28x28, 256 larger)",
+    )
+    p.add_argument(
+        "--measurements",
+        type=_positive_int,
+        help="reconstruction: rows of the measurement matrix A (default: 256 for 28x28 images, "
+        "a third of the pixels otherwise)",
+    )
+    p.add_argument(
+        "--hidden",
+        type=_positive_int,
+        help="channels of the first conv layer (default: 16, 8 for the classifier)",
+    )
     p.add_argument("--out", type=Path, help="checkpoint path (default: in the cache)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument(
+        "--threads", type=_positive_int, help="torch CPU threads (default: torch's, one per core)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -168,28 +218,128 @@ def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse.
         help=f"one of {', '.join(available_tasks())}; or give --model and --inputs instead",
     )
     src = p.add_argument_group("model and inputs")
-    src.add_argument("--checkpoint", type=Path, help="trained model (default: the cached one)")
-    src.add_argument("--dataset", help="data set of the task (checked against the checkpoint)")
-    src.add_argument("--data-root", type=Path, help="directory with the data set's files")
-    src.add_argument("--n-inputs", type=_positive_int, default=n_inputs, help="seeded test inputs")
-    src.add_argument("--model", help="your own model: path/to/file.py:factory")
-    src.add_argument("--inputs", type=Path, help="your inputs: a .npy array (N, ...)")
+    src.add_argument(
+        "--checkpoint", type=Path, help="trained model (default: the cached one for --sigma)"
+    )
+    src.add_argument(
+        "--dataset", help="data set of the task (default: the checkpoint's; checked against it)"
+    )
+    src.add_argument(
+        "--data-root",
+        type=Path,
+        help="directory with the data set's files (default: the installed copies)",
+    )
+    src.add_argument(
+        "--n-inputs", type=_positive_int, default=n_inputs, help="seeded test inputs of the task"
+    )
+    src.add_argument(
+        "--model",
+        help="your own model: path/to/file.py:factory, a zero-argument function returning the "
+        "base function; it must build the same model every call (seeded, or saved weights) "
+        "(default: none, the TASK's model)",
+    )
+    src.add_argument(
+        "--inputs",
+        type=Path,
+        help="your inputs: a .npy array (N, ...) (default: none, the TASK's test inputs)",
+    )
+    src.add_argument(
+        "--numpy-model",
+        action="store_true",
+        help="the --model takes NumPy arrays (scikit-learn, NumPy code): it gets NumPy batches "
+        "in the dtype of --inputs (float32 for integer inputs). Without it the model gets torch "
+        "tensors: an nn.Module in its parameters' float dtype, any other callable in the dtype "
+        "of --inputs (torch's default float type for integer inputs)",
+    )
     return src
+
+
+def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
+    """Sample counts and the other CenterSmoothing settings shared by certify and attack."""
+    where = (
+        "the task's default, else the library's; the paper's with --preset paper"
+        if preset
+        else "the task's default, else the library's"
+    )
+    counts = {
+        "n-center": ("samples for the center (Algorithm 1)", "10^4", "10^4"),
+        "n-check": ("samples checking the center's ball", "10^4", "10^4"),
+        "n-certify": ("samples for the certified radii (Algorithm 2)", "10^5", "10^6"),
+    }
+    for name, (what, ours, paper) in counts.items():
+        cert.add_argument(
+            f"--{name}",
+            type=_positive_int,
+            help=f"{what} (default: {ours}"
+            + (f", {paper} with --preset paper" if preset else "")
+            + "; some tasks set their own)",
+        )
+    cert.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help="noisy copies per forward pass (default: 1000, or the task's)",
+    )
+    cert.add_argument(
+        "--bound",
+        choices=("binomial", "hoeffding"),
+        help=f"confidence bounds (default: binomial; hoeffding with --preset paper; {where})"
+        if preset
+        else "confidence bounds (default: binomial)",
+    )
+    levels = {
+        "alpha-center": "failure probability of the center (default: 0.005)",
+        "alpha-certify": "failure probability of the radii (default: 0.005)",
+        "delta": "mass margin of the center's ball (default: 0.05)",
+    }
+    for name, text in levels.items():
+        cert.add_argument(f"--{name}", type=_positive_float, help=text)
+    cert.add_argument(
+        "--ball-mass",
+        type=_positive_float,
+        help="share of the output mass the smoothed output's ball holds (default: 1/2, the "
+        "paper's); below 1/2 the certificate uses two order statistics, often tighter",
+    )
+    cert.add_argument(
+        "--no-check-metric",
+        dest="check_metric",
+        action="store_false",
+        help="do not test a distance that is not built in (its gamma, symmetry, d(a, a) = 0) "
+        "on the samples (default: tested; turn it off only for a distance whose constant you "
+        "have proven)",
+    )
+    cert.add_argument(
+        "--seed", type=_nonneg_int, default=0, help="seed of the inputs chosen and of the noise"
+    )
 
 
 def _certify_arguments(p: argparse.ArgumentParser) -> None:
     src = add_source_arguments(p, n_inputs=20)
-    src.add_argument("--targets", type=Path, help="optional clean targets: a .npy array (N, ...)")
+    src.add_argument(
+        "--targets",
+        type=Path,
+        help="optional clean targets of --inputs: a .npy array (N, ...) with one output of the "
+        "model's shape per input (default: none, no base or smoothed error)",
+    )
 
     cert = p.add_argument_group("certificate")
-    cert.add_argument("--sigma", type=_positive_float, required=True)
-    cert.add_argument("--eps-in", type=_nonneg_float, nargs="+", required=True)
+    cert.add_argument(
+        "--sigma", type=_positive_float, required=True, help="noise standard deviation"
+    )
+    cert.add_argument(
+        "--eps-in",
+        type=_nonneg_float,
+        nargs="+",
+        required=True,
+        help="input radii to certify (l2, units of the inputs)",
+    )
     cert.add_argument(
         "--eps-in-relative",
         action="store_true",
         help="--eps-in values are multiples of sigma (eps_in = value * sigma)",
     )
-    cert.add_argument("--metric", nargs="+", help="distances (default: the task's)")
+    cert.add_argument(
+        "--metric", nargs="+", help="distances (default: the task's; l2 with --model)"
+    )
     cert.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
     cert.add_argument(
         "--preset",
@@ -197,8 +347,7 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         default="default",
         help="default: our binomial bounds and central candidates; paper: the paper's constants",
     )
-    for name in ("n-center", "n-check", "n-certify", "batch-size"):
-        cert.add_argument(f"--{name}", type=_positive_int)
+    _add_sample_arguments(cert, preset=True)
     cert.add_argument(
         "--candidates",
         nargs="+",
@@ -206,9 +355,9 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         action=_CandidatesAction,
         metavar="[DISTANCE=]K",
         help="center among the first K samples (plus central points); DISTANCE=K pairs set it "
-        "per distance (e.g. tv1=30 tv2=30), all pairs for the others",
+        "per distance (e.g. tv1=30 tv2=30), all pairs for the others (default: all pairs, or "
+        "the task's)",
     )
-    cert.add_argument("--bound", choices=("binomial", "hoeffding"))
     cert.add_argument(
         "--central-candidates",
         action=argparse.BooleanOptionalAction,
@@ -223,26 +372,30 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         "the paper's gamma (1 + 2 gamma) R-hat)",
     )
     cert.add_argument(
-        "--autocast", choices=("bf16", "fp16"), help="run the model in low precision (torch)"
+        "--autocast",
+        choices=("bf16", "fp16"),
+        help="run a torch model in low precision (default: its own precision)",
     )
     cert.add_argument("--compile", action="store_true", help="torch.compile the model")
-    for name in ("alpha-center", "alpha-certify", "delta"):
-        cert.add_argument(f"--{name}", type=_positive_float)
-    cert.add_argument(
-        "--ball-mass",
-        type=_positive_float,
-        help="share of the output mass the smoothed output's ball holds (default 1/2, the "
-        "paper's); below 1/2 the certificate uses two order statistics, often tighter",
-    )
-    cert.add_argument("--seed", type=_nonneg_int, default=0)
 
     run = p.add_argument_group("execution")
-    run.add_argument("--device", help="cpu, cuda, cuda:1, ...")
+    run.add_argument(
+        "--device", help="cpu, cuda, cuda:1, ... (default: where the model's weights are; cpu)"
+    )
     run.add_argument("--resume", action="store_true", help="continue an existing results file")
-    run.add_argument("--backend", choices=("local", "ray"), default="local")
-    run.add_argument("--workers", type=_positive_int, default=1)
-    run.add_argument("--address", help="Ray cluster address")
-    run.add_argument("--gpus-per-worker", type=_nonneg_float, default=0.0)
+    run.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process or spawned processes; ray: Ray actors (docs/distributed.md)",
+    )
+    run.add_argument("--workers", type=_positive_int, default=1, help="processes or Ray actors")
+    run.add_argument(
+        "--address", help="Ray cluster address (default: a local Ray instance for the run)"
+    )
+    run.add_argument(
+        "--gpus-per-worker", type=_nonneg_float, default=0.0, help="GPUs per Ray actor"
+    )
     run.add_argument(
         "--inputs-per-batch",
         type=_positive_int,
@@ -251,7 +404,9 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--examples", type=_nonneg_int, default=8, help="inputs saved for figures")
     run.add_argument(
-        "--threads", type=_positive_int, help="torch CPU threads (in all: --workers share them)"
+        "--threads",
+        type=_positive_int,
+        help="torch CPU threads, in all: --workers share them (default: torch's, one per core)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no table")
 
@@ -282,6 +437,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
+    if getattr(args, "check_metric", True) is False:
+        settings["check_metric"] = False
     for flag in ("central_candidates", "nearest_candidate"):
         if getattr(args, flag, None) is not None:
             settings[flag] = getattr(args, flag)
@@ -291,6 +448,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
 
 
 def _load_array(path: Path, what: str) -> np.ndarray:
+    import numpy as np
+
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist")
     try:
@@ -333,20 +492,73 @@ def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
     return task, setup
 
 
+def check_user_inputs(inputs: np.ndarray, sigma: float) -> None:
+    """Warn when ``--inputs`` look like 0-255 pixels while ``sigma`` is meant for [0, 1]."""
+    import numpy as np
+
+    if inputs.size == 0 or sigma > 2.0:
+        return
+    top = float(np.max(inputs))
+    image_like = inputs.ndim >= 3 or inputs.dtype == np.uint8
+    if top > 2.0 and image_like and float(np.min(inputs)) >= 0.0:
+        warn(
+            f"--inputs range up to {top:g} ({inputs.dtype}), like pixels in 0-255, while --sigma "
+            f"{sigma:g} is noise for inputs in [0, 1]: scale the inputs to [0, 1] (x / 255) or "
+            "raise --sigma in proportion"
+        )
+
+
+def check_eps_in(eps_in: Sequence[float], max_eps_in: float, settings: dict[str, Any]) -> None:
+    """Warn for each ``eps_in`` above the largest certifiable radius (its rows get no eps_out)."""
+    over = [e for e in eps_in if e > max_eps_in]
+    if over:
+        warn(
+            f"--eps-in {', '.join(f'{e:g}' for e in over)} exceeds the largest certifiable "
+            f"radius max_eps_in={max_eps_in:.4g} (sigma {settings['sigma']:g}, n_certify "
+            f"{settings.get('n_certify', 100_000)}): those rows will have eps_out null (inf). "
+            "Raise it with a larger --sigma (max_eps_in grows in proportion) or more --n-certify "
+            "(it grows slowly)"
+        )
+
+
+def check_targets(targets: Any, inputs: np.ndarray, outputs: Any) -> None:
+    """Refuse ``--targets`` whose count differs from the inputs' or whose rows do not have the
+    shape of the model's outputs (``outputs``: the model's batch on the first inputs)."""
+    if len(targets) != len(inputs):
+        raise CLIError(f"--targets has {len(targets)} rows for {len(inputs)} inputs")
+    shape = getattr(outputs, "shape", None)
+    if (
+        shape is not None
+        and hasattr(targets, "shape")
+        and tuple(targets.shape[1:]) != tuple(shape[1:])
+    ):
+        raise CLIError(
+            f"--targets rows have shape {tuple(targets.shape[1:])}, but the model's outputs have "
+            f"shape {tuple(shape[1:])}: each row of --targets must be the clean output of the "
+            "input in the same row"
+        )
+
+
 def _certify_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .datasets import file_sha256
     from .runner import certify_dataset
+    from .smoothing import CenterSmoothing
     from .tables import format_table, summarize
-    from .tasks.user import parse_model_spec, user_model_factory
+    from .tasks.user import parse_model_spec, probed_user_model
 
     _set_threads(args.threads)
     task: Task | None = None
+    numpy_inputs = False
     if args.model is not None or args.inputs is not None:
         inputs = user_inputs(args)
-        factory = user_model_factory(args.model, probe=inputs[:2])
+        numpy_inputs = args.numpy_model
+        factory, outputs = probed_user_model(args.model, inputs[:2], numpy_model=numpy_inputs)
         targets = None if args.targets is None else _load_array(args.targets, "--targets")
-        if targets is not None and len(targets) != len(inputs):
-            raise CLIError(f"--targets has {len(targets)} rows for {len(inputs)} inputs")
+        if targets is not None:
+            check_targets(targets, inputs, outputs)
+        check_user_inputs(inputs, args.sigma)
         indices = np.arange(len(inputs))
         run_info: dict[str, Any] = {
             "task": "user",
@@ -355,8 +567,12 @@ def _certify_run(args: argparse.Namespace) -> int:
             "model_sha256": file_sha256(parse_model_spec(args.model)[0]),
             "inputs": str(args.inputs),
         }
+        if numpy_inputs:
+            run_info["numpy_model"] = True
         metrics = args.metric or ["l2"]
     else:
+        if args.targets is not None or args.numpy_model:
+            raise CLIError("--targets and --numpy-model go with --model and --inputs")
         task, setup = task_setup(args)
         factory, inputs, targets, indices = (
             setup.model_factory,
@@ -368,12 +584,16 @@ def _certify_run(args: argparse.Namespace) -> int:
         metrics = args.metric or list(task.default_metrics)
     eps_in = [e * args.sigma for e in args.eps_in] if args.eps_in_relative else args.eps_in
     run_info["preset"] = args.preset
+    settings = smoothing_settings(args, task)
+    probe_settings = {k: v for k, v in settings.items() if k not in ("device", "compile")}
+    max_eps_in = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).max_eps_in
+    check_eps_in(eps_in, max_eps_in, settings)
     rows = certify_dataset(
         factory,
         inputs,
         eps_in,
         metrics,
-        smoothing_settings(args, task),
+        settings,
         args.out,
         run_info,
         seed=args.seed,
@@ -387,6 +607,7 @@ def _certify_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         examples=args.examples,
         inputs_per_batch=args.inputs_per_batch,
+        numpy_inputs=numpy_inputs,
     )
     if not args.quiet:
         print(format_table(summarize(rows)))
@@ -396,11 +617,15 @@ def _certify_run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- demo
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out-dir", type=Path, default=Path("centersmooth-demo"))
-    p.add_argument("--sigma", type=_positive_float, default=0.25)
-    p.add_argument("--n-digits", type=_positive_int, default=4)
+    p.add_argument(
+        "--out-dir", type=Path, default=Path("centersmooth-demo"), help="where the figures go"
+    )
+    p.add_argument(
+        "--sigma", type=_positive_float, default=0.25, help="training and smoothing noise"
+    )
+    p.add_argument("--n-digits", type=_positive_int, default=4, help="test digits to certify")
     p.add_argument("--retrain", action="store_true", help="train even if a cached model exists")
-    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="training, digits and noise")
     p.add_argument(
         "--threads",
         type=_positive_int,
@@ -448,10 +673,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _certify_arguments,
         _certify_run,
     ),
-    "report": Subcommand(
-        "summarise results files: markdown tables (median, IQR) and PNG plots",
-        report.add_arguments,
-        report.run,
+    "report": _module_command(
+        "report", "summarise results files: markdown tables (median, IQR) and PNG plots"
     ),
     "attack": _module_command(
         "attack_cli", "attack the smoothed model within eps_in and compare with eps_out"
@@ -469,15 +692,24 @@ def register_subcommand(name: str, subcommand: Subcommand) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
+    debug_help = (
+        f"show the full traceback of an error (also: {DEBUG_ENV}=1); by default a failure of "
+        "your model, your files or your settings is one line"
+    )
     parser = argparse.ArgumentParser(
         prog="centersmooth",
         description="Center smoothing: certified robustness for models with structured outputs.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"centersmooth {__version__}")
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=command.help, description=command.help)
+        p = sub.add_parser(
+            name, help=command.help, description=command.help, formatter_class=HelpFormatter
+        )
         command.add_arguments(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
         p.set_defaults(_run=command.run)
     return parser
 
@@ -495,7 +727,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command. A user error is one line on stderr, exit status 2; a run that started
+    and stopped on an error of the model (its rows kept, resumable) exits with status 1. With
+    ``--debug`` or ``CENTERSMOOTH_DEBUG=1`` the traceback is printed too."""
+    from .runner import RunStopped
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -504,8 +745,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("centersmooth: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
+        if _debug(args):
+            traceback.print_exc()
         print(f"centersmooth {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED if isinstance(err, RunStopped) else EXIT_USAGE
 
 
 if __name__ == "__main__":

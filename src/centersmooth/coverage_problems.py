@@ -1,9 +1,11 @@
 """Problems for the coverage harness: base functions whose output distribution under the
 smoothing noise is known, in closed form (a linear map, a step function, a saturating clip) or
-from a precise brute-force Monte Carlo reference (a small random network).
+from a precise brute-force Monte Carlo reference (a small random network), and one built for
+runs at ``x'`` that reuse the noise of the certification at ``x`` (a high-frequency sine).
 
-Each ``Problem`` gives the true mass of any ball around any point, so the harness
-(``coverage.py``) can tell when a certificate's statistical step failed.
+Each of the first four gives the true mass of any ball around any point, so the harness
+(``coverage.py``) can tell when a certificate's statistical step failed; the sine problem gives
+none (``knows_mass = False``) and is only used for the events at ``x'``, which need no truth.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Problem:
 
     name: str = "problem"
     description: str = ""
+    knows_mass: bool = True  # False: ``mass`` is not available, only the events at x' are run
     metric: str = "l2"
     sigma: float = 0.5
     x: torch.Tensor
@@ -282,9 +285,49 @@ class NetworkProblem(Problem):
         return max(int(count), 0) / len(ref)
 
 
+class SineProblem(Problem):
+    """``f(u) = sin(pi u / w)`` coordinatewise in ``R^dim``, l2: outputs that a shift of the input
+    by ``w`` in every coordinate negates.
+
+    ``x' = x + w (1, ..., 1)``, at distance ``w sqrt(dim) = h sigma`` from ``x``, is half a period
+    away in every coordinate, so a run at ``x'`` that reuses the noise of the run at ``x`` sees
+    ``f(x' + sigma n) = -f(x + sigma n)``: its center samples are the reflection of ours. With
+    ``sigma`` hundreds of periods wide, both output laws are close to independent arcsine
+    coordinates. The center of a high-dimensional cloud (its mean) is nearer to its own samples
+    than to fresh ones, and so farther from their reflections: balls around our center, measured
+    on fresh samples, hold far fewer of the reflected ones than their mass promises. The true
+    masses are not computed (``knows_mass = False``).
+    """
+
+    name = "sine"
+    metric = "l2"
+    knows_mass = False
+
+    def __init__(self, dim: int = 2000, sigma: float = 0.5, h: float = 0.1, seed: int = 4) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.dim, self.sigma, self.h = dim, sigma, h
+        self.w = h * sigma / math.sqrt(dim)
+        self.x = sigma * torch.randn(dim, generator=gen, dtype=DTYPE)
+        self.description = (
+            f"f(u) = sin(pi u / w) in R^{dim}, w sqrt({dim}) = {h:g} sigma; x' = x + w (1, ..., 1) "
+            "negates every output drawn with the same noise, l2"
+        )
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.sin(batch * (math.pi / self.w))
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        """``x + w (1, ..., 1)``, fixed in advance (it ignores ``z``); ``None`` when ``eps_in`` is
+        smaller than its distance ``w sqrt(dim)`` from ``x``."""
+        if eps_in < self.w * math.sqrt(self.dim) * (1.0 - 1e-9):
+            return None
+        return self.x + self.w
+
+
 PROBLEMS: dict[str, Callable[[], Problem]] = {
     "linear": LinearProblem,
     "step": StepProblem,
     "clip": ClipProblem,
     "network": NetworkProblem,
+    "sine": SineProblem,
 }

@@ -1,8 +1,10 @@
 """Turn results files into a markdown summary and PNG plots (``centersmooth report``).
 
 For every (task and data set, metric, sigma, eps_in) of every results file: the median and
-interquartile range of ``eps_out`` (an input that abstained or could not be certified counts as
-``eps_out = inf``), the certified and abstain rates, the median and IQR of the smoothing error,
+interquartile range of ``eps_out`` (an input that abstained, could not be certified or got a
+vacuous certificate counts as ``eps_out = inf``), the certified, vacuous and abstain rates (a
+vacuous certificate, ``eps_out`` at or above the largest distance two outputs can have, is not
+counted as certified: see :mod:`centersmooth.tables`), the median and IQR of the smoothing error,
 the medians of the base and smoothed errors against the ground truth, and the median time per
 input. Several files sit side by side in each table and plot (for example our defaults against
 ``--preset paper``).
@@ -10,13 +12,19 @@ input. Several files sit side by side in each table and plot (for example our de
 Plots: ``eps_out`` against ``eps_in`` (median line, IQR band, one line per sigma and file), the
 empirical distribution of ``eps_out``, and, where the run saved example arrays that look like
 images, a grid of inputs with their base and smoothed outputs.
+
+Importing this module does not import torch (``centersmooth --help`` stays fast): the results
+file reader is imported when a file is read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from .runner import read_results
+from .tables import certified_eps_out, is_vacuous
+
+logger = logging.getLogger(__name__)
 
 INF = math.inf
+RESULTS_FORMAT = "centersmooth-results"  # the header's "format" (results_file.FORMAT)
 
 
 @dataclass(frozen=True)
@@ -50,12 +61,13 @@ class Summary:
     eps_in: float
     n_inputs: int
     eps_out: tuple[float, float, float]  # median, 25th and 75th percentiles (inf = not certified)
-    certified_rate: float
+    certified_rate: float  # finite eps_out that is not vacuous
     abstain_rate: float
     smoothing_error: tuple[float, float, float]  # over inputs that did not abstain
     base_error: float  # median; nan without targets
     smoothed_error: float  # median over inputs that did not abstain; nan without targets
     seconds_per_input: float  # median
+    vacuous_rate: float = 0.0  # finite eps_out at or above the largest distance between outputs
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -87,14 +99,54 @@ def _three(values: list[float]) -> tuple[float, float, float]:
     return quantile(values, 0.5), quantile(values, 0.25), quantile(values, 0.75)
 
 
+NOT_RESULTS = (
+    "not a centersmooth results file (JSON lines that start with a run header, as "
+    "`centersmooth certify --out FILE.jsonl` writes them)"
+)
+
+
+def _check_first_line(p: Path) -> None:
+    """Refuse, with a plain message, a file that is not a results file at all (an array, an
+    image, another JSON file): its first line must be a JSON run header."""
+    with open(p, "rb") as f:
+        first = f.readline(16 * 1024 * 1024)
+    if not first.strip():
+        raise ValueError(
+            f"{p} is empty: a run that has not written its header yet, or {NOT_RESULTS}"
+        )
+    try:
+        record = json.loads(first.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        if not first.endswith(b"\n") and first.lstrip().startswith(b'{"record": "header"'):
+            raise ValueError(
+                f"{p} holds only part of a run header (the run stopped while writing it): "
+                "no rows yet"
+            ) from None
+        raise ValueError(f"{p} is {NOT_RESULTS}") from None
+    if not isinstance(record, dict) or record.get("record") != "header":
+        raise ValueError(f"{p} is {NOT_RESULTS}: its first line is not a run header")
+    if record.get("format", RESULTS_FORMAT) != RESULTS_FORMAT:
+        raise ValueError(f"{p} is {NOT_RESULTS}: its header names format {record['format']!r}")
+
+
 def load_run(path: str | Path, label: str | None = None) -> RunFile:
-    """Read a results file (a torn last line is dropped and reported)."""
+    """Read a results file (a torn last line is dropped and reported). A file without rows yet
+    (only its header) loads with no rows; a file that is not a results file is refused with a
+    ``ValueError`` that says so."""
+    from .results_file import read_results  # imports torch: only when a file is read
+
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"results file not found: {p}")
-    existing = read_results(p)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder; give the results files (*.jsonl) in it")
+    _check_first_line(p)
+    try:
+        existing = read_results(p)
+    except ValueError as err:  # a bad line after a good header
+        raise ValueError(f"{p} cannot be read as a results file: {err}") from None
     if existing.header is None:
-        raise ValueError(f"{p}: empty or not a centersmooth results file")
+        raise ValueError(f"{p} is {NOT_RESULTS}")
     return RunFile(p, label or p.stem, existing.header, existing.rows)
 
 
@@ -111,7 +163,7 @@ def summarize(run: RunFile) -> list[Summary]:
         groups.setdefault(key, []).append(row)
     out = []
     for (task, metric, sigma, eps), rows in sorted(groups.items()):
-        eps_out = [INF if r["eps_out"] is None else float(r["eps_out"]) for r in rows]
+        eps_out = [certified_eps_out(r) for r in rows]
         smoothing = [float(r["smoothing_error"]) for r in rows if r["smoothing_error"] is not None]
         base = [float(r["base_error"]) for r in rows if r.get("base_error") is not None]
         smoothed = [float(r["smoothed_error"]) for r in rows if r.get("smoothed_error") is not None]
@@ -128,6 +180,7 @@ def summarize(run: RunFile) -> list[Summary]:
                 n_inputs=len({int(r["input_index"]) for r in rows}),
                 eps_out=_three(eps_out),
                 certified_rate=sum(math.isfinite(v) for v in eps_out) / len(rows),
+                vacuous_rate=sum(is_vacuous(r) for r in rows) / len(rows),
                 abstain_rate=sum(bool(r["abstained"]) for r in rows) / len(rows),
                 smoothing_error=_three(smoothing),
                 base_error=quantile(base, 0.5),
@@ -204,9 +257,13 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
     lines += [
         "",
         "`eps_out` and the smoothing error: median [25th, 75th percentile] over inputs; an input",
-        "that abstained or could not be certified counts as `eps_out = inf`. Base and smoothed",
-        "errors: medians of `d(f(x), target)` and `d(center, target)`. Time: median seconds per",
-        "input (all metrics of the input together).",
+        "that abstained, could not be certified or got a vacuous certificate counts as",
+        "`eps_out = inf`. Certified: a finite `eps_out` below the largest distance two outputs can",
+        "have. Vacuous: a finite `eps_out` at or above it (the certificate says nothing; inferred",
+        "for rows without the `vacuous` field where the distance has a known largest value).",
+        "Abstain: the smoothing abstained. Base and smoothed errors: medians of `d(f(x), target)`",
+        "and `d(center, target)`. Time: median seconds per input (all metrics of the input",
+        "together).",
         "",
     ]
     by_table: dict[tuple[str, str], list[Summary]] = {}
@@ -216,14 +273,15 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
     for (task, metric), group in sorted(by_table.items()):
         lines += [f"## {task} — {metric}", ""]
         lines += [
-            "| run | sigma | eps_in | inputs | eps_out | certified | abstain | smoothing error "
-            "| base error | smoothed error | s / input |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| run | sigma | eps_in | inputs | eps_out | certified | vacuous | abstain "
+            "| smoothing error | base error | smoothed error | s / input |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in sorted(group, key=lambda s: (s.sigma, s.eps_in, order[s.run])):
             lines.append(
                 f"| {s.run} | {_fmt(s.sigma)} | {_fmt(s.eps_in)} | {s.n_inputs} | "
-                f"{_fmt3(s.eps_out)} | {s.certified_rate:.0%} | {s.abstain_rate:.0%} | "
+                f"{_fmt3(s.eps_out)} | {s.certified_rate:.0%} | {s.vacuous_rate:.0%} | "
+                f"{s.abstain_rate:.0%} | "
                 f"{_fmt3(s.smoothing_error)} | {_fmt(s.base_error)} | {_fmt(s.smoothed_error)} | "
                 f"{_fmt(s.seconds_per_input)} |"
             )
@@ -232,22 +290,33 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
             lines += [f"![{name}]({name})", ""]
     example_plots = plots.get("examples", [])
     if example_plots:
-        lines += ["## Examples", ""]
+        lines += ["## Examples", "", OWN_SCALE_NOTE, ""]
         for name in example_plots:
             lines += [f"![{name}]({name})", ""]
     return "\n".join(lines)
 
 
+RUN_STYLES = (  # line style and marker per run (file), so runs differ beyond colour
+    ("-", "o"),
+    ("--", "s"),
+    (":", "^"),
+    ("-.", "D"),
+    ((0, (5, 1, 1, 1, 1, 1)), "v"),
+    ((0, (1, 1)), "P"),
+)
+
+
 def _plot_curves(group: list[Summary], title: str, path: Path, runs: list[str]) -> None:
+    """Median eps_out against eps_in with its IQR band: a colour per sigma, a line style and
+    marker per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sigmas = sorted({s.sigma for s in group})
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ["-", "--", ":", "-."]
     for i, sigma in enumerate(sigmas):
         for j, run in enumerate(runs):
             pts = sorted(
@@ -261,22 +330,23 @@ def _plot_curves(group: list[Summary], title: str, path: Path, runs: list[str]) 
                 for vals in zip(*(s.eps_out for s in pts), strict=True)
             )
             color = colors[i % len(colors)]
+            style, marker = RUN_STYLES[j % len(RUN_STYLES)]
             label = f"sigma={sigma:g}" + (f" ({run})" if len(runs) > 1 else "")
-            ax.plot(x, med, styles[j % len(styles)], color=color, marker="o", label=label)
+            ax.plot(x, med, linestyle=style, color=color, marker=marker, label=label)
             ax.fill_between(x, lo, hi, color=color, alpha=0.15)
     ax.set_xlabel("eps_in")
     ax.set_ylabel("eps_out (median, IQR band)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, handlelength=4)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, path: Path) -> None:
-    """Empirical CDF of eps_out per (run, eps_in), one panel per sigma. Uncertified inputs count
-    in the denominator, so a curve ends at the certified rate."""
+    """Empirical CDF of eps_out per (run, eps_in), one panel per sigma. Uncertified inputs and
+    vacuous certificates count in the denominator, so a curve ends at the certified rate."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,8 +359,7 @@ def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, 
         if task_label(r) == task and r["metric"] == metric
     ]
     sigmas = sorted({float(r["sigma"]) for _, r in rows})
-    fig, axes = plt.subplots(1, len(sigmas), figsize=(4.5 * len(sigmas), 3.6), squeeze=False)
-    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(4.6 * len(sigmas), 3.8), squeeze=False)
     labels = [run.label for run in runs]
     for ax, sigma in zip(axes[0], sigmas, strict=True):
         eps_values = sorted({float(r["eps_in"]) for _, r in rows if float(r["sigma"]) == sigma})
@@ -298,13 +367,13 @@ def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, 
         for i, eps in enumerate(eps_values):
             for j, label in enumerate(labels):
                 vals = [
-                    r["eps_out"]
+                    certified_eps_out(r)
                     for lab, r in rows
                     if lab == label and float(r["sigma"]) == sigma and float(r["eps_in"]) == eps
                 ]
                 if not vals:
                     continue
-                finite = np.sort([float(v) for v in vals if v is not None])
+                finite = np.sort([v for v in vals if math.isfinite(v)])
                 if finite.size == 0:
                     continue
                 y = np.arange(1, finite.size + 1) / len(vals)
@@ -312,7 +381,7 @@ def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, 
                 ax.step(
                     finite,
                     y,
-                    styles[j % len(styles)],
+                    linestyle=RUN_STYLES[j % len(RUN_STYLES)][0],
                     where="post",
                     color=colors[i % len(colors)],
                     label=name,
@@ -322,7 +391,7 @@ def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, 
         ax.set_ylabel("fraction of inputs certified within")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, handlelength=4)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -358,6 +427,58 @@ def _examples(run: RunFile, limit: int = 6) -> list[tuple[int, dict[str, np.ndar
     return sorted(found, key=lambda item: item[0])[:limit]
 
 
+SHARED_KEYS = ("input", "target", "base_output")  # they set a row's display scale
+OWN_SCALE_NOTE = (
+    "Each row of images shares the grey (or colour) scale of its input, target and base output, "
+    "so they compare directly. An output whose values are not on that scale (the angular "
+    "center, a unit vector, is) is min-max scaled on its own; its column title is marked *."
+)
+
+
+def display_images(
+    example: dict[str, np.ndarray], columns: Sequence[str]
+) -> list[tuple[np.ndarray | None, bool]]:
+    """Each column's image of one example, scaled to [0, 1] for display, and whether it got a
+    scale of its own.
+
+    The scale is the range of the input, target and base output ([0, 1] when they lie in it).
+    An image whose values span less than half of that range, or reach more than a quarter of
+    it beyond either end (the angular center is a unit vector: all its entries near 0), would
+    show as a flat black or white square on it, so it is min-max scaled on its own instead (a
+    constant image shows mid-grey)."""
+    images = [as_image(example[key]) if key in example else None for key in columns]
+    reference = [
+        img
+        for key, img in zip(columns, images, strict=True)
+        if key in SHARED_KEYS and img is not None
+    ]
+    if reference:
+        lo = min(float(img.min()) for img in reference)
+        hi = max(float(img.max()) for img in reference)
+        if lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+    else:
+        lo, hi = 0.0, 1.0
+    span = hi - lo if hi > lo else 1.0
+    out: list[tuple[np.ndarray | None, bool]] = []
+    for key, img in zip(columns, images, strict=True):
+        if img is None:
+            out.append((None, False))
+            continue
+        a, b = float(img.min()), float(img.max())
+        fits = bool(reference) and (
+            key in SHARED_KEYS
+            or (b - a >= 0.5 * span and a >= lo - 0.25 * span and b <= hi + 0.25 * span)
+        )
+        if fits:
+            out.append((np.clip((img - lo) / span, 0.0, 1.0), False))
+        elif b > a:
+            out.append(((img - a) / (b - a), True))
+        else:
+            out.append((np.full_like(img, 0.5), True))
+    return out
+
+
 def _plot_examples(run: RunFile, path: Path) -> bool:
     """Grid: a row per example input; columns input, target, base output, smoothed output per
     metric (those that are image-shaped). False when nothing looks like an image."""
@@ -374,35 +495,95 @@ def _plot_examples(run: RunFile, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    shown = [display_images(example, columns) for _, example in examples]
+    own = [any(row[j][1] for row in shown) for j in range(len(columns))]
     titles = {"input": "input", "target": "target", "base_output": "base f(x)"}
     fig, axes = plt.subplots(
         len(examples),
         len(columns),
-        figsize=(1.6 * len(columns), 1.6 * len(examples)),
+        figsize=(1.6 * len(columns), 1.6 * len(examples) + (0.35 if any(own) else 0.0)),
         squeeze=False,
     )
-    for i, (index, example) in enumerate(examples):
-        images = [as_image(example[key]) if key in example else None for key in columns]
-        gray = [img for img in images if img is not None and img.ndim == 2]
-        # one grey scale per row, so that input, base and smoothed outputs compare directly
-        lo = min((float(img.min()) for img in gray), default=0.0)
-        hi = max((float(img.max()) for img in gray), default=1.0)
-        for j, (key, img) in enumerate(zip(columns, images, strict=True)):
+    for i, ((index, _), row) in enumerate(zip(examples, shown, strict=True)):
+        for j, (key, (img, _)) in enumerate(zip(columns, row, strict=True)):
             ax = axes[i][j]
             ax.axis("off")
             if img is not None and img.ndim == 3:
-                ax.imshow(np.clip(img, 0, 1))
+                ax.imshow(img)
             elif img is not None:
-                ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+                ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
             if i == 0:
-                ax.set_title(titles.get(key, "smoothed " + key[len("center_") :]), fontsize=8)
+                title = titles.get(key, "smoothed " + key[len("center_") :])
+                ax.set_title(title + (" *" if own[j] else ""), fontsize=8)
             if j == 0:
                 ax.text(-0.1, 0.5, f"#{index}", transform=ax.transAxes, ha="right", va="center")
     fig.suptitle(run.label, fontsize=9)
     fig.tight_layout()
+    if any(own):
+        fig.subplots_adjust(bottom=0.35 / fig.get_figheight() + 0.02)
+        fig.text(
+            0.5, 0.01, "* min-max scaled per image (not on the input's scale)",
+            ha="center", va="bottom", fontsize=7,
+        )  # fmt: skip
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def load_runs(
+    result_files: Sequence[str | Path], labels: Sequence[str] | None = None
+) -> list[RunFile]:
+    """Read the results files, named by ``labels`` (default: the file stems, with the folder
+    where two stems collide)."""
+    paths = [Path(p) for p in result_files]
+    if not paths:
+        raise ValueError("give at least one results file")
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(
+            f"{len(labels)} labels for {len(paths)} results files: give one --label per file, "
+            "in the order of the files"
+        )
+    names = list(labels) if labels is not None else _labels(paths)
+    return [load_run(p, name) for p, name in zip(paths, names, strict=True)]
+
+
+def no_rows_message(run: RunFile) -> str:
+    return f"no rows yet in {run.path}: the run has not certified any input"
+
+
+def write_report(runs: Sequence[RunFile], out_dir: str | Path) -> Path:
+    """Write ``report.md`` and the PNG plots of ``runs`` into ``out_dir``; return the markdown
+    path. Files without rows yet are named in the report and left out of its tables; if no file
+    has rows, ``ValueError`` (``no rows yet in ...``)."""
+    full = [run for run in runs if run.rows]
+    if not full:
+        raise ValueError("; ".join(no_rows_message(run) for run in runs))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = [s for run in full for s in summarize(run)]
+    plots: dict[str, list[str]] = {}
+    tables = sorted({(s.task, s.metric) for s in summaries})
+    for task, metric in tables:
+        group = [s for s in summaries if s.task == task and s.metric == metric]
+        title = f"{task} — {metric}"
+        curve = f"eps_out_vs_eps_in_{_slug(task)}_{_slug(metric)}.png"
+        _plot_curves(group, title, out / curve, [run.label for run in full])
+        dist = f"eps_out_distribution_{_slug(task)}_{_slug(metric)}.png"
+        _plot_distribution(full, task, metric, title, out / dist)
+        plots[f"{task}|{metric}"] = [curve, dist]
+    for run in full:
+        name = f"examples_{_slug(run.label)}.png"
+        if _plot_examples(run, out / name):
+            plots.setdefault("examples", []).append(name)
+    text = markdown(full, summaries, plots)
+    empty = [run for run in runs if not run.rows]
+    if empty:
+        notes = ["", "## Files without rows", ""]
+        notes += [f"- {run.label}: {no_rows_message(run)}." for run in empty]
+        text += "\n".join(notes) + "\n"
+    report = out / "report.md"
+    report.write_text(text, encoding="utf-8")
+    return report
 
 
 def make_report(
@@ -411,34 +592,13 @@ def make_report(
     labels: Sequence[str] | None = None,
 ) -> Path:
     """Write ``report.md`` and the PNG plots for ``result_files`` into ``out_dir``; return the
-    markdown path. ``labels`` name the files in tables and legends (default: the file stems)."""
-    paths = [Path(p) for p in result_files]
-    if not paths:
-        raise ValueError("give at least one results file")
-    if labels is not None and len(labels) != len(paths):
-        raise ValueError(f"{len(labels)} labels for {len(paths)} results files")
-    names = list(labels) if labels is not None else _labels(paths)
-    runs = [load_run(p, name) for p, name in zip(paths, names, strict=True)]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summaries = [s for run in runs for s in summarize(run)]
-    plots: dict[str, list[str]] = {}
-    tables = sorted({(s.task, s.metric) for s in summaries})
-    for task, metric in tables:
-        group = [s for s in summaries if s.task == task and s.metric == metric]
-        title = f"{task} — {metric}"
-        curve = f"eps_out_vs_eps_in_{_slug(task)}_{_slug(metric)}.png"
-        _plot_curves(group, title, out / curve, [run.label for run in runs])
-        dist = f"eps_out_distribution_{_slug(task)}_{_slug(metric)}.png"
-        _plot_distribution(runs, task, metric, title, out / dist)
-        plots[f"{task}|{metric}"] = [curve, dist]
+    markdown path. ``labels`` name the files in tables and legends (default: the file stems).
+    A file without rows yet is logged and left out; ``ValueError`` if no file has rows."""
+    runs = load_runs(result_files, labels)
     for run in runs:
-        name = f"examples_{_slug(run.label)}.png"
-        if _plot_examples(run, out / name):
-            plots.setdefault("examples", []).append(name)
-    report = out / "report.md"
-    report.write_text(markdown(runs, summaries, plots), encoding="utf-8")
-    return report
+        if not run.rows and any(other.rows for other in runs):
+            logger.warning("%s; left out of the report", no_rows_message(run))
+    return write_report(runs, out_dir)
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -446,19 +606,44 @@ def make_report(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``centersmooth report``."""
-    parser.add_argument("results", nargs="+", help="results files (JSONL) to summarise together")
-    parser.add_argument("--out", default="report", help="output directory (default: report/)")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS.jsonl",
+        help="results files (JSON lines written by `centersmooth certify --out`) to summarise "
+        "side by side; required, one or more",
+    )
+    parser.add_argument(
+        "--out",
+        default="report",
+        metavar="DIR",
+        help="folder for report.md and the PNG plots, created if missing (default: report)",
+    )
     parser.add_argument(
         "--label",
-        action="append",
+        nargs="+",
+        action="extend",
         dest="labels",
-        help="name of each results file in tables and plots (once per file, in order)",
+        metavar="LABEL",
+        help="names of the results files in tables and plots, one per file in the order of the "
+        "files: `--label ours paper` or `--label ours --label paper`; give it after the files "
+        "(default: the file names without .jsonl, with the folder where two collide)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``centersmooth report``; print where the report went."""
-    path = make_report(args.results, args.out, args.labels)
+    """Run ``centersmooth report``; print where the report went. Exit status 1, with a
+    message, when no file has rows yet; files without rows beside others with rows are named
+    and left out."""
+    runs = load_runs(args.results, args.labels)
+    empty = [r for r in runs if not r.rows]
+    if len(empty) == len(runs):
+        for r in empty:
+            print(f"centersmooth report: {no_rows_message(r)}; nothing to report", file=sys.stderr)
+        return 1
+    for r in empty:
+        print(f"centersmooth report: {no_rows_message(r)}; left out", file=sys.stderr)
+    path = write_report(runs, args.out)
     print(f"wrote {path} and its plots")
     return 0
 
@@ -471,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         parser.exit(2, f"centersmooth report: error: {err}\n")
     return 1
 

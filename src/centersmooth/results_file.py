@@ -12,13 +12,13 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ ROW_FIELDS = (
     "inner_radius",
     "near_radius",
     "max_eps_in",
+    "vacuous",
+    "output_diameter",
+    "p_low",
+    "delta1",
+    "check_level",
+    "abstain_reason",
     "n_center",
     "n_check",
     "n_certify",
@@ -82,7 +88,8 @@ def jsonable(value: Any) -> Any:
         return json_float(value)
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, torch.device):
+    torch = sys.modules.get("torch")  # not imported here: reading a file needs no torch
+    if torch is not None and isinstance(value, torch.device):
         return str(value)
     raise TypeError(f"cannot write a {type(value).__name__} to the results file: {value!r}")
 
@@ -183,9 +190,16 @@ class Writer:
 def prepare_file(path: Path, config: dict[str, Any], resume: bool) -> list[dict[str, Any]]:
     """Rows already in ``path`` (after dropping a torn last line) if resuming; else [] for a new
     file. Refuses to overwrite, and refuses a header with another configuration."""
+    return prepare_file_header(path, config, resume)[0]
+
+
+def prepare_file_header(
+    path: Path, config: dict[str, Any], resume: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """:func:`prepare_file`, and the header of the file resumed (``None`` for a new file)."""
     if not path.exists() or path.stat().st_size == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return []
+        return [], None
     if not resume:
         raise FileExistsError(
             f"{path} already exists; resume it (resume=True, --resume) or choose another output"
@@ -194,7 +208,7 @@ def prepare_file(path: Path, config: dict[str, Any], resume: bool) -> list[dict[
     if existing.header is None:
         if not path.read_bytes()[: existing.valid_bytes].strip():
             _truncate(path, 0)  # only a torn header: start afresh
-            return []
+            return [], None
         raise ValueError(f"{path} has no run header: not a centersmooth results file")
     if existing.header.get("format") != FORMAT:
         raise ValueError(f"{path} is not a centersmooth results file (format {FORMAT!r})")
@@ -207,7 +221,7 @@ def prepare_file(path: Path, config: dict[str, Any], resume: bool) -> list[dict[
         )
     if existing.torn:
         _truncate(path, existing.valid_bytes)
-    return existing.rows
+    return existing.rows, existing.header
 
 
 def _mismatch(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -24,16 +24,16 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from .metrics import get_metric
+# torch, the smoother and the workers are imported when a run starts: reading results files
+# (``read_results``, ``centersmooth report``) and the command's --help need no torch.
 from .results_file import (
     FORMAT,
     ROW_FIELDS,
@@ -43,11 +43,12 @@ from .results_file import (
     Writer,
     jsonable,
     package_version,
-    prepare_file,
+    prepare_file_header,
     read_results,
 )
-from .smoothing import CenterSmoothing
-from .workers import Job, import_ray, run_inline, run_processes, run_ray
+
+if TYPE_CHECKING:
+    from .workers import Worker
 
 __all__ = ["ROW_FIELDS", "Results", "RunnerError", "certify_dataset", "input_seed", "read_results"]
 
@@ -56,7 +57,7 @@ BACKENDS = ("local", "ray")
 # CenterSmoothing arguments that the runner sets itself.
 _RESERVED_SMOOTHING = ("base_function", "metric", "seed")
 # Arguments that do not change the rows: left out of the configuration a resume must match.
-_RUNTIME_SMOOTHING = ("device", "progress")
+_RUNTIME_SMOOTHING = ("device", "progress", "check_metric")
 
 
 # ------------------------------------------------------------------------------------ seeds
@@ -75,6 +76,8 @@ def input_seed(run_seed: int, input_index: int) -> int:
 
 def _normalise_smoothing(smoothing: dict[str, Any]) -> dict[str, Any]:
     """The CenterSmoothing arguments with every default filled in, checked by name."""
+    from .smoothing import CenterSmoothing
+
     params = inspect.signature(CenterSmoothing.__init__).parameters
     known = [p for p in params if p not in ("self", *_RESERVED_SMOOTHING)]
     for key in smoothing:
@@ -104,7 +107,8 @@ def _digest(indices: list[int], inputs: np.ndarray, targets: Any) -> str:
 def _hash_value(h: Any, value: Any) -> None:
     """Feed every byte of ``value`` to ``h``: arrays and tensors by their data (``repr`` would
     cut long ones short), sequences item by item, anything else by its ``repr``."""
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor means torch is imported already
+    if torch is not None and isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray) and value.dtype != object:
         t = np.ascontiguousarray(value)
@@ -163,6 +167,7 @@ def certify_dataset(
     progress: bool = True,
     examples: int = 8,
     inputs_per_batch: int = 1,
+    numpy_inputs: bool = False,
 ) -> list[dict[str, Any]]:
     """Certify every input at every ``eps_in`` under every metric; append the rows to ``out``.
 
@@ -180,7 +185,18 @@ def certify_dataset(
     ``address`` if given; ``gpus_per_worker`` GPUs each). The first ``examples`` inputs have their
     input, base output, target and centers saved in ``<out stem>.examples/`` for the report.
     ``inputs_per_batch > 1`` certifies that many inputs together (local backend, one worker), their
-    samples sharing forward passes: faster for small models, the same rows.
+    samples sharing forward passes: faster for small models, the same rows. ``numpy_inputs``
+    hands each input to :class:`CenterSmoothing` as a NumPy array (the model then receives NumPy
+    batches of the inputs' dtype: scikit-learn and other NumPy models); by default it is a torch
+    tensor (an ``nn.Module`` receives its parameters' float dtype).
+
+    The model is built once here and fingerprinted (the SHA-256 of an ``nn.Module``'s weights,
+    else its outputs on the first input); the fingerprint goes into the header, and a worker or a
+    resumed run that builds another model is refused (``ModelMismatchError``): the factory must
+    build the same model every call. A device this machine lacks is refused before the file is
+    created. An error of the model or the distance on an input stops the run with
+    :class:`RunStopped` naming the input; the rows already written stay, and ``resume=True``
+    continues.
 
     Returns the rows of every requested (input, metric, eps_in), in input, metric, eps_in order.
     """
@@ -196,7 +212,24 @@ def certify_dataset(
             "inputs_per_batch > 1 works with the local backend and one worker (several workers "
             "already run inputs side by side); drop one of the two"
         )
+    from tqdm.auto import tqdm
+
+    from .smoothing import CenterSmoothing
+    from .workers import (
+        SAME_MODEL_HINT,
+        Job,
+        ModelMismatchError,
+        Worker,
+        WorkerOptions,
+        fingerprint_mismatch,
+        import_ray,
+        run_inline,
+        run_processes,
+        run_ray,
+    )
+
     full_smoothing = _normalise_smoothing(dict(smoothing))
+    check_device(full_smoothing.get("device"))
     # Build one smoother here: checks every argument before any worker starts.
     CenterSmoothing(lambda b: b, metric=metric_names[0], **full_smoothing)
     digest = _digest(indices_list, inputs, targets)
@@ -206,14 +239,43 @@ def certify_dataset(
 
     if backend == "ray":
         import_ray()  # a missing Ray is reported before the results file is created
+    # The model this run certifies, built here once before the file is touched (a factory that
+    # fails leaves no file behind): its fingerprint goes into the header, and every worker (and
+    # every resumed run) must build the same model.
+    worker_args: tuple[Any, ...] = (model_factory, full_smoothing, metric_names, eps_list, seed)
+    wanted = [(m, e) for m in metric_names for e in eps_list]
+    fingerprint: dict[str, Any] | None = None
+    local: Worker | None = None
+    if not (resume and _all_done(path, indices_list, wanted)):
+        reference = Worker(
+            model_factory,
+            full_smoothing,
+            metric_names,
+            eps_list,
+            seed,
+            WorkerOptions(numpy_inputs, inputs[0]),
+        )
+        fingerprint = reference.fingerprint
+        if backend == "local" and workers == 1:
+            local = reference
+        del reference  # else the workers build their own
+    worker_args = (*worker_args, WorkerOptions(numpy_inputs, inputs[0], fingerprint))
+
     writer = Writer(path)  # lock the file before reading it
     try:
-        existing = prepare_file(path, config, resume)
+        existing, old_header = prepare_file_header(path, config, resume)
+        old_print = None if old_header is None else old_header.get("model_fingerprint")
+        if old_print is not None and fingerprint is not None:
+            problem = fingerprint_mismatch(old_print, fingerprint)
+            if problem:
+                raise ModelMismatchError(
+                    f"cannot resume {path}: the model built now differs from the one that wrote "
+                    f"it ({problem}). " + SAME_MODEL_HINT
+                )
     except BaseException:
         writer.close()
         raise
     done = {_key(r) for r in existing}
-    wanted = [(m, e) for m in metric_names for e in eps_list]
     jobs = []
     for position, index in enumerate(indices_list):
         if all((index, m, e) in done for m, e in wanted):
@@ -240,6 +302,7 @@ def certify_dataset(
             "n_inputs": len(indices_list),
             "examples_dir": examples_dir.name if examples > 0 else None,
             "config": config,
+            "model_fingerprint": fingerprint,
         }
         writer.append([header])
     bar = tqdm(
@@ -250,14 +313,14 @@ def certify_dataset(
         disable=not progress,
         dynamic_ncols=True,
     )
-    worker_args = (model_factory, full_smoothing, metric_names, eps_list, seed)
+    finished = len(indices_list) - len(jobs)
     try:
         if backend == "ray":
             results = run_ray(jobs, worker_args, workers, address, gpus_per_worker)
         elif workers > 1:
             results = run_processes(jobs, worker_args, workers)
         else:
-            results = run_inline(jobs, worker_args, inputs_per_batch)
+            results = run_inline(jobs, worker_args, inputs_per_batch, worker=local)
         for result in results:
             if result.example is not None:
                 _save_example(examples_dir, result.index, result.example)
@@ -269,7 +332,13 @@ def certify_dataset(
                 done.add(_key(row))
             writer.append(new_rows)
             existing.extend(new_rows)
+            finished += 1
             bar.update(1)
+    except (RunnerError, ValueError, TypeError, RuntimeError, OSError) as err:
+        if isinstance(err, ModelMismatchError):
+            raise
+        kept = f"{finished} of {len(indices_list)} inputs are done and kept in {path}"
+        raise RunStopped(f"{err}. {kept}; {RESUME_HINT}") from err
     finally:
         bar.close()
         writer.close()
@@ -278,6 +347,52 @@ def certify_dataset(
     rows = [r for r in existing if _key(r) in order]
     rows.sort(key=lambda r: order[_key(r)])
     return rows
+
+
+def _all_done(path: Path, indices: list[int], wanted: list[tuple[str, float]]) -> bool:
+    """Whether ``path`` holds every row asked for (then a resume builds no model)."""
+    try:
+        rows = read_results(path).rows if path.is_file() else []
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False  # the locked read that follows reports it
+    done = {_key(r) for r in rows if "input_index" in r}
+    return all((i, m, e) in done for i in indices for m, e in wanted)
+
+
+RESUME_HINT = "run the same command again with --resume (resume=True) to continue"
+
+
+class RunStopped(RunnerError):
+    """The run stopped on an error (the model failed on an input, a worker kept dying); the rows
+    of the inputs done are in the file, and the message says how to continue."""
+
+
+def check_device(device: Any) -> None:
+    """Refuse a device this machine does not have, before any file is written."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a device torch knows ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r}: torch finds no CUDA device on this machine (a CPU-only "
+                "build of torch, or no GPU or driver); use the CPU (--device cpu, the default)"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {str(device)!r}: no MPS device on this machine")
 
 
 def _product(indices: list[int], wanted: list[tuple[str, float]]) -> Iterator[Any]:
@@ -311,7 +426,10 @@ def _check_arguments(
     workers: int,
     gpus_per_worker: float,
 ) -> tuple[np.ndarray, list[float], list[str], list[int], dict[str, Any]]:
-    if isinstance(inputs, torch.Tensor):
+    from .metrics import get_metric
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     if not isinstance(inputs, np.ndarray) or inputs.ndim < 2:
         raise ValueError("inputs must be a NumPy array of shape (N, ...) with one input per row")

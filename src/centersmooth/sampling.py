@@ -1,14 +1,16 @@
 """Noisy copies of one input pushed through the base function, in seeded batches on the device.
 
-The base function may be an ``nn.Module`` (evaluated in eval mode under ``torch.no_grad()``), a
-callable on torch batches, or a callable on NumPy batches (chosen by passing a NumPy input).
+The base function may be an ``nn.Module`` (evaluated in eval mode under ``torch.no_grad()``, its
+modules' train/eval flags restored afterwards), a callable on torch batches, or a callable on
+NumPy batches (chosen by passing a NumPy input).
 Outputs are tensor batches, NumPy arrays (converted to tensors) or lists of Python objects.
 Every batch is checked: right length, no NaN or infinity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -58,6 +60,10 @@ class BaseFunction:
     ``torch.compile`` (``True`` for the default backend, or a backend name). Neither touches the
     guarantee: the certificate is about the function actually evaluated, which is then the
     low-precision or compiled model.
+
+    An ``nn.Module`` runs in eval mode (dropout off, batch norm on its running statistics) while
+    it is evaluated, and each of its modules gets back the ``training`` flag it had: around each
+    call, or once around a whole computation inside ``evaluating()``.
     """
 
     def __init__(
@@ -77,8 +83,9 @@ class BaseFunction:
             )
         self.input_dtype: torch.dtype | None = None  # the module's float type, fed to it
         self.noise_dtype: torch.dtype | None = None  # the type inputs and noise are added in
+        self.module = fn if isinstance(fn, nn.Module) else None
+        self._evaluating = 0  # depth of nested evaluating() blocks
         if isinstance(fn, nn.Module):
-            fn.eval()
             fn.to(device)
             floats = [p.dtype for p in fn.parameters() if p.is_floating_point()]
             self.input_dtype = floats[0] if floats else None
@@ -94,6 +101,29 @@ class BaseFunction:
         self.device = device
         self.autocast_dtype = None if autocast is None else AUTOCAST_DTYPES[autocast]
 
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The module in eval mode for the block; on leaving it, every module's ``training`` flag
+        is the one it had on entering (a model partly in train mode comes back exactly so).
+
+        Calls inside the block then skip the switch they would otherwise make each time; blocks
+        nest (only the outermost switches). Nothing to do for a function that is no module.
+        """
+        modes: list[tuple[nn.Module, bool]] = []
+        if self.module is not None and not self._evaluating:
+            modes = [(module, module.training) for module in self.module.modules()]
+            if any(training for _, training in modes):
+                self.module.eval()
+            else:
+                modes = []  # already in eval mode: nothing to switch back
+        self._evaluating += 1
+        try:
+            yield
+        finally:
+            self._evaluating -= 1
+            for module, training in modes:  # the flags alone: train() would also set children
+                module.training = training
+
     def __call__(
         self, batch: torch.Tensor, numpy_dtype: np.dtype | None = None, check_finite: bool = True
     ) -> Outputs:
@@ -101,7 +131,7 @@ class BaseFunction:
 
         ``check_finite=False`` leaves the NaN check to the caller (see ``OutputMonitor``).
         """
-        with torch.no_grad():
+        with self.evaluating(), torch.no_grad():
             if numpy_dtype is not None:
                 raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
             else:

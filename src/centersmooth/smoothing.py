@@ -1,14 +1,16 @@
 """Center smoothing: ``predict`` is Algorithm 1 ("Smooth"), ``certify`` is Algorithm 2 ("Certify").
 
 Kumar and Goldstein, "Center Smoothing: Certified Robustness for Networks with Structured Outputs",
-NeurIPS 2021, with the tighter binomial bounds and central candidates of ALGORITHM.md.
+NeurIPS 2021, with the tighter binomial bounds, central candidates and nearest-candidate bound of
+docs/algorithm.md.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -19,6 +21,7 @@ from . import bounds
 from .center import Center, batch_len, distances_to, find_center
 from .metrics import Metric, available_metrics, get_metric
 from .metrics.base import Outputs, is_real
+from .metrics.checks import check_distance, needs_check
 from .sampling import (
     DEFAULT_BATCH_SIZE,
     BaseFunction,
@@ -50,7 +53,7 @@ class QuantileRanks(NamedTuple):
     near: list[int] | None
 
 
-# The paper's constants (ALGORITHM.md section 6), for CenterSmoothing.paper and --preset paper.
+# The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
 PAPER_SETTINGS: dict[str, Any] = {
     "n_center": 10_000,
     "n_check": 10_000,
@@ -81,6 +84,36 @@ class Prediction:
     p_low: float  # lower confidence bound on the mass of B(center, radius) from the check samples
     n_center: int
     n_check: int
+    check_level: float  # p_low must exceed it strictly: ball_mass - delta
+    delta: float  # delta1 must not exceed it
+
+    @property
+    def abstain_reason(self) -> str | None:
+        """Why the procedure abstained, with the numbers of the test that failed (``None`` when
+        it did not)."""
+        if not self.abstained:
+            return None
+        if self.delta1 > self.delta:
+            return (
+                f"Delta1={self.delta1:.4g} exceeds delta={self.delta:.4g}: more center samples "
+                "(n_center) or a larger delta"
+            )
+        return (
+            f"the check bounded the mass of the center's ball below by p_low={self.p_low:.4g}, "
+            f"which must exceed ball_mass - delta={self.check_level:.4g}: the outputs under this "
+            "noise are too spread out; a smaller sigma, more check samples (n_check) or a larger "
+            "delta"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (lists for arrays and tensors), ``abstain_reason`` included."""
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        record["abstain_reason"] = self.abstain_reason
+        return record
+
+    def to_json(self) -> str:
+        """Strict JSON (non-finite numbers as ``null``)."""
+        return _json(self.to_dict())
 
 
 @dataclass(frozen=True)
@@ -90,8 +123,10 @@ class Certificate:
     For each ``eps_in`` and each ``x'`` with ``||x' - x||_2 <= eps_in`` on its own: with
     probability at least ``1 - alpha_center - alpha_certify`` (over this certification and the
     smoothed function's run at ``x'``), either that run abstains or
-    ``d(center(x), center(x')) <= eps_out``. The default nearest-candidate bound needs the run at
-    ``x'`` to draw noise independent of this one (not the same seed); the paper's does not.
+    ``d(center(x), center(x')) <= eps_out``. This holds for either bound whether that run draws
+    fresh noise, uses another seed or reuses this certification's seed, as long as ``x'`` is not
+    chosen from the noise of that run; it assumes real-valued Gaussian noise (docs/algorithm.md,
+    "What the guarantee assumes").
     ``eps_out`` is ``inf`` where the procedure abstained or where ``eps_in`` exceeds
     ``max_eps_in``. Scalar fields when ``eps_in`` was a number, arrays aligned with it when it was
     a sequence.
@@ -112,28 +147,63 @@ class Certificate:
     smoothing_error: float | None  # d(center, f(x)); None when abstained
     max_eps_in: float  # largest eps_in these sample counts can certify
     prediction: Prediction
+    # True where eps_out is finite but at or above output_diameter: the certificate says nothing
+    vacuous: bool | np.ndarray = False
+    # the largest distance two outputs can have, where the distance knows it or the outputs show
+    # it (None: unbounded or unknown)
+    output_diameter: float | None = None
+
+    @property
+    def abstain_reason(self) -> str | None:
+        """Why the procedure abstained (see :attr:`Prediction.abstain_reason`)."""
+        return self.prediction.abstain_reason
+
+    @property
+    def certified(self) -> bool | np.ndarray:
+        """Where the certificate says something: a finite ``eps_out`` that is not vacuous."""
+        finite = np.isfinite(np.asarray(self.eps_out, dtype=float)) & ~np.asarray(self.vacuous)
+        return bool(finite) if finite.ndim == 0 else finite
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (lists for arrays and tensors), the prediction as a nested dict."""
+        record = {
+            f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "prediction"
+        }
+        record["abstain_reason"] = self.abstain_reason
+        record["prediction"] = self.prediction.to_dict()
+        return record
+
+    def to_json(self) -> str:
+        """Strict JSON (non-finite numbers as ``null``)."""
+        return _json(self.to_dict())
 
 
 class CenterSmoothing:
     """Wrap a base function ``f`` with center smoothing under a distance on its outputs.
 
     ``f`` maps a batch of inputs to a batch of outputs (tensor, NumPy array or list of objects).
-    Noise ``N(0, sigma^2 I)`` is added to the input as given. See ALGORITHM.md section 5 for the
+    Noise ``N(0, sigma^2 I)`` is added to the input as given. docs/algorithm.md gives the
     meaning of every argument. Beyond it: ``batch_size=None`` picks the batch size (the largest
-    that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows a progress bar
-    over the forward passes; ``autocast`` ("bf16" / "fp16") and ``compile`` speed up a torch model
-    (the certificate then holds for the low-precision / compiled model actually evaluated).
+    that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows progress bars
+    over the forward passes (with their distances) and the center search; ``autocast`` ("bf16" /
+    "fp16") and ``compile`` speed up a torch model (the certificate then holds for the
+    low-precision / compiled model actually evaluated).
     ``nearest_candidate`` (on by default, off in the paper preset) certifies through the sample
     candidate nearest to the center: ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``
-    instead of the paper's ``gamma (1 + 2 gamma) R-hat``, with the same confidence as long as
-    the smoothed function at ``x'`` draws noise independent of this certification's (a fresh
-    ``seed=None`` generator, or another seed); a deployment that reuses one seed for every input
-    must use ``nearest_candidate=False`` (docs/algorithm.md). ``ball_mass`` (1/2, the paper's)
+    instead of the paper's ``gamma (1 + 2 gamma) R-hat``, with the same confidence and under the
+    same assumptions, whatever seeds the runs at ``x`` and ``x'`` use, the same seed included
+    (docs/algorithm.md, "The nearest-candidate bound"). ``ball_mass`` (1/2, the paper's)
     is the share of the output mass the smoothed output's ball holds; a smaller one (down to just
     above ``delta``) moves ``R_outer`` and ``R_inner`` to other levels.
     ``candidates`` may also map distance names to counts (``{"tv2": 30}``): candidate mode for
     the distances without a fast pairwise form, all pairs for the others, in one
     ``certify_metrics`` call that shares the forward passes.
+    ``check_metric`` (on by default) tests a distance that is not built in (a callable, a
+    ``FunctionMetric`` or a ``Metric`` subclass of yours) on every call: its declared ``gamma``
+    against the relaxed triangle inequality on triples of center samples, the center and the
+    central candidates, its symmetry and ``d(a, a) = 0``. A refutation raises
+    ``DistanceCheckError`` before any certificate is returned. The test can refute a constant,
+    never prove one; turn it off only for a distance whose constant you have proven.
     """
 
     def __init__(
@@ -158,6 +228,7 @@ class CenterSmoothing:
         compile: bool | str = False,
         ball_mass: float = 0.5,
         nearest_candidate: bool = True,
+        check_metric: bool = True,
     ) -> None:
         _check_positive_real("sigma", sigma)
         for name, value in (
@@ -200,6 +271,7 @@ class CenterSmoothing:
         self.device = resolve_device(device, base_function)
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
         self.nearest_candidate = bool(nearest_candidate)
+        self.check_metric = bool(check_metric)
 
         self.alpha_delta1, self.alpha_nearest, self.alpha_check = bounds.split_center_alpha(
             self.n_center,
@@ -225,7 +297,7 @@ class CenterSmoothing:
         sigma: float = 0.25,
         **overrides: Any,
     ) -> CenterSmoothing:
-        """The paper's constants (ALGORITHM.md section 6): 10^4 / 10^4 / 10^6 samples,
+        """The paper's constants (its experiments): 10^4 / 10^4 / 10^6 samples,
         alphas 0.005, delta 0.05, Hoeffding bounds, centers among the samples only."""
         settings = dict(PAPER_SETTINGS)
         settings.update(overrides)
@@ -267,20 +339,29 @@ class CenterSmoothing:
         ``seed`` overrides the constructor's seed for this call.
         """
         inputs = _Inputs.build(self, [x], None if seed is None else [seed])
-        return self._predict(inputs, [self.metric])[0][0]
+        with self.base_function.evaluating():  # a module's train/eval flags come back after
+            pred = self._predict(inputs, [self.metric])[0][0][0]
+        return replace(pred, center=inputs.returned(pred.center))
 
-    def _predict(self, inputs: _Inputs, metrics: list[Metric]) -> list[list[Prediction]]:
+    def _predict(
+        self, inputs: _Inputs, metrics: list[Metric]
+    ) -> tuple[list[list[Prediction]], list[dict[str, float | None]]]:
         """Algorithm 1 for every input and metric, on one shared pair of sample sets per input
-        (center, then check), indexed ``[input][metric]``."""
+        (center, then check), indexed ``[input][metric]``, and the output diameter per input and
+        distance name (see ``Metric.diameter``).
+
+        A distance that is not built in is first checked on the center samples, its center and
+        central candidates (``check_distance``): a refuted ``gamma`` stops here, before any
+        certificate exists."""
         self._check_candidate_names(metrics)
         collected = [_Collector(self.n_center) for _ in inputs.xs]
         for outputs in self._stream(inputs, self.n_center, "center", OutputMonitor(self.device)):
             for collector, out in zip(collected, outputs, strict=True):
                 collector.add(out)
-        centers = []
+        centers, diameters = [], []
         for collector in collected:
             samples = collector.take()
-            row, central = [], {}
+            row, central, diameter = [], {}, {}
             for metric in metrics:
                 extra = None
                 if self.central_candidates:
@@ -289,9 +370,17 @@ class CenterSmoothing:
                         central[key] = metric.central_candidates(samples)
                     extra = central[key]
                 k = self.candidates_for(metric)
-                row.append(find_center(samples, metric, k, extra, self.ball_mass))
+                center = find_center(samples, metric, k, extra, self.ball_mass, self.progress)
+                if self.check_metric and needs_check(metric):
+                    points = [center.point]
+                    if extra is not None:
+                        points += [extra[e] for e in range(batch_len(extra))]
+                    check_distance(metric, samples, points)
+                row.append(center)
+                diameter[metric.name] = metric.diameter(samples)
             del central
             centers.append(row)
+            diameters.append(diameter)
             del samples
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
         monitor = OutputMonitor(self.device)
@@ -305,7 +394,7 @@ class CenterSmoothing:
             predictions.append(
                 [self._decide(c, count) for c, count in zip(row, counts, strict=True)]
             )
-        return predictions
+        return predictions, diameters
 
     def _decide(self, center: Center, count: int) -> Prediction:
         """Accept iff ``Delta1 <= delta`` and ``p_low > ball_mass - delta`` (else abstain; the
@@ -321,6 +410,8 @@ class CenterSmoothing:
             p_low=p_low,
             n_center=self.n_center,
             n_check=self.n_check,
+            check_level=level,
+            delta=self.delta,
         )
 
     # ----------------------------------------------------------------------------- Algorithm 2
@@ -387,10 +478,11 @@ class CenterSmoothing:
         eps = _check_eps_in(eps_in)
         scalar = np.ndim(eps_in) == 0
         inputs = _Inputs.build(self, xs, seeds)
-        preds = self._predict(inputs, resolved)
-        radii = self._certify_distances(inputs, resolved, preds)
-        # one clean pass per input: f(x) must not depend on which inputs share a batch
-        clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
+        with self.base_function.evaluating():  # a module's train/eval flags come back after
+            preds, diameters = self._predict(inputs, resolved)
+            radii = self._certify_distances(inputs, resolved, preds)
+            # one clean pass per input: f(x) must not depend on which inputs share a batch
+            clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
         ranks = {metric.name: self.quantile_ranks(eps, metric) for metric in resolved}
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
@@ -417,18 +509,25 @@ class CenterSmoothing:
                             at_e = {name: radius[e] for name, radius in found.items()}
                             eps_out[e] = _eps_out(metric, **at_e)
                     smoothing_error = float(distances_to(metric, pred.center, clean[i])[0])
+                diameter = diameters[i][metric.name]
+                vacuous = np.isfinite(eps_out) & (
+                    eps_out >= (math.inf if diameter is None else diameter)
+                )
+                center = inputs.returned(pred.center)
                 certs[metric.name] = Certificate(
                     eps_in=shaped(eps),
                     eps_out=shaped(eps_out),
                     abstained=pred.abstained,
-                    center=pred.center,
+                    center=center,
                     radius=pred.radius,
                     quantile_radius=shaped(found["outer"]),
                     inner_radius=shaped(found["inner"]),
                     near_radius=shaped(found["near"]),
                     smoothing_error=smoothing_error,
                     max_eps_in=self.max_eps_in,
-                    prediction=pred,
+                    prediction=replace(pred, center=center),
+                    vacuous=bool(vacuous[0]) if scalar else vacuous,
+                    output_diameter=diameter,
                 )
             results.append(certs)
         return results
@@ -603,6 +702,13 @@ class _Inputs:
     np_dtype: Any
     streams: list[NoiseStream]
 
+    def returned(self, point: Any) -> Any:
+        """A center in the type the model returned: a NumPy model's tensor outputs (converted
+        for the distances) go back as a NumPy array."""
+        if self.np_dtype is not None and isinstance(point, torch.Tensor):
+            return point.cpu().numpy()
+        return point
+
     @classmethod
     def build(
         cls, smoother: CenterSmoothing, xs: Sequence[Any], seeds: Sequence[int] | None
@@ -721,3 +827,33 @@ def _check_candidate_count(label: str, k: Any, n_center: int) -> int:
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` in plain Python types: lists for tensors and arrays, sorted lists for sets."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, set | frozenset):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _json(record: dict[str, Any]) -> str:
+    def finite(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, list):
+            return [finite(v) for v in value]
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(finite(record), allow_nan=False)

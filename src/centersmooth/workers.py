@@ -8,6 +8,7 @@ A worker builds the model once and turns each ``Job`` (one input and its seed) i
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,14 @@ class Result:
 
 class Worker:
     """Builds the model once, then certifies inputs. Used in-process, in spawned processes and as
-    a Ray actor, so every backend computes rows with the same code."""
+    a Ray actor, so every backend computes rows with the same code.
+
+    ``options`` says how inputs reach the model and which model the run expects (its
+    fingerprint). With ``defer_errors`` (spawned processes, Ray actors) a failure to build the
+    model, or a model other than the expected one, is raised by the first ``certify`` call rather
+    than by the constructor: the run then stops with that message instead of retrying a worker
+    that seems to have died.
+    """
 
     def __init__(
         self,
@@ -62,22 +70,69 @@ class Worker:
         metrics: list[str],
         eps_in: list[float],
         run_seed: int,
+        options: WorkerOptions | None = None,
         threads: int | None = None,
         gpus: float = 0.0,
+        defer_errors: bool = False,
+    ) -> None:
+        self.error: Exception | None = None
+        self.options = options or WorkerOptions()
+        self.metrics = [get_metric(m) for m in metrics]
+        self.eps_in = list(eps_in)
+        self.run_seed = int(run_seed)
+        self.version = package_version()
+        self.fingerprint: dict[str, Any] | None = None
+        try:
+            self._build(model_factory, smoothing, metrics, threads, gpus)
+        except Exception as err:
+            if not defer_errors:
+                raise
+            self.error = err
+
+    def _build(
+        self,
+        model_factory: Callable[[], Any],
+        smoothing: dict[str, Any],
+        metrics: list[str],
+        threads: int | None,
+        gpus: float,
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
         kwargs = dict(smoothing)
         if kwargs.get("device") is None and gpus > 0 and torch.cuda.is_available():
             kwargs["device"] = "cuda"
-        self.smoother = CenterSmoothing(model_factory(), metric=metrics[0], **kwargs)
-        self.metrics = [get_metric(m) for m in metrics]
-        self.eps_in = list(eps_in)
-        self.run_seed = int(run_seed)
-        self.version = package_version()
+        try:
+            model = model_factory()
+        except Exception as err:
+            raise ModelFailure(f"the model factory failed: {_describe(err)}") from err
+        self.smoother = CenterSmoothing(model, metric=metrics[0], **kwargs)
+        opts = self.options
+        if opts.probe is not None:
+            self.fingerprint = model_fingerprint(
+                model, self.smoother, self.model_input(opts.probe), repeat=opts.fingerprint is None
+            )
+            if opts.fingerprint is not None:
+                problem = fingerprint_mismatch(opts.fingerprint, self.fingerprint)
+                if problem:
+                    raise ModelMismatchError(
+                        f"the model a worker built differs from the run's ({problem}). "
+                        + SAME_MODEL_HINT
+                    )
 
     def ready(self) -> bool:
         return True
+
+    def model_input(self, x: np.ndarray) -> Any:
+        """One input as the run hands it to ``CenterSmoothing``: a NumPy array for a NumPy model
+        (the library then feeds it NumPy batches of the input's dtype), else a torch tensor (an
+        ``nn.Module`` then gets its parameters' float dtype; integer inputs become torch's
+        default float type)."""
+        array = np.array(x)
+        if self.options.numpy_inputs:
+            return array
+        t = torch.from_numpy(array)
+        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
     def certify(self, job: Job) -> Result:
         return self.certify_group([job])[0]
@@ -85,13 +140,24 @@ class Worker:
     def certify_group(self, jobs: Sequence[Job]) -> list[Result]:
         """Certify several inputs with their samples sharing forward passes
         (``certify_metrics_batch``); each input keeps its own seed, so its rows are the rows it
-        gets alone. ``seconds`` is the group's time divided among its inputs."""
+        gets alone. ``seconds`` is the group's time divided among its inputs. A failure of the
+        model or the distance is raised as :class:`ModelFailure`, naming the inputs."""
+        if self.error is not None:
+            raise self.error
+        try:
+            return self._certify_group(jobs)
+        except Exception as err:
+            names = ", ".join(str(job.index) for job in jobs)
+            which = f"input {names}" if len(jobs) == 1 else f"inputs {names}"
+            raise ModelFailure(f"{which}: {_describe(err)}") from err
+
+    def _certify_group(self, jobs: Sequence[Job]) -> list[Result]:
         start = time.perf_counter()
-        xs = [torch.from_numpy(np.array(job.x)) for job in jobs]  # the model gets torch batches
-        xs = [x if x.is_floating_point() else x.to(torch.get_default_dtype()) for x in xs]
+        sm = self.smoother
+        xs = [self.model_input(job.x) for job in jobs]
         seeds = [job.seed for job in jobs]
-        batch = self.smoother.certify_metrics_batch(xs, self.eps_in, self.metrics, seeds=seeds)
-        bases = [self.smoother.base_function(x.to(self.smoother.device).unsqueeze(0)) for x in xs]
+        batch = sm.certify_metrics_batch(xs, self.eps_in, self.metrics, seeds=seeds)
+        bases = [_base_output(sm, x) for x in xs]
         seconds = (time.perf_counter() - start) / len(jobs)
         return [
             self._result(job, certs, base, seconds)
@@ -109,17 +175,28 @@ class Worker:
                 example["target"] = _numpy(target[0])
         for metric in self.metrics:
             cert = certs[metric.name]
+            center = cert.center
+            if isinstance(center, np.ndarray) and isinstance(base, torch.Tensor):
+                center = torch.as_tensor(center).to(base.device)  # a NumPy model's center
             base_error = smoothed_error = None
             if target is not None:
                 base_error = float(distances_to(metric, base[0], target)[0])
                 if not cert.abstained:
-                    smoothed_error = float(distances_to(metric, cert.center, target)[0])
-            if example is not None and not cert.abstained and isinstance(cert.center, torch.Tensor):
-                example[f"center_{metric.name}"] = _numpy(cert.center)
+                    smoothed_error = float(distances_to(metric, center, target)[0])
+            if example is not None and not cert.abstained and isinstance(center, torch.Tensor):
+                example[f"center_{metric.name}"] = _numpy(center)
             values = (cert.eps_out, cert.quantile_radius, cert.inner_radius, cert.near_radius)
             eps_out, outer, inner, near = (
                 np.atleast_1d(np.asarray(value, dtype=float)) for value in values
             )
+            vacuous = np.broadcast_to(
+                np.atleast_1d(np.asarray(getattr(cert, "vacuous", False), dtype=bool)),
+                eps_out.shape,
+            )
+            pred = cert.prediction
+            diameter = getattr(cert, "output_diameter", None)
+            check_level = getattr(pred, "check_level", None)
+            reason = getattr(cert, "abstain_reason", None) if cert.abstained else None
             for j, eps in enumerate(self.eps_in):
                 rows.append(
                     {
@@ -137,6 +214,12 @@ class Worker:
                         "inner_radius": json_float(inner[j]),
                         "near_radius": json_float(near[j]),
                         "max_eps_in": json_float(cert.max_eps_in),
+                        "vacuous": bool(vacuous[j]),
+                        "output_diameter": None if diameter is None else json_float(diameter),
+                        "p_low": json_float(pred.p_low),
+                        "delta1": json_float(pred.delta1),
+                        "check_level": None if check_level is None else json_float(check_level),
+                        "abstain_reason": reason,
                         "n_center": sm.n_center,
                         "n_check": sm.n_check,
                         "n_certify": sm.n_certify,
@@ -148,6 +231,134 @@ class Worker:
                     }
                 )
         return Result(job.position, job.index, rows, example)
+
+
+SAME_MODEL_HINT = (
+    "The model factory must build the same model every call: seed its random generator "
+    "(torch.manual_seed) or load saved weights."
+)
+
+
+class ModelFailure(RunnerError):
+    """The user's model, its factory or the distance raised while certifying; the message names
+    the inputs and the error."""
+
+
+class ModelMismatchError(RunnerError):
+    """A worker (or a resumed run) built another model than the one the run started with."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How inputs reach the model, and which model the run expects.
+
+    ``numpy_inputs``: hand ``CenterSmoothing`` NumPy arrays (the model then gets NumPy batches),
+    else torch tensors. ``probe``: the run's first input, on which the model's fingerprint is
+    taken (none without it). ``fingerprint``: the fingerprint the run started with (``None``:
+    nothing to compare with; the worker's own is then taken and kept in ``Worker.fingerprint``).
+    """
+
+    numpy_inputs: bool = False
+    probe: np.ndarray | None = None
+    fingerprint: dict[str, Any] | None = None
+
+
+def _describe(err: BaseException) -> str:
+    """``Type: first line of the message``, for one-line errors."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _base_output(sm: CenterSmoothing, x: Any) -> Any:
+    """``f(x)`` for one input, fed exactly as the smoothed function feeds its noisy copies."""
+    xt, np_dtype = sm._prepare_input(x)
+    return sm.base_function(xt.unsqueeze(0), np_dtype)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+PROBE_DIMS = 16  # coordinates of the fixed random projection of the probe outputs
+PROBE_RTOL = 1e-4  # relative to the outputs' norm: GPU kernels may differ in the last bits
+
+
+def _weights_digest(model: torch.nn.Module) -> str | None:
+    """SHA-256 of a module's state (names, dtypes, shapes and bytes of every tensor), ``None``
+    for a module without any."""
+    state = model.state_dict()
+    if not state:
+        return None
+    h = hashlib.sha256()
+    for name, value in state.items():
+        h.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()
+
+
+def _probe_summary(out: Any) -> tuple[list[float] | None, float | None, str]:
+    """A fixed random projection of tensor outputs and their norm (compared with a tolerance),
+    or for other outputs (strings, sets) the SHA-256 of their ``repr``."""
+    if isinstance(out, np.ndarray) and out.dtype != object:
+        out = torch.from_numpy(np.ascontiguousarray(out))
+    if isinstance(out, torch.Tensor) and not out.is_complex():
+        v = np.nan_to_num(out.detach().cpu().double().numpy().reshape(-1), posinf=1e300)
+        gen = np.random.default_rng(20211206)
+        proj = gen.standard_normal((PROBE_DIMS, v.size)) / max(v.size, 1) ** 0.5
+        digest = hashlib.sha256(v.tobytes()).hexdigest()
+        return [float(p) for p in proj @ v], float(np.linalg.norm(v)), digest
+    return None, None, hashlib.sha256(repr(out).encode()).hexdigest()
+
+
+def model_fingerprint(
+    model: Any, smoother: CenterSmoothing, probe: Any, repeat: bool = False
+) -> dict[str, Any]:
+    """What identifies the model a worker built: for an ``nn.Module`` with weights, the SHA-256
+    of its state; for any other model, its outputs on ``probe`` (one input, fed as in the run).
+    With ``repeat`` the probe runs twice: a model whose outputs change from call to call
+    (random) gets no probe entry, as nothing could be compared."""
+    if isinstance(model, torch.nn.Module):
+        digest = _weights_digest(model)
+        if digest is not None:
+            return {"weights_sha256": digest}
+    out = _base_output(smoother, probe)
+    proj, norm, digest = _probe_summary(out)
+    if repeat:
+        again: dict[str, Any] = {"probe": proj, "probe_norm": norm, "probe_sha256": digest}
+        other = dict(
+            zip(
+                ("probe", "probe_norm", "probe_sha256"),
+                _probe_summary(_base_output(smoother, probe)),
+                strict=True,
+            )
+        )
+        if fingerprint_mismatch(again, other):
+            return {"random_outputs": True}
+    return {"probe": proj, "probe_norm": norm, "probe_sha256": digest}
+
+
+def fingerprint_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None:
+    """``None`` when ``got`` may be the model of ``expected``; else what differs."""
+    if expected.get("random_outputs") or got.get("random_outputs"):
+        return None
+    if "weights_sha256" in expected or "weights_sha256" in got:
+        if expected.get("weights_sha256") != got.get("weights_sha256"):
+            return "its weights differ"
+        return None
+    a, b = expected.get("probe"), got.get("probe")
+    if a is not None and b is not None:
+        scale = max(float(expected.get("probe_norm") or 0), float(got.get("probe_norm") or 0))
+        diff = float(np.max(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
+        if diff > PROBE_RTOL * max(scale, 1e-12):
+            return "its outputs on the first input differ"
+        return None
+    if expected.get("probe_sha256") != got.get("probe_sha256"):
+        return "its outputs on the first input differ"
+    return None
 
 
 def _as_batch(target: Any, like: Any) -> Any:
@@ -170,7 +381,8 @@ _PROCESS_WORKER: Worker | None = None
 
 def _process_init(*args: Any) -> None:
     global _PROCESS_WORKER
-    _PROCESS_WORKER = Worker(*args)
+    options: dict[str, Any] = {"defer_errors": True}  # errors reach the run, not the pool
+    _PROCESS_WORKER = Worker(*args, **options)
 
 
 def _process_certify(job: Job) -> Result:
@@ -179,11 +391,15 @@ def _process_certify(job: Job) -> Result:
 
 
 def run_inline(
-    jobs: list[Job], worker_args: tuple[Any, ...], inputs_per_batch: int = 1
+    jobs: list[Job],
+    worker_args: tuple[Any, ...],
+    inputs_per_batch: int = 1,
+    worker: Worker | None = None,
 ) -> Iterator[Result]:
+    """In this process, on ``worker`` if given (else one built from ``worker_args``)."""
     if not jobs:
         return
-    worker = Worker(*worker_args)
+    worker = worker or Worker(*worker_args)
     for start in range(0, len(jobs), inputs_per_batch):
         yield from worker.certify_group(jobs[start : start + inputs_per_batch])
 
@@ -333,7 +549,7 @@ def run_ray(
     )
 
     def spawn() -> Any:
-        return actor_cls.remote(*worker_args, threads=None, gpus=gpus_per_worker)
+        return actor_cls.remote(*worker_args, threads=None, gpus=gpus_per_worker, defer_errors=True)
 
     actors = [spawn() for _ in range(min(workers, len(jobs)))]
     queue = list(reversed(jobs))
@@ -372,7 +588,16 @@ def run_ray(
                 fill()
                 continue
             except ray.exceptions.RayTaskError as err:
-                raise RunnerError(f"input {job.index} failed in a Ray worker: {err}") from None
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, RunnerError) and not isinstance(cause, ModelFailure):
+                    raise type(cause)(f"{cause} (in a Ray worker)") from err
+                if isinstance(cause, ModelFailure):
+                    what = str(cause).removeprefix(f"input {job.index}: ")
+                elif isinstance(cause, BaseException):
+                    what = _describe(cause)
+                else:
+                    what = str(err)
+                raise ModelFailure(f"input {job.index} failed in a Ray worker: {what}") from err
             yield result
             fill()
     finally:

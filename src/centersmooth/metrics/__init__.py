@@ -9,20 +9,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .base import FunctionMetric, Metric, check_constants
+from .base import FunctionMetric, Metric, OutputTypeError, check_constants
 from .boxes import EMPTY_BOX, BoxJaccardDistance
+from .checks import DistanceCheckError, check_distance, needs_check
 from .image import TotalVariationDistance
 from .lpips import LPIPSDistance
 from .masks import HammingDistance, MaskJaccardDistance
 from .probability import HellingerDistance, TotalVariationProbability
 from .strings import LevenshteinDistance, NormalizedLevenshteinDistance
-from .vector import AngularDistance, LpDistance
+from .vector import AngularDistance, CosineDistance, LpDistance, SquaredL2Distance
 
 _REGISTRY: dict[str, Callable[[], Metric]] = {
     "l2": lambda: LpDistance(2, "l2"),
     "l1": lambda: LpDistance(1, "l1"),
     "linf": lambda: LpDistance(float("inf"), "linf"),
     "angular": AngularDistance,
+    "cosine": CosineDistance,
+    "squared_l2": SquaredL2Distance,
     "tv1": lambda: TotalVariationDistance(1, "tv1"),
     "tv2": lambda: TotalVariationDistance(2, "tv2"),
     "jaccard": BoxJaccardDistance,
@@ -53,7 +56,9 @@ def get_metric(metric: str | Metric | Callable[..., Any]) -> Metric:
     """A :class:`Metric` from a registry name, a Metric, or a callable (taken with ``gamma = 1``).
 
     For a callable whose relaxed-triangle constant is not 1, wrap it yourself:
-    ``FunctionMetric(fn, gamma=2.0)``.
+    ``FunctionMetric(fn, gamma=2.0)`` (or use the built-in ``"squared_l2"`` / ``"cosine"``).
+    Distances that are not built in are tested before a certificate rests on them
+    (:func:`check_distance`).
     """
     if isinstance(metric, Metric):
         return check_constants(metric)
@@ -73,9 +78,13 @@ def get_metric(metric: str | Metric | Callable[..., Any]) -> Metric:
 
 __all__ = [
     "EMPTY_BOX",
+    "DistanceCheckError",
     "FunctionMetric",
     "Metric",
+    "OutputTypeError",
     "available_metrics",
+    "check_distance",
     "get_metric",
+    "needs_check",
     "register_metric",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,21 @@ import torch
 
 Outputs = Any  # a tensor batch (first dimension = batch) or a list of Python objects
 PAIRWISE_BUDGET = 2**25  # elements of an intermediate (rows x samples x features) block
+
+# The kinds of output batches a distance may take (``Metric.takes``).
+TENSORS, STRINGS, SETS = "tensors", "strings", "sets"
+_KIND_TEXT = {
+    TENSORS: "tensor/array outputs (a batch with a first batch dimension)",
+    STRINGS: "lists of strings (str)",
+    SETS: "lists of Python sets or frozensets",
+}
+
+
+_SET_TYPES = (frozenset, set)
+
+
+class OutputTypeError(TypeError):
+    """A distance was given outputs of a kind it does not take (for example strings to ``l2``)."""
 
 
 class Metric:
@@ -33,6 +49,8 @@ class Metric:
     upper: float | None = None
     # distances with the same key offer the same central points, computed once per sample set
     central_key: str | None = None
+    # the kinds of output batches the distance takes (TENSORS, STRINGS, SETS); None: anything
+    takes: tuple[str, ...] | None = None
 
     def __call__(self, a: Outputs, b: Outputs) -> torch.Tensor:
         """Distances ``d(a[i], b[i])`` for two batches of equal length."""
@@ -83,11 +101,61 @@ class Metric:
         raise NotImplementedError(f"{self.name} has no Euclidean embedding")
 
     def central_candidates(self, samples: Outputs) -> Outputs | None:
-        """Points of the output space central for ``samples`` (ALGORITHM.md section 2b).
+        """Points of the output space central for ``samples`` (docs/algorithm.md, "Predict
+        (Algorithm 1)", step 2).
 
         They join the center candidates; ``None`` if the space has none to offer.
         """
         return None
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """The largest distance two outputs can have, or ``None`` if there is none to state.
+
+        A certificate whose ``eps_out`` reaches it says nothing: every two outputs are that close.
+        It comes from the distance itself (``upper``, the default here) or from the kind of
+        outputs ``samples`` shows (probability vectors, strings of bounded length, ...), in which
+        case it holds for outputs of that kind; each distance documents which. It only serves to
+        flag a radius as saying nothing, never to shrink one.
+        """
+        return self.upper
+
+    def accept(self, batch: Outputs) -> Outputs:
+        """``batch`` if it is of a kind this distance takes (``takes``), else an
+        :class:`OutputTypeError` naming the distance, what it takes and what it got.
+
+        NumPy arrays of numbers become tensors and tuples become lists; anything else is returned
+        as it is.
+        """
+        kinds = self.takes
+        if kinds is None:
+            return batch
+        if isinstance(batch, np.ndarray) and batch.dtype != object:
+            batch = torch.from_numpy(np.ascontiguousarray(batch))
+        if isinstance(batch, torch.Tensor):
+            if TENSORS in kinds and batch.dim() >= 1:
+                return batch
+        elif isinstance(batch, list | tuple | np.ndarray):
+            items = list(batch)
+            # exact types first: an ABC isinstance check costs microseconds per item
+            if (STRINGS in kinds and all(type(x) is str or isinstance(x, str) for x in items)) or (
+                SETS in kinds
+                and all(type(x) in _SET_TYPES or isinstance(x, AbstractSet) for x in items)
+            ):
+                return items
+        raise OutputTypeError(
+            f"the distance {self.name!r} takes {' or '.join(_KIND_TEXT[k] for k in kinds)}; "
+            f"the model returned {describe_outputs(batch)}"
+        )
+
+    def accept_pair(self, a: Outputs, b: Outputs) -> tuple[Outputs, Outputs]:
+        """Both batches through :meth:`accept`, refusing a tensor batch against a list."""
+        a, b = self.accept(a), self.accept(b)
+        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+            raise OutputTypeError(
+                f"the distance {self.name!r} compares outputs of one kind with each other; got "
+                f"{describe_outputs(a)} and {describe_outputs(b)}"
+            )
+        return a, b
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, gamma={self.gamma})"
@@ -117,6 +185,21 @@ class FunctionMetric(Metric):
 
     def distance(self, a: Outputs, b: Outputs) -> torch.Tensor:
         return torch.as_tensor(self.fn(a, b))
+
+
+def describe_outputs(batch: Outputs) -> str:
+    """A few words on what a batch of outputs is, for error messages ("a list of str")."""
+    if isinstance(batch, torch.Tensor):
+        return f"a tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, np.ndarray):
+        return f"a NumPy array of dtype {batch.dtype} and shape {batch.shape}"
+    if isinstance(batch, list | tuple):
+        kind = type(batch).__name__
+        names = sorted({type(x).__name__ for x in batch})
+        if not names:
+            return f"an empty {kind}"
+        return f"a {kind} of {' and '.join(names)}"
+    return f"a {type(batch).__name__}"
 
 
 def check_constants(metric: Metric) -> Metric:

@@ -1,4 +1,5 @@
-"""Jaccard distance between axis-aligned boxes ``(x1, y1, x2, y2)``: ``1 - IoU``.
+"""Jaccard distance between axis-aligned boxes ``(x1, y1, x2, y2)``: ``1 - IoU``; and between
+Python sets when the outputs are lists of sets.
 
 A box of zero area (``x2 <= x1`` or ``y2 <= y1``) is the empty set: "no box", for example no face
 found. Two empty boxes are at distance 0 and an empty box is at distance 1 from any other box, so
@@ -8,9 +9,12 @@ the value is always defined. On boxes as sets of the plane this is the Jaccard d
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from .base import Metric
+from .base import SETS, TENSORS, Metric
+from .sets import majority_set, set_jaccard, set_jaccard_pairwise
 
 EMPTY_BOX = (0.0, 0.0, 0.0, 0.0)
 
@@ -35,20 +39,34 @@ def _jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class BoxJaccardDistance(Metric):
+    """``1 - |A & B| / |A | B|`` between boxes (a tensor batch of ``(x1, y1, x2, y2)``) or between
+    Python sets (a list of sets or frozensets); two empty boxes or sets are at distance 0.
+    A metric in both cases, with values in [0, 1]."""
+
     name = "jaccard"
     upper = 1.0
+    takes = (TENSORS, SETS)
 
-    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def distance(self, a: Any, b: Any) -> torch.Tensor:
+        a, b = self.accept_pair(a, b)
+        if isinstance(a, list):
+            return set_jaccard(a, b)
         _check_boxes(a)
         _check_boxes(b)
         return _jaccard(a.reshape(-1, 4), b.reshape(-1, 4))
 
-    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def pairwise(self, a: Any, b: Any) -> torch.Tensor:
+        a, b = self.accept_pair(a, b)
+        if isinstance(a, list):
+            return set_jaccard_pairwise(a, b)
         _check_boxes(a)
         _check_boxes(b)
         return _jaccard(a.reshape(-1, 1, 4), b.reshape(1, -1, 4))
 
-    def central_candidates(self, samples: torch.Tensor) -> torch.Tensor | None:
+    def central_candidates(self, samples: Any) -> Any:
+        samples = self.accept(samples)
+        if isinstance(samples, list):
+            return majority_set(samples)
         _check_boxes(samples)
         boxes = samples.reshape(-1, 4)
         boxes = boxes[box_area(boxes) > 0]

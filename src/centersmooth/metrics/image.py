@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Metric, flat, float_pair
+from .base import TENSORS, Metric, flat, float_pair
 from .vector import vector_centers
 
 
@@ -26,19 +26,26 @@ def image_gradients(images: torch.Tensor) -> torch.Tensor:
 
 
 class TotalVariationDistance(Metric):
-    """``TV_p(a - b)`` for p = 1 (anisotropic) or p = 2 (isotropic)."""
+    """``TV_p(a - b)`` for p = 1 (anisotropic) or p = 2 (isotropic).
+
+    Unbounded (a seminorm of the difference image), so :meth:`diameter` is ``None``: these are
+    not the total variation distance between distributions (``total_variation``).
+    """
 
     central_key = "vector"  # the same central points as l2 (``vector_centers``)
+    takes = (TENSORS,)
 
     def __init__(self, p: int, name: str) -> None:
         self.p = p
         self.name = name
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(a, b)  # integer outputs: no wrap-around in the difference
+        # integer outputs: no wrap-around in the difference
+        fa, fb = float_pair(self.accept(a), self.accept(b))
         return self._total_variation(_channels_first(fa - fb))
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = self.accept(a), self.accept(b)
         if self.p == 1:
             # TV1(a - b) = ||grad a - grad b||_1 since the gradient is linear.
             ga, gb = float_pair(image_gradients(a), image_gradients(b))
@@ -66,7 +73,7 @@ class TotalVariationDistance(Metric):
         return inner + sx[:, -1, :].sqrt().sum(dim=1) + sy[:, :, -1].sqrt().sum(dim=1)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        return vector_centers(samples)
+        return vector_centers(self.accept(samples))
 
 
 def _channels_first(images: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Metric
+from .base import TENSORS, Metric, Outputs
 from .vector import euclidean_pairwise
 
 # (out_channels, kernel, stride, padding, pool_before) per conv; taps are the ReLUs in TAPS.
@@ -142,6 +142,7 @@ class LPIPSDistance(Metric):
 
     gamma = 2.0
     upper = None
+    takes = (TENSORS,)
 
     def __init__(
         self, backbone: str = "alex", from01: bool = False, weights: str | None = None
@@ -171,6 +172,7 @@ class LPIPSDistance(Metric):
         return self._nets[key]
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.accept(x)
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] not in (1, 3):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"LPIPS takes image batches (n, 3, H, W) or (n, 1, H, W); got {shape}")
@@ -236,6 +238,7 @@ class LPIPSDistance(Metric):
 
     # ------------------------------------------------------------------------- Metric
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = self.accept(a), self.accept(b)
         if a.shape != b.shape:
             raise ValueError(
                 f"LPIPS batches differ in shape: {tuple(a.shape)} and {tuple(b.shape)}"
@@ -260,7 +263,7 @@ class LPIPSDistance(Metric):
         the embeddings of ``b`` are kept (while they fit in ``CACHE_BUDGET``) for the next call
         with the very same tensor object, unmodified; they are dropped when it is freed.
         """
-        ea = self.embed(a)
+        ea, b = self.embed(a), self.accept(b)
 
         def block(eb: torch.Tensor) -> torch.Tensor:
             return euclidean_pairwise(ea, eb).square_()
@@ -283,10 +286,26 @@ class LPIPSDistance(Metric):
         self._cache = None
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        """The pixel-wise mean and median image of the samples (ALGORITHM.md section 2b)."""
+        """The pixel-wise mean and median image of the samples (docs/algorithm.md, "Predict
+        (Algorithm 1)", step 2)."""
+        samples = self.accept(samples)
         flat = samples.reshape(samples.shape[0], -1).float()
         centers = torch.stack([flat.mean(dim=0), flat.median(dim=0).values])
         return centers.to(samples.dtype).reshape(2, *samples.shape[1:])
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """``sum over layers of (w_1 + w_2)``, ``w_1 >= w_2`` the two largest channel weights of
+        the layer's head: at each position the unit feature vectors ``u, v`` are non-negative
+        (ReLU), so ``sum_c w_c (u_c - v_c)^2 <= sum_c w_c max(u_c, v_c)^2``, which is at most
+        the largest weight where ``u_c >= v_c`` plus the largest where ``u_c < v_c``; the layer's
+        mean over positions keeps that bound. It holds for every two images."""
+        net = self.network(self.accept(samples).device)
+        total = 0.0
+        for layer in range(len(net.taps)):
+            head = net.head(layer).flatten().double()
+            top = torch.topk(head, min(2, head.numel())).values
+            total += float(top.sum())
+        return total
 
     def __repr__(self) -> str:
         return f"LPIPSDistance(backbone={self.backbone!r}, from01={self.from01})"

@@ -2,51 +2,47 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import torch
 
-from .base import Metric, flat
+from .base import SETS, TENSORS, Metric, flat
+from .sets import majority_set, set_jaccard, set_jaccard_pairwise
 
 
 class MaskJaccardDistance(Metric):
     """``1 - |A & B| / |A | B|`` for binary masks (any shape; nonzero = member) or Python sets.
 
     Two empty masks are at distance 0. The Jaccard distance is a metric on sets.
-    Tensor outputs give masks; list outputs give sets (or any iterables of hashable items).
+    Tensor outputs give masks; list outputs must hold sets or frozensets.
     """
 
     name = "mask_jaccard"
     upper = 1.0
+    takes = (TENSORS, SETS)
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
-        if isinstance(a, torch.Tensor):
-            ma, mb = _masks(a), _masks(b)
-            inter = (ma * mb).sum(dim=1)
-            return _from_counts(inter, ma.sum(dim=1), mb.sum(dim=1))
-        out = []
-        for x, y in zip(a, b, strict=True):
-            sx, sy = set(x), set(y)
-            union = len(sx | sy)
-            out.append(0.0 if union == 0 else 1.0 - len(sx & sy) / union)
-        return torch.tensor(out, dtype=torch.float64)
+        a, b = self.accept_pair(a, b)
+        if isinstance(a, list):
+            return set_jaccard(a, b)
+        ma, mb = _masks(a), _masks(b)
+        inter = (ma * mb).sum(dim=1)
+        return _from_counts(inter, ma.sum(dim=1), mb.sum(dim=1))
 
     def pairwise(self, a: Any, b: Any) -> torch.Tensor:
-        if not isinstance(a, torch.Tensor):
-            return super().pairwise(a, b)
+        a, b = self.accept_pair(a, b)
+        if isinstance(a, list):
+            return set_jaccard_pairwise(a, b)
         ma, mb = _masks(a), _masks(b)
         inter = ma @ mb.T
         return _from_counts(inter, ma.sum(dim=1)[:, None], mb.sum(dim=1)[None, :])
 
     def central_candidates(self, samples: Any) -> Any:
-        if isinstance(samples, torch.Tensor):
-            majority = (_masks(samples).mean(dim=0) > 0.5).to(samples.dtype)
-            return majority.reshape(1, *samples.shape[1:])
-        counts: Counter[Any] = Counter()
-        for s in samples:
-            counts.update(set(s))
-        return [frozenset(item for item, c in counts.items() if 2 * c > len(samples))]
+        samples = self.accept(samples)
+        if isinstance(samples, list):
+            return majority_set(samples)
+        majority = (_masks(samples).mean(dim=0) > 0.5).to(samples.dtype)
+        return majority.reshape(1, *samples.shape[1:])
 
 
 class HammingDistance(Metric):
@@ -54,17 +50,18 @@ class HammingDistance(Metric):
 
     name = "hamming"
     upper = 1.0
+    takes = (TENSORS,)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (flat(a) != flat(b)).to(torch.float32).mean(dim=1)
+        return (flat(self.accept(a)) != flat(self.accept(b))).to(torch.float32).mean(dim=1)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = flat(a), flat(b)
+        fa, fb = flat(self.accept(a)), flat(self.accept(b))
         rows = [(fa[i : i + 1] != fb).to(torch.float32).mean(dim=1) for i in range(fa.shape[0])]
         return torch.stack(rows) if rows else torch.empty(0, fb.shape[0])
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        return torch.mode(samples, dim=0).values.unsqueeze(0)
+        return torch.mode(self.accept(samples), dim=0).values.unsqueeze(0)
 
 
 def _masks(batch: torch.Tensor) -> torch.Tensor:

@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .base import Metric, flat, float_pair
+from .base import TENSORS, Metric, Outputs, flat, float_pair
+
+ROW_SUM_TOLERANCE = 0.01  # rows summing to 1 within this count as probability vectors
+
+
+def distribution_rows(samples: Outputs) -> tuple[int, float] | None:
+    """``(k, s)`` if every output in ``samples`` is ``k`` probability vectors: non-negative
+    entries whose sums over the last dimension are all within ``ROW_SUM_TOLERANCE`` of 1, the
+    largest of them ``s``. ``None`` for anything else (no samples, other outputs)."""
+    if not isinstance(samples, torch.Tensor) or samples.dim() < 2 or samples.numel() == 0:
+        return None
+    if not samples.is_floating_point():
+        return None
+    if bool(samples.min() < 0):
+        return None
+    sums = samples.sum(dim=-1, dtype=torch.float64)
+    if not bool(((sums - 1.0).abs() <= ROW_SUM_TOLERANCE).all()):
+        return None
+    return int(samples[0].numel() // samples.shape[-1]), float(sums.max())
 
 
 def probability_centers(samples: torch.Tensor) -> torch.Tensor:
@@ -21,17 +41,25 @@ class TotalVariationProbability(Metric):
     hold several distributions, and outputs are not checked to be normalised."""
 
     name = "total_variation"
+    takes = (TENSORS,)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
         return 0.5 * (fa - fb).abs().sum(dim=1)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
         return 0.5 * torch.cdist(fa, fb, p=1)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        return probability_centers(samples)
+        return probability_centers(self.accept(samples))
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """``k s`` when the samples are ``k`` probability vectors each (rows summing to at most
+        ``s``, about 1): ``0.5 ||p - q||_1 <= 0.5 (|p|_1 + |q|_1)``, reached by disjoint
+        supports. ``None`` for other outputs (the distance is then unbounded)."""
+        rows = distribution_rows(self.accept(samples))
+        return None if rows is None else rows[0] * rows[1]
 
 
 class HellingerDistance(Metric):
@@ -39,13 +67,22 @@ class HellingerDistance(Metric):
     distribution per output, uncapped for the reason given for total variation)."""
 
     name = "hellinger"
+    takes = (TENSORS,)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (flat(a).clamp(min=0).sqrt() - flat(b).clamp(min=0).sqrt()).norm(dim=1) / 2**0.5
+        ra, rb = flat(self.accept(a)).clamp(min=0).sqrt(), flat(self.accept(b)).clamp(min=0).sqrt()
+        return (ra - rb).norm(dim=1) / 2**0.5
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ra, rb = flat(a).clamp(min=0).sqrt(), flat(b).clamp(min=0).sqrt()
+        ra, rb = flat(self.accept(a)).clamp(min=0).sqrt(), flat(self.accept(b)).clamp(min=0).sqrt()
         return torch.cdist(ra, rb, compute_mode="use_mm_for_euclid_dist") / 2**0.5
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        return probability_centers(samples)
+        return probability_centers(self.accept(samples))
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """``sqrt(k s)`` when the samples are ``k`` probability vectors each (rows summing to at
+        most ``s``, about 1): ``||sqrt(p) - sqrt(q)||^2 / 2 <= (|p|_1 + |q|_1) / 2``, reached by
+        disjoint supports. ``None`` for other outputs."""
+        rows = distribution_rows(self.accept(samples))
+        return None if rows is None else math.sqrt(rows[0] * rows[1])

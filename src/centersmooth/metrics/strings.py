@@ -8,30 +8,30 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
-from .base import Metric
-
-
-def _strings(batch: Any) -> list[str]:
-    items = list(batch)
-    for s in items:
-        if not isinstance(s, str):
-            raise TypeError(f"edit distances take strings, got {type(s).__name__}")
-    return items
+from .base import STRINGS, Metric, Outputs
 
 
 class LevenshteinDistance(Metric):
     """Number of insertions, deletions and substitutions turning one string into the other."""
 
     name = "levenshtein"
+    takes = (STRINGS,)
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
-        d = [Levenshtein.distance(x, y) for x, y in zip(_strings(a), _strings(b), strict=True)]
+        xs, ys = self.accept(a), self.accept(b)
+        d = [Levenshtein.distance(x, y) for x, y in zip(xs, ys, strict=True)]
         return torch.tensor(d, dtype=torch.float64)
 
     def pairwise(self, a: Any, b: Any) -> torch.Tensor:
-        return torch.from_numpy(cdist(_strings(a), _strings(b), scorer=Levenshtein.distance)).to(
-            torch.float64
-        )
+        xs, ys = self.accept(a), self.accept(b)
+        return torch.from_numpy(cdist(xs, ys, scorer=Levenshtein.distance)).to(torch.float64)
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """The length ``L`` of the longest sample: two strings of at most ``L`` characters are
+        at most ``L`` edits apart (substitute, then insert or delete), a bound for outputs no
+        longer than those seen. ``None`` when every sample is empty."""
+        longest = max((len(s) for s in self.accept(samples)), default=0)
+        return float(longest) if longest > 0 else None
 
 
 class NormalizedLevenshteinDistance(Metric):
@@ -43,15 +43,16 @@ class NormalizedLevenshteinDistance(Metric):
 
     name = "levenshtein_normalized"
     upper = 1.0
+    takes = (STRINGS,)
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
-        xs, ys = _strings(a), _strings(b)
+        xs, ys = self.accept(a), self.accept(b)
         d = LevenshteinDistance().distance(xs, ys)
         lengths = torch.tensor([len(x) + len(y) for x, y in zip(xs, ys, strict=True)])
         return _normalise(d, lengths.to(torch.float64))
 
     def pairwise(self, a: Any, b: Any) -> torch.Tensor:
-        xs, ys = _strings(a), _strings(b)
+        xs, ys = self.accept(a), self.accept(b)
         d = LevenshteinDistance().pairwise(xs, ys)
         la = torch.tensor([len(x) for x in xs], dtype=torch.float64)
         lb = torch.tensor([len(y) for y in ys], dtype=torch.float64)

@@ -1,4 +1,5 @@
-"""Distances between vectors and images treated as vectors: l2, l1, linf and angular."""
+"""Distances between vectors and images treated as vectors: l2, l1, linf and angular, and the
+two usual non-metrics with a proven constant, squared l2 and cosine (``gamma = 2``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import math
 
 import torch
 
-from .base import Metric, flat, float_pair
+from .base import TENSORS, Metric, Outputs, flat, float_pair
+from .probability import distribution_rows
 
 
 def geometric_median(points: torch.Tensor, iterations: int = 64, tol: float = 1e-5) -> torch.Tensor:
@@ -61,29 +63,80 @@ class LpDistance(Metric):
     """``||a - b||_p`` over all coordinates of each output (p = 1, 2 or inf)."""
 
     central_key = "vector"  # vector_centers
+    takes = (TENSORS,)
 
     def __init__(self, p: float, name: str) -> None:
         self.p = p
         self.name = name
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
         return torch.linalg.vector_norm(fa - fb, ord=self.p, dim=1)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
         if self.p == 2:
             return euclidean_pairwise(fa, fb)
         return torch.cdist(fa, fb, p=self.p)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        return vector_centers(samples)
+        return vector_centers(self.accept(samples))
 
     def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
         return float_pair(flat(outputs), flat(outputs))[0] if self.p == 2 else None
 
     def euclidean_radius(self, distance: float) -> float:
         return distance
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """On outputs that are ``k`` probability vectors each (non-negative rows summing to at
+        most ``s``, about 1, over the last dimension): ``2 k s`` for l1, ``sqrt(2 k) s`` for l2
+        and ``s`` for linf, the largest distance two such outputs can have (disjoint supports).
+        ``None`` for any other outputs: the distance is unbounded."""
+        rows = distribution_rows(self.accept(samples))
+        if rows is None:
+            return None
+        k, s = rows
+        if self.p == 1:
+            return 2.0 * k * s
+        if self.p == 2:
+            return math.sqrt(2.0 * k) * s
+        return s
+
+
+class SquaredL2Distance(Metric):
+    """``||a - b||_2^2`` over all coordinates of each output: not a metric, but
+    ``||a - c||^2 <= (||a - b|| + ||b - c||)^2 <= 2 (||a - b||^2 + ||b - c||^2)``, so the
+    relaxed triangle inequality holds with ``gamma = 2`` (tight: ``b`` the midpoint of ``a``
+    and ``c``)."""
+
+    name = "squared_l2"
+    gamma = 2.0
+    central_key = "vector"  # the same center as l2 (a monotone function of it): vector_centers
+    takes = (TENSORS,)
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
+        return (fa - fb).square().sum(dim=1)
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
+        return euclidean_pairwise(fa, fb).square_()
+
+    def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
+        return vector_centers(self.accept(samples))
+
+    def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        return float_pair(flat(outputs), flat(outputs))[0]
+
+    def euclidean_radius(self, distance: float) -> float:
+        return math.sqrt(max(distance, 0.0))
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """``2 k s^2`` on outputs that are ``k`` probability vectors each (rows summing to at
+        most ``s``, about 1): the square of l2's. ``None`` for any other outputs."""
+        rows = distribution_rows(self.accept(samples))
+        return None if rows is None else 2.0 * rows[0] * rows[1] ** 2
 
 
 class AngularDistance(Metric):
@@ -97,16 +150,18 @@ class AngularDistance(Metric):
 
     name = "angular"
     upper = 1.0
+    central_key = "direction"  # direction_centers
+    takes = (TENSORS,)
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
         ua, za = _unit(fa)
         ub, zb = _unit(fb)
         ang = 2.0 * torch.asin(torch.clamp((ua - ub).norm(dim=1) / 2.0, 0.0, 1.0)) / math.pi
         return _with_zero_vectors(ang, za, zb)
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa, fb = float_pair(flat(a), flat(b))
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
         ua, za = _unit(fa)
         ub, zb = _unit(fb)
         chord = euclidean_pairwise(ua, ub)
@@ -123,11 +178,68 @@ class AngularDistance(Metric):
         return 2.0 * math.sin(math.pi * min(max(distance, 0.0), 1.0) / 2.0)
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
-        pts, _ = _unit(float_pair(flat(samples), flat(samples))[0])
-        mean_dir = pts.mean(dim=0)
-        med_dir = pts.median(dim=0).values
-        centers = torch.stack([mean_dir, med_dir])
-        return centers.to(samples.dtype).reshape(2, *samples.shape[1:])
+        return direction_centers(self.accept(samples))
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """1 (opposite directions); 1/2 when no sample has a negative coordinate (two
+        non-negative vectors are at most a right angle apart, and a zero vector is at 1/2 from
+        every direction), a bound for outputs that stay non-negative."""
+        return 0.5 if _non_negative(self.accept(samples)) else 1.0
+
+
+class CosineDistance(Metric):
+    """``1 - cos(a, b)`` over all coordinates of each output, in ``[0, 2]``.
+
+    Equal to ``||u - v||^2 / 2`` for the unit vectors ``u, v`` of ``a, b`` (computed so, which
+    is accurate for small angles where ``1 - cos`` of a rounded cosine is not): half a squared
+    Euclidean distance, so the relaxed triangle inequality holds with ``gamma = 2`` (and fails
+    with 1: ``b`` halfway between ``a`` and ``c`` on the circle). A zero vector is mapped to the
+    origin: it is at distance 1/2 from every nonzero output and 0 from another zero vector,
+    which keeps the distance exactly half a squared Euclidean one, so ``gamma = 2`` still holds.
+    """
+
+    name = "cosine"
+    gamma = 2.0
+    upper = 2.0
+    central_key = "direction"  # direction_centers
+    takes = (TENSORS,)
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
+        ua, ub = _unit(fa)[0], _unit(fb)[0]
+        return 0.5 * (ua - ub).square().sum(dim=1)
+
+    def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
+        return 0.5 * euclidean_pairwise(_unit(fa)[0], _unit(fb)[0]).square_()
+
+    def euclidean_embedding(self, outputs: torch.Tensor) -> torch.Tensor | None:
+        """Unit vectors, zero vectors at the origin: the distance is half the square of theirs."""
+        return _unit(float_pair(flat(outputs), flat(outputs))[0])[0]
+
+    def euclidean_radius(self, distance: float) -> float:
+        return math.sqrt(2.0 * max(distance, 0.0))
+
+    def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
+        return direction_centers(self.accept(samples))
+
+    def diameter(self, samples: Outputs) -> float | None:
+        """2 (opposite directions); 1 when no sample has a negative coordinate (the cosine of
+        two non-negative vectors is at least 0), a bound for outputs that stay non-negative."""
+        return 1.0 if _non_negative(self.accept(samples)) else 2.0
+
+
+def direction_centers(samples: torch.Tensor) -> torch.Tensor:
+    """The mean and the coordinate median of the samples' unit vectors, in the batch's shape
+    (central points for the distances between directions)."""
+    pts, _ = _unit(float_pair(flat(samples), flat(samples))[0])
+    centers = torch.stack([pts.mean(dim=0), pts.median(dim=0).values])
+    out_dtype = samples.dtype if samples.is_floating_point() else pts.dtype
+    return centers.to(out_dtype).reshape(2, *samples.shape[1:])
+
+
+def _non_negative(samples: torch.Tensor) -> bool:
+    return samples.numel() > 0 and bool(samples.min() >= 0)
 
 
 REFERENCE_ROWS = 256  # rows of ``b`` whose coordinate median the product form is measured from

@@ -2,30 +2,68 @@
 
 A new task is a :class:`Task` subclass (one file) plus one line in ``_REGISTRY``, or one call to
 ``register_task`` from another module.
+
+The task modules (and torch) are imported when a task or one of the names below is first used, so
+that listing the task names (the command's ``--help``) stays fast.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .base import (
-    CertifySetup,
-    ImageTask,
-    Task,
-    default_checkpoint,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
-from .images import AutoencoderTask, ClassifierTask, ReconstructionTask
-from .models import ConvAutoencoder, MeasurementReconstructor, SmallClassifier, measurement_matrix
-from .training import TrainResult, train
+if TYPE_CHECKING:
+    from .base import (
+        CertifySetup,
+        ImageTask,
+        Task,
+        default_checkpoint,
+        load_checkpoint,
+        load_model,
+        save_checkpoint,
+    )
+    from .images import AutoencoderTask, ClassifierTask, ReconstructionTask
+    from .models import (
+        ConvAutoencoder,
+        MeasurementReconstructor,
+        SmallClassifier,
+        measurement_matrix,
+    )
+    from .training import TrainResult, train
+
+_PUBLIC = {
+    "CertifySetup": "base",
+    "ImageTask": "base",
+    "Task": "base",
+    "default_checkpoint": "base",
+    "load_checkpoint": "base",
+    "load_model": "base",
+    "save_checkpoint": "base",
+    "AutoencoderTask": "images",
+    "ClassifierTask": "images",
+    "ReconstructionTask": "images",
+    "ConvAutoencoder": "models",
+    "MeasurementReconstructor": "models",
+    "SmallClassifier": "models",
+    "measurement_matrix": "models",
+    "TrainResult": "training",
+    "train": "training",
+}
 
 
-def _driver_task(module: str, cls: str) -> Callable[[], Task]:
-    """A task defined in a module that is also a driver (``python -m centersmooth.tasks.X``):
-    imported when first asked for, so that running the driver does not import it twice."""
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def _lazy_task(module: str, cls: str) -> Callable[[], Task]:
+    """A task class imported when first asked for (also for modules that are drivers,
+    ``python -m centersmooth.tasks.X``, so that running the driver does not import it twice)."""
 
     def factory() -> Task:
         task: Task = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
@@ -35,12 +73,12 @@ def _driver_task(module: str, cls: str) -> Callable[[], Task]:
 
 
 _REGISTRY: dict[str, Callable[[], Task]] = {
-    "autoencoder": AutoencoderTask,
-    "reconstruction": ReconstructionTask,
-    "classifier": ClassifierTask,
-    "gan-faces": _driver_task("gan_faces", "GanFacesTask"),
-    "face-boxes": _driver_task("face_boxes", "FaceBoxesTask"),
-    "face-embeddings": _driver_task("face_embeddings", "FaceEmbeddingsTask"),
+    "autoencoder": _lazy_task("images", "AutoencoderTask"),
+    "reconstruction": _lazy_task("images", "ReconstructionTask"),
+    "classifier": _lazy_task("images", "ClassifierTask"),
+    "gan-faces": _lazy_task("gan_faces", "GanFacesTask"),
+    "face-boxes": _lazy_task("face_boxes", "FaceBoxesTask"),
+    "face-embeddings": _lazy_task("face_embeddings", "FaceEmbeddingsTask"),
 }
 
 

@@ -1,10 +1,19 @@
-"""A user's own model, named on the command line as ``path/to/file.py:factory``."""
+"""A user's own model, named on the command line as ``path/to/file.py:factory``.
+
+How the command feeds it (the library's rule, :class:`CenterSmoothing`): an ``nn.Module`` gets
+torch tensors in its parameters' float dtype, whatever the dtype of ``--inputs``; any other
+callable gets torch tensors in the dtype of ``--inputs`` (integer inputs become torch's default
+float type), or with ``--numpy-model`` NumPy arrays in that dtype (float32 for integer inputs),
+as the library does for an input given as a NumPy array. The probe below and the run feed the
+model through the same code.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,33 +68,76 @@ def build_user_model(path: str, name: str) -> Any:
     return model
 
 
-def user_model_factory(spec: str, probe: np.ndarray | None = None) -> functools.partial[Any]:
+def user_model_factory(
+    spec: str, probe: np.ndarray | None = None, numpy_model: bool = False
+) -> functools.partial[Any]:
     """A picklable zero-argument factory for the runner's workers (each imports the file).
 
     The model is built once here, so that a bad file fails with a clear message and not in a
-    worker; with ``probe`` (a batch of inputs) it is also run once on it, so that inputs of the
-    wrong shape are reported as such (``ValueError``) rather than as an error deep inside torch.
+    worker; with ``probe`` (a batch of inputs) it is also run once on it, fed as in the run, so
+    that inputs of the wrong shape or dtype are reported as such (``ValueError``) rather than as
+    an error deep inside torch.
     """
+    if probe is None:
+        path, name = parse_model_spec(spec)
+        build_user_model(str(path), name)
+        return functools.partial(build_user_model, str(path), name)
+    return probed_user_model(spec, probe, numpy_model)[0]
+
+
+def probed_user_model(
+    spec: str, probe: np.ndarray, numpy_model: bool = False
+) -> tuple[functools.partial[Any], Any]:
+    """:func:`user_model_factory` with a probe, and the model's outputs on the probe batch."""
     path, name = parse_model_spec(spec)
     model = build_user_model(str(path), name)
-    if probe is not None:
-        _probe(model, probe, spec)
-    return functools.partial(build_user_model, str(path), name)
+    outputs = _probe(model, probe, spec, numpy_model)
+    return functools.partial(build_user_model, str(path), name), outputs
 
 
-def _probe(model: Any, batch: np.ndarray, spec: str) -> None:
-    x = torch.from_numpy(np.array(batch))
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
-    if isinstance(model, torch.nn.Module):
-        model.eval()
+def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any:
+    """The model's outputs on ``batch`` (N inputs), each input fed as the run feeds it: through
+    :class:`CenterSmoothing`'s own input preparation and base function."""
+    from ..smoothing import CenterSmoothing
+
+    smoother = CenterSmoothing(model, metric="l2", sigma=1.0)
+    prepared = []
+    for row in batch:
+        array = np.array(row)
+        if numpy_model:
+            x: Any = array
+        else:
+            x = torch.from_numpy(array)
+            if not x.is_floating_point():
+                x = x.to(torch.get_default_dtype())
+        prepared.append(smoother._prepare_input(x))
+    xs = torch.stack([t for t, _ in prepared])
+    return smoother.base_function(xs, prepared[0][1])
+
+
+_DTYPE_WORDS = re.compile(r"dtype|Double|Float|Half|BFloat|expected scalar type|same type", re.I)
+
+
+def _probe(model: Any, batch: np.ndarray, spec: str, numpy_model: bool = False) -> Any:
     try:
-        with torch.no_grad():
-            model(x)
+        return model_batch(model, batch, numpy_model)
     except Exception as err:  # noqa: BLE001 - any failure of the user's model on its inputs
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(
-            f"--model {spec} fails on a batch of --inputs of shape {tuple(x.shape)} "
-            f"({type(err).__name__}: {first}); check that each row of --inputs has the shape "
-            "the model takes"
-        ) from None
+        text = str(err).strip()
+        first = text.splitlines()[0] if text else ""
+        what = f"--model {spec} fails on a batch of --inputs of shape {tuple(batch.shape)}"
+        cause = f"{type(err).__name__}: {first}"
+        if _DTYPE_WORDS.search(first):
+            kind = "NumPy arrays" if numpy_model else "torch tensors"
+            hint = (
+                f"the model received {kind} of dtype {batch.dtype} (that of --inputs) and "
+                "expects another: save --inputs in the model's dtype (e.g. "
+                "x.astype(np.float32)), or return an nn.Module from the factory (it gets its "
+                "parameters' dtype)"
+            )
+        elif "NaN or infinite" in first:
+            hint = "the model's outputs must be finite"
+        else:
+            hint = "check that each row of --inputs has the shape the model takes"
+            if not numpy_model and not isinstance(model, torch.nn.Module):
+                hint += " (and, for a NumPy or scikit-learn model, pass --numpy-model)"
+        raise ValueError(f"{what} ({cause}); {hint}") from None
