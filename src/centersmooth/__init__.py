@@ -15,14 +15,18 @@ _PUBLIC = {
     "CenterSmoothing": "smoothing",
     "Certificate": "smoothing",
     "Prediction": "smoothing",
+    "DistanceCheckError": "metrics.checks",
     "FunctionMetric": "metrics",
+    "SlowCenterSearchWarning": "center",
     "Metric": "metrics",
     "available_metrics": "metrics",
     "get_metric": "metrics",
 }
 
 if TYPE_CHECKING:
+    from .center import SlowCenterSearchWarning
     from .metrics import FunctionMetric, Metric, available_metrics, get_metric
+    from .metrics.checks import DistanceCheckError
     from .smoothing import CenterSmoothing, Certificate, Prediction
 
 
@@ -42,9 +46,11 @@ def __dir__() -> list[str]:
 __all__ = [
     "CenterSmoothing",
     "Certificate",
+    "DistanceCheckError",
     "FunctionMetric",
     "Metric",
     "Prediction",
+    "SlowCenterSearchWarning",
     "__version__",
     "available_metrics",
     "get_metric",

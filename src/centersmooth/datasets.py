@@ -145,7 +145,7 @@ def load_digits_dataset(root: Path | None = None) -> Dataset:
         from sklearn.datasets import load_digits
     except ImportError:
         raise DatasetNotFoundError(
-            "the digits data set needs scikit-learn: pip install scikit-learn"
+            "the digits data set needs scikit-learn: pip install 'centersmooth[data]'"
         ) from None
     bunch = load_digits()
     x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None]

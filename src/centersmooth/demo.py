@@ -105,10 +105,9 @@ def run_demo(
 
 
 def _plot_digits(panels: list[Any], sigma: float, path: Path) -> None:
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     titles = ("input x", f"x + N(0, {sigma:g}^2)", "base f(x)", "smoothed")
     fig, axes = plt.subplots(len(panels), 4, figsize=(6.4, 1.7 * len(panels)), squeeze=False)
@@ -129,10 +128,9 @@ def _plot_digits(panels: list[Any], sigma: float, path: Path) -> None:
 
 
 def _plot_curves(panels: list[Any], eps_in: list[float], sigma: float, path: Path) -> None:
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
     for label, *_, eps_out in panels:

@@ -309,10 +309,9 @@ RUN_STYLES = (  # line style and marker per run (file), so runs differ beyond co
 def _plot_curves(group: list[Summary], title: str, path: Path, runs: list[str]) -> None:
     """Median eps_out against eps_in with its IQR band: a colour per sigma, a line style and
     marker per run."""
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     sigmas = sorted({s.sigma for s in group})
@@ -347,10 +346,9 @@ def _plot_curves(group: list[Summary], title: str, path: Path, runs: list[str]) 
 def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, path: Path) -> None:
     """Empirical CDF of eps_out per (run, eps_in), one panel per sigma. Uncertified inputs and
     vacuous certificates count in the denominator, so a curve ends at the certified rate."""
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [
         (run.label, r)
@@ -490,10 +488,9 @@ def _plot_examples(run: RunFile, path: Path) -> bool:
     columns = [k for k in keys if any(k in e and as_image(e[k]) is not None for _, e in examples)]
     if "base_output" not in columns:
         return False
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = [display_images(example, columns) for _, example in examples]
     own = [any(row[j][1] for row in shown) for j in range(len(columns))]

@@ -341,10 +341,9 @@ def figure(
     dashed boxes), ``eps_out`` read from the results files the experiment driver wrote in the
     folder ``results`` (Haar detector, ``preset``; ``seed`` and ``overrides`` as there, so that
     the smoothed box is the certified center)."""
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     det = FaceDetector("haar")

@@ -228,10 +228,9 @@ def figure(
     ``eps_out`` of input 0 is quoted from the driver's folder ``results`` when given. Returns
     the distances (and ``eps_out``).
     """
-    import matplotlib
+    from ..plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     net = load_generator()
     smoother = make_smoother(sigma, preset, generator=net, **overrides)
