@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The image-experiment grid of issue 3 on a CPU without a GPU: 20 seeded test inputs per cell,
+# The paper's image-experiment grid on a CPU without a GPU: 20 seeded test inputs per cell,
 # our DEFAULT settings (10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates, all-pairs
 # center search), the four distances sharing one set of forward passes per input. tv1 and tv2
 # search their center among 30 candidates plus the central points (`--candidates tv1=30 tv2=30`):
@@ -15,11 +15,11 @@
 #                  running is skipped by the other (the runner locks its results file)
 #   stream ball-mass MASS DATASET : both tasks of DATASET at every sigma in l2 with
 #                  --ball-mass MASS (our defaults otherwise) on the same inputs, beside the others
-#                  as sigma<S>-mass<MASS>.jsonl (issue 6's sample efficiency)
-#   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (issue 6's
-#                  "also report 10^4 certification samples")
+#                  as sigma<S>-mass<MASS>.jsonl (the sample-efficiency comparison)
+#   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (the
+#                  sample-efficiency comparison at 10^4 certification samples)
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
-#                  (run in the earlier session with this command; its file moved here)
+#                  (run earlier with this command; its file moved here)
 # The 4-distance files sigma<S>.jsonl hold our defaults since 26 Nov 2026 (the nearest-candidate
 # bound); sigma<S>-3rhat.jsonl are the same run made before it, with the paper's 3 R-hat.
 # One torch thread per stream; each file resumes where it stopped.

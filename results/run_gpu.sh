@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The full grid, for a machine with a GPU (never run at full size: no GPU was lent to
-# these sessions; tests/test_run_gpu_script.py runs it on a CPU at toy size).
+# The paper's full grid, for a machine with a GPU (never run at full size: no GPU was available
+# for these results; tests/test_run_gpu_script.py runs it on a CPU at toy size).
 # MNIST and Fashion-MNIST, autoencoder and reconstruction, sigma in {0.1, 0.25, 0.5} with models
 # trained at sigma_train = sigma, eps_in = h * sigma for h in {0.5, 1, 1.5, 2}, 50 seeded test
 # inputs, distances l2 angular tv1 tv2 sharing forward passes, our defaults (10^4 / 10^4 / 10^5,

@@ -212,6 +212,7 @@ def test_equals_reference_implementation(reference_lpips: types.ModuleType, back
     assert torch.allclose(ours(a, b), expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(alex: LPIPSDistance) -> None:
     gen = torch.Generator().manual_seed(6)

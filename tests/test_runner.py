@@ -22,6 +22,7 @@ from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
 from centersmooth import CenterSmoothing, __version__, workers
 from centersmooth.metrics import get_metric
+from centersmooth.results_file import NOISE_STREAM
 from centersmooth.runner import (
     ROW_FIELDS,
     RunnerError,
@@ -370,6 +371,30 @@ def test_resume_refuses_another_configuration(
     with pytest.raises(ValueError, match="cannot resume") as err:
         run(out, x + shift, t, resume=True, **kw)
     assert message in str(err.value)
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("old_stream", [None, "torch-mt-v1"])
+def test_resume_refuses_a_file_of_another_noise_stream(
+    tmp_path: Path, data: tuple, ref_file: Path, old_stream: str | None
+) -> None:
+    """A file without the field was drawn with the first stream; resuming it is refused."""
+    x, t = data
+    out = copy_of(ref_file, tmp_path)
+    lines = out.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    assert header["config"]["noise_stream"] == NOISE_STREAM == "blocks-v2"
+    if old_stream is None:
+        del header["config"]["noise_stream"]
+    else:
+        header["config"]["noise_stream"] = old_stream
+    out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    before = out.read_bytes()
+    with pytest.raises(ValueError) as err:
+        run(out, x, t, seed=7, resume=True)
+    message = str(err.value)
+    assert "made with noise stream 'torch-mt-v1'" in message and "draws 'blocks-v2'" in message
+    assert "start a new file" in message and "\n" not in message
     assert out.read_bytes() == before
 
 

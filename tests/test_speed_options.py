@@ -1,5 +1,8 @@
 """Batched inputs, low precision, compilation and the automatic batch size (issue: performance)."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ from centersmooth.sampling import (
     NoiseStream,
     OutputMonitor,
     derive_seed,
+    draw_noisy,
     find_batch_size,
 )
 
@@ -39,14 +43,66 @@ def test_certify_batch_equals_one_input_at_a_time():
 
 @pytest.mark.parametrize("sizes", [[500, 500, 36], [1, NOISE_BLOCK, 7, 2 * NOISE_BLOCK + 3, 2]])
 def test_noise_of_sample_j_depends_only_on_the_seed_and_j(sizes):
-    """Batches cut anywhere give the noise of whole blocks drawn one after another."""
+    """Batches cut anywhere give the noise of whole blocks, block b from its own generator."""
     x, sigma = torch.linspace(-1, 1, 12).reshape(3, 4), 0.3
-    gen = torch.Generator().manual_seed(7)
-    blocks = [torch.randn((NOISE_BLOCK, 3, 4), generator=gen) for _ in range(5)]
-    expected = torch.add(x, torch.cat(blocks)[: sum(sizes)], alpha=sigma)
-    stream = NoiseStream(x, sigma, torch.Generator().manual_seed(7))
+    reference = NoiseStream(x, sigma, 7)
+    blocks = []
+    for b in range(5):
+        gen = torch.Generator().manual_seed(reference.block_seed(b))
+        blocks.append(torch.randn((NOISE_BLOCK, 3, 4), generator=gen))
+    expected = torch.cat(blocks)[: sum(sizes)].mul(sigma).add(x)
+    stream = NoiseStream(x, sigma, 7)
     got = torch.cat([stream.take(n) for n in sizes])
     assert torch.equal(got, expected)
+
+
+def test_noise_blocks_of_one_input_have_distinct_generators():
+    stream = NoiseStream(torch.zeros(3), 1.0, 123)
+    seeds = {stream.block_seed(b) for b in range(100_000)}
+    assert len(seeds) == 100_000
+    assert NoiseStream(torch.zeros(3), 1.0, 124).block_seed(0) != stream.block_seed(0)
+
+
+def test_streams_drawn_together_equal_streams_drawn_alone():
+    x = torch.linspace(-1, 1, 10)
+    together = [NoiseStream(x, 0.5, s) for s in (1, 2, 3)]
+    got = torch.cat([draw_noisy(together, 300), draw_noisy(together, 700)])
+    alone = [torch.cat([NoiseStream(x, 0.5, s).take(1000)]) for s in (1, 2, 3)]
+    expected = torch.cat([torch.cat([a[:300] for a in alone]), torch.cat([a[300:] for a in alone])])
+    assert torch.equal(got, expected)
+
+
+DRAW_SCRIPT = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from centersmooth import CenterSmoothing
+from centersmooth.sampling import NoiseStream
+x = torch.linspace(-1, 1, 784).reshape(1, 28, 28)
+stream = NoiseStream(x, 0.25, 2024)
+noise = torch.cat([stream.take(n) for n in (1000, 3, 997, 2000)])
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8))
+torch.nn.init.normal_(net[1].weight, std=0.01)
+smoother = CenterSmoothing(net, n_center=2000, n_check=2000, n_certify=4000, seed=3,
+                           batch_size=int(sys.argv[2]))
+cert = smoother.certify(x, [0.1, 0.2])
+print(hashlib.sha256(noise.numpy().tobytes()).hexdigest(), cert.eps_out.tolist(),
+      cert.center.tolist())
+"""
+
+
+def test_noise_and_certificates_do_not_depend_on_threads_or_batch_size():
+    """Fresh processes with 1 and 2 torch threads and two batch sizes draw the same bits."""
+    runs = {
+        (threads, batch): subprocess.run(
+            [sys.executable, "-c", DRAW_SCRIPT, str(threads), str(batch)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for threads, batch in ((1, 1000), (2, 1000), (2, 333))
+    }
+    assert len(set(runs.values())) == 1, runs
 
 
 def test_batch_seeds_derive_from_the_run_seed_and_position():

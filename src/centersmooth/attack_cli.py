@@ -33,26 +33,15 @@ FORMAT = "centersmooth-attack"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .cli import (
         _add_sample_arguments,
-        _nonneg_float,
-        _positive_float,
         _positive_int,
+        add_radius_arguments,
         add_source_arguments,
     )
 
     add_source_arguments(p, n_inputs=10)
 
     cert = p.add_argument_group("certificate (as for `centersmooth certify`)")
-    cert.add_argument(
-        "--sigma", type=_positive_float, required=True, help="noise standard deviation"
-    )
-    cert.add_argument(
-        "--eps-in",
-        type=_nonneg_float,
-        nargs="+",
-        required=True,
-        help="input radii to attack within (l2, units of the inputs)",
-    )
-    cert.add_argument("--eps-in-relative", action="store_true", help="--eps-in in units of sigma")
+    add_radius_arguments(cert, "attack within")
     cert.add_argument("--metric", help="distance (default: the task's first; l2 with --model)")
     _add_sample_arguments(cert, preset=False)
     cert.add_argument(

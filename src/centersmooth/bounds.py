@@ -82,7 +82,11 @@ def mass_lower_bound(count: int, n: int, alpha: float, bound: Bound = "binomial"
 
 
 def certified_mass(
-    eps_in: float | np.ndarray, sigma: float, delta: float, mass: float = 0.5
+    eps_in: float | np.ndarray,
+    sigma: float,
+    delta: float,
+    mass: float = 0.5,
+    slack: float = 0.0,
 ) -> np.ndarray:
     """Mass ``p(eps) = Phi(Phi^-1(1 - mass + Delta) + eps_in / sigma)`` a ball must hold at ``x``
     (``Phi(Phi^-1(1/2 + Delta) + eps_in / sigma)`` for the paper's ``mass = 1/2``).
@@ -90,9 +94,9 @@ def certified_mass(
     Guarantee (Gaussian shift lemma): a set of mass ``p(eps)`` under ``N(x, sigma^2 I)`` has mass
     at least ``1 - mass + Delta`` under ``N(x', sigma^2 I)`` for every ``||x' - x||_2 <= eps_in``,
     so it meets every ball of mass at least ``mass - Delta`` there (the checked ball of a
-    non-abstaining prediction at ``x'``).
+    non-abstaining prediction at ``x'``). ``slack``: see ``shifted_mass``.
     """
-    return shifted_mass(outer_level(mass, delta), eps_in, sigma)
+    return shifted_mass(outer_level(mass, delta), eps_in, sigma, slack)
 
 
 def check_level(mass: float, delta: float) -> float:
@@ -111,12 +115,21 @@ def outer_level(mass: float, delta: float) -> float:
     return level
 
 
-def shifted_mass(level: float, eps_in: float | np.ndarray, sigma: float) -> np.ndarray:
+def shifted_mass(
+    level: float, eps_in: float | np.ndarray, sigma: float, slack: float = 0.0
+) -> np.ndarray:
     """``Phi(Phi^-1(level) + eps_in / sigma)``: the mass a set must have under
     ``N(x, sigma^2 I)`` to keep at least ``level`` under ``N(x', sigma^2 I)`` for every
-    ``||x' - x||_2 <= eps_in`` (the Gaussian shift lemma)."""
+    ``||x' - x||_2 <= eps_in`` (the Gaussian shift lemma).
+
+    ``slack > 0`` (inputs on a grid, docs/algorithm.md): the noise is within total variation
+    ``slack`` of a distribution for which the lemma holds, at ``x`` and at ``x'``, so the mass
+    needed is ``Phi(Phi^-1(level + slack) + eps_in / sigma) + slack`` (capped at 1)."""
     eps = np.asarray(eps_in, dtype=float)
-    return np.asarray(stats.norm.cdf(stats.norm.ppf(level) + eps / sigma))
+    if slack == 0.0:
+        return np.asarray(stats.norm.cdf(stats.norm.ppf(level) + eps / sigma))
+    inner = stats.norm.ppf(min(level + slack, 1.0)) + eps / sigma
+    return np.asarray(np.minimum(stats.norm.cdf(inner) + slack, 1.0))
 
 
 def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomial") -> int:
@@ -155,6 +168,7 @@ def max_certifiable_eps(
     delta: float,
     bound: Bound = "binomial",
     mass: float = 0.5,
+    slack: float = 0.0,
 ) -> float:
     """Largest ``eps_in`` whose quantile rank (of ``certified_mass``) stays within ``n_certify``
     samples. ``R_outer``'s level is the highest of the certificate's: ``R_inner``'s
@@ -166,12 +180,19 @@ def max_certifiable_eps(
       ``eps_max = sigma * (Phi^-1(alpha^(1/n)) - Phi^-1(1 - mass + Delta))``.
     * hoeffding: rank ``<= n`` iff ``p <= 1 - sqrt(ln(1 / alpha) / (2 n))``.
 
-    A negative value means that not even ``eps_in = 0`` can be certified.
+    A negative value means that not even ``eps_in = 0`` can be certified. ``slack`` (see
+    ``shifted_mass``) lowers ``p_max`` and raises the level by that much.
     """
     if check_bound(bound) == "binomial":
         p_max = alpha ** (1.0 / n_certify)
     else:
         p_max = 1.0 - math.sqrt(math.log(1.0 / alpha) / (2.0 * n_certify))
+    if slack:
+        p_max -= slack
+        level = outer_level(mass, delta) + slack
+        if p_max <= 0.0 or level >= 1.0:
+            return -math.inf
+        return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(level)))
     if p_max <= 0.0:
         return -math.inf
     return float(sigma * (stats.norm.ppf(p_max) - stats.norm.ppf(outer_level(mass, delta))))

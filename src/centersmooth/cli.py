@@ -312,6 +312,34 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
     )
 
 
+def add_radius_arguments(group: argparse._ArgumentGroup, verb: str) -> None:
+    """--sigma, --eps-in and --eps-in-relative (certify and attack)."""
+    group.add_argument(
+        "--sigma", type=_positive_float, required=True, help="noise standard deviation"
+    )
+    group.add_argument(
+        "--input-grid",
+        type=_positive_float,
+        default=None,
+        metavar="STEP",
+        help="inputs lie on the grid STEP * Z^d (e.g. 0.00392156862745098 = 1/255 for 8-bit "
+        "images): draw the noise exactly on that grid so that the certificate holds in floating "
+        "point, for perturbations on the same grid (default: real-valued Gaussian noise)",
+    )
+    group.add_argument(
+        "--eps-in",
+        type=_nonneg_float,
+        nargs="+",
+        required=True,
+        help=f"input radii to {verb} (l2, units of the inputs)",
+    )
+    group.add_argument(
+        "--eps-in-relative",
+        action="store_true",
+        help="--eps-in values are multiples of sigma (eps_in = value * sigma)",
+    )
+
+
 def _certify_arguments(p: argparse.ArgumentParser) -> None:
     src = add_source_arguments(p, n_inputs=20)
     src.add_argument(
@@ -322,21 +350,7 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
     )
 
     cert = p.add_argument_group("certificate")
-    cert.add_argument(
-        "--sigma", type=_positive_float, required=True, help="noise standard deviation"
-    )
-    cert.add_argument(
-        "--eps-in",
-        type=_nonneg_float,
-        nargs="+",
-        required=True,
-        help="input radii to certify (l2, units of the inputs)",
-    )
-    cert.add_argument(
-        "--eps-in-relative",
-        action="store_true",
-        help="--eps-in values are multiples of sigma (eps_in = value * sigma)",
-    )
+    add_radius_arguments(cert, "certify")
     cert.add_argument(
         "--metric", nargs="+", help="distances (default: the task's; l2 with --model)"
     )
@@ -433,6 +447,7 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         "ball_mass",
         "device",
         "autocast",
+        "input_grid",
     ):
         value = getattr(args, key, None)
         if value is not None:

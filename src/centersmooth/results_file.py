@@ -25,6 +25,13 @@ logger = logging.getLogger(__name__)
 FORMAT = "centersmooth-results"
 SCHEMA_VERSION = 1
 
+# The noise stream (``sampling.NoiseStream``) a file's rows were drawn with, in its header's
+# ``config``: a file is resumed only with the stream it was made with. "torch-mt-v1" (files
+# without the field) drew each input's noise from one sequential torch generator; "blocks-v2"
+# gives every block of samples its own generator, so blocks can be drawn in parallel.
+NOISE_STREAM = "blocks-v2"
+LEGACY_NOISE_STREAM = "torch-mt-v1"
+
 # Row fields, in file order; run_info fields follow. ``task`` comes from run_info.
 ROW_FIELDS = (
     "input_index",
@@ -212,7 +219,15 @@ def prepare_file_header(
         raise ValueError(f"{path} has no run header: not a centersmooth results file")
     if existing.header.get("format") != FORMAT:
         raise ValueError(f"{path} is not a centersmooth results file (format {FORMAT!r})")
-    diffs = _mismatch(existing.header.get("config", {}), config)
+    old_config = {"noise_stream": LEGACY_NOISE_STREAM, **existing.header.get("config", {})}
+    stream = config.get("noise_stream", LEGACY_NOISE_STREAM)
+    if old_config["noise_stream"] != stream:
+        raise ValueError(
+            f"cannot resume {path}: it was made with noise stream {old_config['noise_stream']!r}; "
+            f"this version of centersmooth draws {stream!r}: start a new file, or resume it with "
+            f"the centersmooth version that wrote it ({existing.header.get('version', 'unknown')})"
+        )
+    diffs = _mismatch(old_config, config)
     if diffs:
         raise ValueError(
             f"cannot resume {path}: it was written with another configuration ("

@@ -36,6 +36,7 @@ import numpy as np
 # (``read_results``, ``centersmooth report``) and the command's --help need no torch.
 from .results_file import (
     FORMAT,
+    NOISE_STREAM,
     ROW_FIELDS,
     SCHEMA_VERSION,
     Results,
@@ -140,6 +141,7 @@ def _config(
             "run_info": run_info,
             "inputs_sha256": digest,
             "version": package_version(),
+            "noise_stream": NOISE_STREAM,
         }
     )
 

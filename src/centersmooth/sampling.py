@@ -9,7 +9,10 @@ Every batch is checked: right length, no NaN or infinity.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -218,9 +221,6 @@ def _all_finite(t: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(low) & torch.isfinite(high)
 
 
-NOISE_BLOCK = 256
-
-
 def noisy_batch(
     x: torch.Tensor, sigma: float, size: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -229,26 +229,122 @@ def noisy_batch(
     return torch.add(x, noise, alpha=sigma, out=noise)  # in place: no second batch-sized tensor
 
 
-class NoiseStream:
-    """Noisy copies of one input (no clipping), drawn from its generator in fixed blocks.
+NOISE_BLOCK = 256  # samples per noise block on the CPU
+CUDA_BLOCK_ELEMENTS = 2**22  # on a CUDA device a block holds about this many numbers
 
-    The noise of the j-th sample depends only on the seed and j, not on the batch size or on
-    which inputs share a forward pass, so a certificate is the same however the work is split.
+
+def noise_block(x: torch.Tensor) -> int:
+    """Samples per noise block for inputs like ``x``: ``NOISE_BLOCK`` on the CPU; on a CUDA
+    device the largest power of two (at least 16) with at most ``CUDA_BLOCK_ELEMENTS`` numbers,
+    so that the device draws few, large blocks. It depends only on the device and the shape."""
+    if x.device.type != "cuda":
+        return NOISE_BLOCK
+    per_block = max(1, CUDA_BLOCK_ELEMENTS // max(1, x.numel()))
+    return max(16, 1 << (per_block.bit_length() - 1))
+
+
+def _fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser: a bijection on 32-bit integers that mixes every bit."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+class NoiseStream:
+    """Noisy copies ``x + sigma * z`` of one input (no clipping), drawn in fixed blocks.
+
+    Block ``b`` (samples ``b * block`` to ``(b + 1) * block - 1``) is one ``torch.randn`` call
+    from its own generator, seeded from (the input's seed, ``b``): ``fmix32(a + b * m)`` with
+    ``a`` and odd ``m`` drawn from the seed by ``SeedSequence``, so the blocks of one input get
+    distinct seeds (torch's CPU generator keeps 32 bits of a seed). The noise of the j-th sample
+    therefore depends only on the seed and j: not on the batch size, on which inputs share a
+    forward pass, on the number of threads, or on which process draws it; and the blocks can be
+    drawn in parallel (see :func:`draw_noisy`). Its name in results files is
+    ``results_file.NOISE_STREAM``.
     """
 
-    def __init__(self, x: torch.Tensor, sigma: float, generator: torch.Generator) -> None:
-        self.x, self.sigma, self.generator = x, sigma, generator
-        self.buffer = x.new_empty((0, *x.shape))
+    def __init__(self, x: torch.Tensor, sigma: float, seed: int | None) -> None:
+        self.x, self.sigma = x, sigma
+        self.block = noise_block(x)
+        entropy = None if seed is None else int(seed) % 2**64
+        a, m = np.random.SeedSequence(entropy).generate_state(2, np.uint32).tolist()
+        self.offset, self.stride = int(a), int(m) | 1
+        self.next_block = 0
+        self.buffer = x.new_empty((0, *x.shape))  # noisy samples drawn and not yet taken
+
+    def block_seed(self, b: int) -> int:
+        return _fmix32((self.offset + b * self.stride) & 0xFFFFFFFF)
+
+    def draw_block(self, b: int, out: torch.Tensor) -> None:
+        """The noisy samples ``x + sigma * z`` of block ``b`` into ``out`` (one block's shape):
+        ``z`` standard normal, then a multiplication and an addition, each correctly rounded, so
+        the bits do not depend on how torch splits the work."""
+        gen = torch.Generator(device=out.device)
+        gen.manual_seed(self.block_seed(b))
+        torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype, out=out)
+        out.mul_(self.sigma).add_(self.x)
+
+    def blocks_for(self, size: int) -> int:
+        """New blocks needed to hand out ``size`` more samples."""
+        return max(0, -(-(size - self.buffer.shape[0]) // self.block))
 
     def take(self, size: int) -> torch.Tensor:
-        parts = []
-        while size > 0:
-            if self.buffer.shape[0] == 0:
-                self.buffer = noisy_batch(self.x, self.sigma, NOISE_BLOCK, self.generator)
-            parts.append(self.buffer[:size])
-            self.buffer = self.buffer[size:]
-            size -= parts[-1].shape[0]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        """The next ``size`` noisy samples."""
+        return draw_noisy([self], size)
+
+
+def _run(jobs: list[Callable[[], None]], threads: int) -> None:
+    if threads <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    global _POOL
+    if _POOL is None or _POOL[0] != (os.getpid(), threads):  # a forked worker makes its own
+        _POOL = ((os.getpid(), threads), ThreadPoolExecutor(threads, "centersmooth-noise"))
+    for future in [_POOL[1].submit(job) for job in jobs]:
+        future.result()
+
+
+_POOL: tuple[tuple[int, int], ThreadPoolExecutor] | None = None
+
+
+def draw_noisy(streams: list[Any], size: int) -> torch.Tensor:
+    """The next ``size`` noisy samples of every stream, concatenated in stream order.
+
+    On the CPU the needed blocks of all the streams are drawn in parallel, on as many threads as
+    torch uses (``torch.get_num_threads()``; ``torch.randn`` releases the GIL); each block is the
+    same whichever thread draws it. ``x + sigma * z`` is then formed as two correctly rounded
+    operations (multiply, then add), which give the same bits however the work is split.
+    Streams other than :class:`NoiseStream` (``GridNoiseStream``) are taken one by one.
+    """
+    fresh: list[torch.Tensor | None] = []
+    jobs: list[Callable[[], None]] = []
+    on_cpu = True
+    for stream in streams:
+        if not isinstance(stream, NoiseStream):
+            fresh.append(None)
+            continue
+        count = stream.blocks_for(size)
+        new = stream.x.new_empty((count * stream.block, *stream.x.shape))
+        for k in range(count):
+            out = new[k * stream.block : (k + 1) * stream.block]
+            jobs.append(functools.partial(stream.draw_block, stream.next_block + k, out))
+        stream.next_block += count
+        fresh.append(new)
+        on_cpu = on_cpu and stream.x.device.type == "cpu"
+    _run(jobs, torch.get_num_threads() if on_cpu else 1)
+    parts = []
+    for stream, drawn in zip(streams, fresh, strict=True):
+        if drawn is None:
+            parts.append(stream.take(size))
+            continue
+        if drawn.shape[0]:
+            stream.buffer = torch.cat([stream.buffer, drawn]) if stream.buffer.shape[0] else drawn
+        parts.append(stream.buffer[:size])
+        stream.buffer = stream.buffer[size:]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def find_batch_size(

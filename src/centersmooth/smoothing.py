@@ -17,19 +17,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import bounds
+from . import bounds, grid_noise
 from .center import Center, batch_len, distances_to, find_center
 from .metrics import Metric, available_metrics, get_metric
 from .metrics.base import Outputs, is_real
 from .metrics.checks import check_distance, needs_check
 from .sampling import (
     DEFAULT_BATCH_SIZE,
+    NOISE_BLOCK,
     BaseFunction,
     NoiseStream,
     OutputMonitor,
     derive_seed,
+    draw_noisy,
     find_batch_size,
-    make_generator,
     resolve_device,
 )
 
@@ -204,6 +205,13 @@ class CenterSmoothing:
     central candidates, its symmetry and ``d(a, a) = 0``. A refutation raises
     ``DistanceCheckError`` before any certificate is returned. The test can refute a constant,
     never prove one; turn it off only for a distance whose constant you have proven.
+    ``input_grid`` (off by default; e.g. ``1/255`` for 8-bit images) certifies inputs on the grid
+    ``input_grid * Z^d`` against perturbations on the same grid, in floating point: inputs must
+    lie on the grid (within 1e-6 grid steps, or the rounding of their float type), and every
+    noisy input is ``(k + m) * input_grid`` for integers ``k`` (the input) and ``m`` (noise drawn
+    exactly from a rounded Gaussian of standard deviation ``sigma / input_grid`` steps), so the
+    certificate holds for the function actually evaluated, whatever it does with the low-order
+    bits of its input (docs/algorithm.md, "Inputs on a grid: exact noise (`input_grid`)").
     """
 
     def __init__(
@@ -229,8 +237,12 @@ class CenterSmoothing:
         ball_mass: float = 0.5,
         nearest_candidate: bool = True,
         check_metric: bool = True,
+        input_grid: float | None = None,
     ) -> None:
         _check_positive_real("sigma", sigma)
+        if input_grid is not None:
+            _check_positive_real("input_grid", input_grid)
+            grid_noise.noise_table(float(sigma) / float(input_grid))  # refuses a bad ratio
         for name, value in (
             ("n_center", n_center),
             ("n_check", n_check),
@@ -272,6 +284,7 @@ class CenterSmoothing:
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
         self.nearest_candidate = bool(nearest_candidate)
         self.check_metric = bool(check_metric)
+        self.input_grid = None if input_grid is None else float(input_grid)
 
         self.alpha_delta1, self.alpha_nearest, self.alpha_check = bounds.split_center_alpha(
             self.n_center,
@@ -483,7 +496,8 @@ class CenterSmoothing:
             radii = self._certify_distances(inputs, resolved, preds)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
             clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
-        ranks = {metric.name: self.quantile_ranks(eps, metric) for metric in resolved}
+        dim = inputs.xs[0].numel()
+        ranks = {metric.name: self.quantile_ranks(eps, metric, dim) for metric in resolved}
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
             return float(values[0]) if scalar else values
@@ -532,20 +546,33 @@ class CenterSmoothing:
             results.append(certs)
         return results
 
-    def quantile_levels(self, eps: np.ndarray, metric: Metric | None = None) -> QuantileLevels:
+    def grid_slack(self, dim: int | None = None) -> float:
+        """With ``input_grid``, the total variation between the noise of an input of ``dim``
+        coordinates and the rounded Gaussian the shift bound is proved for (0 without it; a
+        bound for 2**31 coordinates when ``dim`` is ``None``)."""
+        if self.input_grid is None:
+            return 0.0
+        return grid_noise.grid_slack(self.sigma / self.input_grid, dim)
+
+    def quantile_levels(
+        self, eps: np.ndarray, metric: Metric | None = None, dim: int | None = None
+    ) -> QuantileLevels:
         """Quantile levels of ``R_outer``, ``R_inner`` and ``R_near`` per ``eps_in`` for
         ``metric`` (the smoother's by default; its candidate count sets ``R_near``'s level).
 
         In the paper's bound (``nearest_candidate=False``) there is no ``R_near``, and at
-        ``ball_mass = 1/2`` one order statistic serves ``R_outer`` and ``R_inner``.
+        ``ball_mass = 1/2`` one order statistic serves ``R_outer`` and ``R_inner``. With
+        ``input_grid``, ``dim`` (the input's number of coordinates) sets ``grid_slack``.
         """
-        outer = bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass)
+        slack = self.grid_slack(dim)
+        outer = bounds.certified_mass(eps, self.sigma, self.delta, self.ball_mass, slack)
         if not self.nearest_candidate and self.ball_mass == 0.5:
             return QuantileLevels(outer, outer, None)
-        inner = bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma)
+        inner = bounds.shifted_mass(self.ball_mass + self.delta1, eps, self.sigma, slack)
         if not self.nearest_candidate:
             return QuantileLevels(outer, inner, None)
-        near = bounds.shifted_mass(self.nearest_mass(metric or self.metric), eps, self.sigma)
+        q_near = self.nearest_mass(metric or self.metric)
+        near = bounds.shifted_mass(q_near, eps, self.sigma, slack)
         return QuantileLevels(outer, inner, near)
 
     def nearest_mass(self, metric: Metric) -> float:
@@ -555,7 +582,9 @@ class CenterSmoothing:
         k = self.candidates_for(metric) or self.n_center
         return bounds.nearest_mass(self.alpha_nearest, k)
 
-    def quantile_ranks(self, eps: np.ndarray, metric: Metric | None = None) -> QuantileRanks:
+    def quantile_ranks(
+        self, eps: np.ndarray, metric: Metric | None = None, dim: int | None = None
+    ) -> QuantileRanks:
         """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``n_certify``
         distances (``n_certify + 1``: that level cannot be bounded with these samples)."""
 
@@ -565,7 +594,7 @@ class CenterSmoothing:
                 for p in levels
             ]
 
-        levels = self.quantile_levels(eps, metric)
+        levels = self.quantile_levels(eps, metric, dim)
         outer = ranks(levels.outer)
         inner = outer if levels.inner is levels.outer else ranks(levels.inner)
         return QuantileRanks(outer, inner, None if levels.near is None else ranks(levels.near))
@@ -610,7 +639,7 @@ class CenterSmoothing:
         done = 0
         while done < n:
             size = min(per_input, n - done)
-            noisy = torch.cat([stream.take(size) for stream in inputs.streams])
+            noisy = draw_noisy(inputs.streams, size)
             out = self.base_function(noisy, inputs.np_dtype, check_finite=False)
             monitor.outputs(out)
             yield [_slice(out, i * size, (i + 1) * size) for i in range(len(inputs.xs))]
@@ -651,6 +680,9 @@ class CenterSmoothing:
             raise ValueError("x must have at least one dimension (one input, no batch dimension)")
         if not bool(torch.isfinite(xt).all()):
             raise ValueError("x contains NaN or infinite values")
+        if self.input_grid is not None:  # snapped to k * input_grid, as the noisy inputs are
+            k = grid_noise.snap_to_grid(xt, self.input_grid)
+            xt = grid_noise.lattice_to_float(k, self.input_grid, xt.dtype)
         return xt.to(self.device), np_dtype
 
     def _check_sample_counts(self) -> None:
@@ -681,7 +713,13 @@ class CenterSmoothing:
     def max_eps_in_for(self, n_certify: int) -> float:
         """Largest certifiable ``eps_in`` with ``n_certify`` certification samples."""
         return bounds.max_certifiable_eps(
-            self.sigma, n_certify, self.alpha_quantile, self.delta, self.bound, self.ball_mass
+            self.sigma,
+            n_certify,
+            self.alpha_quantile,
+            self.delta,
+            self.bound,
+            self.ball_mass,
+            self.grid_slack(),
         )
 
     def __repr__(self) -> str:
@@ -690,6 +728,7 @@ class CenterSmoothing:
             f"n=({self.n_center}, {self.n_check}, {self.n_certify}), bound={self.bound!r}, "
             + ("" if self.ball_mass == 0.5 else f"ball_mass={self.ball_mass}, ")
             + ("" if self.nearest_candidate else "nearest_candidate=False, ")
+            + ("" if self.input_grid is None else f"input_grid={self.input_grid:g}, ")
             + f"device={str(self.device)!r})"
         )
 
@@ -700,7 +739,7 @@ class _Inputs:
 
     xs: list[torch.Tensor]
     np_dtype: Any
-    streams: list[NoiseStream]
+    streams: list[Any]  # NoiseStream, or GridNoiseStream with input_grid
 
     def returned(self, point: Any) -> Any:
         """A center in the type the model returned: a NumPy model's tensor outputs (converted
@@ -725,10 +764,17 @@ class _Inputs:
             raise ValueError(f"got {len(seeds)} seeds for {len(xs)} inputs")
         if seeds is None and smoother.seed is not None:
             seeds = [derive_seed(smoother.seed, i) for i in range(len(xs))]
-        streams = [
-            NoiseStream(x, smoother.sigma, make_generator(smoother.device, seed))
-            for x, seed in zip(tensors, _optional(seeds, len(tensors)), strict=True)
-        ]
+        streams: list[Any] = []
+        for x, seed in zip(tensors, _optional(seeds, len(tensors)), strict=True):
+            if smoother.input_grid is None:
+                streams.append(NoiseStream(x, smoother.sigma, seed))
+            else:
+                k = grid_noise.snap_to_grid(x, smoother.input_grid)
+                streams.append(
+                    grid_noise.GridNoiseStream(
+                        k, smoother.input_grid, smoother.sigma, x.dtype, seed, NOISE_BLOCK
+                    )
+                )
         return cls(tensors, prepared[0][1], streams)
 
 

@@ -1,0 +1,184 @@
+"""Exact integer noise for inputs on a grid (``CenterSmoothing(..., input_grid=...)``).
+
+An input on the grid is ``x = k * grid`` with integer ``k``. Its noisy copies are
+``(k + m) * grid`` with integer noise ``m``, computed from the integers in one fixed way
+(:func:`lattice_to_float`), so the base function is a fixed function of the lattice point
+``k + m``. Each coordinate of ``m`` is drawn from a table distribution ``T`` whose probabilities
+are exactly ``c_j / 2**64`` for integers ``c_j``: one uniform 64-bit word per coordinate picks
+the atom, so the draw is exact. ``T`` is within a rigorously bounded total variation ``tau``
+(:attr:`NoiseTable.tv`) of the rounded Gaussian ``round(s * g)``, ``g ~ N(0, 1)``,
+``s = sigma / grid``. The certificate's shift bound then follows from the real Gaussian's by
+data processing (docs/algorithm.md, "Inputs on a grid: exact noise (`input_grid`)").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+GRID_TOLERANCE = 1e-6  # |x / grid - k| an input may deviate from an integer k
+MAX_SCALE = 4096.0  # largest sigma / grid: the table holds about 24 * sigma / grid atoms
+TAIL_SDS = 12  # the table covers |m| <= 12 s + 1; beyond, the rounded Gaussian has < 1e-32
+WORD = 2**64
+GUIDE_BITS = 16  # the top bits of a word index a guide table of the atoms
+GUIDE = 2**GUIDE_BITS
+MAX_DIM = 2**31  # coordinates assumed when the input's size is not known yet (a report)
+
+
+@dataclass(frozen=True)
+class NoiseTable:
+    """The integer noise of one coordinate: atom ``lowest + j`` has probability
+    ``c_j / 2**64`` exactly; ``bounds`` holds the cumulative sums ``c_0 + ... + c_j`` but the
+    last (which is ``2**64``), and ``tv`` an upper bound on the total variation distance between
+    this distribution and the rounded Gaussian ``round(scale * g)``."""
+
+    scale: float
+    lowest: int
+    bounds: np.ndarray  # uint64, non-decreasing
+    tv: float
+    _guide: np.ndarray = field(init=False, repr=False, compare=False)
+    _exact: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # guide[i]: the atom of the word i * 2**48, where a word with top 16 bits i starts the
+        # search; padded: bounds with a sentinel above every word, so that a word not below
+        # padded[guide[i]] needs the exact search (few do: a bucket of 2**48 words holds a
+        # boundary for at most len(bounds) of the 2**16 buckets)
+        starts = np.arange(GUIDE, dtype=np.uint64) << np.uint64(64 - GUIDE_BITS)
+        object.__setattr__(self, "_guide", np.searchsorted(self.bounds, starts, side="right"))
+        upper = self.bounds[self._guide.clip(max=len(self.bounds) - 1)]
+        ends = np.where(self._guide < len(self.bounds), upper, np.uint64(WORD - 1))
+        # a bucket whose words all lie below the boundary after its starting atom is exact
+        bucket_last = starts + np.uint64(2 ** (64 - GUIDE_BITS) - 1)
+        object.__setattr__(self, "_exact", (self._guide == len(self.bounds)) | (bucket_last < ends))
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Integer noise of ``shape`` (int64), one uniform 64-bit word per coordinate: the atom
+        ``j`` with ``bounds[j - 1] <= u < bounds[j]``, exactly ``c_j / 2**64`` likely."""
+        words = rng.bit_generator.random_raw(math.prod(shape))
+        bucket = words >> np.uint64(64 - GUIDE_BITS)
+        index = self._guide[bucket]
+        (rest,) = np.nonzero(~self._exact[bucket])
+        index[rest] = np.searchsorted(self.bounds, words[rest], side="right")
+        return (index.astype(np.int64) + self.lowest).reshape(shape)
+
+    def probabilities(self) -> list[int]:
+        """The integers ``c_j`` (summing to ``2**64``)."""
+        cuts = [0, *(int(b) for b in self.bounds), WORD]
+        return [b - a for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+@lru_cache(maxsize=8)
+def noise_table(scale: float) -> NoiseTable:
+    """The table for ``s = sigma / grid`` (cached). Probabilities of the rounded Gaussian,
+    ``Phi((j + 1/2) / s) - Phi((j - 1/2) / s)``, are evaluated with 50 significant digits
+    (``mpmath``) and rounded to multiples of ``2**-64``; the remainder of the sum goes to the
+    atom 0. ``tv`` adds the rounding of every atom, the mass outside the table and a margin of
+    ``1e-40`` per atom for the 50-digit evaluation, and is rounded up to a float."""
+    import mpmath
+
+    if not (math.isfinite(scale) and 0.0 < scale <= MAX_SCALE):
+        raise ValueError(f"sigma / input_grid must lie in (0, {MAX_SCALE:g}], got {scale!r}")
+    reach = math.ceil(TAIL_SDS * scale) + 1
+    with mpmath.workdps(50):
+        s = mpmath.mpf(scale)
+        cdf = [
+            mpmath.ncdf((mpmath.mpf(j) + mpmath.mpf(1) / 2) / s)
+            for j in range(-reach - 1, reach + 1)
+        ]
+        probs = [b - a for a, b in zip(cdf[:-1], cdf[1:], strict=True)]
+        counts = [int(mpmath.nint(p * WORD)) for p in probs]
+        counts[reach] += WORD - sum(counts)
+        if min(counts) < 0:
+            raise ValueError(f"sigma / input_grid={scale!r} is too small for the noise table")
+        tail = 2 * cdf[0]  # mass beyond the table, both sides (the Gaussian is symmetric)
+        err = sum(abs(mpmath.mpf(c) / WORD - p) for c, p in zip(counts, probs, strict=True))
+        tv = (err + tail) / 2 + mpmath.mpf(10) ** -40 * len(counts)
+        tv_float = float(tv)
+        while tv_float < tv:
+            tv_float = math.nextafter(tv_float, math.inf)
+    lowest = -reach
+    while counts[0] == 0:  # atoms of probability 0 at the ends: left out of the table
+        counts.pop(0)
+        lowest += 1
+    while counts[-1] == 0:
+        counts.pop()
+    cuts, total = [], 0
+    for c in counts[:-1]:
+        total += c
+        cuts.append(total)
+    return NoiseTable(float(scale), lowest, np.array(cuts, dtype=np.uint64), tv_float)
+
+
+def grid_slack(scale: float, dim: int | None) -> float:
+    """``dim * tau``: how far the noise of an input with ``dim`` coordinates can move the mass
+    of any set from the rounded Gaussian's (total variation of a product is at most the sum of
+    the coordinates'); ``MAX_DIM`` coordinates when ``dim`` is unknown."""
+    tv = noise_table(scale).tv
+    return tv * (MAX_DIM if dim is None else int(dim))
+
+
+def snap_to_grid(x: torch.Tensor, grid: float) -> torch.Tensor:
+    """The integers ``k`` (int64) of an input on the grid: ``round(x / grid)``. Refuses an input
+    with a coordinate farther from ``k * grid`` than ``GRID_TOLERANCE`` grid steps plus four
+    rounding units of its float type at ``|k|`` steps (``float32(200 / 255)`` is 1.2e-5 steps
+    from 200: the rounding of the type, not an input off the grid)."""
+    ratio = x.detach().to(torch.float64) / grid
+    k = torch.round(ratio)
+    eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 0.0
+    allowed = GRID_TOLERANCE + 4.0 * eps * k.abs()
+    excess = (ratio - k).abs() - allowed
+    if excess.numel() and float(excess.max()) > 0.0:
+        at = int(torch.argmax(excess))
+        off = float((ratio - k).abs().reshape(-1)[at])
+        raise ValueError(
+            f"x is not on the grid input_grid={grid!r}: a coordinate lies {off:.3g} grid steps "
+            f"from the nearest multiple (at most {GRID_TOLERANCE:g} plus the rounding of "
+            f"{x.dtype} allowed)"
+        )
+    if k.numel() and float(k.abs().max()) > 2.0**52:
+        raise ValueError("x is too large for input_grid: the grid index exceeds 2**52")
+    return k.to(torch.int64)
+
+
+def lattice_to_float(n: torch.Tensor, grid: float, dtype: torch.dtype) -> torch.Tensor:
+    """The input the model sees at lattice point ``n``: ``n * grid`` in float64 (correctly
+    rounded, the same on every device), then rounded to ``dtype``."""
+    return (n.to(torch.float64) * grid).to(dtype)
+
+
+class GridNoiseStream:
+    """Noisy copies ``(k + m) * grid`` of one input on the grid, in fixed blocks of
+    ``block`` samples from a NumPy generator on the CPU (the same integers on every device)."""
+
+    def __init__(
+        self,
+        k: torch.Tensor,
+        grid: float,
+        sigma: float,
+        dtype: torch.dtype,
+        seed: int | None,
+        block: int = 256,
+    ) -> None:
+        self.k, self.grid, self.dtype, self.block = k, grid, dtype, block
+        self.table = noise_table(sigma / grid)
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.buffer = lattice_to_float(k, grid, dtype).new_empty((0, *k.shape))
+
+    def _draw(self) -> torch.Tensor:
+        m = torch.from_numpy(self.table.sample(self.rng, (self.block, *self.k.shape)))
+        return lattice_to_float(self.k + m.to(self.k.device), self.grid, self.dtype)
+
+    def take(self, size: int) -> torch.Tensor:
+        parts = []
+        while size > 0:
+            if self.buffer.shape[0] == 0:
+                self.buffer = self._draw()
+            parts.append(self.buffer[:size])
+            self.buffer = self.buffer[size:]
+            size -= parts[-1].shape[0]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -1,0 +1,155 @@
+"""Exact noise for inputs on a grid (``input_grid``): the table, the sampler, the shift bound and
+a base function that reads the low-order bits of its input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from centersmooth import CenterSmoothing, bounds
+from centersmooth.grid_noise import (
+    WORD,
+    GridNoiseStream,
+    grid_slack,
+    lattice_to_float,
+    noise_table,
+    snap_to_grid,
+)
+
+
+@pytest.mark.parametrize("scale", [0.3, 2.5, 63.75])
+def test_table_is_the_rounded_gaussian_up_to_its_stated_distance(scale: float) -> None:
+    table = noise_table(scale)
+    counts = table.probabilities()
+    assert sum(counts) == WORD and min(counts) >= 0
+    atoms = np.arange(table.lowest, table.lowest + len(counts))
+    exact = stats.norm.cdf((atoms + 0.5) / scale) - stats.norm.cdf((atoms - 0.5) / scale)
+    table_p = np.array(counts, dtype=float) / WORD
+    # each atom is rounded to a multiple of 2**-64; the double evaluation adds ~1e-16
+    assert np.max(np.abs(table_p - exact)) < 1e-15
+    assert 0 < table.tv < len(counts) * 2.0**-64  # half the sum of the roundings, at most
+    assert grid_slack(scale, 784) == table.tv * 784
+
+
+def test_sampler_draws_the_atom_of_its_word_and_matches_the_table() -> None:
+    table = noise_table(2.5)
+    rng = np.random.Generator(np.random.PCG64(3))
+    words = rng.bit_generator.random_raw(200_000)
+    rng = np.random.Generator(np.random.PCG64(3))
+    m = table.sample(rng, (200_000,))
+    expected = np.searchsorted(table.bounds, words, side="right") + table.lowest
+    assert np.array_equal(m, expected)  # the guide table only speeds up the exact search
+    # chi-square against the exact probabilities (seeded: the statistic is a fixed number; a
+    # correct sampler fails at p < 1e-4 once in 10^4 seeds)
+    counts = np.array(table.probabilities(), dtype=float) / WORD
+    keep = counts * m.size >= 5
+    observed = np.bincount(m - table.lowest, minlength=len(counts)).astype(float)
+    obs = np.append(observed[keep], observed[~keep].sum())
+    exp = np.append(counts[keep], counts[~keep].sum()) * m.size
+    assert stats.chisquare(obs, exp).pvalue > 1e-4
+
+
+def test_stream_is_reproducible_and_independent_of_the_batch_split() -> None:
+    k = torch.tensor([[0, 3], [255, 128]])
+    a = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=11)
+    b = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=11)
+    whole = a.take(700)
+    parts = torch.cat([b.take(1), b.take(299), b.take(400)])
+    assert torch.equal(whole, parts)
+    assert whole.dtype == torch.float32 and whole.shape == (700, 2, 2)
+    # every noisy input is the float of a lattice point, computed one way
+    n = torch.round(whole.double() * 255).long()
+    assert torch.equal(lattice_to_float(n, 1 / 255, torch.float32), whole)
+    c = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=12)
+    assert not torch.equal(c.take(700), whole)
+
+
+def test_inputs_must_lie_on_the_grid() -> None:
+    pixels = torch.arange(256, dtype=torch.float32) / 255  # float32(k / 255): on the grid
+    assert torch.equal(snap_to_grid(pixels, 1 / 255), torch.arange(256))
+    with pytest.raises(ValueError, match="not on the grid"):
+        snap_to_grid(pixels + 1e-4, 1 / 255)
+    smoother = _smoother(lambda b: b.reshape(b.shape[0], -1), input_grid=1 / 255)
+    with pytest.raises(ValueError, match="not on the grid"):
+        smoother.predict(torch.full((4,), 0.5))
+    with pytest.raises(ValueError, match="input_grid"):
+        _smoother(lambda b: b, input_grid=-1.0)
+    with pytest.raises(ValueError, match="sigma / input_grid"):
+        _smoother(lambda b: b, input_grid=1e-9)
+
+
+def test_shift_bound_with_slack_is_the_gaussian_one_moved_by_the_slack() -> None:
+    eps = np.array([0.0, 0.1, 0.5])
+    plain = bounds.shifted_mass(0.6, eps, 0.25)
+    assert np.array_equal(bounds.shifted_mass(0.6, eps, 0.25, 0.0), plain)
+    slack = 1e-6
+    moved = bounds.shifted_mass(0.6, eps, 0.25, slack)
+    want = stats.norm.cdf(stats.norm.ppf(0.6 + slack) + eps / 0.25) + slack
+    assert np.allclose(moved, want, rtol=0, atol=1e-15) and np.all(moved > plain)
+    assert bounds.shifted_mass(0.9999, 10.0, 0.25, 1e-3) == 1.0
+    m0 = bounds.max_certifiable_eps(0.25, 100_000, 0.005 / 3, 0.05)
+    m1 = bounds.max_certifiable_eps(0.25, 100_000, 0.005 / 3, 0.05, slack=slack)
+    assert m0 - 1e-3 < m1 < m0
+
+
+def test_defaults_are_unchanged_and_grid_levels_are_never_lower() -> None:
+    f = lambda b: b.reshape(b.shape[0], -1)  # noqa: E731
+    plain = _smoother(f)
+    grid = _smoother(f, input_grid=1 / 255)
+    assert plain.grid_slack() == 0.0 and plain.input_grid is None
+    eps = np.array([0.0, 0.05, 0.25])
+    for a, b in zip(plain.quantile_levels(eps), grid.quantile_levels(eps, dim=784), strict=True):
+        assert np.all(b >= a) and np.all(b - a < 1e-12)
+    assert grid.max_eps_in <= plain.max_eps_in
+
+
+def _last_bit_model(batch: torch.Tensor) -> torch.Tensor:
+    """Reads the last mantissa bit of coordinate 0 (float32) where it lies in [0.25, 1): 10
+    when it is odd, else 0; plus the mean pixel (a smooth part)."""
+    v = batch[:, 0].float()
+    odd = (v.view(torch.int32) & 1).bool() & (v.abs() >= 0.25) & (v.abs() < 1.0)
+    return torch.stack([10.0 * odd.float(), batch.float().mean(dim=1)], dim=1)
+
+
+def test_exact_mode_certificate_holds_for_a_function_of_the_low_order_bits() -> None:
+    torch.set_num_threads(1)
+    grid = 1 / 255
+    k = torch.tensor([128, 64, 200, 10, 0, 255])
+    x = lattice_to_float(k, grid, torch.float32)
+    smoother = _smoother(_last_bit_model, input_grid=grid, seed=5)
+    eps_in = 3 * grid
+    cert = smoother.certify(x, eps_in)
+    assert not cert.abstained and math.isfinite(cert.eps_out)
+    # every lattice point within eps_in that moves coordinate 0 or 1 (by at most 3 steps)
+    tried = 0
+    for d0 in range(-3, 4):
+        for d1 in range(-3, 4):
+            if d0 * d0 + d1 * d1 > 9:
+                continue
+            shifted = k.clone()
+            shifted[0] += d0
+            shifted[1] += d1
+            xp = lattice_to_float(shifted, grid, torch.float32)
+            pred = smoother.predict(xp, seed=1000 + tried)
+            tried += 1
+            if not pred.abstained:
+                gap = float(torch.linalg.vector_norm(pred.center - cert.center))
+                assert gap <= cert.eps_out
+    assert tried == 29
+
+
+def _smoother(f, **kwargs) -> CenterSmoothing:  # type: ignore[no-untyped-def]
+    settings = dict(
+        sigma=0.25,
+        n_center=1_000,
+        n_check=1_000,
+        n_certify=2_000,
+        delta=0.1,
+        batch_size=1_000,
+    )
+    settings.update(kwargs)
+    return CenterSmoothing(f, **settings)  # type: ignore[arg-type]
