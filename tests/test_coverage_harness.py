@@ -5,7 +5,9 @@ tolerance; the atoms of the discrete problems give the right mass below the quan
 seeded run of the certify step on the linear map gives a violation count inside the central 99.9%
 of ``Bin(trials, exact probability)``; a prediction at ``x'`` that reuses the certification's
 seed draws the same noise, which on the sine problem defeats statements about balls around our
-center but not the certificate.
+center but not the certificate; in the exact-noise mode (``input_grid``) the adversarial
+``x'`` is a grid point within ``eps_in`` and the reference masses match the lattice noise the
+smoother draws.
 """
 
 import math
@@ -15,8 +17,10 @@ import pytest
 import torch
 from scipy import stats
 
-from centersmooth import CenterSmoothing
+from centersmooth import CenterSmoothing, grid_noise
 from centersmooth.coverage import (
+    GRID_STEP,
+    STANDARD_PROBLEMS,
     Setting,
     SettingResult,
     clopper_pearson,
@@ -27,10 +31,12 @@ from centersmooth.coverage import (
 from centersmooth.coverage_problems import (
     PROBLEMS,
     ClipProblem,
+    GridProblem,
     LinearProblem,
     NetworkProblem,
     SineProblem,
     StepProblem,
+    snap_toward,
 )
 from centersmooth.metrics import get_metric
 
@@ -224,6 +230,89 @@ def test_the_seed_reuse_settings_come_last():
     every = default_settings(list(PROBLEMS))
     standard = default_settings(list(PROBLEMS), "standard")
     reuse = default_settings(list(PROBLEMS), "seed-reuse")
-    assert every == standard + reuse and len(standard) == 20
+    grid = default_settings(list(PROBLEMS), "input-grid")
+    assert every == standard + reuse + grid and len(standard) == 20
     assert [s.reuse_seed for s in reuse] == [False, True, True]
     assert all(s.problem != "sine" for s in standard)
+    assert all(s.input_grid is None for s in standard + reuse)
+    assert [s.problem for s in grid] == [*STANDARD_PROBLEMS, "linear"]
+    assert [s.input_grid for s in grid] == [GRID_STEP] * 4 + [1 / 255]
+    assert all(s.bound == "binomial" and s.candidates is None for s in grid)
+    assert len(set(every)) == len(every)  # distinct settings: distinct seeds
+
+
+def test_snap_toward_stays_on_the_grid_within_eps_in():
+    """The snapped x' is a grid point no farther than eps_in, each step in the target's
+    direction, and the nearest grid point when that one fits."""
+    gen = torch.Generator().manual_seed(7)
+    grid = 0.05
+    x = torch.round(torch.randn(6, generator=gen, dtype=torch.float64) / grid) * grid
+    for eps in (0.05, 0.12, 0.5, 1.3):
+        for _ in range(20):
+            u = torch.randn(6, generator=gen, dtype=torch.float64)
+            target = x + eps * u / u.norm()
+            snapped = snap_toward(x, target, grid, eps)
+            steps = (snapped - x) / grid
+            assert torch.allclose(steps, torch.round(steps), atol=1e-9)  # on the grid
+            grid_noise.snap_to_grid(snapped, grid)  # the smoother accepts it
+            assert float((snapped - x).norm()) <= eps * (1 + 1e-9)
+            real = (target - x) / grid
+            assert bool((steps.round() * real >= 0).all())  # no step against the direction
+            assert bool((steps.round().abs() <= real.abs().round()).all())
+    inside = x + torch.tensor([0.049, -0.101, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    nearest = snap_toward(x, inside, grid, 1.0)  # rounding to nearest fits: kept
+    assert torch.allclose((nearest - x) / grid, torch.tensor([1.0, -2, 0, 0, 0, 0]).double())
+
+
+@pytest.mark.parametrize("name", ["linear", "clip"])
+def test_grid_problem_masses_match_the_smoothers_lattice_noise(one_thread, name):
+    """The wrapped problem's reference masses (ties included: the clip's atoms, lattice outputs)
+    against independent draws of the noise stream the smoother itself uses."""
+    problem = GridProblem(PROBLEMS[name](), 0.05, n_reference=100_000)
+    k = grid_noise.snap_to_grid(problem.x, 0.05)
+    stream = grid_noise.GridNoiseStream(k, 0.05, problem.sigma, torch.float64, 99, 1000)
+    outs = problem.base_function(stream.take(100_000))
+    metric = get_metric(problem.metric)
+    z = problem.f_at_x() + 0.03
+    d = metric(torch.as_tensor(z).expand_as(outs), outs).numpy()
+    for r in list(np.quantile(d, [0.1, 0.5, 0.9])) + [float(np.max(np.abs(z - 1.0)))]:
+        for strict in (False, True):
+            empirical = float((d < r).mean() if strict else (d <= r).mean())
+            exact = problem.mass(z, float(r), strict=strict)
+            assert abs(empirical - exact) <= 5 * math.sqrt(2 * 0.25 / 100_000), (r, strict)
+    left = problem.quantile_left_mass(z, 0.5)
+    assert left <= 0.5 and problem.mass(z, 0.0, strict=True) <= left
+    assert problem.optimal_radius(0.6) is None and problem.worst_mass(z, 1.0, 0.1) is None
+
+
+def test_an_input_grid_setting_runs_on_the_grid(one_thread):
+    """A short run: the events with a known truth under lattice noise and the end-to-end one
+    at the snapped x', none without one (worst mass, optimal radius); the grid is part of the
+    setting's label and its JSON record, and a problem off the grid is refused."""
+    setting = Setting(problem="linear", eps_over_sigma=(1.0,), input_grid=0.05)
+    problem = GridProblem(LinearProblem(), 0.05, n_reference=50_000)
+    result = run_setting(setting, problem, trials=6, seed=1)
+    names = {e.event.split()[0] for e in result.events}
+    assert names == {
+        "predict",
+        "certify",
+        "certify_inner",
+        "certify_near",
+        "zhat_inner_ball",
+        "zhat_near_ball",
+        "nearest",
+        "end_to_end",
+    }
+    assert all(e.trials > 0 and e.count <= e.trials for e in result.events)
+    e2e = next(e for e in result.events if e.event.startswith("end_to_end"))
+    assert e2e.level == pytest.approx(0.2)
+    x_adv = problem.adversarial_input(problem.f_at_x() + 0.1, 0.5)
+    assert x_adv is not None and float((x_adv - problem.x).norm()) <= 0.5
+    assert float((x_adv - problem.x).norm()) > 0.4  # most of eps_in: 10 grid steps
+    assert "input_grid 0.05" in markdown_table([result])
+    record = result.to_json()
+    assert SettingResult.from_json(record).setting == setting
+    del record["setting"]["input_grid"]  # a record from before the option: no grid
+    assert SettingResult.from_json(record).setting.input_grid is None
+    with pytest.raises(ValueError, match="GridProblem"):
+        run_setting(setting, LinearProblem(), trials=1)

@@ -93,6 +93,19 @@ _positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v), "a p
 _nonneg_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
 
 
+def _ratio(text: str) -> float:
+    """A number, or a fraction such as ``1/255``."""
+    top, slash, bottom = text.partition("/")
+    if not slash:
+        return float(text)
+    if float(bottom) == 0:
+        raise ValueError("division by zero")
+    return float(top) / float(bottom)
+
+
+_grid_step = _number_type(_ratio, lambda v: v > 0 and math.isfinite(v), "a positive number or 1/N")
+
+
 def _candidate_count(text: str) -> tuple[str, int]:
     """``K`` or ``DISTANCE=K`` for ``--candidates``."""
     name, _, count = text.rpartition("=")
@@ -319,12 +332,12 @@ def add_radius_arguments(group: argparse._ArgumentGroup, verb: str) -> None:
     )
     group.add_argument(
         "--input-grid",
-        type=_positive_float,
+        type=_grid_step,
         default=None,
         metavar="STEP",
-        help="inputs lie on the grid STEP * Z^d (e.g. 0.00392156862745098 = 1/255 for 8-bit "
-        "images): draw the noise exactly on that grid so that the certificate holds in floating "
-        "point, for perturbations on the same grid (default: real-valued Gaussian noise)",
+        help="inputs lie on the grid STEP * Z^d (e.g. 1/255 for 8-bit images): draw the noise "
+        "exactly on that grid so that the certificate holds in floating point, for "
+        "perturbations on the same grid (default: real-valued Gaussian noise)",
     )
     group.add_argument(
         "--eps-in",
@@ -523,6 +536,19 @@ def check_user_inputs(inputs: np.ndarray, sigma: float) -> None:
         )
 
 
+def check_on_grid(inputs: Any, grid: float) -> None:
+    """Refuse, before the results file exists, inputs that are not on the ``--input-grid``."""
+    import torch
+
+    from .grid_noise import snap_to_grid
+
+    for i, x in enumerate(inputs):
+        try:
+            snap_to_grid(torch.as_tensor(x), grid)
+        except ValueError as err:
+            raise CLIError(f"input {i}: {err}") from None
+
+
 def check_eps_in(eps_in: Sequence[float], max_eps_in: float, settings: dict[str, Any]) -> None:
     """Warn for each ``eps_in`` above the largest certifiable radius (its rows get no eps_out)."""
     over = [e for e in eps_in if e > max_eps_in]
@@ -603,6 +629,8 @@ def _certify_run(args: argparse.Namespace) -> int:
     probe_settings = {k: v for k, v in settings.items() if k not in ("device", "compile")}
     max_eps_in = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).max_eps_in
     check_eps_in(eps_in, max_eps_in, settings)
+    if settings.get("input_grid") is not None:
+        check_on_grid(inputs, settings["input_grid"])
     rows = certify_dataset(
         factory,
         inputs,

@@ -52,6 +52,14 @@ certification's noise, its events tagged ``same-seed``) nothing bounds them: the
 (``coverage_problems.SineProblem``) is built to make ``zhat_inner_ball`` fail; it has no known
 masses, so only the events at ``x'`` are counted for it.
 
+With ``input_grid`` (the ``input-grid`` group) the input is put on the grid, the smoother draws
+its exact lattice noise, and the problem is wrapped in ``coverage_problems.GridProblem``: the
+closed forms hold for real Gaussian noise only, so its masses come from a reference of lattice
+noise draws, and ``worst_mass`` and ``radius`` (which need the worst shift or the smallest ball
+under that noise) are not counted. The certificate's levels include the grid slack of the input's
+coordinates, as the certificate's do. The adversarial ``x'`` is a grid point within ``eps_in``
+(``coverage_problems.snap_toward``), and the prediction there uses the same ``input_grid``.
+
 The problems, with their exact masses, are in ``coverage_problems.py``. Run
 ``python -m centersmooth.coverage --help``; ``results/coverage.md`` holds a full run.
 """
@@ -72,9 +80,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import bounds
+from . import bounds, grid_noise
 from .center import find_center
-from .coverage_problems import DTYPE, PROBLEMS, Problem
+from .coverage_problems import DTYPE, PROBLEMS, GridProblem, NetworkProblem, Problem
 from .metrics import Metric
 from .smoothing import CenterSmoothing
 
@@ -99,12 +107,17 @@ class Setting:
     # the prediction at the adversarial x' reuses the certification's seed (its noise) instead
     # of drawing its own; x' is then fixed in advance, not chosen from the certificate
     reuse_seed: bool = False
+    # exact lattice noise: x on the grid input_grid * Z^d, CenterSmoothing(input_grid=...), the
+    # problem wrapped in coverage_problems.GridProblem (truth from lattice-noise reference draws)
+    input_grid: float | None = None
 
     @property
     def centers(self) -> str:
         centers = "all+central" if self.candidates is None else f"{self.candidates} candidates"
         if self.ball_mass != 0.5:
             centers += f", ball_mass {self.ball_mass:g}"
+        if self.input_grid is not None:
+            centers += f", input_grid {self.input_grid:g}"
         return centers if self.nearest_candidate else f"{centers}, paper's 3 R-hat"
 
 
@@ -139,6 +152,7 @@ class SettingResult:
         setting["eps_over_sigma"] = tuple(setting["eps_over_sigma"])
         setting.setdefault("nearest_candidate", False)  # records from before that bound
         setting.setdefault("reuse_seed", False)
+        setting.setdefault("input_grid", None)
         events = [
             EventCount(
                 e["event"],
@@ -200,9 +214,19 @@ def _min_accepting_count(smoother: CenterSmoothing) -> int:
 def _center_set_draw(
     problem: Problem, smoother: CenterSmoothing, metric: Metric, gen: torch.Generator
 ) -> tuple[np.ndarray, float]:
-    """Algorithm 1's center step on an independent ``Z1``: the center and its median radius."""
-    noise = torch.randn((smoother.n_center, *problem.x.shape), generator=gen, dtype=DTYPE)
-    samples = problem.base_function(problem.x.unsqueeze(0) + smoother.sigma * noise)
+    """Algorithm 1's center step on an independent ``Z1``: the center and its median radius.
+    With ``input_grid`` the noise is the smoother's lattice noise (its table, a seed from
+    ``gen``)."""
+    if smoother.input_grid is None:
+        noise = torch.randn((smoother.n_center, *problem.x.shape), generator=gen, dtype=DTYPE)
+        samples = problem.base_function(problem.x.unsqueeze(0) + smoother.sigma * noise)
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        lattice = grid_noise.snap_to_grid(problem.x, smoother.input_grid)
+        stream = grid_noise.GridNoiseStream(
+            lattice, smoother.input_grid, smoother.sigma, DTYPE, seed, smoother.n_center
+        )
+        samples = problem.base_function(stream.take(smoother.n_center))
     extra = metric.central_candidates(samples) if smoother.central_candidates else None
     k = smoother.candidates_for(metric)
     center = find_center(samples, metric, k, extra, smoother.ball_mass)
@@ -238,7 +262,14 @@ def run_setting(
     seed: int = 0,
     end_to_end: bool = True,
 ) -> SettingResult:
-    """``trials`` independent certifications of ``problem.x`` under ``setting``; count events."""
+    """``trials`` independent certifications of ``problem.x`` under ``setting``; count events.
+
+    With ``setting.input_grid`` the problem must be a :class:`GridProblem` on that grid."""
+    if setting.input_grid is not None and getattr(problem, "grid", None) != setting.input_grid:
+        raise ValueError(
+            f"input_grid={setting.input_grid!r} needs a GridProblem on that grid, got "
+            f"{type(problem).__name__}"
+        )
     recorder = _Recorder(problem.base_function)
     smoother = CenterSmoothing(
         recorder,
@@ -256,12 +287,14 @@ def run_setting(
         batch_size=max(setting.n_center, setting.n_check, setting.n_certify),
         ball_mass=setting.ball_mass,
         nearest_candidate=setting.nearest_candidate,
+        input_grid=setting.input_grid,
     )
     metric = smoother.metric
     mass = smoother.ball_mass
     eps = np.asarray(setting.eps_over_sigma) * problem.sigma
-    levels = smoother.quantile_levels(eps)
-    ranks = smoother.quantile_ranks(eps)
+    dim = problem.x.numel()  # the grid slack of this input's coordinates (0 without a grid)
+    levels = smoother.quantile_levels(eps, dim=dim)
+    ranks = smoother.quantile_ranks(eps, dim=dim)
     c_min = _min_accepting_count(smoother)
     knows_mass = problem.knows_mass
     r_star = problem.optimal_radius(mass + smoother.delta1) if knows_mass else None
@@ -438,7 +471,11 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
     all + central). ``seed-reuse``, last (so the settings before keep their seeds): the sine
     problem at ``eps_in = sigma / 10`` (``delta = 0.35``) with the prediction at ``x'`` drawing
     its own noise and reusing the certification's seed, and the linear map with a reused seed.
-    ``all``: both.
+    ``input-grid``, after them: each problem with known masses in the exact-noise mode,
+    ``input_grid = GRID_STEP`` (binomial, all + central; the largest ``eps_in`` is 10 grid steps
+    at sigma 0.5, 5 for the clip's sigma 0.25), then the linear map on the 8-bit image grid
+    ``1/255``; each problem wrapped in :class:`~centersmooth.coverage_problems.GridProblem`.
+    ``all``: every group.
     """
     if group not in SETTING_GROUPS:
         raise ValueError(f"group must be one of {SETTING_GROUPS}, got {group!r}")
@@ -461,10 +498,24 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
         settings += half + [Setting(problem=p, ball_mass=0.25) for p in standard]
     if group in ("all", "seed-reuse"):
         settings += [s for s in reuse if s.problem in problems]
+    if group in ("all", "input-grid"):
+        settings += [Setting(problem=p, input_grid=GRID_STEP) for p in standard]
+        if "linear" in problems:  # the 8-bit image grid: eps_in = sigma / 4 is 32 grid steps
+            settings.append(Setting(problem="linear", input_grid=1 / 255))
     return settings
 
 
-SETTING_GROUPS = ("all", "standard", "seed-reuse")
+SETTING_GROUPS = ("all", "standard", "seed-reuse", "input-grid")
+GRID_STEP = 0.05  # the input-grid group's grid: sigma / grid = 10 (5 for the clip problem)
+
+
+def build_problem(setting: Setting) -> Problem:
+    """The problem a setting runs on: wrapped in ``GridProblem`` with ``input_grid``."""
+    if setting.input_grid is None:
+        return PROBLEMS[setting.problem]()
+    if setting.problem == "network":  # the wrapper draws its own reference: keep this one small
+        return GridProblem(NetworkProblem(n_reference=10_000), setting.input_grid)
+    return GridProblem(PROBLEMS[setting.problem](), setting.input_grid)
 
 
 def markdown_table(results: Sequence[SettingResult]) -> str:
@@ -509,7 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=SETTING_GROUPS,
         default="all",
         help="standard: the problems with known masses; seed-reuse: predictions at x' that reuse "
-        "the certification's seed (and their control); all: both",
+        "the certification's seed (and their control); input-grid: the problems with known "
+        "masses with inputs on a grid and exact lattice noise (input_grid); all: every group",
     )
     parser.add_argument("--jsonl", type=Path, help="write one JSON line per setting here")
     parser.add_argument(
@@ -531,17 +583,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = [SettingResult.from_json(json.loads(line)) for line in lines if line.strip()]
         done = {res.setting for res in results}
         settings = [s for s in settings if s not in done]
-    built: dict[str, Problem] = {}
+    built: dict[tuple[str, float | None], Problem] = {}
     every_setting = default_settings(list(PROBLEMS))
     for k, setting in enumerate(settings):
-        if setting.problem not in built:
-            built[setting.problem] = PROBLEMS[setting.problem]()
+        key = (setting.problem, setting.input_grid)
+        if key not in built:
+            built[key] = build_problem(setting)
         # a setting's seed follows from its place in the full list, so a subset (--problems,
         # --bounds) or a --resume run draws what the full run draws, and no two settings share
         seed = args.seed + every_setting.index(setting)
-        res = run_setting(
-            setting, built[setting.problem], args.trials, seed, not args.no_end_to_end
-        )
+        res = run_setting(setting, built[key], args.trials, seed, not args.no_end_to_end)
         results.append(res)
         print(
             f"{setting.problem:8s} {setting.bound:9s} {setting.centers:14s} "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from . import grid_noise
 from .metrics import get_metric
 
 DTYPE = torch.float64  # inputs and outputs in double precision: the truth is computed in float64
@@ -322,6 +323,116 @@ class SineProblem(Problem):
         if eps_in < self.w * math.sqrt(self.dim) * (1.0 - 1e-9):
             return None
         return self.x + self.w
+
+
+def snap_toward(x: torch.Tensor, target: torch.Tensor, grid: float, eps_in: float) -> torch.Tensor:
+    """A grid point ``x'`` near ``target`` with ``||x' - x||_2 <= eps_in``, for ``x`` on the grid.
+
+    In grid steps, ``v = (target - x) / grid`` is rounded coordinatewise to the nearest integer;
+    while the result is longer than ``eps_in / grid``, the coordinate rounded farthest away from
+    zero (beyond ``|v_i|``) is moved one step back towards zero. Rounding towards zero in every
+    coordinate fits, so this ends; every coordinate keeps the sign of ``v`` (or is 0). The point
+    is ``(k + v) grid`` computed in float64 as the smoothed function computes its inputs.
+    """
+    k = grid_noise.snap_to_grid(x, grid)
+    real = ((target - x).to(torch.float64) / grid).reshape(-1)
+    steps = torch.round(real)
+    budget = (eps_in / grid) ** 2 * (1.0 + 1e-12)
+    while float((steps**2).sum()) > budget:
+        excess = steps.abs() - real.abs()  # > 0 where rounded away from zero
+        i = int(torch.argmax(excess))
+        if float(excess[i]) <= 0.0:
+            steps = torch.trunc(real)  # cannot happen (rounding to nearest); a safe fallback
+            break
+        steps[i] -= torch.sign(steps[i])
+    moved = k + steps.reshape(k.shape).to(torch.int64)
+    return grid_noise.lattice_to_float(moved, grid, x.dtype)
+
+
+class GridProblem(Problem):
+    """A problem's base function with its input on the grid ``grid * Z^d`` and the exact lattice
+    noise of ``CenterSmoothing(..., input_grid=grid)``: the noisy inputs are
+    ``(k + m) grid``, ``m`` drawn from the library's noise table (:mod:`centersmooth.grid_noise`).
+
+    The closed forms of the wrapped problem are for real Gaussian noise, so none is used: the
+    truth is a brute-force reference of ``n_reference`` outputs at ``x`` under the same lattice
+    noise (drawn from the table with a seed of its own), and ``mass(z, r)`` is the share of them
+    within ``r`` of ``z`` (standard error at most ``0.5 / sqrt(n_reference)``). Ties are kept:
+    ``quantile_left_mass`` reads ``F(q_p-)`` off the reference, atoms included (lattice outputs
+    repeat). The worst mass over the ``eps_in`` ball and the smallest ball are not known.
+
+    The adversarial ``x'`` is a step of length ``eps_in`` along the gradient of
+    ``||f(x) - z||_2`` at ``x`` (for the linear map, the wrapped problem's direction), or the
+    wrapped problem's where the base function has no gradient (the step function), put on the
+    grid by :func:`snap_toward`.
+    """
+
+    def __init__(
+        self, base: Problem, grid: float, n_reference: int = 1_000_000, seed: int = 0
+    ) -> None:
+        self.base, self.grid = base, float(grid)
+        self.name, self.metric, self.sigma = base.name, base.metric, base.sigma
+        self.knows_mass = True
+        self.k = torch.round(base.x / self.grid).to(torch.int64)  # x moved to the nearest point
+        self.x = grid_noise.lattice_to_float(self.k, self.grid, DTYPE)
+        self.n_reference = n_reference
+        table = grid_noise.noise_table(self.sigma / self.grid)
+        rng = np.random.Generator(np.random.PCG64(10_007 + seed))
+        chunks, chunk = [], 250_000
+        for i in range(0, n_reference, chunk):
+            m = torch.from_numpy(table.sample(rng, (min(chunk, n_reference - i), *self.k.shape)))
+            noisy = grid_noise.lattice_to_float(self.k + m, self.grid, DTYPE)
+            chunks.append(base.base_function(noisy))
+        self.reference = torch.cat(chunks)
+        self._metric = get_metric(self.metric)
+        self._cached: tuple[bytes, np.ndarray] | None = None
+        self.description = (
+            f"{base.description.split(';')[0]}; x on the grid {self.grid:g} Z^d, lattice noise "
+            f"(sigma / grid = {self.sigma / self.grid:g}), truth from {n_reference:,} "
+            "reference draws"
+        )
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.base.base_function(batch)
+
+    def _distances(self, z: np.ndarray) -> np.ndarray:
+        """Sorted distances from ``z`` to the reference outputs (the last ``z``'s are kept)."""
+        key = np.asarray(z, dtype=np.float64).tobytes()
+        if self._cached is None or self._cached[0] != key:
+            zt = torch.as_tensor(np.asarray(z, dtype=np.float64)).reshape(
+                1, *self.reference.shape[1:]
+            )
+            d = self._metric(zt.expand_as(self.reference), self.reference).numpy()
+            self._cached = (key, np.sort(d))
+        return self._cached[1]
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        d = self._distances(z)
+        return int(np.searchsorted(d, r, "left" if strict else "right")) / len(d)
+
+    def quantile_left_mass(self, z: np.ndarray, p: float) -> float:
+        d = self._distances(z)
+        n = len(d)
+        index = min(max(math.ceil(p * n) - 1, 0), n - 1)  # the p-quantile is d[index]
+        return int(np.searchsorted(d, d[index], "left")) / n
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        x = self.x.clone().requires_grad_(True)
+        out = self.base.base_function(x.unsqueeze(0))[0]
+        target = None
+        if out.requires_grad:  # a step along the gradient of ||f(x) - z||_2
+            away = out.detach() - torch.as_tensor(np.asarray(z), dtype=DTYPE).reshape(out.shape)
+            if float(away.norm()) == 0.0:
+                away = torch.ones_like(away)
+            (grad,) = torch.autograd.grad((out * away).sum(), x)
+            if float(grad.norm()) > 0.0:
+                target = self.x + eps_in * grad / grad.norm()
+        if target is None:  # no gradient (a step function): the wrapped problem's direction
+            base_target = self.base.adversarial_input(z, eps_in)
+            if base_target is None:
+                return None
+            target = base_target - self.base.x + self.x
+        return snap_toward(self.x, target.detach(), self.grid, eps_in)
 
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {
