@@ -42,6 +42,7 @@ class NoiseTable:
     tv: float
     _guide: np.ndarray = field(init=False, repr=False, compare=False)
     _exact: np.ndarray = field(init=False, repr=False, compare=False)
+    _lookup: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # guide[i]: the atom of the word i * 2**48, where a word with top 16 bits i starts the
@@ -55,16 +56,19 @@ class NoiseTable:
         # a bucket whose words all lie below the boundary after its starting atom is exact
         bucket_last = starts + np.uint64(2 ** (64 - GUIDE_BITS) - 1)
         object.__setattr__(self, "_exact", (self._guide == len(self.bounds)) | (bucket_last < ends))
+        # one gather per word: the bucket's atom where the bucket is exact, else -1 (search)
+        lookup = np.where(self._exact, self._guide, -1).astype(np.int32)
+        object.__setattr__(self, "_lookup", lookup)
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         """Integer noise of ``shape`` (int64), one uniform 64-bit word per coordinate: the atom
         ``j`` with ``bounds[j - 1] <= u < bounds[j]``, exactly ``c_j / 2**64`` likely."""
         words = rng.bit_generator.random_raw(math.prod(shape))
-        bucket = words >> np.uint64(64 - GUIDE_BITS)
-        index = self._guide[bucket]
-        (rest,) = np.nonzero(~self._exact[bucket])
-        index[rest] = np.searchsorted(self.bounds, words[rest], side="right")
-        return (index.astype(np.int64) + self.lowest).reshape(shape)
+        bucket = (words >> np.uint64(64 - GUIDE_BITS)).astype(np.int32)
+        atoms = np.take(self._lookup, bucket)
+        rest = np.flatnonzero(atoms < 0)  # buckets holding a boundary: the exact search
+        atoms[rest] = np.searchsorted(self.bounds, words[rest], side="right")
+        return (atoms.astype(np.int64) + self.lowest).reshape(shape)
 
     def probabilities(self) -> list[int]:
         """The integers ``c_j`` (summing to ``2**64``)."""
