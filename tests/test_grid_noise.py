@@ -228,3 +228,14 @@ def test_low_order_bits_break_the_standard_mode_not_the_exact_one():
         assert float((x_grid - x).norm()) <= 2 * step + 1e-9
         moved = exact.predict(x_grid, seed=seed)
         assert moved.abstained or float((moved.center - cert.center).abs()) <= cert.eps_out
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_exact_noise_is_the_same_on_cuda_as_on_the_cpu():
+    """The integers are drawn on the CPU and n * grid is a correctly rounded float64 product,
+    so a seed gives the same noisy inputs, bit for bit, on every device."""
+    k = torch.arange(-300, 484, dtype=torch.int64)
+    cpu = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=3).take(1_000)
+    cuda = GridNoiseStream(k.cuda(), 1 / 255, 0.25, torch.float32, seed=3).take(1_000)
+    assert cuda.device.type == "cuda" and torch.equal(cpu, cuda.cpu())

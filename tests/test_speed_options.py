@@ -277,3 +277,15 @@ def test_evaluating_switches_once_and_restores_on_errors():
     calls.clear()
     fn(torch.ones(5, 6))
     assert calls == []  # already in eval mode: nothing to switch
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_noise_does_not_depend_on_how_it_is_taken():
+    """On a CUDA device the blocks are large and drawn on the device; the samples still depend
+    only on the seed and their index, not on the batch sizes."""
+    x = torch.zeros(784, device="cuda")
+    whole = NoiseStream(x, 0.25, 5).take(20_000)
+    stream = NoiseStream(x, 0.25, 5)
+    parts = torch.cat([stream.take(n) for n in (333, 4_096, 15_571)])
+    assert whole.device.type == "cuda" and torch.equal(whole, parts)
