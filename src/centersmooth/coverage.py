@@ -339,28 +339,19 @@ def run_setting(
         if with_near
         else None
     )
+
     # The two statements about balls around our (random) center that a proof through them
     # would need at x': B(zhat, R_inner) holds m of the center samples there, and a sample
     # candidate there lies in B(zhat, R_near). With the noise of x' independent of the run at x
     # they fail with at most these probabilities; with the same noise nothing bounds them
     # (level nan: no promise).
-    no_promise = math.nan
-    zhat_inner = (
-        at_x_prime(
-            "zhat_inner_ball",
-            no_promise if setting.reuse_seed else smoother.alpha_delta1 + smoother.alpha_quantile,
-        )
-        if with_near
-        else None
-    )
-    zhat_near = (
-        at_x_prime(
-            "zhat_near_ball",
-            no_promise if setting.reuse_seed else smoother.alpha_nearest + smoother.alpha_quantile,
-        )
-        if with_near
-        else None
-    )
+    def zhat_event(name: str, level: float) -> Any:
+        if not with_near:
+            return None
+        return at_x_prime(name, math.nan if setting.reuse_seed else level)
+
+    zhat_inner = zhat_event("zhat_inner_ball", smoother.alpha_delta1 + smoother.alpha_quantile)
+    zhat_near = zhat_event("zhat_near_ball", smoother.alpha_nearest + smoother.alpha_quantile)
     radius = EventCount(
         "radius", level=smoother.alpha_center - smoother.alpha_check - smoother.alpha_nearest
     )
