@@ -79,6 +79,7 @@ def test_dry_run_figures_are_sane(dry_run: tuple[str, dict]) -> None:
     for row in overhead:
         assert positive(row["bare_s"]["median"]) and positive(row["certify_s"]["median"])
         assert positive(row["ratio"]["median"])
+        assert row["abstained"] == 0
 
     center = parts["center"]["rows"]
     assert len(center) == 9  # three clouds x three searches
@@ -123,3 +124,36 @@ def test_refuses_to_run_without_a_gpu(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no CUDA device" in result.stderr and "--dry-run" in result.stderr
     assert not (tmp_path / "device_check.md").exists()
+
+
+def test_the_bare_passes_are_counted_from_the_certify_call() -> None:
+    """The overhead's bare passes are as many as ``certify`` really ran: every sample plus the
+    clean input when it certifies, fewer when it abstains after the check (which skips the
+    certification samples and would make certify look cheaper than its forward passes)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from overhead import certify_passes
+
+    from centersmooth import CenterSmoothing
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    smoother = CenterSmoothing(
+        model, sigma=0.25, n_center=1000, n_check=1000, n_certify=3000, batch_size=256, seed=0
+    )
+    assert certify_passes(smoother, model, torch.zeros(4)) == (5001, False)
+
+    seen = [0]
+
+    def move_after_the_center_samples(
+        module: torch.nn.Module, args: tuple[torch.Tensor], out: torch.Tensor
+    ) -> torch.Tensor:
+        index = torch.arange(seen[0], seen[0] + out.shape[0])
+        seen[0] += out.shape[0]
+        return out + 100.0 * (index >= 1000).unsqueeze(1)  # the check samples miss the ball
+
+    handle = model.register_forward_hook(move_after_the_center_samples)
+    try:
+        passes, abstained = certify_passes(smoother, model, torch.zeros(4))
+    finally:
+        handle.remove()
+    assert abstained and passes == 2001
