@@ -344,7 +344,7 @@ class Check:
     def load_digits(self, n: int) -> torch.Tensor:
         if self.digits is None or len(self.digits) < n:
             try:
-                from centersmooth.datasets import load_dataset
+                from centersmooth.data.datasets import load_dataset
 
                 self.digits = torch.as_tensor(load_dataset("mnist").x_test[:n])
                 self.data["inputs"] = "MNIST test digits 0..n-1"

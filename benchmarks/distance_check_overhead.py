@@ -32,7 +32,7 @@ from collections.abc import Callable
 import torch
 
 from centersmooth import CenterSmoothing
-from centersmooth.datasets import load_dataset
+from centersmooth.data.datasets import load_dataset
 from centersmooth.metrics import FunctionMetric, check_distance, get_metric
 from centersmooth.tasks import load_model
 from centersmooth.tasks.inference import inference_form

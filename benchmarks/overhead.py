@@ -38,13 +38,13 @@ from torch import nn
 
 from centersmooth import CenterSmoothing
 from centersmooth.center import find_center
-from centersmooth.datasets import load_dataset
+from centersmooth.data.datasets import load_dataset
+from centersmooth.data.weights import MissingWeightsError
 from centersmooth.metrics import get_metric
 from centersmooth.tasks import get_task, load_model
 from centersmooth.tasks.gan_faces import DCGANGenerator, load_generator
 from centersmooth.tasks.inference import inference_form
 from centersmooth.tasks.models import ConvAutoencoder
-from centersmooth.weights import MissingWeightsError
 
 EPS_IN = (0.125, 0.25)
 T = TypeVar("T")

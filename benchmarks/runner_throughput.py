@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from centersmooth.runner import certify_dataset
+from centersmooth.runs.runner import certify_dataset
 
 
 class DigitsAutoencoder(nn.Module):

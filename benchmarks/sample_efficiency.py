@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from centersmooth import CenterSmoothing
-from centersmooth.runner import read_results
+from centersmooth.runs.runner import read_results
 from centersmooth.smoothing import PAPER_SETTINGS
 from centersmooth.tasks import get_task
 

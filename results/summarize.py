@@ -16,8 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from centersmooth.results_file import read_results  # noqa: E402
-from centersmooth.tables import format_table, summarize  # noqa: E402
+from centersmooth.runs.results_file import read_results  # noqa: E402
+from centersmooth.runs.tables import format_table, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent / "grid"
 TASKS = ("autoencoder", "reconstruction", "classifier")

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from centersmooth import CenterSmoothing
-from centersmooth.attack import AttackUnsupported, attack
+from centersmooth.evaluation.attack import AttackUnsupported, attack
 
 SIGMA = 0.25
 N_CENTER = 2000

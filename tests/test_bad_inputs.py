@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth import CenterSmoothing, cli
+from centersmooth import CenterSmoothing
+from centersmooth.cli import commands as cli
 from centersmooth.metrics import FunctionMetric, Metric
 
 TINY = dict(n_center=400, n_check=400, n_certify=1_000, delta=0.15, batch_size=200)
@@ -244,8 +245,8 @@ def test_duplicate_metrics_are_refused():
 
 # ---------------------------------------------------------------------------- weight files
 def test_missing_lpips_weights_say_how_to_install(tmp_path):
+    from centersmooth.data.weights import MissingWeightsError
     from centersmooth.metrics.lpips import LPIPSDistance
-    from centersmooth.weights import MissingWeightsError
 
     metric = LPIPSDistance("alex", weights=str(tmp_path / "nowhere.ckpt"))
     with pytest.raises(MissingWeightsError, match="nowhere.ckpt"):
@@ -253,8 +254,8 @@ def test_missing_lpips_weights_say_how_to_install(tmp_path):
 
 
 def test_corrupted_lpips_weights_fail_the_checksum(tmp_path):
+    from centersmooth.data.weights import WeightsChecksumError
     from centersmooth.metrics.lpips import LPIPSDistance
-    from centersmooth.weights import WeightsChecksumError
 
     bad = tmp_path / "alexnet.ckpt"
     bad.write_bytes(os.urandom(4096))
@@ -266,7 +267,7 @@ def test_corrupted_lpips_weights_fail_the_checksum(tmp_path):
 def test_corrupted_converted_lpips_cache_file(tmp_path, monkeypatch):
     """A damaged converted copy is never used: it is converted again from the hash-checked
     original (with a warning), and the repaired copy loads."""
-    from centersmooth import weights
+    from centersmooth.data import weights
     from centersmooth.metrics.lpips import LPIPSDistance
 
     try:
@@ -287,8 +288,8 @@ def test_corrupted_converted_lpips_cache_file(tmp_path, monkeypatch):
 
 
 def test_lpips_images_too_small_get_the_size_message():
+    from centersmooth.data.weights import MissingWeightsError
     from centersmooth.metrics import get_metric
-    from centersmooth.weights import MissingWeightsError
 
     metric = get_metric("lpips")
     try:
@@ -584,7 +585,7 @@ def test_cli_read_only_output_directory(capsys, tmp_path, user_model, monkeypatc
 
 def test_cli_disk_full_while_appending(capsys, tmp_path, user_model, results_file, monkeypatch):
     """Resume a file missing its last input; the append fails as on a full disk."""
-    from centersmooth import results_file as file_module
+    from centersmooth.runs import results_file as file_module
 
     model, inputs = user_model
     out, _ = results_file
@@ -604,7 +605,7 @@ def test_cli_disk_full_while_appending(capsys, tmp_path, user_model, results_fil
 # ---------------------------------------------------------------------------- attack CLI
 @pytest.fixture
 def attack_cli():
-    from centersmooth import attack_cli as module
+    from centersmooth.cli import attack as module
 
     return module
 

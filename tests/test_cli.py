@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centersmooth import cli, demo
-from centersmooth.runner import ROW_FIELDS
+from centersmooth.cli import commands as cli
+from centersmooth.cli import demo
+from centersmooth.runs.runner import ROW_FIELDS
 
 TINY = ["--n-center", "1000", "--n-check", "2000", "--n-certify", "2000", "--quiet"]
 
@@ -62,7 +63,10 @@ def test_certify_task_end_to_end(checkpoint: Path, tmp_path: Path, capsys) -> No
         if not row["abstained"]:
             assert row["eps_out"] > 0 and row["smoothed_error"] is not None
     assert {r["input_index"] for r in rows} == set(
-        int(i) for i in __import__("centersmooth").datasets.load_dataset("digits").test_sample(2)
+        int(i)
+        for i in __import__("centersmooth.data.datasets")
+        .data.datasets.load_dataset("digits")
+        .test_sample(2)
     )
     # an existing results file is not overwritten without --resume
     code = cli.main(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centersmooth import cli
+from centersmooth.cli import commands as cli
 
 COUNTS = ["--n-center", "400", "--n-check", "400", "--n-certify", "1000", "--delta", "0.15"]
 
@@ -96,7 +96,7 @@ def test_rows_hold_the_acceptance_numbers_and_no_check_metric_is_passed(
 ) -> None:
     model, inputs = user
     seen = {}
-    from centersmooth import runner
+    from centersmooth.runs import runner
 
     real = runner.certify_dataset
 
@@ -307,7 +307,7 @@ def test_targets_of_another_shape_or_count_are_refused(user, tmp_path, capsys) -
 def test_help_does_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "from centersmooth.cli import build_parser\n"
+        "from centersmooth.cli.commands import build_parser\n"
         "p = build_parser()\n"
         "for c in ('certify', 'train', 'attack', 'demo', 'report'):\n"
         "    try:\n"

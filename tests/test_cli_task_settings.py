@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from helpers import LinearFactory, tiny_data
 
-from centersmooth import cli, tasks
+from centersmooth import tasks
+from centersmooth.cli import commands as cli
 from centersmooth.smoothing import PAPER_SETTINGS
 from centersmooth.tasks import CertifySetup, Task, get_task
 

@@ -1,4 +1,5 @@
-"""The coverage harness (centersmooth.coverage): its truths are right and its counts are exact.
+"""The coverage harness (``centersmooth.evaluation.coverage``): its truths are right and its
+counts are exact.
 
 The ball masses each problem claims are checked against brute-force Monte Carlo with a binomial
 tolerance; the atoms of the discrete problems give the right mass below the quantile; a short
@@ -18,7 +19,7 @@ import torch
 from scipy import stats
 
 from centersmooth import CenterSmoothing, grid_noise
-from centersmooth.coverage import (
+from centersmooth.evaluation.coverage import (
     GRID_STEP,
     STANDARD_PROBLEMS,
     Setting,
@@ -28,7 +29,7 @@ from centersmooth.coverage import (
     markdown_table,
     run_setting,
 )
-from centersmooth.coverage_problems import (
+from centersmooth.evaluation.coverage_problems import (
     PROBLEMS,
     ClipProblem,
     GridProblem,
@@ -99,7 +100,7 @@ def test_clopper_pearson_known_values():
 
 @pytest.fixture
 def one_thread():
-    """Tiny tensors: thread start-up would dominate (as in ``python -m centersmooth.coverage``)."""
+    """Tiny tensors: thread start-up would dominate (as in the harness's own command line)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centersmooth import datasets
-from centersmooth.datasets import (
+from centersmooth.data import datasets
+from centersmooth.data.datasets import (
     DatasetNotFoundError,
     available_datasets,
     load_dataset,

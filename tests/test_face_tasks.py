@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth import cli, weights
+from centersmooth.cli import commands as cli
+from centersmooth.data import weights
 from centersmooth.metrics import EMPTY_BOX, get_metric
-from centersmooth.runner import input_seed, read_results
+from centersmooth.runs.runner import input_seed, read_results
 
 pytest.importorskip("skimage")
 face_boxes = pytest.importorskip("centersmooth.tasks.face_boxes")

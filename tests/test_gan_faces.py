@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth import weights
-from centersmooth.runner import read_results
+from centersmooth.data import weights
+from centersmooth.runs.runner import read_results
 from centersmooth.tasks import gan_faces
 
 

@@ -157,7 +157,7 @@ def _smoother(f, **kwargs) -> CenterSmoothing:  # type: ignore[no-untyped-def]
 
 
 def test_the_command_takes_a_fraction_and_refuses_inputs_off_the_grid(tmp_path, capsys):
-    from centersmooth import cli
+    from centersmooth.cli import commands as cli
 
     model = tmp_path / "model.py"
     model.write_text(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from centersmooth import weights
+from centersmooth.data import weights
 from centersmooth.metrics import get_metric
 from centersmooth.metrics.lpips import LPIPSDistance, LPIPSNetwork
 

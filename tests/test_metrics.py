@@ -508,7 +508,7 @@ def test_diameter_of_user_distances_is_their_upper_bound():
 
 
 def test_lpips_diameter_bounds_every_distance():
-    from centersmooth.weights import MissingWeightsError
+    from centersmooth.data.weights import MissingWeightsError
 
     m = get_metric("lpips")
     images = 2 * torch.rand(6, 3, 32, 32, generator=gen) - 1

@@ -182,7 +182,7 @@ def tolerance(metric, *items) -> float:
 
 
 def lpips_available() -> bool:
-    from centersmooth.weights import MissingWeightsError
+    from centersmooth.data.weights import MissingWeightsError
 
     try:
         get_metric("lpips")(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
-from centersmooth.runner import RunnerError, certify_dataset, read_results
+from centersmooth.runs.runner import RunnerError, certify_dataset, read_results
 
 ray = pytest.importorskip("ray")
 

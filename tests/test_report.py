@@ -14,8 +14,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from centersmooth import tables
-from centersmooth.report import (
+from centersmooth.runs import tables
+from centersmooth.runs.report import (
     add_arguments,
     as_image,
     display_images,
@@ -415,6 +415,6 @@ def test_every_option_says_its_default() -> None:
 
 
 def test_report_module_does_not_import_torch() -> None:
-    code = "import sys, centersmooth.report; print('torch' in sys.modules)"
+    code = "import sys, centersmooth.runs.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

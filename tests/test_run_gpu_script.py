@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from centersmooth.runner import read_results
+from centersmooth.runs.runner import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

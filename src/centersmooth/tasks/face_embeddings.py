@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.weights import DLIB_FACE_DESCRIPTOR, DLIB_LANDMARKS_5, verified
 from ..smoothing import CenterSmoothing
-from ..weights import DLIB_FACE_DESCRIPTOR, DLIB_LANDMARKS_5, verified
 from .base import CertifySetup, Task
 from .experiments import (
     experiment_main,
@@ -50,7 +50,7 @@ class FaceEmbedder:
 
     ``box`` is the fixed face rectangle ``(left, top, right, bottom)`` in pixels (default: the
     whole image). ``descriptor`` and ``landmarks`` are explicit paths to the dlib model files
-    (default: found and verified by :mod:`centersmooth.weights`).
+    (default: found and verified by :mod:`centersmooth.data.weights`).
     """
 
     def __init__(

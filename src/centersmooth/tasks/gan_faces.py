@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..runner import input_seed, read_results
+from ..data.weights import gan_faces_state
+from ..runs.runner import input_seed, read_results
 from ..smoothing import CenterSmoothing
-from ..weights import gan_faces_state
 from .base import CertifySetup, Task
 from .experiments import (
     experiment_main,
@@ -228,7 +228,7 @@ def figure(
     ``eps_out`` of input 0 is quoted from the driver's folder ``results`` when given. Returns
     the distances (and ``eps_out``).
     """
-    from ..plotting import pyplot
+    from ..runs.plotting import pyplot
 
     plt = pyplot()
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..datasets import Dataset
+from ..data.datasets import Dataset
 from .base import ImageTask
 from .models import ConvAutoencoder, MeasurementReconstructor, SmallClassifier
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..datasets import load_dataset
+from ..data.datasets import load_dataset
 from .base import ImageTask, default_checkpoint, save_checkpoint
 
 

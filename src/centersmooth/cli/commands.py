@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 # Only light modules here: `centersmooth --help` must not import torch (nor NumPy-heavy code or
 # the tasks); each subcommand imports what it needs when it runs.
-from .results_file import RunnerError
+from ..runs.results_file import RunnerError
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .tasks import Task
-    from .tasks.base import CertifySetup
+    from ..tasks import Task
+    from ..tasks.base import CertifySetup
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # the run started and stopped on an error (the model failed on an input)
@@ -139,8 +139,8 @@ def _set_threads(threads: int | None) -> None:
 
 # ----------------------------------------------------------------------------- train
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    from .datasets import available_datasets
-    from .tasks import available_tasks
+    from ..data.datasets import available_datasets
+    from ..tasks import available_tasks
 
     p.add_argument("task", choices=available_tasks(), help="what to train")
     p.add_argument(
@@ -184,7 +184,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from .tasks import train
+    from ..tasks import train
 
     _set_threads(args.threads)
     arch = {
@@ -223,7 +223,7 @@ def _train_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- certify
 def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse._ArgumentGroup:
     """The TASK argument and the "model and inputs" group shared by certify and attack."""
-    from .tasks import available_tasks
+    from ..tasks import available_tasks
 
     p.add_argument(
         "task",
@@ -443,7 +443,7 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
     task's defaults, with ``--preset paper`` the paper's constants then the task's paper
     constants (:meth:`Task.preset_settings`), then the explicit flags. Flags a subcommand does
     not define (``attack`` has no preset) count as not given."""
-    from .tasks import Task
+    from ..tasks import Task
 
     settings: dict[str, Any] = {"sigma": args.sigma}
     settings.update((task or Task()).preset_settings(getattr(args, "preset", None) or "default"))
@@ -504,7 +504,7 @@ def user_inputs(args: argparse.Namespace) -> np.ndarray:
 
 def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
     """The task ``args.task`` names and its inputs and model (``certify``, ``attack``)."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     if args.task is None:
         raise CLIError("name a TASK, or give --model and --inputs")
@@ -540,7 +540,7 @@ def check_on_grid(inputs: Any, grid: float) -> None:
     """Refuse, before the results file exists, inputs that are not on the ``--input-grid``."""
     import torch
 
-    from .grid_noise import snap_to_grid
+    from ..grid_noise import snap_to_grid
 
     for i, x in enumerate(inputs):
         try:
@@ -583,11 +583,11 @@ def check_targets(targets: Any, inputs: np.ndarray, outputs: Any) -> None:
 def _certify_run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .datasets import file_sha256
-    from .runner import certify_dataset
-    from .smoothing import CenterSmoothing
-    from .tables import format_table, summarize
-    from .tasks.user import parse_model_spec, probed_user_model
+    from ..data.datasets import file_sha256
+    from ..runs.runner import certify_dataset
+    from ..runs.tables import format_table, summarize
+    from ..smoothing import CenterSmoothing
+    from ..tasks.user import parse_model_spec, probed_user_model
 
     _set_threads(args.threads)
     task: Task | None = None
@@ -717,10 +717,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _certify_run,
     ),
     "report": _module_command(
-        "report", "summarise results files: markdown tables (median, IQR) and PNG plots"
+        "runs.report", "summarise results files: markdown tables (median, IQR) and PNG plots"
     ),
     "attack": _module_command(
-        "attack_cli", "attack the smoothed model within eps_in and compare with eps_out"
+        "cli.attack", "attack the smoothed model within eps_in and compare with eps_out"
     ),
 }
 
@@ -733,7 +733,7 @@ def register_subcommand(name: str, subcommand: Subcommand) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     debug_help = (
         f"show the full traceback of an error (also: {DEBUG_ENV}=1); by default a failure of "
@@ -778,7 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command. A user error is one line on stderr, exit status 2; a run that started
     and stopped on an error of the model (its rows kept, resumable) exits with status 1. With
     ``--debug`` or ``CENTERSMOOTH_DEBUG=1`` the traceback is printed too."""
-    from .runner import RunStopped
+    from ..runs.runner import RunStopped
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -792,7 +792,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"centersmooth {args.command}: error: {err}", file=sys.stderr)
         return EXIT_FAILED if isinstance(err, RunStopped) else EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .metrics import Metric
-from .sampling import make_generator
-from .smoothing import CenterSmoothing, Certificate
+from ..metrics import Metric
+from ..sampling import make_generator
+from ..smoothing import CenterSmoothing, Certificate
 
 
 class AttackUnsupported(TypeError):

@@ -4,8 +4,8 @@ For every (task and data set, metric, sigma, eps_in) of every results file: the 
 interquartile range of ``eps_out`` (an input that abstained, could not be certified or got a
 vacuous certificate counts as ``eps_out = inf``), the certified, vacuous and abstain rates (a
 vacuous certificate, ``eps_out`` at or above the largest distance two outputs can have, is not
-counted as certified: see :mod:`centersmooth.tables`), the median and IQR of the smoothing error,
-the medians of the base and smoothed errors against the ground truth, and the median time per
+counted as certified: see :mod:`centersmooth.runs.tables`), the median and IQR of the smoothing
+error, the medians of the base and smoothed errors against the ground truth, and the median time per
 input. Several files sit side by side in each table and plot (for example our defaults against
 ``--preset paper``).
 

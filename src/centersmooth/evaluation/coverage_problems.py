@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import grid_noise
-from .metrics import get_metric
+from .. import grid_noise
+from ..metrics import get_metric
 
 DTYPE = torch.float64  # inputs and outputs in double precision: the truth is computed in float64
 

@@ -61,7 +61,7 @@ coordinates, as the certificate's do. The adversarial ``x'`` is a grid point wit
 (``coverage_problems.snap_toward``), and the prediction there uses the same ``input_grid``.
 
 The problems, with their exact masses, are in ``coverage_problems.py``. Run
-``python -m centersmooth.coverage --help``; ``results/coverage.md`` holds a full run.
+``python -m centersmooth.evaluation.coverage --help``; ``results/coverage.md`` holds a full run.
 """
 
 from __future__ import annotations
@@ -80,11 +80,11 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import bounds, grid_noise
-from .center import find_center
+from .. import bounds, grid_noise
+from ..center import find_center
+from ..metrics import Metric
+from ..smoothing import CenterSmoothing
 from .coverage_problems import DTYPE, PROBLEMS, GridProblem, NetworkProblem, Problem
-from .metrics import Metric
-from .smoothing import CenterSmoothing
 
 
 # --------------------------------------------------------------------------------------- settings
@@ -465,7 +465,8 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
     ``input-grid``, after them: each problem with known masses in the exact-noise mode,
     ``input_grid = GRID_STEP`` (binomial, all + central; the largest ``eps_in`` is 10 grid steps
     at sigma 0.5, 5 for the clip's sigma 0.25), then the linear map on the 8-bit image grid
-    ``1/255``; each problem wrapped in :class:`~centersmooth.coverage_problems.GridProblem`.
+    ``1/255``; each problem wrapped in
+    :class:`~centersmooth.evaluation.coverage_problems.GridProblem`.
     ``all``: every group.
     """
     if group not in SETTING_GROUPS:
@@ -538,7 +539,7 @@ def markdown_table(results: Sequence[SettingResult]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m centersmooth.coverage",
+        prog="python -m centersmooth.evaluation.coverage",
         description="Coverage of center smoothing's certificates on problems with known truth.",
     )
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))

@@ -77,7 +77,7 @@ def input_seed(run_seed: int, input_index: int) -> int:
 
 def _normalise_smoothing(smoothing: dict[str, Any]) -> dict[str, Any]:
     """The CenterSmoothing arguments with every default filled in, checked by name."""
-    from .smoothing import CenterSmoothing
+    from ..smoothing import CenterSmoothing
 
     params = inspect.signature(CenterSmoothing.__init__).parameters
     known = [p for p in params if p not in ("self", *_RESERVED_SMOOTHING)]
@@ -216,7 +216,7 @@ def certify_dataset(
         )
     from tqdm.auto import tqdm
 
-    from .smoothing import CenterSmoothing
+    from ..smoothing import CenterSmoothing
     from .workers import (
         SAME_MODEL_HINT,
         Job,
@@ -428,7 +428,7 @@ def _check_arguments(
     workers: int,
     gpus_per_worker: float,
 ) -> tuple[np.ndarray, list[float], list[str], list[int], dict[str, Any]]:
-    from .metrics import get_metric
+    from ..metrics import get_metric
 
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(inputs, torch.Tensor):

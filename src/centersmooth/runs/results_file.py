@@ -68,7 +68,7 @@ ROW_FIELDS = (
 
 def package_version() -> str:
     """The version stamped into headers and rows."""
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -1,7 +1,7 @@
 """``centersmooth attack TASK ...``: attack the smoothed model, write rows beside its certificates.
 
 For each input: one certificate (Algorithm 2, all ``eps_in`` on one sample set), then for each
-``eps_in`` the attack of :mod:`centersmooth.attack`. Each JSON line holds the certified
+``eps_in`` the attack of :mod:`centersmooth.evaluation.attack`. Each JSON line holds the certified
 ``eps_out``, the attacked distance ``d(fhat(x), fhat(x'))``, their ratio and the baselines (the
 procedure's own noise at ``x`` and a random ``x'`` on the sphere). The results are written to a
 temporary file beside ``--out`` and moved into place at the end, so an existing file is never left
@@ -19,19 +19,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from .. import __version__
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .attack import AttackResult
+    from ..evaluation.attack import AttackResult
 
 # torch, NumPy and the attack are imported by ``run``: `centersmooth attack --help` stays fast.
 FORMAT = "centersmooth-attack"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import (
+    from .commands import (
         _add_sample_arguments,
         _positive_int,
         add_radius_arguments,
@@ -77,8 +77,8 @@ def _setup(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, dict[
     """Model, inputs, their indices, run information and the distance, from the arguments."""
     import numpy as np
 
-    from .cli import CLIError, task_setup, user_inputs
-    from .tasks.user import user_model_factory
+    from ..tasks.user import user_model_factory
+    from .commands import CLIError, task_setup, user_inputs
 
     if args.numpy_model:
         raise CLIError("--numpy-model: the attack follows gradients, it needs a torch model")
@@ -126,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .attack import attack
-    from .cli import CLIError, smoothing_settings
-    from .runner import check_device
-    from .smoothing import CenterSmoothing
-    from .tasks import get_task
+    from ..evaluation.attack import attack
+    from ..runs.runner import check_device
+    from ..smoothing import CenterSmoothing
+    from ..tasks import get_task
+    from .commands import CLIError, smoothing_settings
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import load_dataset
-from .smoothing import CenterSmoothing
-from .tables import format_table
-from .tasks import default_checkpoint, load_checkpoint, train
+from ..data.datasets import load_dataset
+from ..runs.tables import format_table
+from ..smoothing import CenterSmoothing
+from ..tasks import default_checkpoint, load_checkpoint, train
 
 DEMO_EPOCHS = 40
 DEMO_SAMPLES: dict[str, Any] = {"n_center": 10_000, "n_check": 10_000, "n_certify": 10_000}
@@ -105,7 +105,7 @@ def run_demo(
 
 
 def _plot_digits(panels: list[Any], sigma: float, path: Path) -> None:
-    from .plotting import pyplot
+    from ..runs.plotting import pyplot
 
     plt = pyplot()
 
@@ -128,7 +128,7 @@ def _plot_digits(panels: list[Any], sigma: float, path: Path) -> None:
 
 
 def _plot_curves(panels: list[Any], eps_in: list[float], sigma: float, path: Path) -> None:
-    from .plotting import pyplot
+    from ..runs.plotting import pyplot
 
     plt = pyplot()
 
