@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "CenterSmoothing": "smoothing",
-    "Certificate": "smoothing",
-    "Prediction": "smoothing",
+    "Certificate": "certificate",
+    "Prediction": "certificate",
     "DistanceCheckError": "metrics.checks",
     "FunctionMetric": "metrics",
     "SlowCenterSearchWarning": "center",
@@ -25,9 +25,10 @@ _PUBLIC = {
 
 if TYPE_CHECKING:
     from .center import SlowCenterSearchWarning
+    from .certificate import Certificate, Prediction
     from .metrics import FunctionMetric, Metric, available_metrics, get_metric
     from .metrics.checks import DistanceCheckError
-    from .smoothing import CenterSmoothing, Certificate, Prediction
+    from .smoothing import CenterSmoothing
 
 
 def __getattr__(name: str) -> Any:

@@ -394,3 +394,89 @@ def _check_count(name: str, n: int) -> None:
 def _check_level(name: str, alpha: float) -> None:
     if not (isinstance(alpha, int | float) and 0.0 < alpha < 1.0):
         raise ValueError(f"{name} must lie in (0, 1), got {alpha!r}")
+
+
+# ----------------------------------------------------------------- the certificate's statistics
+class QuantileLevels(NamedTuple):
+    """Quantile levels per ``eps_in`` of the certificate's order statistics (``near`` is
+    ``None`` in the paper's bound)."""
+
+    outer: np.ndarray
+    inner: np.ndarray
+    near: np.ndarray | None
+
+
+class QuantileRanks(NamedTuple):
+    """1-indexed ranks per ``eps_in`` of the same order statistics."""
+
+    outer: list[int]
+    inner: list[int]
+    near: list[int] | None
+
+
+def quantile_levels(
+    eps_in: np.ndarray,
+    sigma: float,
+    delta: float,
+    mass: float,
+    delta1_value: float,
+    near_mass: float | None,
+    slack: float = 0.0,
+) -> QuantileLevels:
+    """The levels whose quantiles of ``d(center, f(x + noise))`` bound the certificate.
+
+    ``R_outer`` at ``certified_mass`` (the center's ball keeps ``1 - mass + delta`` at ``x'``),
+    ``R_inner`` at ``shifted_mass(mass + Delta1)`` (a ball of mass ``mass + Delta1`` at ``x'``
+    lies inside it) and, with the nearest-candidate bound (``near_mass`` given: see
+    ``nearest_mass``), ``R_near`` at ``shifted_mass(near_mass)``. In the paper's bound at
+    ``mass = 1/2`` one order statistic serves ``R_outer`` and ``R_inner`` (docs/algorithm.md).
+    """
+    outer = certified_mass(eps_in, sigma, delta, mass, slack)
+    if near_mass is None and mass == 0.5:
+        return QuantileLevels(outer, outer, None)
+    inner = shifted_mass(mass + delta1_value, eps_in, sigma, slack)
+    if near_mass is None:
+        return QuantileLevels(outer, inner, None)
+    return QuantileLevels(outer, inner, shifted_mass(near_mass, eps_in, sigma, slack))
+
+
+def quantile_ranks(
+    levels: QuantileLevels, n_certify: int, alpha: float, bound: Bound = "binomial"
+) -> QuantileRanks:
+    """``quantile_rank`` of every level (``n_certify + 1``: that level cannot be bounded with
+    these samples); ``alpha`` is each order statistic's share of ``alpha_certify``."""
+
+    def ranks(ps: np.ndarray) -> list[int]:
+        return [quantile_rank(float(p), n_certify, alpha, bound) for p in ps]
+
+    outer = ranks(levels.outer)
+    inner = outer if levels.inner is levels.outer else ranks(levels.inner)
+    return QuantileRanks(outer, inner, None if levels.near is None else ranks(levels.near))
+
+
+def order_statistics(nearest_candidate: bool, mass: float) -> int:
+    """How many order statistics share ``alpha_certify``: ``R_outer``, ``R_inner`` and
+    ``R_near`` with the nearest-candidate bound; else one (``mass = 1/2``, the paper's) or two."""
+    return 3 if nearest_candidate else 1 if mass == 0.5 else 2
+
+
+def certified_eps_out(
+    gamma: float, outer: float, inner: float, near: float, upper: float | None = None
+) -> float:
+    """The certified bound from the order statistics, capped at ``upper``, the largest value the
+    distance can take (no two outputs exceed it anyway: a Jaccard certificate never says more
+    than 1).
+
+    * nearest-candidate bound (``near`` finite): ``gamma (R_outer + gamma (R_near + R_inner))``;
+    * the paper's (``near = inf``): ``gamma (R_outer + beta R_inner)`` with ``beta = 2 gamma``,
+      written ``gamma (1 + beta) R-hat`` when both are one order statistic (3 R-hat for metrics,
+      10 R-hat for ``gamma = 2``).
+    """
+    g = gamma
+    if math.isfinite(near):
+        bound = g * (outer + g * (near + inner))
+    elif outer == inner:  # one order statistic: the paper's expression
+        bound = g * (1.0 + 2.0 * g) * outer
+    else:
+        bound = g * (outer + 2.0 * g * inner)
+    return bound if upper is None else min(bound, upper)

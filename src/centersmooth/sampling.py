@@ -1,4 +1,8 @@
-"""Noisy copies of one input pushed through the base function, in seeded batches on the device.
+"""Noisy copies of the inputs pushed through the base function, in seeded batches on the device.
+
+The inputs of one call are prepared once (``PreparedInputs``: float tensors on the device, each
+with its own seeded noise stream); ``noisy_outputs`` then yields each input's share of shared
+forward passes, stage by stage.
 
 The base function may be an ``nn.Module`` (evaluated in eval mode under ``torch.no_grad()``, its
 modules' train/eval flags restored afterwards), a callable on torch batches, or a callable on
@@ -10,16 +14,20 @@ Every batch is checked: right length, no NaN or infinity.
 from __future__ import annotations
 
 import functools
+import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from . import grid_noise
 from .metrics.base import Outputs
 
 
@@ -372,3 +380,137 @@ def find_batch_size(
     if fits == 0:
         raise RuntimeError(f"the base function runs out of device memory on a batch of {start}")
     return max(fits // 2, 1) if fits < limit else fits
+
+
+# ----------------------------------------------------------------------------- inputs of one call
+def prepare_input(
+    x: Any, base_function: BaseFunction, device: torch.device, input_grid: float | None = None
+) -> tuple[torch.Tensor, Any]:
+    """One input as a float tensor on the device, and the NumPy dtype for NumPy models.
+
+    With ``input_grid`` the input is snapped to ``k * input_grid``, as the noisy inputs are."""
+    np_dtype = None
+    if isinstance(x, np.ndarray):
+        np_dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
+        xt = torch.from_numpy(np.asarray(x, dtype=np_dtype))
+    elif isinstance(x, torch.Tensor):
+        xt = x.detach()
+    else:
+        raise TypeError(
+            f"x must be a torch.Tensor or a NumPy array (one input, no batch dimension), "
+            f"got {type(x).__name__}"
+        )
+    if base_function.noise_dtype is not None and np_dtype is None:
+        xt = xt.to(base_function.noise_dtype)
+    elif not xt.is_floating_point():
+        xt = xt.to(torch.get_default_dtype())
+    if xt.dim() == 0:
+        raise ValueError("x must have at least one dimension (one input, no batch dimension)")
+    if not bool(torch.isfinite(xt).all()):
+        raise ValueError("x contains NaN or infinite values")
+    if input_grid is not None:
+        k = grid_noise.snap_to_grid(xt, input_grid)
+        xt = grid_noise.lattice_to_float(k, input_grid, xt.dtype)
+    return xt.to(device), np_dtype
+
+
+@dataclass
+class PreparedInputs:
+    """Inputs of one call, prepared for the device, each with its own noise generator."""
+
+    xs: list[torch.Tensor]
+    np_dtype: Any
+    streams: list[Any]  # NoiseStream, or GridNoiseStream with input_grid
+
+    def returned(self, point: Any) -> Any:
+        """A center in the type the model returned: a NumPy model's tensor outputs (converted
+        for the distances) go back as a NumPy array."""
+        if self.np_dtype is not None and isinstance(point, torch.Tensor):
+            return point.cpu().numpy()
+        return point
+
+    @classmethod
+    def build(
+        cls,
+        xs: Sequence[Any],
+        seeds: Sequence[int] | None,
+        base_seed: int | None,
+        sigma: float,
+        base_function: BaseFunction,
+        device: torch.device,
+        input_grid: float | None = None,
+    ) -> PreparedInputs:
+        """Seeds: ``seeds[i]`` if given, else one derived from ``base_seed`` and the input's
+        position (so ``certify(x)`` equals ``certify_batch([x])``), else fresh noise."""
+        if len(xs) == 0:
+            raise ValueError("xs must hold at least one input")
+        prepared = [prepare_input(x, base_function, device, input_grid) for x in xs]
+        tensors = [t for t, _ in prepared]
+        if len({t.shape for t in tensors}) > 1 or len({str(d) for _, d in prepared}) > 1:
+            raise ValueError("inputs certified together must share one shape and one type")
+        if seeds is not None and len(seeds) != len(xs):
+            raise ValueError(f"got {len(seeds)} seeds for {len(xs)} inputs")
+        if seeds is None and base_seed is not None:
+            seeds = [derive_seed(base_seed, i) for i in range(len(xs))]
+        streams: list[Any] = []
+        for x, seed in zip(tensors, [None] * len(xs) if seeds is None else seeds, strict=True):
+            if input_grid is None:
+                streams.append(NoiseStream(x, sigma, seed))
+            else:
+                k = grid_noise.snap_to_grid(x, input_grid)
+                streams.append(
+                    grid_noise.GridNoiseStream(k, input_grid, sigma, x.dtype, seed, NOISE_BLOCK)
+                )
+        return cls(tensors, prepared[0][1], streams)
+
+
+def noisy_outputs(
+    base_function: BaseFunction,
+    inputs: PreparedInputs,
+    n: int,
+    batch_size: int,
+    monitor: OutputMonitor,
+    stage: str = "",
+    progress: bool = False,
+) -> Iterator[list[Outputs]]:
+    """``n`` noisy outputs per input, yielded as per-input slices of shared forward passes.
+
+    Outputs and distances are validated once per stage from flags kept on the device, so the
+    loop does not wait on the host after each batch.
+    """
+    per_input = max(1, batch_size // len(inputs.xs))
+    bar = tqdm(total=math.ceil(n / per_input), desc=stage, disable=not progress, leave=False)
+    done = 0
+    while done < n:
+        size = min(per_input, n - done)
+        noisy = draw_noisy(inputs.streams, size)
+        out = base_function(noisy, inputs.np_dtype, check_finite=False)
+        monitor.outputs(out)
+        yield [out[i * size : (i + 1) * size] for i in range(len(inputs.xs))]
+        done += size
+        bar.update()
+    bar.close()
+    monitor.raise_if_bad()
+
+
+class SampleCollector:
+    """The center samples of one input, gathered batch by batch into one preallocated tensor (or
+    a list for Python-object outputs), so they are never held twice."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.filled = n, 0
+        self.store: Any = None
+
+    def add(self, out: Outputs) -> None:
+        if not isinstance(out, torch.Tensor):
+            self.store = self.store if self.store is not None else []
+            self.store.extend(out)
+            return
+        if self.store is None:
+            self.store = out.new_empty((self.n, *out.shape[1:]))
+        self.store[self.filled : self.filled + out.shape[0]] = out
+        self.filled += out.shape[0]
+
+    def take(self) -> Outputs:
+        store, self.store = self.store, None
+        return store

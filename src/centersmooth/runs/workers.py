@@ -22,6 +22,7 @@ import torch
 
 from ..center import distances_to, repeat
 from ..metrics import get_metric
+from ..sampling import prepare_input
 from ..smoothing import CenterSmoothing
 from .results_file import RunnerError, json_float, package_version
 
@@ -272,7 +273,7 @@ def _describe(err: BaseException) -> str:
 
 def _base_output(sm: CenterSmoothing, x: Any) -> Any:
     """``f(x)`` for one input, fed exactly as the smoothed function feeds its noisy copies."""
-    xt, np_dtype = sm._prepare_input(x)
+    xt, np_dtype = prepare_input(x, sm.base_function, sm.device, sm.input_grid)
     return sm.base_function(xt.unsqueeze(0), np_dtype)
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import Dataset, cache_dir, file_sha256, load_dataset
-from ..smoothing import PAPER_SETTINGS
+from ..settings import PAPER_SETTINGS
 from .inference import inference_form
 
 CHECKPOINT_FORMAT = "centersmooth-checkpoint"

@@ -98,6 +98,7 @@ def probed_user_model(
 def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any:
     """The model's outputs on ``batch`` (N inputs), each input fed as the run feeds it: through
     :class:`CenterSmoothing`'s own input preparation and base function."""
+    from ..sampling import prepare_input
     from ..smoothing import CenterSmoothing
 
     smoother = CenterSmoothing(model, metric="l2", sigma=1.0)
@@ -110,7 +111,7 @@ def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any
             x = torch.from_numpy(array)
             if not x.is_floating_point():
                 x = x.to(torch.get_default_dtype())
-        prepared.append(smoother._prepare_input(x))
+        prepared.append(prepare_input(x, smoother.base_function, smoother.device))
     xs = torch.stack([t for t, _ in prepared])
     return smoother.base_function(xs, prepared[0][1])
 

@@ -1,0 +1,153 @@
+"""What center smoothing returns: a ``Prediction`` (Algorithm 1) and a ``Certificate``
+(Algorithm 2), each with the numbers behind its decision and a plain-JSON form."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Output of the smoothed function at one input.
+
+    ``center`` is ``None`` and ``radius`` is ``inf`` when the procedure abstains. Otherwise, with
+    probability at least ``1 - alpha_center``, the ball ``B(center, radius)`` holds at least
+    ``1/2 - delta`` (``ball_mass - delta``) of the base function's output mass under the
+    smoothing noise.
+    """
+
+    center: Any
+    radius: float
+    abstained: bool
+    delta1: float  # margin of the optimal ball (mass ball_mass + delta1) from the center samples
+    p_low: float  # lower confidence bound on the mass of B(center, radius) from the check samples
+    n_center: int
+    n_check: int
+    check_level: float  # p_low must exceed it strictly: ball_mass - delta
+    delta: float  # delta1 must not exceed it
+
+    @property
+    def abstain_reason(self) -> str | None:
+        """Why the procedure abstained, with the numbers of the test that failed (``None`` when
+        it did not)."""
+        if not self.abstained:
+            return None
+        if self.delta1 > self.delta:
+            return (
+                f"Delta1={self.delta1:.4g} exceeds delta={self.delta:.4g}: more center samples "
+                "(n_center) or a larger delta"
+            )
+        return (
+            f"the check bounded the mass of the center's ball below by p_low={self.p_low:.4g}, "
+            f"which must exceed ball_mass - delta={self.check_level:.4g}: the outputs under this "
+            "noise are too spread out; a smaller sigma, more check samples (n_check) or a larger "
+            "delta"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (lists for arrays and tensors), ``abstain_reason`` included."""
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        record["abstain_reason"] = self.abstain_reason
+        return record
+
+    def to_json(self) -> str:
+        """Strict JSON (non-finite numbers as ``null``)."""
+        return _json(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A robustness certificate for one input.
+
+    For each ``eps_in`` and each ``x'`` with ``||x' - x||_2 <= eps_in`` on its own: with
+    probability at least ``1 - alpha_center - alpha_certify`` (over this certification and the
+    smoothed function's run at ``x'``), either that run abstains or
+    ``d(center(x), center(x')) <= eps_out``. This holds for either bound whether that run draws
+    fresh noise, uses another seed or reuses this certification's seed, as long as ``x'`` is not
+    chosen from the noise of that run; it assumes real-valued Gaussian noise (docs/algorithm.md,
+    "What the guarantee assumes").
+    ``eps_out`` is ``inf`` where the procedure abstained or where ``eps_in`` exceeds
+    ``max_eps_in``. Scalar fields when ``eps_in`` was a number, arrays aligned with it when it was
+    a sequence.
+    """
+
+    eps_in: float | np.ndarray
+    eps_out: float | np.ndarray
+    abstained: bool
+    center: Any
+    radius: float  # radius of the center's ball (from predict): median distance at ball_mass 1/2
+    # R_outer (the paper's R-hat): upper bound on the p(eps_in)-quantile distance
+    quantile_radius: float | np.ndarray
+    # R_inner: the ball of mass ball_mass + delta1 at x' (equal to quantile_radius in the
+    # paper's bound at ball_mass 1/2)
+    inner_radius: float | np.ndarray
+    # R_near: the ball in which a sample candidate lands at x' (inf without nearest_candidate)
+    near_radius: float | np.ndarray
+    smoothing_error: float | None  # d(center, f(x)); None when abstained
+    max_eps_in: float  # largest eps_in these sample counts can certify
+    prediction: Prediction
+    # True where eps_out is finite but at or above output_diameter: the certificate says nothing
+    vacuous: bool | np.ndarray = False
+    # the largest distance two outputs can have, where the distance knows it or the outputs show
+    # it (None: unbounded or unknown)
+    output_diameter: float | None = None
+
+    @property
+    def abstain_reason(self) -> str | None:
+        """Why the procedure abstained (see :attr:`Prediction.abstain_reason`)."""
+        return self.prediction.abstain_reason
+
+    @property
+    def certified(self) -> bool | np.ndarray:
+        """Where the certificate says something: a finite ``eps_out`` that is not vacuous."""
+        finite = np.isfinite(np.asarray(self.eps_out, dtype=float)) & ~np.asarray(self.vacuous)
+        return bool(finite) if finite.ndim == 0 else finite
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types (lists for arrays and tensors), the prediction as a nested dict."""
+        record = {
+            f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "prediction"
+        }
+        record["abstain_reason"] = self.abstain_reason
+        record["prediction"] = self.prediction.to_dict()
+        return record
+
+    def to_json(self) -> str:
+        """Strict JSON (non-finite numbers as ``null``)."""
+        return _json(self.to_dict())
+
+
+def _plain(value: Any) -> Any:
+    """``value`` in plain Python types: lists for tensors and arrays, sorted lists for sets."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, set | frozenset):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _json(record: dict[str, Any]) -> str:
+    def finite(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, list):
+            return [finite(v) for v in value]
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(finite(record), allow_nan=False)

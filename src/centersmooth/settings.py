@@ -1,0 +1,277 @@
+"""The settings of center smoothing, validated once, and what follows from them before any sample
+is drawn: how ``alpha_center`` is split, ``Delta1``, each order statistic's share of
+``alpha_certify``, the quantile levels and ranks per ``eps_in`` and the largest certifiable
+``eps_in``. Sample counts with which the procedure could never accept or certify are refused
+here, with the count that would work."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import bounds, grid_noise
+from .metrics import Metric, available_metrics
+from .metrics.base import is_real
+
+EpsIn = float | Sequence[float] | np.ndarray
+
+# The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
+PAPER_SETTINGS: dict[str, Any] = {
+    "n_center": 10_000,
+    "n_check": 10_000,
+    "n_certify": 1_000_000,
+    "alpha_center": 0.005,
+    "alpha_certify": 0.005,
+    "delta": 0.05,
+    "bound": "hoeffding",
+    "central_candidates": False,
+    "nearest_candidate": False,
+}
+
+
+@dataclass(frozen=True)
+class SmoothingSettings:
+    """Every argument of ``CenterSmoothing`` that is a number or a switch (docs/algorithm.md
+    gives their meaning), checked on construction, plus the derived levels (``init=False``)."""
+
+    sigma: float = 0.25
+    n_center: int = 10_000
+    n_check: int = 10_000
+    n_certify: int = 100_000
+    alpha_center: float = 0.005
+    alpha_certify: float = 0.005
+    delta: float = 0.05
+    bound: bounds.Bound = "binomial"
+    candidates: int | Mapping[str, int] | None = None
+    central_candidates: bool = True
+    batch_size: int | None = 1_000
+    seed: int | None = None
+    ball_mass: float = 0.5
+    nearest_candidate: bool = True
+    check_metric: bool = True
+    input_grid: float | None = None
+    # alpha_center's three parts: Delta1, the nearest candidate, the check
+    alpha_delta1: float = field(init=False)
+    alpha_nearest: float = field(init=False)
+    alpha_check: float = field(init=False)
+    delta1: float = field(init=False)  # margin of the optimal ball from the center samples
+    alpha_quantile: float = field(init=False)  # each order statistic's share of alpha_certify
+    max_eps_in: float = field(init=False)  # the largest eps_in n_certify samples can certify
+
+    def __post_init__(self) -> None:
+        _check_positive_real("sigma", self.sigma)
+        if self.input_grid is not None:
+            _check_positive_real("input_grid", self.input_grid)
+            grid_noise.noise_table(float(self.sigma) / float(self.input_grid))  # a bad ratio
+        for name in ("n_center", "n_check", "n_certify"):
+            _check_positive_int(name, getattr(self, name))
+        _check_positive_int("batch_size", 1 if self.batch_size is None else self.batch_size)
+        for name in ("alpha_center", "alpha_certify"):
+            level = getattr(self, name)
+            if not (is_real(level) and 0.0 < level < 1.0):
+                raise ValueError(f"{name} must lie in (0, 1), got {level!r}")
+        if self.alpha_center + self.alpha_certify >= 1.0:
+            raise ValueError(
+                "alpha_center + alpha_certify must be below 1, got "
+                f"{self.alpha_center + self.alpha_certify}"
+            )
+        if not (is_real(self.delta) and 0.0 < self.delta < 0.5):
+            raise ValueError(f"delta must lie in (0, 0.5), got {self.delta!r}")
+        if not (is_real(self.ball_mass) and self.delta < self.ball_mass <= 0.5):
+            raise ValueError(
+                f"ball_mass must lie in (delta, 1/2] = ({self.delta}, 0.5], got "
+                f"{self.ball_mass!r}: the checked ball must keep a positive mass ball_mass - delta"
+            )
+        seed = self.seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        normal = {
+            "sigma": float(self.sigma),
+            "n_center": int(self.n_center),
+            "n_check": int(self.n_check),
+            "n_certify": int(self.n_certify),
+            "alpha_center": float(self.alpha_center),
+            "alpha_certify": float(self.alpha_certify),
+            "delta": float(self.delta),
+            "bound": bounds.check_bound(self.bound),
+            "candidates": _check_candidates(self.candidates, int(self.n_center)),
+            "central_candidates": bool(self.central_candidates),
+            "batch_size": None if self.batch_size is None else int(self.batch_size),
+            "seed": None if seed is None else int(seed),
+            "ball_mass": float(self.ball_mass),
+            "nearest_candidate": bool(self.nearest_candidate),
+            "check_metric": bool(self.check_metric),
+            "input_grid": None if self.input_grid is None else float(self.input_grid),
+        }
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+        alphas = bounds.split_center_alpha(
+            self.n_center,
+            self.alpha_center,
+            self.fewest_candidates(),
+            self.bound,
+            self.ball_mass,
+            self.nearest_candidate,
+        )
+        statistics = bounds.order_statistics(self.nearest_candidate, self.ball_mass)
+        derived = {
+            "alpha_delta1": alphas.delta1,
+            "alpha_nearest": alphas.nearest,
+            "alpha_check": alphas.check,
+            "delta1": bounds.delta1(self.n_center, alphas.delta1, self.bound, self.ball_mass),
+            "alpha_quantile": self.alpha_certify / statistics,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        self._check_sample_counts()
+        object.__setattr__(self, "max_eps_in", self.max_eps_in_for(self.n_certify))
+
+    # ----------------------------------------------------------------------------- candidates
+    def candidates_for(self, metric: Metric) -> int | None:
+        """How many samples the center search scores for ``metric`` (``None``: all of them)."""
+        if isinstance(self.candidates, Mapping):
+            return self.candidates.get(metric.name)
+        return self.candidates
+
+    def fewest_candidates(self) -> int | None:
+        """The candidate count whose miss probability ``alpha_center`` pays for: the smallest in
+        use, which covers every distance (all-pairs ones then pay a negligible extra)."""
+        if isinstance(self.candidates, Mapping):
+            return min(self.candidates.values())
+        return self.candidates
+
+    def check_candidate_names(self, metrics: list[Metric]) -> None:
+        """Refuse per-distance candidate counts for names that are neither in use nor registered
+        (a misspelt name would silently mean an all-pairs search)."""
+        if isinstance(self.candidates, Mapping):
+            in_use = [m.name for m in metrics]
+            unknown = sorted(set(self.candidates) - set(in_use) - set(available_metrics()))
+            if unknown:
+                raise ValueError(
+                    f"candidates names unknown distances {unknown}; in use: {in_use}, "
+                    f"registered: {', '.join(available_metrics())}"
+                )
+
+    # ----------------------------------------------------------------------------- levels
+    def grid_slack(self, dim: int | None = None) -> float:
+        """With ``input_grid``, the total variation between the noise of an input of ``dim``
+        coordinates and the rounded Gaussian the shift bound is proved for (0 without it; a
+        bound for 2**31 coordinates when ``dim`` is ``None``)."""
+        if self.input_grid is None:
+            return 0.0
+        return grid_noise.grid_slack(self.sigma / self.input_grid, dim)
+
+    def nearest_mass(self, metric: Metric) -> float:
+        """Mass at ``x'`` of a ball around the center that one of ``metric``'s sample candidates
+        (all ``n_center`` samples, or the first ``candidates``) enters except with probability
+        ``alpha_nearest``."""
+        k = self.candidates_for(metric) or self.n_center
+        return bounds.nearest_mass(self.alpha_nearest, k)
+
+    def quantile_levels(
+        self, eps: np.ndarray, metric: Metric, dim: int | None = None
+    ) -> bounds.QuantileLevels:
+        """``bounds.quantile_levels`` for these settings and ``metric`` (its candidate count
+        sets ``R_near``'s level); with ``input_grid``, ``dim`` (the input's number of
+        coordinates) sets ``grid_slack``."""
+        near = self.nearest_mass(metric) if self.nearest_candidate else None
+        return bounds.quantile_levels(
+            eps, self.sigma, self.delta, self.ball_mass, self.delta1, near, self.grid_slack(dim)
+        )
+
+    def quantile_ranks(
+        self, eps: np.ndarray, metric: Metric, dim: int | None = None
+    ) -> bounds.QuantileRanks:
+        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``n_certify``
+        distances (``n_certify + 1``: that level cannot be bounded with these samples)."""
+        levels = self.quantile_levels(eps, metric, dim)
+        return bounds.quantile_ranks(levels, self.n_certify, self.alpha_quantile, self.bound)
+
+    def max_eps_in_for(self, n_certify: int) -> float:
+        """Largest certifiable ``eps_in`` with ``n_certify`` certification samples."""
+        return bounds.max_certifiable_eps(
+            self.sigma,
+            n_certify,
+            self.alpha_quantile,
+            self.delta,
+            self.bound,
+            self.ball_mass,
+            self.grid_slack(),
+        )
+
+    def _check_sample_counts(self) -> None:
+        """Refuse sample counts with which the procedure could never accept or certify."""
+        mass = self.ball_mass
+        if self.delta1 > self.delta:
+            need = bounds.min_center_samples(self.alpha_delta1, self.delta, self.bound, mass)
+            raise ValueError(
+                f"n_center={self.n_center} is too small: Delta1={self.delta1:.4f} exceeds "
+                f"delta={self.delta}, so every prediction would abstain; use n_center >= {need}"
+            )
+        best_p_low = bounds.mass_lower_bound(
+            self.n_check, self.n_check, self.alpha_check, self.bound
+        )
+        if best_p_low <= bounds.check_level(mass, self.delta):
+            need = bounds.min_check_samples(self.alpha_check, self.delta, self.bound, mass)
+            raise ValueError(
+                f"n_check={self.n_check} is too small: even a perfect check cannot reach "
+                f"ball_mass - delta={mass - self.delta}; use n_check >= {need}"
+            )
+        if self.max_eps_in_for(self.n_certify) < 0:
+            need = bounds.min_certify_samples(self.alpha_quantile, self.delta, self.bound, mass)
+            raise ValueError(
+                f"n_certify={self.n_certify} is too small to certify even eps_in=0 at "
+                f"alpha_certify={self.alpha_certify}; use n_certify >= {need}"
+            )
+
+
+def check_eps_in(eps_in: EpsIn) -> np.ndarray:
+    """``eps_in`` as a 1-d float array of finite, non-negative radii (a clear error otherwise)."""
+    if np.asarray(eps_in).dtype.kind not in "iuf":  # no strings, booleans or objects
+        raise TypeError(f"eps_in must be a number or a sequence of numbers, got {eps_in!r}")
+    eps = np.atleast_1d(np.asarray(eps_in, dtype=float))
+    if eps.ndim != 1 or eps.size == 0:
+        raise ValueError(f"eps_in must be a number or a 1-d sequence of numbers, got {eps_in!r}")
+    if not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError(f"eps_in must be finite and non-negative, got {eps_in!r}")
+    return eps
+
+
+def _check_positive_real(name: str, value: Any) -> None:
+    if not (is_real(value) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_candidates(
+    candidates: int | Mapping[str, int] | None, n_center: int
+) -> int | dict[str, int] | None:
+    """``None``, one count for every distance, or counts per distance name (an empty mapping is
+    ``None``); each a positive integer no larger than ``n_center``."""
+    if candidates is None:
+        return None
+    if not isinstance(candidates, Mapping):
+        return _check_candidate_count("candidates", candidates, n_center)
+    per_metric = {}
+    for name, k in candidates.items():
+        if not isinstance(name, str):
+            raise TypeError(f"candidates must map distance names to counts, got key {name!r}")
+        per_metric[name] = _check_candidate_count(f"candidates[{name!r}]", k, n_center)
+    return per_metric or None
+
+
+def _check_candidate_count(label: str, k: Any, n_center: int) -> int:
+    _check_positive_int(label, k)
+    if k > n_center:
+        raise ValueError(
+            f"{label}={k} exceeds n_center={n_center}: candidates are drawn from the center samples"
+        )
+    return int(k)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
