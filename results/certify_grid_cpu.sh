@@ -20,8 +20,10 @@
 #                  sample-efficiency comparison at 10^4 certification samples)
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
 #                  (run earlier with this command; its file moved here)
-# The 4-distance files sigma<S>.jsonl hold our defaults since 26 Nov 2026 (the nearest-candidate
-# bound); sigma<S>-3rhat.jsonl are the same run made before it, with the paper's 3 R-hat.
+# The 4-distance files sigma<S>.jsonl hold our defaults (the nearest-candidate bound), drawn
+# with the noise stream blocks-v2 on 2 Dec 2026; sigma<S>-torch-mt-v1.jsonl the same run of
+# 26 Nov with the earlier stream and the models as first trained, and sigma<S>-3rhat.jsonl that
+# run's samples certified before the bound changed, with the paper's 3 R-hat.
 # One torch thread per stream; each file resumes where it stopped.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"

@@ -57,6 +57,8 @@ def main(root: Path = ROOT) -> None:
             counts += f", ball_mass {smoothing['ball_mass']:g}"
         if smoothing.get("nearest_candidate", False):  # absent: written before that bound
             counts += ", nearest"
+        legacy = "" if "noise_stream" in data.header["config"] else ", torch-mt-v1"
+        counts += legacy  # the earlier noise stream, and the models as first trained
         for s in summarize(data.rows):
             s.update(
                 task=first["task"],
@@ -65,7 +67,7 @@ def main(root: Path = ROOT) -> None:
                 preset=first.get("preset", "default"),
                 h=round(s["eps_in"] / s["sigma"], 3),
                 counts=counts,
-                variant=variant_label(first.get("preset", "default"), smoothing),
+                variant=variant_label(first.get("preset", "default"), smoothing) + legacy,
                 file=str(path.relative_to(root)),
             )
             by_task[first["task"]].append(s)
@@ -97,7 +99,9 @@ def main(root: Path = ROOT) -> None:
             "input, all metrics of the file together (they share the forward passes); `counts`: "
             "n_center / n_check / n_certify and bound (and `--ball-mass` where set; `nearest`: "
             "the nearest-candidate bound, our default since 26 Nov, where the rows without it use"
-            " the paper's 3 R-hat). base_error = d(f(x), clean image), smoothed_error = "
+            " the paper's 3 R-hat; `torch-mt-v1`: drawn with the earlier noise stream, from the"
+            " models as first trained, before they were retrained with the same command). "
+            "base_error = d(f(x), clean image), smoothed_error = "
             "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)). "
             "`center`: the center search (all samples, or the first k, plus the central points or"
             " not).",
