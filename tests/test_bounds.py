@@ -227,3 +227,31 @@ def test_minimum_sample_counts_are_tight():
 def test_bad_arguments_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_eps_out_from_radii_is_each_bound_exactly():
+    """The three forms of ``eps_out`` (docs/algorithm.md) on exact binary fractions, and the cap
+    at the distance's largest value."""
+    eps_out = bounds.eps_out_from_radii
+    assert eps_out(1.0, 0.5, 0.25, 0.125) == 0.5 + (0.125 + 0.25)  # nearest candidate, gamma 1
+    assert eps_out(2.0, 0.5, 0.25, 0.125) == 2.0 * (0.5 + 2.0 * (0.125 + 0.25))
+    assert eps_out(1.0, 0.5, 0.5, math.inf) == 3 * 0.5  # the paper's 3 R-hat
+    assert eps_out(2.0, 0.5, 0.5, math.inf) == 10 * 0.5  # gamma (1 + 2 gamma) R-hat
+    assert eps_out(2.0, 0.5, 0.25, math.inf) == 2.0 * (0.5 + 4.0 * 0.25)  # ball_mass < 1/2
+    assert eps_out(1.0, 0.5, 0.25, 0.125, upper=0.75) == 0.75
+
+
+def test_quantile_levels_and_ranks_share_one_statistic_only_in_the_papers_bound():
+    eps = np.array([0.0, 0.25])
+    paper = bounds.quantile_levels(eps, 0.25, 0.05, 0.5, 0.01, near_mass=None)
+    assert paper.inner is paper.outer and paper.near is None
+    ours = bounds.quantile_levels(eps, 0.25, 0.05, 0.5, 0.01, near_mass=0.001)
+    np.testing.assert_array_equal(ours.outer, paper.outer)
+    np.testing.assert_array_equal(ours.inner, bounds.shifted_mass(0.51, eps, 0.25))
+    np.testing.assert_array_equal(ours.near, bounds.shifted_mass(0.001, eps, 0.25))
+    ranks = bounds.quantile_ranks(ours, 10_000, 0.005 / 3)
+    assert ranks.near is not None and ranks.near[0] < ranks.inner[0] < ranks.outer[0]
+    assert ranks.outer == [bounds.quantile_rank(float(p), 10_000, 0.005 / 3) for p in ours.outer]
+    assert bounds.order_statistics(True, 0.5) == 3
+    assert bounds.order_statistics(False, 0.5) == 1
+    assert bounds.order_statistics(False, 0.25) == 2

@@ -1,5 +1,6 @@
 """CenterSmoothing end to end on base functions whose behaviour is known, plus its errors."""
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -12,6 +13,7 @@ from torch import nn
 from centersmooth import CenterSmoothing, Certificate, Prediction, bounds
 from centersmooth.bounds import certified_mass, quantile_rank
 from centersmooth.metrics import get_metric
+from centersmooth.settings import SmoothingSettings
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
 
@@ -470,3 +472,20 @@ def test_the_check_level_is_ball_mass_minus_delta():
 def test_bad_ball_mass_is_refused(mass):
     with pytest.raises(ValueError, match="ball_mass must lie in"):
         CenterSmoothing(lambda x: x, sigma=0.25, delta=0.05, ball_mass=mass)
+
+
+def test_settings_are_validated_once_frozen_and_read_through_the_smoother():
+    """``SmoothingSettings`` holds the checked arguments and what follows from them; the smoother
+    reads them as attributes, and nobody can change one after the levels were derived."""
+    settings = SmoothingSettings(n_center=2_000, n_check=2_000, n_certify=5_000, seed=np.int64(3))
+    assert settings.seed == 3 and type(settings.seed) is int
+    assert settings.alpha_delta1 + settings.alpha_nearest + settings.alpha_check == pytest.approx(
+        settings.alpha_center
+    )
+    assert settings.alpha_quantile == settings.alpha_certify / 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.sigma = 1.0  # type: ignore[misc]
+    smoother = CenterSmoothing(lambda b: b, n_center=2_000, n_check=2_000, n_certify=5_000)
+    assert smoother.delta1 == settings.delta1 and smoother.max_eps_in == settings.max_eps_in
+    with pytest.raises(ValueError, match="n_center=20 is too small"):
+        SmoothingSettings(n_center=20)

@@ -460,7 +460,7 @@ def order_statistics(nearest_candidate: bool, mass: float) -> int:
     return 3 if nearest_candidate else 1 if mass == 0.5 else 2
 
 
-def certified_eps_out(
+def eps_out_from_radii(
     gamma: float, outer: float, inner: float, near: float, upper: float | None = None
 ) -> float:
     """The certified bound from the order statistics, capped at ``upper``, the largest value the

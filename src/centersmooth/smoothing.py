@@ -393,7 +393,7 @@ class CenterSmoothing:
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Step 3: per ``eps_in``, ``R_outer``, ``R_inner`` and ``R_near`` as the sorted
         certification distances at their ranks (upper confidence bounds on the quantiles,
-        ``bounds.quantile_rank``) and ``eps_out`` from them (``bounds.certified_eps_out``);
+        ``bounds.quantile_rank``) and ``eps_out`` from them (``bounds.eps_out_from_radii``);
         ``inf`` where a rank exceeds ``n_certify`` or the prediction abstained (``radii=None``)."""
         eps_out = np.full(n_eps, math.inf)
         found = {name: np.full(n_eps, math.inf) for name in bounds.QuantileRanks._fields}
@@ -405,7 +405,7 @@ class CenterSmoothing:
                 for name, k in picked.items():
                     found[name][e] = float(radii[k - 1])
                 at_e = {name: radius[e] for name, radius in found.items()}
-                eps_out[e] = bounds.certified_eps_out(metric.gamma, **at_e, upper=metric.upper)
+                eps_out[e] = bounds.eps_out_from_radii(metric.gamma, **at_e, upper=metric.upper)
         return found, eps_out
 
     # ----------------------------------------------------------------------------- levels
