@@ -125,10 +125,10 @@ class SmoothingSettings:
             "delta1": bounds.delta1(self.n_center, alphas.delta1, self.bound, self.ball_mass),
             "alpha_quantile": self.alpha_certify / statistics,
         }
+        derived["max_eps_in"] = self.max_eps_in_for(self.n_certify, derived["alpha_quantile"])
         for name, value in derived.items():
             object.__setattr__(self, name, value)
         self._check_sample_counts()
-        object.__setattr__(self, "max_eps_in", self.max_eps_in_for(self.n_certify))
 
     # ----------------------------------------------------------------------------- candidates
     def candidates_for(self, metric: Metric) -> int | None:
@@ -191,12 +191,13 @@ class SmoothingSettings:
         levels = self.quantile_levels(eps, metric, dim)
         return bounds.quantile_ranks(levels, self.n_certify, self.alpha_quantile, self.bound)
 
-    def max_eps_in_for(self, n_certify: int) -> float:
-        """Largest certifiable ``eps_in`` with ``n_certify`` certification samples."""
+    def max_eps_in_for(self, n_certify: int, alpha_quantile: float | None = None) -> float:
+        """Largest certifiable ``eps_in`` with ``n_certify`` certification samples (each order
+        statistic at ``alpha_quantile``, these settings' by default)."""
         return bounds.max_certifiable_eps(
             self.sigma,
             n_certify,
-            self.alpha_quantile,
+            self.alpha_quantile if alpha_quantile is None else alpha_quantile,
             self.delta,
             self.bound,
             self.ball_mass,
@@ -221,7 +222,7 @@ class SmoothingSettings:
                 f"n_check={self.n_check} is too small: even a perfect check cannot reach "
                 f"ball_mass - delta={mass - self.delta}; use n_check >= {need}"
             )
-        if self.max_eps_in_for(self.n_certify) < 0:
+        if self.max_eps_in < 0:
             need = bounds.min_certify_samples(self.alpha_quantile, self.delta, self.bound, mass)
             raise ValueError(
                 f"n_certify={self.n_certify} is too small to certify even eps_in=0 at "

@@ -10,7 +10,7 @@ forward passes in ``sampling`` and what is returned in ``certificate``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -430,7 +430,9 @@ class CenterSmoothing:
             xs, seeds, s.seed, s.sigma, self.base_function, self.device, s.input_grid
         )
 
-    def _stream(self, inputs: PreparedInputs, n: int, stage: str, monitor: OutputMonitor) -> Any:
+    def _stream(
+        self, inputs: PreparedInputs, n: int, stage: str, monitor: OutputMonitor
+    ) -> Iterator[list[Outputs]]:
         """``n`` noisy outputs per input of ``stage`` (see ``sampling.noisy_outputs``)."""
         batch_size = self._batch_size(inputs)
         return noisy_outputs(

@@ -97,11 +97,10 @@ def probed_user_model(
 
 def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any:
     """The model's outputs on ``batch`` (N inputs), each input fed as the run feeds it: through
-    :class:`CenterSmoothing`'s own input preparation and base function."""
-    from ..sampling import prepare_input
-    from ..smoothing import CenterSmoothing
+    the smoother's own input preparation and base function (``sampling``)."""
+    from ..sampling import BaseFunction, prepare_input, resolve_device
 
-    smoother = CenterSmoothing(model, metric="l2", sigma=1.0)
+    base = BaseFunction(model, resolve_device(None, model))
     prepared = []
     for row in batch:
         array = np.array(row)
@@ -111,9 +110,9 @@ def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any
             x = torch.from_numpy(array)
             if not x.is_floating_point():
                 x = x.to(torch.get_default_dtype())
-        prepared.append(prepare_input(x, smoother.base_function, smoother.device))
+        prepared.append(prepare_input(x, base, base.device))
     xs = torch.stack([t for t, _ in prepared])
-    return smoother.base_function(xs, prepared[0][1])
+    return base(xs, prepared[0][1])
 
 
 _DTYPE_WORDS = re.compile(r"dtype|Double|Float|Half|BFloat|expected scalar type|same type", re.I)
