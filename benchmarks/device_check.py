@@ -56,10 +56,9 @@ sys.path.insert(0, str(HERE))
 
 from overhead import (  # noqa: E402
     bare_forward,
-    certify_passes,
     generator_for_timing,
+    interleaved_overhead,
     timed,
-    timed_call,
 )
 
 from centersmooth import CenterSmoothing  # noqa: E402
@@ -435,21 +434,9 @@ class Check:
                 delta=self.sizes["delta"],
             )
             smoother.certify(x, EPS_IN)  # warm-up
-            bare, full, abstained = [], [], 0
-            for _ in range(self.sizes["repeats"]):
-                # the bare passes match what certify ran (an abstention skips the certify samples)
-                seconds, (passes, abstain) = timed_call(
-                    lambda s=smoother, m=model, xx=x: certify_passes(s, m, xx, EPS_IN),
-                    self.device,
-                )
-                full.append(seconds)
-                abstained += abstain
-                bare.append(
-                    timed(
-                        lambda m=model, xx=x, t=passes, b=batch: bare_forward(m, xx, t, b),
-                        self.device,
-                    )
-                )
+            bare, full, abstained = interleaved_overhead(
+                smoother, model, x, batch, self.sizes["repeats"], self.device, EPS_IN
+            )
             rows.append(
                 {
                     "model": name,

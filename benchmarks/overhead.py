@@ -101,6 +101,28 @@ def certify_passes(
     return rows[0], bool(certificate.abstained)
 
 
+def interleaved_overhead(
+    smoother: CenterSmoothing,
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int,
+    repeats: int,
+    device: torch.device,
+    eps_in: Sequence[float] = EPS_IN,
+) -> tuple[list[float], list[float], int]:
+    """Per repeat, the seconds of as many bare forward passes as one ``certify`` call made and
+    the seconds of that call, interleaved; and how many of the calls abstained."""
+    bare, full, abstained = [], [], 0
+    for _ in range(repeats):
+        seconds, (passes, abstain) = timed_call(
+            lambda: certify_passes(smoother, model, x, eps_in), device
+        )
+        full.append(seconds)
+        abstained += abstain
+        bare.append(timed(lambda t=passes: bare_forward(model, x, t, batch_size), device))
+    return bare, full, abstained
+
+
 def generator_for_timing() -> tuple[str, nn.Module]:
     """The shipped face generator (what the GAN task certifies), or random weights without the
     ``gan-face-generate`` weights: the time depends on the shapes, abstentions on the weights."""
@@ -156,14 +178,9 @@ def overhead_rows(
             device=device,
             seed=0,
         )
-        bare, full, abstained = [], [], 0
-        for _ in range(repeats):
-            seconds, (passes, abstain) = timed_call(
-                lambda s=smoother, m=model, xx=x: certify_passes(s, m, xx), device
-            )
-            full.append(seconds)
-            abstained += abstain
-            bare.append(timed(lambda m=model, xx=x, t=passes: bare_forward(m, xx, t, 500), device))
+        bare, full, abstained = interleaved_overhead(
+            smoother, model, x, batch_size, repeats, device
+        )
         ratios = [f / b for f, b in zip(full, bare, strict=True)]
         rows.append(
             f"| {name} | {n_center}/{n_check}/{n_certify} | {batch_size} | {spread(bare)} | "
