@@ -519,3 +519,26 @@ def test_lpips_diameter_bounds_every_distance():
     assert bound is not None and 0 < bound < 20
     d = m.pairwise(images, images)
     assert float(d.max()) <= bound
+
+
+# ----------------------------------------------------------------------------- names
+@pytest.mark.parametrize("name, known", [("L2", "l2"), ("Hellinger", "hellinger"), ("TV1", "tv1")])
+def test_metric_names_match_whatever_their_case(name, known):
+    assert get_metric(name).name == known
+
+
+@pytest.mark.parametrize(
+    "name, closest",
+    [("levenstein", "levenshtein"), ("Jacard", "jaccard"), ("helinger", "hellinger")],
+)
+def test_a_misspelt_metric_name_suggests_the_closest(name, closest):
+    with pytest.raises(ValueError, match=f"did you mean '{closest}'") as caught:
+        get_metric(name)
+    assert "known metrics: angular" in str(caught.value)
+
+
+def test_a_name_taken_in_another_case_cannot_be_registered():
+    from centersmooth.metrics import register_metric
+
+    with pytest.raises(ValueError, match="'l2' is already registered"):
+        register_metric("L2", lambda: get_metric("l1"))

@@ -12,6 +12,20 @@ import numpy as np
 import torch
 
 
+class UncertifiableRadiusWarning(UserWarning):
+    """An ``eps_in`` exceeds ``max_eps_in``, the largest radius the settings can certify: its
+    ``eps_out`` is ``inf`` (``Certificate.eps_out_reason`` says so). Issued once per call;
+    ``warnings.simplefilter("ignore", UncertifiableRadiusWarning)`` silences it."""
+
+
+def radius_advice(max_eps_in: float) -> str:
+    """What raises ``max_eps_in``: the part of every message about a radius beyond it."""
+    return (
+        f"max_eps_in={max_eps_in:.4g} is the largest radius these settings can certify; a "
+        "larger sigma raises it in proportion, more certification samples (n_certify) slowly"
+    )
+
+
 @dataclass(frozen=True)
 class Prediction:
     """Output of the smoothed function at one input.
@@ -104,6 +118,27 @@ class Certificate:
         return self.prediction.abstain_reason
 
     @property
+    def eps_out_reason(self) -> str | None | list[str | None]:
+        """Why ``eps_out`` is ``inf``, per ``eps_in`` (``None`` where it is finite): the
+        abstention (:attr:`abstain_reason`), or an ``eps_in`` beyond ``max_eps_in``. A string or
+        ``None`` when ``eps_in`` was a number, a list aligned with it when it was a sequence."""
+        eps_in = np.atleast_1d(np.asarray(self.eps_in, dtype=float))
+        eps_out = np.atleast_1d(np.asarray(self.eps_out, dtype=float))
+        reasons: list[str | None] = []
+        for e, out in zip(eps_in, eps_out, strict=True):
+            if math.isfinite(out):
+                reasons.append(None)
+            elif self.abstained:
+                reasons.append(f"abstained: {self.abstain_reason}")
+            elif e > self.max_eps_in:
+                reasons.append(
+                    f"eps_in={e:.4g} exceeds max_eps_in: {radius_advice(self.max_eps_in)}"
+                )
+            else:
+                reasons.append("the quantile this eps_in needs is beyond the n_certify samples")
+        return reasons[0] if np.ndim(self.eps_in) == 0 else reasons
+
+    @property
     def certified(self) -> bool | np.ndarray:
         """Where the certificate says something: a finite ``eps_out`` that is not vacuous."""
         finite = np.isfinite(np.asarray(self.eps_out, dtype=float)) & ~np.asarray(self.vacuous)
@@ -115,6 +150,7 @@ class Certificate:
             f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "prediction"
         }
         record["abstain_reason"] = self.abstain_reason
+        record["eps_out_reason"] = self.eps_out_reason
         record["prediction"] = self.prediction.to_dict()
         return record
 
@@ -132,7 +168,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, set | frozenset):
-        return sorted(_plain(v) for v in value)
+        items = [_plain(v) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:  # items of several types (str, int, tuples...): a fixed order anyway
+            return sorted(
+                items, key=lambda v: (type(v).__name__, json.dumps(v, sort_keys=True, default=str))
+            )
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

@@ -17,6 +17,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,10 +32,38 @@ from . import grid_noise
 from .metrics.base import Outputs
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, refused in one line (``ValueError``) when this machine
+    does not have it: CUDA without a CUDA device (a CPU-only build of torch, no GPU or driver),
+    a CUDA ordinal beyond the devices present, MPS where there is none, or no device name."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {str(device)!r} is not a device torch knows ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r}: torch finds no CUDA device on this machine (a CPU-only "
+                "build of torch, or no GPU or driver); use the CPU (device 'cpu')"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {str(device)!r}: no MPS device on this machine")
+    return dev
+
+
 def resolve_device(device: str | torch.device | None, base_function: Any) -> torch.device:
-    """``device`` if given, else the device of a module's first parameter, else the CPU."""
+    """``device`` if given (checked: :func:`check_device`), else the device of a module's first
+    parameter, else the CPU."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if isinstance(base_function, nn.Module):
         for param in base_function.parameters():
             return param.device
@@ -58,10 +87,14 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 DEFAULT_BATCH_SIZE = 1_000
 
 
-def derive_seed(seed: int, index: int) -> int:
-    """A seed for input ``index`` of a run seeded with ``seed``: independent streams per input,
-    and the same stream whichever worker or batch the input lands in."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
+def seed_at(seed: int, index: int) -> int:
+    """The seed of the input at ``index`` of a batch or a run seeded with ``seed``:
+    ``(seed + index) mod 2**64``. The one rule for every entry point: ``certify(x, seed=s)``,
+    ``CenterSmoothing(seed=s).certify(x)``, the first input of ``certify_batch`` and the input of
+    index 0 of ``centersmooth certify --seed s`` all draw the noise of seed ``s``. Each input's
+    noise comes from its own seed alone (``NoiseStream``), so it is the same whichever worker
+    or batch the input lands in."""
+    return (int(seed) + int(index)) % 2**64
 
 
 class BaseFunction:
@@ -424,9 +457,12 @@ class PreparedInputs:
 
     def returned(self, point: Any) -> Any:
         """A center in the type the model returned: a NumPy model's tensor outputs (converted
-        for the distances) go back as a NumPy array."""
+        for the distances) go back as a NumPy array; a set-valued center is always a
+        ``frozenset``, whether it is one of the model's sets or the majority set."""
         if self.np_dtype is not None and isinstance(point, torch.Tensor):
             return point.cpu().numpy()
+        if isinstance(point, AbstractSet) and not isinstance(point, frozenset):
+            return frozenset(point)
         return point
 
     @classmethod
@@ -440,8 +476,9 @@ class PreparedInputs:
         device: torch.device,
         input_grid: float | None = None,
     ) -> PreparedInputs:
-        """Seeds: ``seeds[i]`` if given, else one derived from ``base_seed`` and the input's
-        position (so ``certify(x)`` equals ``certify_batch([x])``), else fresh noise."""
+        """Seeds: ``seeds[i]`` if given, else ``base_seed + i`` (:func:`seed_at`; so
+        ``certify(x)`` equals ``certify_batch([x])`` and ``certify(x, seed=base_seed)``), else
+        fresh noise."""
         if len(xs) == 0:
             raise ValueError("xs must hold at least one input")
         prepared = [prepare_input(x, base_function, device, input_grid) for x in xs]
@@ -451,7 +488,7 @@ class PreparedInputs:
         if seeds is not None and len(seeds) != len(xs):
             raise ValueError(f"got {len(seeds)} seeds for {len(xs)} inputs")
         if seeds is None and base_seed is not None:
-            seeds = [derive_seed(base_seed, i) for i in range(len(xs))]
+            seeds = [seed_at(base_seed, i) for i in range(len(xs))]
         streams: list[Any] = []
         for x, seed in zip(tensors, [None] * len(xs) if seeds is None else seeds, strict=True):
             if input_grid is None:

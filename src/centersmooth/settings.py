@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from .metrics import Metric, available_metrics
 from .metrics.base import is_real
 
 EpsIn = float | Sequence[float] | np.ndarray
+
 
 # The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
 PAPER_SETTINGS: dict[str, Any] = {
@@ -66,6 +68,7 @@ class SmoothingSettings:
         _check_positive_real("sigma", self.sigma)
         if self.input_grid is not None:
             _check_positive_real("input_grid", self.input_grid)
+            _check_grid_scale(float(self.sigma), float(self.input_grid))
             grid_noise.noise_table(float(self.sigma) / float(self.input_grid))  # a bad ratio
         for name in ("n_center", "n_check", "n_certify"):
             _check_positive_int(name, getattr(self, name))
@@ -86,9 +89,7 @@ class SmoothingSettings:
                 f"ball_mass must lie in (delta, 1/2] = ({self.delta}, 0.5], got "
                 f"{self.ball_mass!r}: the checked ball must keep a positive mass ball_mass - delta"
             )
-        seed = self.seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        seed = None if self.seed is None else check_seed(self.seed)
         normal = {
             "sigma": float(self.sigma),
             "n_center": int(self.n_center),
@@ -101,7 +102,7 @@ class SmoothingSettings:
             "candidates": _check_candidates(self.candidates, int(self.n_center)),
             "central_candidates": bool(self.central_candidates),
             "batch_size": None if self.batch_size is None else int(self.batch_size),
-            "seed": None if seed is None else int(seed),
+            "seed": seed,
             "ball_mass": float(self.ball_mass),
             "nearest_candidate": bool(self.nearest_candidate),
             "check_metric": bool(self.check_metric),
@@ -240,6 +241,58 @@ def check_eps_in(eps_in: EpsIn) -> np.ndarray:
     if not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ValueError(f"eps_in must be finite and non-negative, got {eps_in!r}")
     return eps
+
+
+SEED_LIMIT = 2**64  # seeds are 64-bit words (NumPy's SeedSequence, torch's generators)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int in ``[0, 2**64)``, else a one-line error naming the argument
+    (``TypeError`` for a value that is no integer, ``ValueError`` for one out of range)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"{name} must be an integer in [0, 2**64) or None, got {seed!r}")
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**64) or None, got {seed!r}")
+    return int(seed)
+
+
+# The smallest sigma / input_grid: below it the noise leaves nearly every coordinate where it is
+# (a coordinate moves with probability 2 (1 - Phi(2)) = 4.6% at 1/4, 1e-23 at 1/20), and one grid
+# step, the smallest perturbation on the grid, is beyond max_eps_in for any sample count in use
+# (about 3.7 sigma at 10^5 certification samples, 5.6 sigma at 10^9).
+MIN_GRID_SCALE = 0.25
+
+
+def _check_grid_scale(sigma: float, grid: float) -> None:
+    """Refuse a grid much coarser than the noise, naming the ratio and the likely slip (the
+    number of levels, 255, written where the step 1/255 was meant)."""
+    scale = sigma / grid
+    if scale >= MIN_GRID_SCALE:
+        return
+    if grid >= 2 and abs(grid - round(grid)) < 1e-9:
+        advice = f"did you mean input_grid=1/{round(grid)} (the step between levels)?"
+    else:
+        advice = "use a finer grid (the step between two input levels) or a larger sigma"
+    raise ValueError(
+        f"sigma / input_grid = {scale:.2g} (sigma={sigma:g}, input_grid={grid_text(grid)}): the "
+        f"grid is far coarser than the noise, which would almost never move an input by one "
+        f"step, and no perturbation on the grid could be certified (that needs sigma / "
+        f"input_grid >= {MIN_GRID_SCALE:g}); {advice}"
+    )
+
+
+def grid_text(grid: float) -> str:
+    """A grid step as a user would write it: ``1/255`` for ``0.00392156862745098`` (a fraction
+    with a small denominator that rounds to exactly this float), else the shortest repr."""
+    text = repr(float(grid))
+    if float(grid).is_integer() and abs(grid) < 2**53:
+        return str(int(grid))
+    if len(text) <= 8:
+        return text
+    fraction = Fraction(grid).limit_denominator(2**16)
+    if float(fraction) == grid and fraction.denominator > 1:
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return text
 
 
 def _check_positive_real(name: str, value: Any) -> None:

@@ -10,6 +10,7 @@ forward passes in ``sampling`` and what is returned in ``certificate``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 
 from . import bounds
-from .center import Center, batch_len, distances_to, find_center
-from .certificate import Certificate, Prediction
+from .center import Center, batch_len, distances_to, find_center, outside_caller
+from .certificate import Certificate, Prediction, UncertifiableRadiusWarning, radius_advice
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
@@ -33,7 +34,13 @@ from .sampling import (
     noisy_outputs,
     resolve_device,
 )
-from .settings import PAPER_SETTINGS, EpsIn, SmoothingSettings, check_eps_in
+from .settings import (
+    PAPER_SETTINGS,
+    EpsIn,
+    SmoothingSettings,
+    check_eps_in,
+    check_seed,
+)
 
 __all__ = ["PAPER_SETTINGS", "CenterSmoothing", "Certificate", "Prediction"]
 
@@ -313,6 +320,7 @@ class CenterSmoothing:
             raise ValueError(f"metrics must be a non-empty list of distinct distances, got {names}")
         eps = check_eps_in(eps_in)
         scalar = np.ndim(eps_in) == 0
+        self._warn_beyond_max_eps_in(eps)
         inputs = self._inputs(xs, seeds)
         with self.base_function.evaluating():  # a module's train/eval flags come back after
             preds, diameters = self._predict(inputs, resolved)
@@ -357,6 +365,18 @@ class CenterSmoothing:
                 )
             results.append(certs)
         return results
+
+    def _warn_beyond_max_eps_in(self, eps: np.ndarray) -> None:
+        """One ``UncertifiableRadiusWarning`` per call for the radii beyond ``max_eps_in``."""
+        over = eps[eps > self.settings.max_eps_in]
+        if over.size:
+            warnings.warn(
+                f"eps_in {', '.join(f'{e:g}' for e in over)} "
+                + ("exceeds" if over.size == 1 else "exceed")
+                + f" max_eps_in: eps_out is inf there. {radius_advice(self.settings.max_eps_in)}",
+                UncertifiableRadiusWarning,
+                stacklevel=outside_caller(),
+            )
 
     def _certify_distances(
         self, inputs: PreparedInputs, metrics: list[Metric], preds: list[list[Prediction]]
@@ -426,6 +446,9 @@ class CenterSmoothing:
     # ----------------------------------------------------------------------------- sampling
     def _inputs(self, xs: Sequence[Any], seeds: Sequence[int] | None) -> PreparedInputs:
         s = self.settings
+        if seeds is not None:
+            name = "seed" if len(seeds) == 1 else "seeds[{}]"
+            seeds = [check_seed(seed, name.format(i)) for i, seed in enumerate(seeds)]
         return PreparedInputs.build(
             xs, seeds, s.seed, s.sigma, self.base_function, self.device, s.input_grid
         )

@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from ..metrics.boxes import EMPTY_BOX
-from ..runs.runner import input_seed, read_results
+from ..runs.runner import read_results
 from ..smoothing import CenterSmoothing
 from .base import CertifySetup, Task
 from .experiments import (
@@ -332,15 +332,14 @@ def figure(
     names: Sequence[str] = ("astronaut", "lfw:1", "gan:1"),
     sigma: float = 0.05,
     h: float = 1.0,
-    seed: int = 0,
     preset: str = "default",
     **overrides: Any,
 ) -> None:
     """Each input with its detection (red), the smoothed box (green) and the certified band at
     ``eps_in = h sigma`` (yellow: every edge of the smoothed box at any ``x'`` lies between the
     dashed boxes), ``eps_out`` read from the results files the experiment driver wrote in the
-    folder ``results`` (Haar detector, ``preset``; ``seed`` and ``overrides`` as there, so that
-    the smoothed box is the certified center)."""
+    folder ``results`` (Haar detector, ``preset``; ``overrides`` as there, and each input's seed
+    read from its row, so that the smoothed box is the certified center)."""
     from ..runs.plotting import pyplot
 
     plt = pyplot()
@@ -358,7 +357,7 @@ def figure(
                 if r["input_index"] == i and math.isclose(r["eps_in"], h * sigma, rel_tol=1e-9)
             )
             label = kind if kind == "astronaut" else f"{kind}{i}"
-            shown.append((label, img, row["eps_out"], input_seed(seed, i)))
+            shown.append((label, img, row["eps_out"], row["input_seed"]))
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
 
     def draw(ax: Any, b: Sequence[float], color: str, style: str = "-") -> None:
@@ -422,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = experiment_overrides(args)
     if args.figure is not None:
-        figure(args.figure, args.out, args.inputs, args.sigmas[0], seed=args.seed, **overrides)
+        figure(args.figure, args.out, args.inputs, args.sigmas[0], **overrides)
         return
     experiment_main(
         args,
