@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth import CenterSmoothing, FunctionMetric
+from centersmooth import CenterSmoothing, FunctionMetric, UncertifiableRadiusWarning, bounds
 from centersmooth.metrics.checks import DistanceCheckError
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
@@ -34,6 +34,36 @@ def test_an_abstention_says_which_test_failed_and_with_what_numbers():
     assert f"{pred.check_level:.4g}" in reason and "n_check" in reason
 
 
+def test_an_abstention_within_the_sampling_error_asks_for_the_check_count_that_helps():
+    """A fair coin: the center's ball holds half the mass, above the level 0.484, but 1,000
+    check samples cannot bound it above the level: the cause is the count, not spread."""
+    smoother = CenterSmoothing(
+        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
+    )
+    pred = smoother.certify(torch.zeros(1), 0.1).prediction
+    assert pred.abstained and pred.check_count is not None
+    share = pred.check_count / pred.n_check
+    assert share > pred.check_level  # the point estimate is above the level
+    need = bounds.check_samples_for(share, smoother.alpha_check, pred.check_level)
+    assert need is not None and need > pred.n_check
+    assert f"n_check={need:,}" in pred.abstain_reason and "spread" not in pred.abstain_reason
+    assert f"held {pred.check_count} of the n_check=1000" in pred.abstain_reason
+    # the count named is the first that bounds that share above the level
+    low = bounds.mass_lower_bound(math.floor(share * need), need, smoother.alpha_check)
+    before = bounds.mass_lower_bound(math.floor(share * (need - 1)), need - 1, smoother.alpha_check)
+    assert low > pred.check_level >= before
+
+
+def test_an_abstention_with_a_low_share_names_spread():
+    settings = CenterSmoothing(lambda b: b, sigma=1.0, n_check=1_000).settings
+    level = settings.ball_mass - settings.delta
+    reason = settings.abstain_reason(count=400, p_low=0.36)
+    assert reason is not None and "too spread out" in reason and "smaller sigma" in reason
+    assert "held 400 of the n_check=1000 check samples (0.4)" in reason
+    assert "check samples bound" not in reason
+    assert settings.abstain_reason(count=700, p_low=level + 0.01) is None
+
+
 def test_an_accepted_prediction_has_no_abstain_reason():
     pred = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL).predict(torch.zeros(3))
     assert not pred.abstained and pred.abstain_reason is None
@@ -42,7 +72,8 @@ def test_an_accepted_prediction_has_no_abstain_reason():
 
 def test_to_dict_and_to_json_give_plain_data():
     smoother = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL)
-    cert = smoother.certify(torch.zeros(3), [0.1, 100.0])
+    with pytest.warns(UncertifiableRadiusWarning):
+        cert = smoother.certify(torch.zeros(3), [0.1, 100.0])
     record = cert.to_dict()
     assert record["center"] == cert.center.tolist() and isinstance(record["eps_out"], list)
     assert record["eps_out"][1] == math.inf and record["vacuous"] == [False, False]

@@ -339,17 +339,33 @@ def min_check_samples(
 ) -> int:
     """Smallest ``n_check`` at which a perfect check (``c = n``) gives
     ``p_low > mass - delta``."""
-    level = check_level(mass, delta)
+    need = check_samples_for(1.0, alpha, check_level(mass, delta), bound)
+    assert need is not None  # a perfect check's p_low tends to 1
+    return need
+
+
+def check_samples_for(
+    share: float, alpha: float, level: float, bound: Bound = "binomial"
+) -> int | None:
+    """Smallest ``n`` at which ``floor(share n)`` hits in ``n`` check samples give
+    ``p_low > level``: how many check samples bound a ball's mass above ``level`` if its mass
+    is ``share`` (``None`` when ``share <= level``: no count does)."""
+    if not share > level:
+        return None
+
+    def passes(n: int) -> bool:
+        return mass_lower_bound(math.floor(share * n), n, alpha, bound) > level
+
     n = 1
-    while mass_lower_bound(n, n, alpha, bound) <= level:
+    while not passes(n):
         n *= 2
     lo = n // 2
     while n - lo > 1:
         mid = (lo + n) // 2
-        if mass_lower_bound(mid, mid, alpha, bound) <= level:
-            lo = mid
-        else:
+        if passes(mid):
             n = mid
+        else:
+            lo = mid
     return n
 
 

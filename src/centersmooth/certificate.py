@@ -45,30 +45,15 @@ class Prediction:
     n_check: int
     check_level: float  # p_low must exceed it strictly: ball_mass - delta
     delta: float  # delta1 must not exceed it
-
-    @property
-    def abstain_reason(self) -> str | None:
-        """Why the procedure abstained, with the numbers of the test that failed (``None`` when
-        it did not)."""
-        if not self.abstained:
-            return None
-        if self.delta1 > self.delta:
-            return (
-                f"Delta1={self.delta1:.4g} exceeds delta={self.delta:.4g}: more center samples "
-                "(n_center) or a larger delta"
-            )
-        return (
-            f"the check bounded the mass of the center's ball below by p_low={self.p_low:.4g}, "
-            f"which must exceed ball_mass - delta={self.check_level:.4g}: the outputs under this "
-            "noise are too spread out; a smaller sigma, more check samples (n_check) or a larger "
-            "delta"
-        )
+    check_count: int | None = None  # how many of the n_check samples fell in the center's ball
+    # why the procedure abstained: the test that failed, its numbers and the cause they show
+    # (more check samples when p_low is within its sampling error of the level, else spread);
+    # None when it did not abstain
+    abstain_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain Python types (lists for arrays and tensors), ``abstain_reason`` included."""
-        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-        record["abstain_reason"] = self.abstain_reason
-        return record
+        """Plain Python types (lists for arrays and tensors)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     def to_json(self) -> str:
         """Strict JSON (non-finite numbers as ``null``)."""

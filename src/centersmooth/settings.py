@@ -205,6 +205,41 @@ class SmoothingSettings:
             self.grid_slack(),
         )
 
+    def abstain_reason(self, count: int, p_low: float) -> str | None:
+        """Why a prediction whose check ball held ``count`` of the ``n_check`` samples (giving
+        ``p_low``) abstains, with the cause its numbers show, or ``None`` when it accepts.
+
+        A point estimate ``count / n_check`` above the level means the mass may well be above it
+        and ``p_low`` fell within its sampling error: more check samples, with the count that
+        bounds that share above the level (``bounds.check_samples_for``). A point estimate at or
+        below the level means the center's ball holds too little: the outputs are spread."""
+        level = bounds.check_level(self.ball_mass, self.delta)
+        if self.delta1 > self.delta:
+            return (
+                f"Delta1={self.delta1:.4g} exceeds delta={self.delta:.4g}: more center samples "
+                "(n_center) or a larger delta"
+            )
+        if p_low > level:
+            return None
+        share = count / self.n_check
+        test = (
+            f"the check bounded the mass of the center's ball below by p_low={p_low:.4g}, "
+            f"which must exceed ball_mass - delta={level:.4g}; the ball held {count} of the "
+            f"n_check={self.n_check} check samples ({share:.4g})"
+        )
+        need = bounds.check_samples_for(share, self.alpha_check, level, self.bound)
+        if need is not None:
+            return (
+                f"{test}, above that level: p_low is within its sampling error of it. The cause "
+                f"is the count: about n_check={need:,} check samples bound a share of "
+                f"{share:.4g} above the level (or a larger delta)"
+            )
+        return (
+            f"{test}, not above that level: the outputs under this noise are too spread out for "
+            "a ball of the center's radius to hold that mass; a smaller sigma, a larger delta "
+            "or more center samples (n_center)"
+        )
+
     def _check_sample_counts(self) -> None:
         """Refuse sample counts with which the procedure could never accept or certify."""
         mass = self.ball_mass

@@ -253,6 +253,8 @@ class CenterSmoothing:
             n_check=s.n_check,
             check_level=level,
             delta=s.delta,
+            check_count=count,
+            abstain_reason=None if accepted else s.abstain_reason(count, p_low),
         )
 
     # ----------------------------------------------------------------------------- Algorithm 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..center import distances_to, repeat
+from ..certificate import UncertifiableRadiusWarning
 from ..metrics import get_metric
 from ..sampling import prepare_input
 from ..smoothing import CenterSmoothing
@@ -157,7 +159,9 @@ class Worker:
         sm = self.smoother
         xs = [self.model_input(job.x) for job in jobs]
         seeds = [job.seed for job in jobs]
-        batch = sm.certify_metrics_batch(xs, self.eps_in, self.metrics, seeds=seeds)
+        with warnings.catch_warnings():  # per input it would repeat; rows give max_eps_in
+            warnings.simplefilter("ignore", UncertifiableRadiusWarning)
+            batch = sm.certify_metrics_batch(xs, self.eps_in, self.metrics, seeds=seeds)
         bases = [_base_output(sm, x) for x in xs]
         seconds = (time.perf_counter() - start) / len(jobs)
         return [
