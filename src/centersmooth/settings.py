@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -308,26 +307,13 @@ def _check_grid_scale(sigma: float, grid: float) -> None:
         advice = f"did you mean input_grid=1/{round(grid)} (the step between levels)?"
     else:
         advice = "use a finer grid (the step between two input levels) or a larger sigma"
+    shown = grid_noise.grid_text(grid)
     raise ValueError(
-        f"sigma / input_grid = {scale:.2g} (sigma={sigma:g}, input_grid={grid_text(grid)}): the "
+        f"sigma / input_grid = {scale:.2g} (sigma={sigma:g}, input_grid={shown}): the "
         f"grid is far coarser than the noise, which would almost never move an input by one "
         f"step, and no perturbation on the grid could be certified (that needs sigma / "
         f"input_grid >= {MIN_GRID_SCALE:g}); {advice}"
     )
-
-
-def grid_text(grid: float) -> str:
-    """A grid step as a user would write it: ``1/255`` for ``0.00392156862745098`` (a fraction
-    with a small denominator that rounds to exactly this float), else the shortest repr."""
-    text = repr(float(grid))
-    if float(grid).is_integer() and abs(grid) < 2**53:
-        return str(int(grid))
-    if len(text) <= 8:
-        return text
-    fraction = Fraction(grid).limit_denominator(2**16)
-    if float(fraction) == grid and fraction.denominator > 1:
-        return f"{fraction.numerator}/{fraction.denominator}"
-    return text
 
 
 def _check_positive_real(name: str, value: Any) -> None:

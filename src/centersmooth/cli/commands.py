@@ -536,15 +536,20 @@ def check_user_inputs(inputs: np.ndarray, sigma: float) -> None:
         )
 
 
-def check_on_grid(inputs: Any, grid: float) -> None:
-    """Refuse, before the results file exists, inputs that are not on the ``--input-grid``."""
-    import torch
+def check_on_grid(
+    inputs: Any, grid: float, model_factory: Callable[[], Any], numpy_model: bool = False
+) -> None:
+    """Refuse, before the results file exists, inputs that are not on the ``--input-grid``,
+    each taken as the run takes it: in the float type the model gets (a float32 module gets
+    float64 inputs as float32), whose rounding an input on the grid may carry."""
+    from ..runs.workers import model_input
+    from ..sampling import BaseFunction, prepare_input, resolve_device
 
-    from ..grid_noise import snap_to_grid
-
+    model = model_factory()
+    base = BaseFunction(model, resolve_device(None, model))
     for i, x in enumerate(inputs):
         try:
-            snap_to_grid(torch.as_tensor(x), grid)
+            prepare_input(model_input(x, numpy_model), base, base.device, grid)
         except ValueError as err:
             raise CLIError(f"input {i}: {err}") from None
 
@@ -630,7 +635,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     max_eps_in = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).max_eps_in
     check_eps_in(eps_in, max_eps_in, settings)
     if settings.get("input_grid") is not None:
-        check_on_grid(inputs, settings["input_grid"])
+        check_on_grid(inputs, settings["input_grid"], factory, numpy_inputs)
     rows = certify_dataset(
         factory,
         inputs,

@@ -127,15 +127,8 @@ class Worker:
         return True
 
     def model_input(self, x: np.ndarray) -> Any:
-        """One input as the run hands it to ``CenterSmoothing``: a NumPy array for a NumPy model
-        (the library then feeds it NumPy batches of the input's dtype), else a torch tensor (an
-        ``nn.Module`` then gets its parameters' float dtype; integer inputs become torch's
-        default float type)."""
-        array = np.array(x)
-        if self.options.numpy_inputs:
-            return array
-        t = torch.from_numpy(array)
-        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+        """One input as the run hands it to ``CenterSmoothing`` (:func:`model_input`)."""
+        return model_input(x, self.options.numpy_inputs)
 
     def certify(self, job: Job) -> Result:
         return self.certify_group([job])[0]
@@ -236,6 +229,18 @@ class Worker:
                     }
                 )
         return Result(job.position, job.index, rows, example)
+
+
+def model_input(x: np.ndarray, numpy_inputs: bool = False) -> Any:
+    """One input as a run hands it to ``CenterSmoothing``: a NumPy array for a NumPy model (the
+    library then feeds it NumPy batches of the input's dtype), else a torch tensor (an
+    ``nn.Module`` then gets its parameters' float dtype; integer inputs become torch's default
+    float type)."""
+    array = np.array(x)
+    if numpy_inputs:
+        return array
+    t = torch.from_numpy(array)
+    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
 
 SAME_MODEL_HINT = (
