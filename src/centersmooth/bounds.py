@@ -33,6 +33,20 @@ def ball_rank(n: int, mass: float = 0.5) -> int:
     return max(1, math.ceil(Fraction(mass) * n))
 
 
+def search_mass(n_all: int, n_kept: int, mass: float = 0.5) -> float | None:
+    """The share of ``n_kept`` samples whose rank (``ball_rank``) is ``ball_rank(n_all, mass)``:
+    the center search on the ``n_kept`` finite outputs of ``n_all`` samples, the others lying
+    outside every ball, then measures ``med(z)`` at the rank it has among all of them. ``None``
+    when fewer than that rank are kept (no ball holds the share). ``(rank - 1/2) / n_kept`` is
+    within a rounding error of a fraction whose ceiling at ``n_kept`` is exactly ``rank``."""
+    rank = ball_rank(n_all, mass)
+    if n_kept < rank:
+        return None
+    if n_kept == n_all:
+        return mass
+    return (rank - 0.5) / n_kept
+
+
 def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float = 0.5) -> float:
     """Margin ``Delta1`` such that a ball of mass ``mass + Delta1`` holds ``m`` of ``Z1``.
 

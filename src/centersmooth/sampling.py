@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import grid_noise
-from .metrics.base import Outputs
+from .metrics.base import Metric, Outputs
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -145,6 +145,14 @@ class BaseFunction:
         self.device = device
         self.autocast_dtype = None if autocast is None else AUTOCAST_DTYPES[autocast]
 
+    @property
+    def rounding_eps(self) -> float:
+        """The rounding unit of the coarsest float type the model computes in: float32's, or a
+        half-precision module's or autocast type's (its outputs carry that rounding even once
+        converted to float32)."""
+        half = [d for d in (self.autocast_dtype, self.input_dtype) if d in HALF_DTYPES]
+        return max([FLOAT32_EPS, *(float(torch.finfo(d).eps) for d in half)])
+
     @contextmanager
     def evaluating(self) -> Iterator[None]:
         """The module in eval mode for the block; on leaving it, every module's ``training`` flag
@@ -218,38 +226,95 @@ class BaseFunction:
         )
 
 
+FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+
+
 class OutputMonitor:
-    """Flags for NaN / infinite outputs and bad distances, kept on the device and read once.
+    """Flags for NaN / infinite outputs, outputs a distance is not defined on (probability
+    vectors that are not, ``Metric.invalid_outputs``) and bad distances, kept on the device and
+    read once.
 
     Reading a flag makes the host wait for the device, so the sampling loops record into these
-    flags and check them after a whole stage instead of after every batch.
+    flags and check them after a whole stage instead of after every batch. ``rounding_eps`` is
+    the rounding unit of the float type the model computes in (for the distances' checks).
+    With ``nan_outputs="outside"`` an output holding a NaN or an infinity is no error: its
+    distance to every point is ``inf`` (:meth:`distances`), so it lies outside every ball.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        metrics: Sequence[Metric] = (),
+        rounding_eps: float = FLOAT32_EPS,
+        nan_outputs: str = "error",
+    ) -> None:
         self.bad_outputs = torch.zeros((), dtype=torch.bool, device=device)
         self.bad_distances = torch.zeros((), dtype=torch.bool, device=device)
         self.negative = torch.zeros((), dtype=torch.bool, device=device)
+        self.metrics = list(metrics)
+        self.invalid = [torch.zeros((), dtype=torch.bool, device=device) for _ in self.metrics]
+        self.rounding_eps = rounding_eps
+        self.outside = nan_outputs == "outside"
 
     def outputs(self, out: Outputs) -> OutputMonitor:
-        if isinstance(out, torch.Tensor) and (out.is_floating_point() or out.is_complex()):
-            self.bad_outputs |= ~_all_finite(out).to(self.bad_outputs.device)
+        if not isinstance(out, torch.Tensor):
+            return self
+        finite = None
+        if out.is_floating_point() or out.is_complex():
+            if self.outside:
+                finite = finite_rows(out)
+            else:
+                self.bad_outputs |= ~_all_finite(out).to(self.bad_outputs.device)
+        for j, metric in enumerate(self.metrics):
+            bad = metric.invalid_outputs(out, self.rounding_eps)
+            if bad is not None:
+                if finite is not None:
+                    bad = bad & finite  # outside every ball anyway
+                self.invalid[j] |= bad.any().to(self.invalid[j].device)
         return self
 
-    def distances(self, d: torch.Tensor) -> torch.Tensor:
+    def distances(self, d: torch.Tensor, outputs: Outputs = None) -> torch.Tensor:
+        """Record ``d``'s flags and return it; with ``nan_outputs="outside"`` and the
+        ``outputs`` it was measured to, ``inf`` where an output is not finite."""
         device = self.negative.device
+        bad_rows = None
+        if self.outside and isinstance(outputs, torch.Tensor) and outputs.is_floating_point():
+            bad_rows = ~finite_rows(outputs).to(d.device)
+            d = torch.where(bad_rows, 0.0, d)
         if d.numel():
             low, high = torch.aminmax(d)
             self.bad_distances |= ~(torch.isfinite(low) & torch.isfinite(high)).to(device)
             self.negative |= (low < 0).to(device)
-        return d
+        return d if bad_rows is None else torch.where(bad_rows, math.inf, d)
 
     def raise_if_bad(self) -> None:
         if bool(self.bad_outputs):
-            raise ValueError("base function returned NaN or infinite outputs")
+            raise ValueError(
+                "base function returned NaN or infinite outputs (nan_outputs='outside' counts "
+                "such an output as one outside every ball instead)"
+            )
+        for metric, flag in zip(self.metrics, self.invalid, strict=True):
+            if bool(flag):
+                raise ValueError(metric.invalid_message())
         if bool(self.bad_distances):
             raise ValueError("the metric returned NaN or infinite distances")
         if bool(self.negative):
             raise ValueError("the metric returned negative distances")
+
+
+
+def finite_rows(out: torch.Tensor) -> torch.Tensor:
+    """Per output of a batch, whether all its entries are finite (a bool tensor)."""
+    if out.numel() == 0:
+        return torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
+    return torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+
+
+def finite_outputs(samples: Outputs) -> Outputs:
+    """The outputs of a batch whose entries are all finite (the outputs of other kinds: all)."""
+    if isinstance(samples, torch.Tensor) and samples.is_floating_point():
+        return samples[finite_rows(samples)]
+    return samples
 
 
 def _all_finite(t: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from .metrics import Metric, available_metrics
 from .metrics.base import is_real
 
 EpsIn = float | Sequence[float] | np.ndarray
+NAN_OUTPUTS = ("error", "outside")  # what an output holding a NaN or an infinity does
 
 
 # The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
@@ -55,6 +56,7 @@ class SmoothingSettings:
     nearest_candidate: bool = True
     check_metric: bool = True
     input_grid: float | None = None
+    nan_outputs: str = "error"
     # alpha_center's three parts: Delta1, the nearest candidate, the check
     alpha_delta1: float = field(init=False)
     alpha_nearest: float = field(init=False)
@@ -89,6 +91,12 @@ class SmoothingSettings:
                 f"{self.ball_mass!r}: the checked ball must keep a positive mass ball_mass - delta"
             )
         seed = None if self.seed is None else check_seed(self.seed)
+        if self.nan_outputs not in NAN_OUTPUTS:
+            raise ValueError(
+                f"nan_outputs must be one of {NAN_OUTPUTS}, got {self.nan_outputs!r}: 'error' "
+                "stops on an output holding a NaN or an infinity, 'outside' counts it as an "
+                "output outside every ball"
+            )
         normal = {
             "sigma": float(self.sigma),
             "n_center": int(self.n_center),
@@ -106,6 +114,7 @@ class SmoothingSettings:
             "nearest_candidate": bool(self.nearest_candidate),
             "check_metric": bool(self.check_metric),
             "input_grid": None if self.input_grid is None else float(self.input_grid),
+            "nan_outputs": str(self.nan_outputs),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)

@@ -31,6 +31,7 @@ from .sampling import (
     PreparedInputs,
     SampleCollector,
     find_batch_size,
+    finite_outputs,
     noisy_outputs,
     resolve_device,
 )
@@ -104,6 +105,7 @@ class CenterSmoothing:
         nearest_candidate: bool = True,
         check_metric: bool = True,
         input_grid: float | None = None,
+        nan_outputs: str = "error",
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -122,6 +124,7 @@ class CenterSmoothing:
             nearest_candidate=nearest_candidate,
             check_metric=check_metric,
             input_grid=input_grid,
+            nan_outputs=nan_outputs,
         )
         self.metric = get_metric(metric)
         self.progress = progress
@@ -172,7 +175,7 @@ class CenterSmoothing:
         distance name (see ``Metric.diameter``)."""
         self.settings.check_candidate_names(metrics)
         centers, diameters = [], []
-        for collector in self._center_samples(inputs):
+        for collector in self._center_samples(inputs, metrics):
             row, diameter = self._find_centers(collector.take(), metrics)
             centers.append(row)
             diameters.append(diameter)
@@ -183,11 +186,13 @@ class CenterSmoothing:
         ]
         return predictions, diameters
 
-    def _center_samples(self, inputs: PreparedInputs) -> list[SampleCollector]:
+    def _center_samples(
+        self, inputs: PreparedInputs, metrics: list[Metric]
+    ) -> list[SampleCollector]:
         """Step 1: ``n_center`` outputs of the base function under noise, per input."""
         n_center = self.settings.n_center
         collected = [SampleCollector(n_center) for _ in inputs.xs]
-        for outputs in self._stream(inputs, n_center, "center", OutputMonitor(self.device)):
+        for outputs in self._stream(inputs, n_center, "center", self._monitor(metrics)):
             for collector, out in zip(collected, outputs, strict=True):
                 collector.add(out)
         return collected
@@ -199,9 +204,22 @@ class CenterSmoothing:
         candidates (``center.find_center``: within ``2 gamma`` of the best ball), and the output
         diameter. A distance that is not built in is checked here on the samples, its center and
         the central candidates (``check_distance``): a refuted ``gamma`` stops before any
-        certificate exists."""
+        certificate exists. With ``nan_outputs="outside"`` the search runs on the finite samples
+        at the rank ``ceil(ball_mass n_center)`` of all of them (the others lie outside every
+        ball); with fewer finite samples than that rank no ball holds the share and the center's
+        radius is ``inf`` (the prediction abstains)."""
         s = self.settings
-        row, central, diameter = [], {}, {}
+        row: list[Center] = []
+        central: dict[Any, Outputs] = {}
+        diameter: dict[str, float | None] = {}
+        mass: float | None = s.ball_mass
+        if s.nan_outputs == "outside":
+            n_all = batch_len(samples)
+            samples = finite_outputs(samples)
+            mass = bounds.search_mass(n_all, batch_len(samples), s.ball_mass)
+        if mass is None:
+            none = Center(point=None, radius=math.inf, index=-1, n_candidates=0)
+            return [none for _ in metrics], {metric.name: None for metric in metrics}
         for metric in metrics:
             extra = None
             if s.central_candidates:
@@ -210,7 +228,7 @@ class CenterSmoothing:
                     central[key] = metric.central_candidates(samples)
                 extra = central[key]
             k = s.candidates_for(metric)
-            center = find_center(samples, metric, k, extra, s.ball_mass, self.progress)
+            center = find_center(samples, metric, k, extra, mass, self.progress)
             if s.check_metric and needs_check(metric):
                 points = [center.point]
                 if extra is not None:
@@ -226,11 +244,14 @@ class CenterSmoothing:
         """Step 3: how many of ``n_check`` fresh outputs fall in each center's ball, per input
         and distance (the counts ``_decide`` bounds from below)."""
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
-        monitor = OutputMonitor(self.device)
+        monitor = self._monitor(metrics)
         for outputs in self._stream(inputs, self.settings.n_check, "check", monitor):
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
-                    d = monitor.distances(distances_to(metric, center.point, out, check=False))
+                    if not math.isfinite(center.radius):
+                        continue  # no ball of that share (nan_outputs="outside"): abstains
+                    d = distances_to(metric, center.point, out, check=False)
+                    d = monitor.distances(d, out)
                     hits[i, j] += (d <= center.radius).sum().to(self.device)
         counts: list[list[int]] = hits.tolist()
         return counts
@@ -242,7 +263,7 @@ class CenterSmoothing:
         s = self.settings
         p_low = bounds.mass_lower_bound(count, s.n_check, s.alpha_check, s.bound)
         level = bounds.check_level(s.ball_mass, s.delta)
-        accepted = s.delta1 <= s.delta and p_low > level
+        accepted = s.delta1 <= s.delta and p_low > level and math.isfinite(center.radius)
         return Prediction(
             center=center.point if accepted else None,
             radius=center.radius if accepted else math.inf,
@@ -254,7 +275,17 @@ class CenterSmoothing:
             check_level=level,
             delta=s.delta,
             check_count=count,
-            abstain_reason=None if accepted else s.abstain_reason(count, p_low),
+            abstain_reason=None if accepted else self._abstain_reason(center, count, p_low),
+        )
+
+    def _abstain_reason(self, center: Center, count: int, p_low: float) -> str:
+        if math.isfinite(center.radius):
+            return self.settings.abstain_reason(count, p_low) or ""
+        m = bounds.ball_rank(self.settings.n_center, self.settings.ball_mass)
+        return (
+            f"fewer than {m} of the n_center={self.settings.n_center} center samples are finite "
+            "outputs, and nan_outputs='outside' puts the others outside every ball: no ball "
+            "holds the share ball_mass of them"
         )
 
     # ----------------------------------------------------------------------------- Algorithm 2
@@ -328,7 +359,11 @@ class CenterSmoothing:
             preds, diameters = self._predict(inputs, resolved)
             radii = self._certify_distances(inputs, resolved, preds)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
-            clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
+            outside = self.settings.nan_outputs == "outside"
+            clean = [
+                self.base_function(x.unsqueeze(0), inputs.np_dtype, check_finite=not outside)
+                for x in inputs.xs
+            ]
         dim = inputs.xs[0].numel()
         ranks = {metric.name: self.quantile_ranks(eps, metric, dim) for metric in resolved}
 
@@ -344,7 +379,8 @@ class CenterSmoothing:
                 )
                 smoothing_error = None
                 if not pred.abstained:
-                    smoothing_error = float(distances_to(metric, pred.center, clean[i])[0])
+                    to_clean = distances_to(metric, pred.center, clean[i], check=not outside)
+                    smoothing_error = float(self._monitor([]).distances(to_clean, clean[i])[0])
                 diameter = diameters[i][metric.name]
                 vacuous = np.isfinite(eps_out) & (
                     eps_out >= (math.inf if diameter is None else diameter)
@@ -393,14 +429,15 @@ class CenterSmoothing:
         shape = (len(preds), len(metrics), n_certify)
         radii = torch.zeros(shape, dtype=torch.float64, device=self.device)
         done = 0
-        monitor = OutputMonitor(self.device)
+        monitor = self._monitor(metrics)
         for outputs in self._stream(inputs, n_certify, "certify", monitor):
             size = batch_len(outputs[0])
             for i, out in enumerate(outputs):
                 for j, metric in enumerate(metrics):
                     if not preds[i][j].abstained:
                         point = preds[i][j].center
-                        d = monitor.distances(distances_to(metric, point, out, check=False))
+                        d = distances_to(metric, point, out, check=False)
+                        d = monitor.distances(d, out)
                         radii[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
         ordered = torch.sort(radii, dim=2).values.cpu().numpy()
@@ -454,6 +491,11 @@ class CenterSmoothing:
         return PreparedInputs.build(
             xs, seeds, s.seed, s.sigma, self.base_function, self.device, s.input_grid
         )
+
+    def _monitor(self, metrics: list[Metric]) -> OutputMonitor:
+        """The checks of one stage's outputs and distances (``sampling.OutputMonitor``)."""
+        rounding = self.base_function.rounding_eps
+        return OutputMonitor(self.device, metrics, rounding, self.settings.nan_outputs)
 
     def _stream(
         self, inputs: PreparedInputs, n: int, stage: str, monitor: OutputMonitor
