@@ -4,12 +4,20 @@ the center in the model's own type, and distances that are checked before anythi
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from centersmooth import CenterSmoothing, FunctionMetric, UncertifiableRadiusWarning, bounds
+from centersmooth import (
+    CenterSmoothing,
+    Certificate,
+    FunctionMetric,
+    Prediction,
+    UncertifiableRadiusWarning,
+    bounds,
+)
 from centersmooth.metrics.checks import DistanceCheckError
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
@@ -161,3 +169,59 @@ def test_the_built_in_non_metrics_certify_with_their_constants(fn, name):
     declared = CenterSmoothing(shift, metric=FunctionMetric(fn, gamma=2.0), **same)
     ours, theirs = built_in.certify(torch.zeros(8), 0.25), declared.certify(torch.zeros(8), 0.25)
     assert ours.eps_out == pytest.approx(theirs.eps_out, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- from JSON
+def words(batch: torch.Tensor) -> list[tuple[str, ...]]:
+    return [tuple("up" if v > 0 else "down" for v in row[:3].tolist()) for row in batch]
+
+
+def tags(batch: torch.Tensor) -> list[set[int]]:
+    return [{int(i) for i in torch.nonzero(row > 0).flatten()} for row in batch]
+
+
+ROUND_TRIPS = {
+    "tensor": (lambda b: b * 2, "l2", torch.zeros(3)),
+    "numpy": (lambda b: b * 2.0, "l2", np.zeros(3)),
+    "float32-module": (torch.nn.Linear(3, 2), "l2", torch.zeros(3)),
+    "tokens": (words, "levenshtein", torch.tensor([2.0, -2.0, 2.0])),
+    "set": (tags, "jaccard", torch.tensor([2.0, -2.0, 2.0])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUND_TRIPS))
+def test_a_certificate_comes_back_from_its_json(case):
+    model, metric, x = ROUND_TRIPS[case]
+    smoother = CenterSmoothing(model, metric=metric, sigma=0.5, seed=0, **SMALL)
+    with pytest.warns(UncertifiableRadiusWarning):  # one radius beyond max_eps_in: inf
+        cert = smoother.certify(x, [0.1, 0.2, 100.0])
+    assert not cert.abstained
+    text = cert.to_json()
+    back = Certificate.from_json(text)
+    assert back.to_json() == text and Certificate.from_dict(cert.to_dict()).to_json() == text
+    assert isinstance(back.eps_out, np.ndarray) and back.eps_out[2] == math.inf
+    np.testing.assert_array_equal(back.eps_out, cert.eps_out)
+    np.testing.assert_array_equal(back.vacuous, cert.vacuous)
+    assert back.eps_out_reason == cert.eps_out_reason and back.max_eps_in == cert.max_eps_in
+    assert type(back.center) is type(cert.center)
+    if isinstance(cert.center, torch.Tensor | np.ndarray):
+        assert back.center.dtype == cert.center.dtype
+        np.testing.assert_array_equal(np.asarray(back.center), np.asarray(cert.center))
+    else:
+        assert back.center == cert.center
+    assert back.prediction == replace(cert.prediction, center=back.prediction.center)
+    scalar = smoother.certify(x, 0.1)
+    again = Certificate.from_json(scalar.to_json())
+    assert isinstance(again.eps_out, float) and again.eps_out == scalar.eps_out
+
+
+def test_an_abstained_certificate_comes_back_from_its_json():
+    smoother = CenterSmoothing(
+        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
+    )
+    cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
+    assert cert.abstained
+    back = Certificate.from_json(cert.to_json())
+    assert back.center is None and back.smoothing_error is None and back.radius == math.inf
+    assert back.abstain_reason == cert.abstain_reason and back.to_json() == cert.to_json()
+    assert Prediction.from_json(cert.prediction.to_json()) == cert.prediction

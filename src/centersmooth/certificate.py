@@ -52,12 +52,31 @@ class Prediction:
     abstain_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain Python types (lists for arrays and tensors)."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        """Plain Python types (lists for arrays and tensors), and ``center_type``: what the
+        center was (``"torch.float32"``, ``"numpy.float64"``, ``"frozenset"``, ``"tuple"``,
+        ...), so that :meth:`from_dict` gives it back as it was."""
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        record["center_type"] = _type_of(self.center)
+        return record
 
     def to_json(self) -> str:
         """Strict JSON (non-finite numbers as ``null``)."""
         return _json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Prediction:
+        """The prediction a :meth:`to_dict` (or parsed :meth:`to_json`) record describes: the
+        center in its type (a tensor or array with its dtype, on the CPU), ``null`` radii as
+        ``inf``."""
+        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        values["center"] = _restore(record.get("center"), record.get("center_type"))
+        values["radius"] = _number(record["radius"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Prediction:
+        """:meth:`from_dict` of a :meth:`to_json` text."""
+        return cls.from_dict(json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,7 @@ class Certificate:
         record = {
             f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "prediction"
         }
+        record["center_type"] = _type_of(self.center)
         record["abstain_reason"] = self.abstain_reason
         record["eps_out_reason"] = self.eps_out_reason
         record["prediction"] = self.prediction.to_dict()
@@ -142,6 +162,37 @@ class Certificate:
     def to_json(self) -> str:
         """Strict JSON (non-finite numbers as ``null``)."""
         return _json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Certificate:
+        """The certificate a :meth:`to_dict` (or parsed :meth:`to_json`) record describes:
+        ``to_json`` of the result is the text it came from. The radii aligned with ``eps_in``
+        come back as arrays when ``eps_in`` was a sequence, ``null`` radii (``eps_out``,
+        ``radius``, the quantile radii, ``max_eps_in``) as ``inf``, ``smoothing_error`` as
+        ``None`` when abstained (``inf`` otherwise), the center in its type (see
+        :meth:`Prediction.from_dict`). ``abstain_reason`` and ``eps_out_reason`` follow from
+        the rest."""
+        aligned = ("eps_in", "eps_out", "quantile_radius", "inner_radius", "near_radius")
+        values = {
+            f.name: record[f.name]
+            for f in fields(cls)
+            if f.name in record and f.name != "prediction"
+        }
+        for name in aligned:
+            values[name] = _numbers(record[name])
+        values["vacuous"] = _flags(record.get("vacuous", False))
+        values["radius"] = _number(record["radius"])
+        values["max_eps_in"] = _number(record["max_eps_in"])
+        if not record["abstained"]:
+            values["smoothing_error"] = _number(record["smoothing_error"])
+        values["center"] = _restore(record.get("center"), record.get("center_type"))
+        values["prediction"] = Prediction.from_dict(record["prediction"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Certificate:
+        """:meth:`from_dict` of a :meth:`to_json` text."""
+        return cls.from_dict(json.loads(text))
 
 
 def _plain(value: Any) -> Any:
@@ -165,6 +216,62 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def _type_of(center: Any) -> str | None:
+    """What a center is, for :func:`_restore`: ``"torch.<dtype>"``, ``"numpy.<dtype>"`` or the
+    name of its Python type (``None`` for no center)."""
+    if center is None:
+        return None
+    if isinstance(center, torch.Tensor):
+        return str(center.dtype)
+    if isinstance(center, np.ndarray):
+        return f"numpy.{center.dtype}"
+    return type(center).__name__
+
+
+def _restore(value: Any, kind: str | None) -> Any:
+    """A center from its plain form and :func:`_type_of`: tensors and arrays with their dtype
+    (on the CPU), sets as frozensets, tuples as tuples and lists as lists (their items that were
+    tuples as tuples), the rest as parsed."""
+    if value is None or kind is None:
+        return value
+    if kind.startswith("torch."):
+        return torch.tensor(_numbers(value), dtype=getattr(torch, kind.removeprefix("torch.")))
+    if kind.startswith("numpy."):
+        return np.asarray(_numbers(value), dtype=np.dtype(kind.removeprefix("numpy.")))
+    if kind in ("frozenset", "set"):
+        return frozenset(_hashable(v) for v in value)
+    if kind == "tuple":
+        return tuple(_hashable(v) for v in value)
+    if kind == "list":
+        return [_hashable(v) for v in value]
+    return value
+
+
+def _hashable(value: Any) -> Any:
+    """JSON lists back as tuples (items of sets and token tuples are hashable)."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+def _number(value: Any) -> float:
+    """A float from JSON, ``null`` as ``inf`` (strict JSON's form of a non-finite number)."""
+    return math.inf if value is None else float(value)
+
+
+def _numbers(value: Any) -> Any:
+    """A number or (nested) lists of numbers, ``null`` as ``inf``; lists as float arrays."""
+    if isinstance(value, list):
+        return np.array(_nested(value), dtype=float)
+    return _number(value)
+
+
+def _nested(value: Any) -> Any:
+    return [_nested(v) for v in value] if isinstance(value, list) else _number(value)
+
+
+def _flags(value: Any) -> bool | np.ndarray:
+    return np.array(value, dtype=bool) if isinstance(value, list) else bool(value)
 
 
 def _json(record: dict[str, Any]) -> str:
