@@ -225,3 +225,26 @@ def test_an_abstained_certificate_comes_back_from_its_json():
     assert back.center is None and back.smoothing_error is None and back.radius == math.inf
     assert back.abstain_reason == cert.abstain_reason and back.to_json() == cert.to_json()
     assert Prediction.from_json(cert.prediction.to_json()) == cert.prediction
+
+
+# ----------------------------------------------------------------------------- help()
+def test_help_of_the_smoother_explains_every_argument_and_names_doc_sections():
+    import inspect
+    import pydoc
+    import re
+    from pathlib import Path
+
+    text = pydoc.render_doc(CenterSmoothing, renderer=pydoc.plaintext)
+    doc = inspect.getdoc(CenterSmoothing) or ""
+    for name in inspect.signature(CenterSmoothing.__init__).parameters:
+        if name != "self":
+            assert f"``{name}``" in doc, name
+    for words in ("Delta1", "abstain", "1 - alpha_center - alpha_certify", "2**64"):
+        assert words in doc, words
+    assert "docs/" not in text  # an installed package has no docs folder
+    notes = (Path(__file__).resolve().parents[1] / "docs" / "algorithm.md").read_text()
+    headings = [h.replace("`", "") for h in re.findall(r"^#+ (.*)$", notes, flags=re.M)]
+    named = re.findall(r'\("([^"]+)"\)', " ".join(doc.split()))
+    assert len(named) >= 6
+    for section in named:
+        assert any(h.startswith(section.replace("`", "")) for h in headings), section

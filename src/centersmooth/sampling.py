@@ -302,7 +302,6 @@ class OutputMonitor:
             raise ValueError("the metric returned negative distances")
 
 
-
 def finite_rows(out: torch.Tensor) -> torch.Tensor:
     """Per output of a batch, whether all its entries are finite (a bool tensor)."""
     if out.numel() == 0:

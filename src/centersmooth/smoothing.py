@@ -49,36 +49,84 @@ __all__ = ["PAPER_SETTINGS", "CenterSmoothing", "Certificate", "Prediction"]
 class CenterSmoothing:
     """Wrap a base function ``f`` with center smoothing under a distance on its outputs.
 
-    ``f`` maps a batch of inputs to a batch of outputs (tensor, NumPy array or list of objects).
-    Noise ``N(0, sigma^2 I)`` is added to the input as given. docs/algorithm.md gives the
-    meaning of every argument. Beyond it: ``batch_size=None`` picks the batch size (the largest
-    that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows progress bars
-    over the forward passes (with their distances) and the center search; ``autocast`` ("bf16" /
-    "fp16") and ``compile`` speed up a torch model (the certificate then holds for the
-    low-precision / compiled model actually evaluated).
-    ``nearest_candidate`` (on by default, off in the paper preset) certifies through the sample
-    candidate nearest to the center: ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``
-    instead of the paper's ``gamma (1 + 2 gamma) R-hat``, with the same confidence and under the
-    same assumptions, whatever seeds the runs at ``x`` and ``x'`` use, the same seed included
-    (docs/algorithm.md, "The nearest-candidate bound"). ``ball_mass`` (1/2, the paper's)
-    is the share of the output mass the smoothed output's ball holds; a smaller one (down to just
-    above ``delta``) moves ``R_outer`` and ``R_inner`` to other levels.
-    ``candidates`` may also map distance names to counts (``{"tv2": 30}``): candidate mode for
-    the distances without a fast pairwise form, all pairs for the others, in one
-    ``certify_metrics`` call that shares the forward passes.
-    ``check_metric`` (on by default) tests a distance that is not built in (a callable, a
-    ``FunctionMetric`` or a ``Metric`` subclass of yours) on every call: its declared ``gamma``
-    against the relaxed triangle inequality on triples of center samples, the center and the
-    central candidates, its symmetry and ``d(a, a) = 0``. A refutation raises
-    ``DistanceCheckError`` before any certificate is returned. The test can refute a constant,
-    never prove one; turn it off only for a distance whose constant you have proven.
-    ``input_grid`` (off by default; e.g. ``1/255`` for 8-bit images) certifies inputs on the grid
-    ``input_grid * Z^d`` against perturbations on the same grid, in floating point: inputs must
-    lie on the grid (within 1e-6 grid steps, or the rounding of their float type), and every
-    noisy input is ``(k + m) * input_grid`` for integers ``k`` (the input) and ``m`` (noise drawn
-    exactly from a rounded Gaussian of standard deviation ``sigma / input_grid`` steps), so the
-    certificate holds for the function actually evaluated, whatever it does with the low-order
-    bits of its input (docs/algorithm.md, "Inputs on a grid: exact noise (`input_grid`)").
+    ``predict(x)`` returns the smoothed output at ``x``: the center of the outputs of ``f`` on
+    noisy copies ``x + N(0, sigma^2 I)`` (Algorithm 1). ``certify(x, eps_in)`` adds the
+    certificate: for every ``x'`` within ``eps_in`` of ``x`` (l2), the smoothed output at ``x'``
+    is within ``eps_out`` of the one at ``x`` under the distance, or the smoothed function
+    abstains there, with probability at least ``1 - alpha_center - alpha_certify`` (Algorithm 2).
+    The smoothed function at ``x'`` is this same procedure with these same settings. The
+    project's algorithm notes ("How centersmooth certifies") prove every step; their sections
+    are named below in quotes.
+
+    The common arguments (the signature gives the defaults):
+
+    * ``base_function``: the model, a batch of inputs to a batch of outputs: an ``nn.Module``
+      (run in eval mode, without gradients, on ``device``), a callable on torch batches, or a
+      callable on NumPy batches (pass ``x`` as a NumPy array). Outputs: a tensor or array with
+      one row per input, or a list of Python objects (strings, token sequences, sets).
+    * ``metric``: the distance on outputs, a registered name (``"l2"``, ``"angular"``,
+      ``"jaccard"``, ``"levenshtein"``, ...; ``available_metrics()`` lists them, in any case),
+      a ``Metric``, or a callable ``d(a_batch, b_batch)`` (checked before it is trusted, see
+      ``check_metric``).
+    * ``sigma``: the standard deviation of the Gaussian noise, in the input's units; the
+      largest certifiable radius ``max_eps_in`` grows in proportion to it.
+    * ``n_center``: noisy outputs among which the center is sought (step 1 of predict); more of
+      them shrink ``Delta1``, the margin the procedure must leave below ``delta``.
+    * ``n_check``: fresh outputs that check the center's ball holds enough mass (step 3); too
+      few make a sound center abstain (the abstention then says how many would do).
+    * ``n_certify``: fresh outputs whose distances to the center bound the radii of the
+      certificate; more of them lower ``eps_out`` slowly and raise ``max_eps_in``.
+    * ``alpha_center`` and ``alpha_certify``: the chances the prediction's and the certificate's
+      statistical steps may fail; the certificate holds with probability at least
+      ``1 - alpha_center - alpha_certify``. ``alpha_center`` is split between the check,
+      ``Delta1`` and the nearest candidate ("The nearest-candidate bound").
+    * ``delta``: the slack between the ball the center must hold (``ball_mass - delta`` of the
+      output mass, checked) and the ball the certificate measures (``ball_mass + Delta1``);
+      larger, fewer abstentions and a larger ``eps_out``. It must exceed ``Delta1``.
+    * ``bound``: ``"binomial"`` (exact binomial order statistics and Clopper-Pearson bounds,
+      ours) or ``"hoeffding"`` (the paper's, which needs about ten times more samples).
+    * ``candidates``: ``None`` scores every center sample as a candidate center (all pairs,
+      pruned by exact lower bounds); ``k`` scores only the first ``k`` (fast for slow
+      distances; ``alpha_center`` pays for the chance none lands in the central ball); a mapping
+      ``{"tv2": 30}`` sets it per distance name in ``certify_metrics``.
+    * ``central_candidates``: also score central points of the samples (mean, medians, majority
+      set, ...): a better center, the same guarantee ("Predict (Algorithm 1)").
+    * ``batch_size``: noisy inputs per forward pass (``None``: the largest that fits on a CUDA
+      device, found once; a fixed count on the CPU). Results do not depend on it.
+    * ``device``: where the noise is drawn and the model runs (``"cpu"``, ``"cuda"``,
+      ``"cuda:1"``; ``None``: where a module's parameters are, else the CPU). A device this
+      machine lacks is refused here.
+    * ``seed``: an integer in ``[0, 2**64)`` making results bit-for-bit reproducible on the same
+      device, or ``None`` for fresh noise. It is the default seed of every call:
+      ``CenterSmoothing(seed=s).certify(x)`` is ``CenterSmoothing().certify(x, seed=s)``, and
+      input ``i`` of a batch gets ``s + i`` ("Reproducibility").
+    * ``progress``: progress bars over the forward passes and the center search.
+
+    Further options:
+
+    * ``nearest_candidate`` (on): certify through the sample candidate nearest to the center,
+      ``eps_out = gamma (R_outer + gamma (R_near + R_inner))`` instead of the paper's
+      ``gamma (1 + 2 gamma) R-hat``, at the same confidence, whatever seeds the runs at ``x``
+      and ``x'`` use ("The nearest-candidate bound").
+    * ``ball_mass`` (1/2, the paper's): the share of the output mass the smoothed output's ball
+      holds; a smaller one (down to just above ``delta``) moves ``R_outer`` and ``R_inner`` to
+      other levels ("A smaller ball: ``ball_mass``").
+    * ``check_metric`` (on): test a distance that is not built in on every call, on the run's own
+      outputs (its declared ``gamma`` on triples, symmetry, ``d(a, a) = 0``); a refutation
+      raises ``DistanceCheckError`` before any certificate. It can refute a constant, never
+      prove one: turn it off only for a distance whose constant you have proven.
+    * ``input_grid`` (off): for inputs on the grid ``input_grid * Z^d`` (``1/255`` for 8-bit
+      images), draw the noise exactly on the grid, so that the certificate holds for the
+      function evaluated in floating point, against perturbations on the same grid; inputs must
+      lie on the grid as the model gets them, and ``sigma / input_grid`` must be at least 1/4
+      ("Inputs on a grid: exact noise").
+    * ``nan_outputs`` (``"error"``): ``"outside"`` counts an output holding a NaN or an infinity
+      as one outside every ball instead of stopping ("Outputs with a NaN").
+    * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
+      precision or compiled; the certificate then holds for that model, as evaluated.
+
+    ``CenterSmoothing.paper(...)`` gives the paper's constants. The settings read as attributes
+    (``smoother.sigma``, ``smoother.delta1``, ``smoother.max_eps_in``, ...).
     """
 
     def __init__(
@@ -294,7 +342,7 @@ class CenterSmoothing:
 
         Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
         distances to the center give upper confidence bounds on quantiles, ``h = eps_in / sigma``
-        (docs/algorithm.md):
+        ("Certify (Algorithm 2)" and "The nearest-candidate bound" in the algorithm notes):
 
         * nearest-candidate bound (default): ``R_outer`` at
           ``Phi(Phi^-1(1 - ball_mass + delta) + h)``, ``R_inner`` at
@@ -306,6 +354,8 @@ class CenterSmoothing:
           ``R_inner`` at ``alpha_certify / 2`` each and ``gamma (R_outer + 2 gamma R_inner)``.
 
         Several ``eps_in`` share one sample set; each certificate holds at its own confidence.
+        An ``eps_in`` above ``max_eps_in`` gets ``eps_out = inf`` (``eps_out_reason`` says so)
+        and one ``UncertifiableRadiusWarning`` per call. ``seed`` overrides the constructor's.
         """
         return self.certify_metrics(x, eps_in, [self.metric], seed)[self.metric.name]
 
@@ -329,8 +379,8 @@ class CenterSmoothing:
     ) -> list[Certificate]:
         """``certify`` for several inputs of one shape, their samples sharing forward passes.
 
-        Each input has its own noise generator (``seeds[i]``, or one derived from the
-        constructor's seed and ``i``) and its own three sample sets, so each certificate carries
+        Each input has its own noise generator (``seeds[i]``, or the constructor's seed plus
+        ``i``) and its own three sample sets, so each certificate carries
         exactly the guarantee of ``certify``; batching only packs the samples of several inputs
         into each call of the base function, which pays off for small models.
         """
