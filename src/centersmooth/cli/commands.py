@@ -321,7 +321,12 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         "have proven)",
     )
     cert.add_argument(
-        "--seed", type=_nonneg_int, default=0, help="seed of the inputs chosen and of the noise"
+        "--seed",
+        type=_nonneg_int,
+        default=0,
+        help="seed of the inputs chosen and of the noise: the input of index i is certified "
+        "with seed + i, recorded as input_seed in its rows (CenterSmoothing(...).certify(x, "
+        "eps_in, seed=row['input_seed']) gives a row again)",
     )
 
 
