@@ -8,7 +8,9 @@ The base function may be an ``nn.Module`` (evaluated in eval mode under ``torch.
 modules' train/eval flags restored afterwards), a callable on torch batches, or a callable on
 NumPy batches (chosen by passing a NumPy input).
 Outputs are tensor batches, NumPy arrays (converted to tensors) or lists of Python objects.
-Every batch is checked: right length, no NaN or infinity.
+Every batch is checked: right length, no NaN or infinity (or, with ``nan_outputs="outside"``,
+such outputs at infinite distance from every point), and outputs a distance is defined on (the
+probability vectors of ``total_variation`` and ``hellinger``), from flags read once per stage.
 """
 
 from __future__ import annotations
@@ -277,15 +279,14 @@ class OutputMonitor:
         """Record ``d``'s flags and return it; with ``nan_outputs="outside"`` and the
         ``outputs`` it was measured to, ``inf`` where an output is not finite."""
         device = self.negative.device
-        bad_rows = None
-        if self.outside and isinstance(outputs, torch.Tensor) and outputs.is_floating_point():
-            bad_rows = ~finite_rows(outputs).to(d.device)
-            d = torch.where(bad_rows, 0.0, d)
-        if d.numel():
-            low, high = torch.aminmax(d)
+        outside = self.outside and isinstance(outputs, torch.Tensor) and outputs.is_floating_point()
+        kept = finite_rows(outputs).to(d.device) if outside else None
+        checked = d if kept is None else torch.where(kept, d, 0.0)
+        if checked.numel():
+            low, high = torch.aminmax(checked)
             self.bad_distances |= ~(torch.isfinite(low) & torch.isfinite(high)).to(device)
             self.negative |= (low < 0).to(device)
-        return d if bad_rows is None else torch.where(bad_rows, math.inf, d)
+        return d if kept is None else outside_distances(d, outputs, kept)
 
     def raise_if_bad(self) -> None:
         if bool(self.bad_outputs):
@@ -307,6 +308,18 @@ def finite_rows(out: torch.Tensor) -> torch.Tensor:
     if out.numel() == 0:
         return torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
     return torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+
+
+def outside_distances(
+    d: torch.Tensor, outputs: Outputs, kept: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``d`` with ``inf`` where the output it was measured to holds a NaN or an infinity
+    (``nan_outputs="outside"``: such an output is at infinite distance from every point);
+    ``kept`` is ``finite_rows(outputs)`` when already known."""
+    if not (isinstance(outputs, torch.Tensor) and outputs.is_floating_point()):
+        return d
+    kept = finite_rows(outputs).to(d.device) if kept is None else kept
+    return torch.where(kept, d, math.inf)
 
 
 def finite_outputs(samples: Outputs) -> Outputs:

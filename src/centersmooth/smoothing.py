@@ -33,6 +33,7 @@ from .sampling import (
     find_batch_size,
     finite_outputs,
     noisy_outputs,
+    outside_distances,
     resolve_device,
 )
 from .settings import (
@@ -307,7 +308,8 @@ class CenterSmoothing:
     def _decide(self, center: Center, count: int) -> Prediction:
         """Step 4: accept iff ``Delta1 <= delta`` and ``p_low > ball_mass - delta`` (else
         abstain; the paper's ``>=`` could leave the proof's two balls with masses summing to
-        exactly 1)."""
+        exactly 1), and the center's radius is finite (with ``nan_outputs="outside"`` it is
+        not when too few outputs are finite). The reason of an abstention names the cause."""
         s = self.settings
         p_low = bounds.mass_lower_bound(count, s.n_check, s.alpha_check, s.bound)
         level = bounds.check_level(s.ball_mass, s.delta)
@@ -430,7 +432,9 @@ class CenterSmoothing:
                 smoothing_error = None
                 if not pred.abstained:
                     to_clean = distances_to(metric, pred.center, clean[i], check=not outside)
-                    smoothing_error = float(self._monitor([]).distances(to_clean, clean[i])[0])
+                    if outside:  # a non-finite f(x) is at infinite distance
+                        to_clean = outside_distances(to_clean, clean[i])
+                    smoothing_error = float(to_clean[0])
                 diameter = diameters[i][metric.name]
                 vacuous = np.isfinite(eps_out) & (
                     eps_out >= (math.inf if diameter is None else diameter)
