@@ -13,6 +13,8 @@ from centersmooth.metrics import OutputTypeError, get_metric
 from centersmooth.metrics import sets as set_module
 
 SET_DISTANCES = ["jaccard", "mask_jaccard"]
+# smoothing settings of the set-valued models below (delta 0.15: small counts that accept)
+SETTINGS = dict(sigma=0.5, n_center=500, n_check=500, n_certify=2_000, seed=0, delta=0.15)
 
 
 def random_sets(n, seed=0, universe=8):
@@ -83,16 +85,7 @@ def tags(batch):
 
 @pytest.mark.parametrize("name", SET_DISTANCES)
 def test_certify_with_set_outputs(name):
-    smoother = CenterSmoothing(
-        tags,
-        metric=name,
-        sigma=0.5,
-        n_center=500,
-        n_check=500,
-        n_certify=2_000,
-        seed=0,
-        delta=0.15,
-    )
+    smoother = CenterSmoothing(tags, metric=name, **SETTINGS)
     cert = smoother.certify(torch.tensor([1.0, 1.0, -1.0, 2.0]), 0.1)
     assert not cert.abstained
     assert cert.center == frozenset({0, 1, 3})
@@ -139,15 +132,7 @@ def plain_set_tags(batch):
 @pytest.mark.parametrize("central", [True, False], ids=["majority-set", "a-sample"])
 def test_a_set_valued_center_is_a_frozenset_whichever_candidate_wins(central):
     smoother = CenterSmoothing(
-        plain_set_tags,
-        metric="jaccard",
-        sigma=0.5,
-        n_center=500,
-        n_check=500,
-        n_certify=2_000,
-        seed=0,
-        delta=0.15,
-        central_candidates=central,
+        plain_set_tags, metric="jaccard", central_candidates=central, **SETTINGS
     )
     x = torch.tensor([1.0, 1.0, -1.0, 2.0])
     cert = smoother.certify(x, 0.1)
@@ -162,16 +147,7 @@ def mixed_tags(batch):
 
 
 def test_a_set_center_of_mixed_item_types_goes_to_json_in_a_fixed_order():
-    smoother = CenterSmoothing(
-        mixed_tags,
-        metric="jaccard",
-        sigma=0.5,
-        n_center=500,
-        n_check=500,
-        n_certify=2_000,
-        seed=0,
-        delta=0.15,
-    )
+    smoother = CenterSmoothing(mixed_tags, metric="jaccard", **SETTINGS)
     cert = smoother.certify(torch.tensor([2.0, 2.0]), 0.1)
     assert not cert.abstained and cert.center == frozenset({"up", ("pair", 1), 3})
     record = json.loads(cert.to_json())
