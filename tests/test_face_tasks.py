@@ -93,11 +93,13 @@ def test_face_embedding_certificate(lfw_face: torch.Tensor) -> None:
     emb = embedder(lfw_face[None])
     assert emb.shape == (1, 128) and float(emb.norm()) > 0.1
     smoother = face_embeddings.make_smoother(
-        0.02, embedder, n_center=30, n_check=30, n_certify=60, delta=0.3, seed=6
-    )  # at these tiny counts some seeds abstain (p_low near the level); this one does not
+        0.02, embedder, n_center=30, n_check=30, n_certify=60, delta=0.3
+    )
     assert smoother.max_eps_in > 0.005
-    cert = smoother.certify(lfw_face, 0.005)
-    assert not cert.abstained
+    # at these tiny counts some seeds abstain (p_low near the level): the first that accepts
+    certs = (smoother.certify(lfw_face, 0.005, seed=seed) for seed in range(20))
+    cert = next((c for c in certs if not c.abstained), None)
+    assert cert is not None, "20 seeds in a row abstained"
     assert cert.center.shape == (128,)
     assert np.isfinite(cert.eps_out) and 0.0 <= float(cert.eps_out) <= 1.0
     assert cert.smoothing_error is not None and cert.smoothing_error < 0.5
