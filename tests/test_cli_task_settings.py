@@ -82,6 +82,12 @@ def test_explicit_flags_win_over_every_preset_level() -> None:
     near = settings("--preset", "paper", "--nearest-candidate", task=FakeTask())
     assert near["nearest_candidate"] is True and near["bound"] == "hoeffding"
     assert settings("--no-nearest-candidate")["nearest_candidate"] is False
+    # and its separate check and certification samples: --(no-)share-check-samples
+    assert settings("--preset", "paper", task=FakeTask())["share_check_samples"] is False
+    assert "share_check_samples" not in settings(task=FakeTask())  # the library's default: on
+    shared = settings("--preset", "paper", "--share-check-samples", task=FakeTask())
+    assert shared["share_check_samples"] is True
+    assert settings("--no-share-check-samples")["share_check_samples"] is False
 
 
 def test_unknown_preset_is_refused() -> None:
@@ -110,13 +116,14 @@ def test_certify_uses_the_task_settings_end_to_end(
     )
     assert sm["bound"] == "binomial" and sm["central_candidates"] is True
     assert sm["nearest_candidate"] is True  # every default is recorded
+    assert sm["share_check_samples"] is True
     paper = tmp_path / "paper.jsonl"
     assert cli.main([*common, "--preset", "paper", "--n-certify", "2000", "--out", str(paper)]) == 0
     header = _header(paper)
     sm = header["config"]["smoothing"]
     assert (sm["n_center"], sm["n_check"], sm["n_certify"], sm["delta"]) == (300, 300, 2000, 0.2)
     assert sm["bound"] == "hoeffding" and sm["central_candidates"] is False
-    assert sm["nearest_candidate"] is False
+    assert sm["nearest_candidate"] is False and sm["share_check_samples"] is False
     assert sm["candidates"] == 7 and sm["batch_size"] == 200
     assert header["config"]["run_info"]["preset"] == "paper"
 

@@ -54,6 +54,7 @@ def test_violation_frequency_is_consistent_with_alpha(bound, mass, nearest):
         batch_size=400,
         ball_mass=mass,
         nearest_candidate=nearest,
+        share_check_samples=False,  # the exact chance given acceptance needs separate samples
     )
     level = smoother.alpha_quantile
     assert level == (alpha / 3 if nearest else alpha)
@@ -87,3 +88,47 @@ def test_violation_frequency_is_consistent_with_alpha(bound, mass, nearest):
             assert pi <= level
             lo, hi = stats.binom.ppf([LEVEL / 2, 1 - LEVEL / 2], accepted, pi)
             assert lo <= fails <= hi, (name, fails, pi, accepted)
+
+
+def test_shared_check_samples_fail_no_more_often_than_alpha(bound="binomial"):
+    """With shared check samples (the default) the N = max(n_check, n_certify) = 400 distances
+    of the certification include the check's. Given the center samples, each order statistic
+    still falls below its true quantile with exact chance ``pi = P(Bin(N, p) >= k)`` (the same
+    for every center: the distances have no atoms), so the number of seeds where it does is
+    ``Bin(REPEATS, pi)``; the certificate fails where that happens and ``x`` is accepted. So the
+    failures counted over every seed are at most that count, and at least it minus the
+    abstentions: both ends are checked."""
+    sigma, delta, alpha, n = 1.0, 0.1, 0.2, 400
+    eps = np.array([0.5, 1.0])
+    smoother = CenterSmoothing(identity, sigma=sigma, n_center=300, n_check=n, n_certify=300,
+                               alpha_center=alpha, alpha_certify=alpha, delta=delta, bound=bound,
+                               batch_size=400)  # fmt: skip
+    assert smoother.share_check_samples and smoother.certification_samples == n
+    level = smoother.alpha_quantile
+    levels = smoother.quantile_levels(eps)._asdict()
+    ranks = smoother.quantile_ranks(eps)._asdict()
+    exact_fail = {}
+    for name, key in STATISTICS.items():
+        k = ranks[key]
+        assert k == [bounds.quantile_rank(float(q), n, level, bound) for q in levels[key]]
+        exact_fail[name] = [
+            stats.binom.sf(r - 1, n, q) for r, q in zip(k, levels[key], strict=True)
+        ]
+    fails = {name: np.zeros(len(eps), dtype=int) for name in STATISTICS}
+    abstained = 0
+    x = torch.zeros(2, dtype=torch.float64)
+    for seed in range(REPEATS):
+        cert = smoother.certify(x, eps, seed=seed)
+        if cert.abstained:
+            abstained += 1
+            continue
+        lam = float((cert.center.double() ** 2).sum()) / sigma**2
+        for name, key in STATISTICS.items():
+            true_q = sigma * np.sqrt(stats.ncx2.ppf(levels[key], 2, lam))
+            fails[name] += getattr(cert, name) < true_q
+    assert abstained <= REPEATS // 2
+    for name in STATISTICS:
+        for count, pi in zip(fails[name], exact_fail[name], strict=True):
+            assert pi <= level
+            lo, hi = stats.binom.ppf([LEVEL / 2, 1 - LEVEL / 2], REPEATS, pi)
+            assert lo <= count + abstained and count <= hi, (name, count, abstained, pi)

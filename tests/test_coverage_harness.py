@@ -28,6 +28,7 @@ from centersmooth.evaluation.coverage import (
     default_settings,
     markdown_table,
     run_setting,
+    shared_sample_settings,
 )
 from centersmooth.evaluation.coverage_problems import (
     PROBLEMS,
@@ -240,8 +241,11 @@ def test_the_seed_reuse_settings_come_last():
     reuse = default_settings(list(PROBLEMS), "seed-reuse")
     grid = default_settings(list(PROBLEMS), "input-grid")
     nan = default_settings(list(PROBLEMS), "nan-outputs")
-    assert every == standard + reuse + grid + nan and len(standard) == 20
+    shared = default_settings(list(PROBLEMS), "shared-samples")
+    assert every == standard + reuse + grid + nan + shared and len(standard) == 20
     assert [s.nan_outputs for s in nan] == ["outside"] * 3
+    assert all(s.share_check_samples for s in shared) and len(shared) == 4 * 4 + 3
+    assert not any(s.share_check_samples for s in standard + reuse + grid + nan)
     assert [s.reuse_seed for s in reuse] == [False, True, True]
     assert all(s.problem != "sine" for s in standard)
     assert all(s.input_grid is None for s in standard + reuse)
@@ -249,6 +253,27 @@ def test_the_seed_reuse_settings_come_last():
     assert [s.input_grid for s in grid] == [GRID_STEP] * 4 + [1 / 255]
     assert all(s.bound == "binomial" and s.candidates is None for s in grid)
     assert len(set(every)) == len(every)  # distinct settings: distinct seeds
+
+
+def test_shared_samples_are_counted_over_every_trial_and_given_acceptance(one_thread):
+    """With shared check samples each order statistic's event is counted twice: over every
+    trial at its promised level (an abstention is no violation) and over the accepted trials
+    at that level over the acceptance rate. The linear setting whose check accepts about half
+    the time is the one that tells them apart."""
+    setting = shared_sample_settings(["linear"])[-1]
+    assert setting.share_check_samples and setting.delta == 0.04
+    result = run_setting(setting, LinearProblem(), trials=40, seed=11, end_to_end=False)
+    accepted = 40 - result.abstained
+    assert 5 <= accepted <= 35  # Bin(40, 0.47): outside with chance below 1e-6
+    assert "shared check samples" in markdown_table([result])
+    for name in ("certify ", "certify_inner", "certify_near"):
+        rows = [e for e in result.events if e.event.startswith(name)]
+        every, given = (e for e in rows if "eps_in=0.25sigma" in e.event)
+        assert given.event == every.event + ", given acceptance"
+        assert (every.trials, given.trials, given.count) == (40, accepted, every.count)
+        assert every.level == pytest.approx(0.1 / 3)
+        assert given.level == pytest.approx(0.1 / 3 * 40 / accepted)
+        assert every.exact is None and given.exact is None
 
 
 def test_snap_toward_stays_on_the_grid_within_eps_in():

@@ -399,6 +399,25 @@ def test_resume_refuses_a_file_of_another_noise_stream(
     assert out.read_bytes() == before
 
 
+def test_a_file_from_before_shared_check_samples_resumes_with_them_off(
+    tmp_path: Path, data: tuple
+) -> None:
+    """A header without ``share_check_samples`` was written with separate samples: it resumes
+    with the switch off, and is refused with it on (the rows would differ)."""
+    x, t = data
+    separate = {**SMOOTHING, "share_check_samples": False}
+    out = tmp_path / "old.jsonl"
+    rows = run(out, x[:2], t[:2], seed=7, smoothing=separate)
+    lines = out.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    assert header["config"]["smoothing"]["share_check_samples"] is False
+    del header["config"]["smoothing"]["share_check_samples"]
+    out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    with pytest.raises(ValueError, match="share_check_samples: False in the file, True now"):
+        run(out, x[:2], t[:2], seed=7, resume=True)
+    assert run(out, x[:2], t[:2], seed=7, smoothing=separate, resume=True) == rows
+
+
 def test_a_bad_line_inside_the_file_is_an_error(
     tmp_path: Path, data: tuple, ref_file: Path
 ) -> None:

@@ -147,7 +147,8 @@ def test_several_metrics_share_one_set_of_forward_passes():
     smoother = CenterSmoothing(f, sigma=0.25, seed=0, **SMALL)
     certs = smoother.certify_metrics(torch.zeros(4), [0.25], ["l2", "angular", "tv1", "tv2"])
     assert set(certs) == {"l2", "angular", "tv1", "tv2"}
-    assert sum(calls) == 4_000 + 4_000 + 10_000 + 1
+    # the center samples, the certification's 10^4 (the check's 4,000 first), the clean pass
+    assert sum(calls) == 4_000 + 10_000 + 1
     single = CenterSmoothing(f, sigma=0.25, seed=0, **SMALL).certify(torch.zeros(4), [0.25])
     assert single.eps_out[0] == certs["l2"].eps_out[0]
 
@@ -223,7 +224,7 @@ def f_identity(b):
         (dict(delta=0.0), "delta"),
         (dict(n_center=100), "n_center >= 908"),
         (dict(n_check=5), "n_check >= "),
-        (dict(n_certify=5), "n_certify >= 11"),
+        (dict(n_certify=5, share_check_samples=False), "n_certify >= 11"),
         (dict(n_center=0), "n_center"),
         (dict(batch_size=2.5), "batch_size"),
         (dict(bound="chernoff"), "bound"),
@@ -332,18 +333,30 @@ def test_empty_candidate_mapping_means_all_pairs():
     assert smoother.candidates is None and smoother.alpha_delta1 == smoother.alpha_center / 4
 
 
-def scripted_certification(n_center: int, n_check: int, n_certify: int) -> Callable:
+def scripted_certification(
+    n_center: int, n_check: int, n_certify: int, shared: bool = False
+) -> Callable:
     """A base function that ignores its input: every center and check output is 0, and the
-    certification outputs are 1, ..., n in a shuffled order, so r_(j) = j."""
-    values = torch.randperm(n_certify, generator=torch.Generator().manual_seed(0)) + 1.0
+    certification outputs are 1, ..., n in a shuffled order, so r_(j) = j. ``shared``: the
+    certification's ``N = max(n_check, n_certify)`` outputs, the check's first, are ``0.6 N``
+    zeros and 1, ..., 0.4 N in a shuffled order, so r_(j) = max(0, j - 0.6 N)."""
+    if shared:
+        n = max(n_check, n_certify)
+        zeros = torch.zeros(n * 3 // 5, dtype=torch.float64)
+        ramp = torch.arange(1, n - zeros.numel() + 1, dtype=torch.float64)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        first, values = n_center, torch.cat([zeros, ramp])[order]
+    else:
+        first = n_center + n_check
+        values = torch.randperm(n_certify, generator=torch.Generator().manual_seed(0)) + 1.0
     drawn = 0
 
     def scripted(b):
         nonlocal drawn
         out = torch.zeros(b.shape[0], 1, dtype=torch.float64)
         for row in range(b.shape[0]):
-            j = drawn - n_center - n_check
-            if 0 <= j < n_certify:
+            j = drawn - first
+            if 0 <= j < values.numel():
                 out[row, 0] = values[j]
             drawn += 1
         return out
@@ -360,7 +373,7 @@ def test_quantile_radius_is_the_kth_smallest_certification_distance(bound):
     scripted = scripted_certification(n_center, n_check, n_certify)
     smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
                                n_center=n_center, n_check=n_check, n_certify=n_certify,
-                               nearest_candidate=False)  # fmt: skip
+                               nearest_candidate=False, share_check_samples=False)  # fmt: skip
     eps = np.array([0.25, 0.5, 1.0])
     cert = smoother.certify(torch.zeros(1), eps)
     ranks = [
@@ -382,7 +395,8 @@ def test_a_smaller_ball_mass_certifies_with_two_order_statistics(bound):
     scripted = scripted_certification(n_center, n_check, n_certify)
     smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
                                n_center=n_center, n_check=n_check, n_certify=n_certify,
-                               ball_mass=0.3, nearest_candidate=False)  # fmt: skip
+                               ball_mass=0.3, nearest_candidate=False,
+                               share_check_samples=False)  # fmt: skip
     eps = np.array([0.1, 0.25, 0.5])
     cert = smoother.certify(torch.zeros(1), eps)
     outer = [
@@ -413,7 +427,8 @@ def test_the_nearest_candidate_bound_uses_three_order_statistics(bound, mass, ca
     scripted = scripted_certification(n_center, n_check, n_certify)
     smoother = CenterSmoothing(scripted, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
                                n_center=n_center, n_check=n_check, n_certify=n_certify,
-                               ball_mass=mass, candidates=candidates)  # fmt: skip
+                               ball_mass=mass, candidates=candidates,
+                               share_check_samples=False)  # fmt: skip
     eps = np.array([0.1, 0.25, 0.5])
     cert = smoother.certify(torch.zeros(1), eps)
     k = candidates or n_center
@@ -436,6 +451,99 @@ def test_the_nearest_candidate_bound_uses_three_order_statistics(bound, mass, ca
     assert smoother.delta1 == bounds.delta1(n_center, smoother.alpha_delta1, bound, mass)
     expected_max = bounds.max_certifiable_eps(1.0, n_certify, 0.005 / 3, 0.15, bound, mass)
     assert cert.max_eps_in == expected_max
+
+
+# the ranks of R_outer, R_inner and R_near at eps_in = 0.1, 0.25, 0.5 (sigma 1, delta 0.15,
+# alpha_certify / 3 each) among N = 1,000 shared samples, and the largest certifiable eps_in
+SHARED_RANKS = {
+    "binomial": ([730, 779, 848], [659, 713, 794], [37, 48, 74], 2.1053),
+    "hoeffding": ([743, 794, 869], [687, 742, 825], [78, 87, 109], 1.1990),
+}
+
+
+@pytest.mark.parametrize("bound", ["binomial", "hoeffding"])
+@pytest.mark.parametrize("n_check,n_certify", [(400, 1_000), (1_000, 400), (1_000, 1_000)])
+def test_shared_check_samples_certify_with_the_order_statistics_of_all_n(bound, n_check, n_certify):
+    """Shared check samples (the default): after the center samples, N = max(n_check, n_certify)
+    certification samples, the check's n_check first; the order statistics are r_(k) of all N
+    distances at ranks for N, the largest certifiable eps_in is N's, and the prediction is the
+    one ``predict`` makes."""
+    n_center = 400
+    script = scripted_certification(n_center, n_check, n_certify, shared=True)
+    smoother = CenterSmoothing(script, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
+                               n_center=n_center, n_check=n_check, n_certify=n_certify)  # fmt: skip
+    assert smoother.share_check_samples and smoother.certification_samples == 1_000
+    eps = np.array([0.1, 0.25, 0.5])
+    cert = smoother.certify(torch.zeros(1), eps)
+    outer, inner, near, largest = SHARED_RANKS[bound]
+    ranks = smoother.quantile_ranks(eps)
+    assert (ranks.outer, ranks.inner, ranks.near) == (outer, inner, near)
+    assert not cert.abstained and cert.radius == 0.0
+    zeros = 600  # r_(k) = max(0, k - 600)
+    np.testing.assert_array_equal(cert.quantile_radius, np.array(outer, dtype=float) - zeros)
+    np.testing.assert_array_equal(cert.inner_radius, np.array(inner, dtype=float) - zeros)
+    np.testing.assert_array_equal(cert.near_radius, np.zeros(3))
+    np.testing.assert_array_equal(cert.eps_out, np.array(outer) + np.array(inner) - 2 * zeros)
+    assert cert.max_eps_in == pytest.approx(largest, abs=1e-4)
+    assert cert.max_eps_in == bounds.max_certifiable_eps(1.0, 1_000, 0.005 / 3, 0.15, bound)
+    script = scripted_certification(n_center, n_check, n_certify, shared=True)
+    again = CenterSmoothing(script, sigma=1.0, delta=0.15, bound=bound, seed=0, batch_size=64,
+                            n_center=n_center, n_check=n_check, n_certify=n_certify)  # fmt: skip
+    pred = again.predict(torch.zeros(1))
+    assert pred == dataclasses.replace(cert.prediction, center=pred.center)
+    assert pred.center == cert.center
+
+
+def test_shared_samples_leave_predict_and_the_check_bit_for_bit():
+    """On a real model the certificate's prediction (center, radius, p_low) is the one predict
+    returns with the same seed, with shared samples and without; the separate mode draws the
+    n_certify certification samples after the check, the shared one N - n_check after it."""
+    gen = torch.Generator().manual_seed(5)
+    weights = torch.randn(12, 6, generator=gen, dtype=torch.float64)
+    x = torch.rand(12, generator=gen, dtype=torch.float64)
+    calls = []
+
+    def model(b):
+        calls.append(b.shape[0])
+        return torch.tanh(b @ weights)
+
+    counts = dict(n_center=1_000, n_check=1_500, n_certify=3_000, batch_size=500, delta=0.1)
+    for shared, certification in ((True, 3_000), (False, 1_500 + 3_000)):
+        smoother = CenterSmoothing(model, sigma=0.25, seed=7, share_check_samples=shared, **counts)
+        calls.clear()
+        cert = smoother.certify(x, [0.1, 0.2])
+        assert sum(calls) == 1_000 + certification + 1
+        pred = smoother.predict(x)
+        assert not cert.abstained and not pred.abstained
+        assert (pred.radius, pred.p_low) == (cert.radius, cert.prediction.p_low)
+        assert torch.equal(pred.center, cert.center)
+
+
+def test_nothing_more_is_drawn_when_every_input_abstains_after_the_check():
+    """An input whose check fails draws no certification samples beyond the check, alone or in
+    a batch; in a batch the inputs that were accepted draw theirs."""
+    n_center, n_check, n_certify = 400, 400, 2_000
+    seen = {"low": 0, "high": 0}  # noisy copies of each input seen so far
+
+    def moves_after_the_center(b):  # the "high" input's outputs move once its center is drawn
+        out = torch.zeros(b.shape[0], 1, dtype=torch.float64)
+        for row in range(b.shape[0]):
+            kind = "high" if float(b[row].mean()) > 50 else "low"
+            if kind == "high" and seen[kind] >= n_center:
+                out[row, 0] = 1.0
+            seen[kind] += 1
+        return out
+
+    smoother = CenterSmoothing(moves_after_the_center, sigma=1.0, seed=0, delta=0.15,
+                               n_center=n_center, n_check=n_check, n_certify=n_certify,
+                               batch_size=200)  # fmt: skip
+    high = torch.full((4,), 100.0, dtype=torch.float64)
+    alone = smoother.certify(high, [0.1])
+    assert alone.abstained and seen == {"low": 0, "high": n_center + n_check + 1}
+    seen.update(low=0, high=0)
+    low, high_again = smoother.certify_batch([torch.zeros(4, dtype=torch.float64), high], [0.1])
+    assert not low.abstained and high_again.abstained
+    assert seen == {"low": n_certify + n_center + 1, "high": n_center + n_check + 1}
 
 
 @pytest.mark.parametrize("alpha_center,k", [(0.005, 11), (0.005, 30), (0.2, 5), (0.2, 400)])

@@ -542,6 +542,13 @@ class PreparedInputs:
             return frozenset(point)
         return point
 
+    def subset(self, indices: Sequence[int]) -> PreparedInputs:
+        """The inputs at ``indices``, each with its own noise stream (which goes on from where it
+        stands: a stream's samples do not depend on which inputs share a forward pass)."""
+        return PreparedInputs(
+            [self.xs[i] for i in indices], self.np_dtype, [self.streams[i] for i in indices]
+        )
+
     @classmethod
     def build(
         cls,

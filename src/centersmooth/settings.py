@@ -32,6 +32,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "bound": "hoeffding",
     "central_candidates": False,
     "nearest_candidate": False,
+    "share_check_samples": False,
 }
 
 
@@ -57,13 +58,19 @@ class SmoothingSettings:
     check_metric: bool = True
     input_grid: float | None = None
     nan_outputs: str = "error"
+    # the check's samples are the first n_check of the certification's (docs/algorithm.md,
+    # "Shared check samples"); off: the certification draws n_certify samples after the check
+    share_check_samples: bool = True
     # alpha_center's three parts: Delta1, the nearest candidate, the check
     alpha_delta1: float = field(init=False)
     alpha_nearest: float = field(init=False)
     alpha_check: float = field(init=False)
     delta1: float = field(init=False)  # margin of the optimal ball from the center samples
     alpha_quantile: float = field(init=False)  # each order statistic's share of alpha_certify
-    max_eps_in: float = field(init=False)  # the largest eps_in n_certify samples can certify
+    # N, the certification samples whose distances give the order statistics: n_certify, or
+    # max(n_check, n_certify) with share_check_samples (the check's samples are the first n_check)
+    certification_samples: int = field(init=False)
+    max_eps_in: float = field(init=False)  # the largest eps_in N certification samples can certify
 
     def __post_init__(self) -> None:
         _check_positive_real("sigma", self.sigma)
@@ -115,6 +122,7 @@ class SmoothingSettings:
             "check_metric": bool(self.check_metric),
             "input_grid": None if self.input_grid is None else float(self.input_grid),
             "nan_outputs": str(self.nan_outputs),
+            "share_check_samples": bool(self.share_check_samples),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)
@@ -133,8 +141,13 @@ class SmoothingSettings:
             "alpha_check": alphas.check,
             "delta1": bounds.delta1(self.n_center, alphas.delta1, self.bound, self.ball_mass),
             "alpha_quantile": self.alpha_certify / statistics,
+            "certification_samples": (
+                max(self.n_check, self.n_certify) if self.share_check_samples else self.n_certify
+            ),
         }
-        derived["max_eps_in"] = self.max_eps_in_for(self.n_certify, derived["alpha_quantile"])
+        derived["max_eps_in"] = self.max_eps_in_for(
+            derived["certification_samples"], derived["alpha_quantile"]
+        )
         for name, value in derived.items():
             object.__setattr__(self, name, value)
         self._check_sample_counts()
@@ -195,14 +208,17 @@ class SmoothingSettings:
     def quantile_ranks(
         self, eps: np.ndarray, metric: Metric, dim: int | None = None
     ) -> bounds.QuantileRanks:
-        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``n_certify``
-        distances (``n_certify + 1``: that level cannot be bounded with these samples)."""
+        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the
+        ``certification_samples`` distances (``N + 1``: that level cannot be bounded with these
+        samples)."""
         levels = self.quantile_levels(eps, metric, dim)
-        return bounds.quantile_ranks(levels, self.n_certify, self.alpha_quantile, self.bound)
+        n = self.certification_samples
+        return bounds.quantile_ranks(levels, n, self.alpha_quantile, self.bound)
 
     def max_eps_in_for(self, n_certify: int, alpha_quantile: float | None = None) -> float:
-        """Largest certifiable ``eps_in`` with ``n_certify`` certification samples (each order
-        statistic at ``alpha_quantile``, these settings' by default)."""
+        """Largest certifiable ``eps_in`` with ``n_certify`` certification samples (the
+        ``certification_samples`` N of these settings; each order statistic at
+        ``alpha_quantile``, these settings' by default)."""
         return bounds.max_certifiable_eps(
             self.sigma,
             n_certify,
@@ -268,8 +284,11 @@ class SmoothingSettings:
             )
         if self.max_eps_in < 0:
             need = bounds.min_certify_samples(self.alpha_quantile, self.delta, self.bound, mass)
+            counts = f"n_certify={self.n_certify}"
+            if self.certification_samples != self.n_certify:
+                counts = f"max(n_check, n_certify)={self.certification_samples}"
             raise ValueError(
-                f"n_certify={self.n_certify} is too small to certify even eps_in=0 at "
+                f"{counts} is too small to certify even eps_in=0 at "
                 f"alpha_certify={self.alpha_certify}; use n_certify >= {need}"
             )
 

@@ -123,6 +123,11 @@ class CenterSmoothing:
       ("Inputs on a grid: exact noise").
     * ``nan_outputs`` (``"error"``): ``"outside"`` counts an output holding a NaN or an infinity
       as one outside every ball instead of stopping ("Outputs with a NaN").
+    * ``share_check_samples`` (on; off in the paper preset): the certification's samples start
+      with the check's, so ``certify`` draws ``max(n_check, n_certify)`` samples after the
+      center samples instead of ``n_check + n_certify``; ``predict`` is unchanged. The
+      certificate keeps ``1 - alpha_center - alpha_certify``; given that ``x`` is accepted, its
+      failure chance is at most ``alpha / P(accept)`` ("Shared check samples").
     * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
       precision or compiled; the certificate then holds for that model, as evaluated.
 
@@ -155,6 +160,7 @@ class CenterSmoothing:
         check_metric: bool = True,
         input_grid: float | None = None,
         nan_outputs: str = "error",
+        share_check_samples: bool = True,
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -174,6 +180,7 @@ class CenterSmoothing:
             check_metric=check_metric,
             input_grid=input_grid,
             nan_outputs=nan_outputs,
+            share_check_samples=share_check_samples,
         )
         self.metric = get_metric(metric)
         self.progress = progress
@@ -217,23 +224,24 @@ class CenterSmoothing:
         return replace(pred, center=inputs.returned(pred.center))
 
     def _predict(
-        self, inputs: PreparedInputs, metrics: list[Metric]
-    ) -> tuple[list[list[Prediction]], list[dict[str, float | None]]]:
+        self, inputs: PreparedInputs, metrics: list[Metric], keep_check: bool = False
+    ) -> tuple[list[list[Prediction]], list[dict[str, float | None]], torch.Tensor | None]:
         """Algorithm 1 for every input and metric, on one shared pair of sample sets per input
-        (center, then check), indexed ``[input][metric]``, and the output diameter per input and
-        distance name (see ``Metric.diameter``)."""
+        (center, then check), indexed ``[input][metric]``, the output diameter per input and
+        distance name (see ``Metric.diameter``), and with ``keep_check`` the check's distances to
+        each center (``(inputs, metrics, n_check)``, float64; ``None`` without it)."""
         self.settings.check_candidate_names(metrics)
         centers, diameters = [], []
         for collector in self._center_samples(inputs, metrics):
             row, diameter = self._find_centers(collector.take(), metrics)
             centers.append(row)
             diameters.append(diameter)
-        hits = self._count_in_balls(inputs, metrics, centers)
+        hits, kept = self._count_in_balls(inputs, metrics, centers, keep_check)
         predictions = [
             [self._decide(center, count) for center, count in zip(row, counts, strict=True)]
             for row, counts in zip(centers, hits, strict=True)
         ]
-        return predictions, diameters
+        return predictions, diameters, kept
 
     def _center_samples(
         self, inputs: PreparedInputs, metrics: list[Metric]
@@ -288,13 +296,23 @@ class CenterSmoothing:
         return row, diameter
 
     def _count_in_balls(
-        self, inputs: PreparedInputs, metrics: list[Metric], centers: list[list[Center]]
-    ) -> list[list[int]]:
+        self,
+        inputs: PreparedInputs,
+        metrics: list[Metric],
+        centers: list[list[Center]],
+        keep: bool = False,
+    ) -> tuple[list[list[int]], torch.Tensor | None]:
         """Step 3: how many of ``n_check`` fresh outputs fall in each center's ball, per input
-        and distance (the counts ``_decide`` bounds from below)."""
+        and distance (the counts ``_decide`` bounds from below); with ``keep`` also their
+        distances to the centers, which the certification then reuses (shared check samples)."""
+        n_check = self.settings.n_check
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
+        shape = (len(inputs.xs), len(metrics), n_check)
+        kept = torch.zeros(shape, dtype=torch.float64, device=self.device) if keep else None
         monitor = self._monitor(metrics)
-        for outputs in self._stream(inputs, self.settings.n_check, "check", monitor):
+        done = 0
+        for outputs in self._stream(inputs, n_check, "check", monitor):
+            size = batch_len(outputs[0])
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
                     if not math.isfinite(center.radius):
@@ -302,8 +320,11 @@ class CenterSmoothing:
                     d = distances_to(metric, center.point, out, check=False)
                     d = monitor.distances(d, out)
                     hits[i, j] += (d <= center.radius).sum().to(self.device)
+                    if kept is not None:
+                        kept[i, j, done : done + size] = d.to(self.device, torch.float64)
+            done += size
         counts: list[list[int]] = hits.tolist()
-        return counts
+        return counts, kept
 
     def _decide(self, center: Center, count: int) -> Prediction:
         """Step 4: accept iff ``Delta1 <= delta`` and ``p_low > ball_mass - delta`` (else
@@ -342,9 +363,11 @@ class CenterSmoothing:
     def certify(self, x: Any, eps_in: EpsIn, seed: int | None = None) -> Certificate:
         """Certificate at ``x`` for one radius ``eps_in`` or several: Algorithm 2.
 
-        Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
+        Draws the center and check samples (``predict``), then the certification samples whose
         distances to the center give upper confidence bounds on quantiles, ``h = eps_in / sigma``
-        ("Certify (Algorithm 2)" and "The nearest-candidate bound" in the algorithm notes):
+        ("Certify (Algorithm 2)", "The nearest-candidate bound" and "Shared check samples" in the
+        algorithm notes): ``N = max(n_check, n_certify)`` of them, the check's first, with
+        ``share_check_samples`` (the default); ``n_certify`` fresh ones after the check without.
 
         * nearest-candidate bound (default): ``R_outer`` at
           ``Phi(Phi^-1(1 - ball_mass + delta) + h)``, ``R_inner`` at
@@ -407,9 +430,10 @@ class CenterSmoothing:
         scalar = np.ndim(eps_in) == 0
         self._warn_beyond_max_eps_in(eps)
         inputs = self._inputs(xs, seeds)
+        shared = self.settings.share_check_samples
         with self.base_function.evaluating():  # a module's train/eval flags come back after
-            preds, diameters = self._predict(inputs, resolved)
-            radii = self._certify_distances(inputs, resolved, preds)
+            preds, diameters, check_distances = self._predict(inputs, resolved, keep_check=shared)
+            radii = self._certify_distances(inputs, resolved, preds, check_distances)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
             outside = self.settings.nan_outputs == "outside"
             clean = [
@@ -471,22 +495,32 @@ class CenterSmoothing:
             )
 
     def _certify_distances(
-        self, inputs: PreparedInputs, metrics: list[Metric], preds: list[list[Prediction]]
+        self,
+        inputs: PreparedInputs,
+        metrics: list[Metric],
+        preds: list[list[Prediction]],
+        check_distances: torch.Tensor | None = None,
     ) -> list[list[np.ndarray]]:
-        """Step 2 (step 1 is Algorithm 1): sorted distances from each accepted center to
-        ``n_certify`` fresh outputs, indexed ``[input][metric]``; only the distances are kept
-        (one float per sample), never the outputs. Nothing is drawn when every prediction
-        abstained."""
-        if all(p.abstained for row in preds for p in row):
+        """Step 2 (step 1 is Algorithm 1): sorted distances from each accepted center to the
+        ``N = certification_samples`` certification outputs, indexed ``[input][metric]``; only
+        the distances are kept (one float per sample), never the outputs. With shared check
+        samples (``check_distances``: the check's distances, kept by ``_count_in_balls``) the
+        check's ``n_check`` outputs are the first of them and only the ``N - n_check`` after
+        them are drawn; otherwise ``n_certify`` fresh outputs are. Nothing is drawn for an input
+        whose every prediction abstained."""
+        n = self.settings.certification_samples
+        have = 0 if check_distances is None else check_distances.shape[2]
+        radii = torch.zeros((len(preds), len(metrics), n), dtype=torch.float64, device=self.device)
+        if check_distances is not None:
+            radii[:, :, :have] = check_distances
+        live = [i for i, row in enumerate(preds) if not all(p.abstained for p in row)]
+        if not live:
             return [[np.empty(0) for _ in metrics] for _ in preds]
-        n_certify = self.settings.n_certify
-        shape = (len(preds), len(metrics), n_certify)
-        radii = torch.zeros(shape, dtype=torch.float64, device=self.device)
-        done = 0
+        done = have
         monitor = self._monitor(metrics)
-        for outputs in self._stream(inputs, n_certify, "certify", monitor):
+        for outputs in self._stream(inputs.subset(live), n - have, "certify", monitor):
             size = batch_len(outputs[0])
-            for i, out in enumerate(outputs):
+            for i, out in zip(live, outputs, strict=True):
                 for j, metric in enumerate(metrics):
                     if not preds[i][j].abstained:
                         point = preds[i][j].center
@@ -507,14 +541,15 @@ class CenterSmoothing:
         """Step 3: per ``eps_in``, ``R_outer``, ``R_inner`` and ``R_near`` as the sorted
         certification distances at their ranks (upper confidence bounds on the quantiles,
         ``bounds.quantile_rank``) and ``eps_out`` from them (``bounds.eps_out_from_radii``);
-        ``inf`` where a rank exceeds ``n_certify`` or the prediction abstained (``radii=None``)."""
+        ``inf`` where a rank exceeds the ``N`` distances or the prediction abstained
+        (``radii=None``)."""
         eps_out = np.full(n_eps, math.inf)
         found = {name: np.full(n_eps, math.inf) for name in bounds.QuantileRanks._fields}
         if radii is None:
             return found, eps_out
         for e in range(n_eps):
             picked = {name: int(at[e]) for name, at in ranks._asdict().items() if at is not None}
-            if max(picked.values()) <= self.settings.n_certify:
+            if max(picked.values()) <= len(radii):
                 for name, k in picked.items():
                     found[name][e] = float(radii[k - 1])
                 at_e = {name: radius[e] for name, radius in found.items()}
@@ -532,8 +567,8 @@ class CenterSmoothing:
     def quantile_ranks(
         self, eps: np.ndarray, metric: Metric | None = None, dim: int | None = None
     ) -> bounds.QuantileRanks:
-        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``n_certify``
-        distances (``n_certify + 1``: that level cannot be bounded with these samples)."""
+        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``N``
+        certification distances (``N + 1``: that level cannot be bounded with these samples)."""
         return self.settings.quantile_ranks(eps, metric or self.metric, dim)
 
     # ----------------------------------------------------------------------------- sampling
@@ -579,5 +614,6 @@ class CenterSmoothing:
             + ("" if s.ball_mass == 0.5 else f"ball_mass={s.ball_mass}, ")
             + ("" if s.nearest_candidate else "nearest_candidate=False, ")
             + ("" if s.input_grid is None else f"input_grid={s.input_grid:g}, ")
+            + ("" if s.share_check_samples else "share_check_samples=False, ")
             + f"device={str(self.device)!r})"
         )

@@ -313,6 +313,14 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         "paper's); below 1/2 the certificate uses two order statistics, often tighter",
     )
     cert.add_argument(
+        "--share-check-samples",
+        action=argparse.BooleanOptionalAction,
+        help="the certification's samples start with the check's: max(n_check, n_certify) "
+        "samples after the center's instead of n_check + n_certify (default: on"
+        + ("; off in --preset paper" if preset else "")
+        + "; --no-share-check-samples draws them apart, as the paper's code does)",
+    )
+    cert.add_argument(
         "--no-check-metric",
         dest="check_metric",
         action="store_false",
@@ -472,7 +480,7 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
             settings[key] = value
     if getattr(args, "check_metric", True) is False:
         settings["check_metric"] = False
-    for flag in ("central_candidates", "nearest_candidate"):
+    for flag in ("central_candidates", "nearest_candidate", "share_check_samples"):
         if getattr(args, flag, None) is not None:
             settings[flag] = getattr(args, flag)
     if getattr(args, "compile", False):
