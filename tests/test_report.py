@@ -68,16 +68,20 @@ def fixture_rows() -> list[dict]:
     eps_out sorted [1, 2, 4, inf]: median = 2 + 0.5 * (4 - 2) = 3, q25 = 1 + 0.75 * 1 = 1.75,
     q75 = inf. Smoothing errors [0.1, 0.2, 0.3]: median 0.2, IQR [0.15, 0.25]. Base errors
     [0.5, 0.6, 0.7, 0.8]: median 0.65. Smoothed errors [0.1, 0.2, 0.4]: median 0.2. Seconds per
-    input [1, 2, 3, 10]: median 2.5. Certified 3/4, abstained 1/4.
+    input [1, 2, 3, 10]: median 2.5. Certified 3/4, abstained 1/4. Forward passes
+    [1401, 1401, 1401, 801]: median 1401.
     At eps_in 0.5: eps_out [2, 3, null (beyond max_eps_in), null (abstained)]: median inf,
-    certified 2/4, abstained 1/4."""
+    certified 2/4, abstained 1/4; no forward passes recorded."""
     return [
-        row(0, 0.25, 1.0, smoothing_error=0.1, base_error=0.5, smoothed_error=0.1, seconds=1.0),
-        row(1, 0.25, 4.0, smoothing_error=0.3, base_error=0.8, smoothed_error=0.4, seconds=3.0),
-        row(2, 0.25, 2.0, smoothing_error=0.2, base_error=0.6, smoothed_error=0.2, seconds=2.0),
+        row(0, 0.25, 1.0, smoothing_error=0.1, base_error=0.5, smoothed_error=0.1, seconds=1.0,
+            forward_passes=1401),
+        row(1, 0.25, 4.0, smoothing_error=0.3, base_error=0.8, smoothed_error=0.4, seconds=3.0,
+            forward_passes=1401),
+        row(2, 0.25, 2.0, smoothing_error=0.2, base_error=0.6, smoothed_error=0.2, seconds=2.0,
+            forward_passes=1401),
         row(
             3, 0.25, None, abstained=True, smoothing_error=None, base_error=0.7,
-            smoothed_error=None, seconds=10.0,
+            smoothed_error=None, seconds=10.0, forward_passes=801,
         ),
         row(0, 0.5, 2.0, seconds=1.0),
         row(1, 0.5, None, seconds=3.0),
@@ -113,8 +117,9 @@ def test_summary_numbers_by_hand(tmp_path: Path) -> None:
     assert first.smoothing_error == pytest.approx((0.2, 0.15, 0.25))
     assert first.base_error == pytest.approx(0.65)
     assert first.smoothed_error == pytest.approx(0.2)
-    assert first.seconds_per_input == 2.5
+    assert first.seconds_per_input == 2.5 and first.passes_per_input == 1401
     assert second.eps_in == 0.5 and second.eps_out[0] == math.inf
+    assert math.isnan(second.passes_per_input)
     assert second.certified_rate == 0.5 and second.abstain_rate == 0.25
 
 
@@ -130,10 +135,11 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "## digits-ae — l2" in md
     assert (
-        "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 75% | 0% | 25% | 0.2 [0.15, 0.25] | 0.65 "
-        "| 0.2 | 2.5 |" in md
+        "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 1401 | 75% | 0% | 25% | 0.2 [0.15, 0.25] "
+        "| 0.65 | 0.2 | 2.5 |" in md
     )
-    assert "| paper | 0.25 | 0.25 | 4 | 6 [3.5, inf] | 75% |" in md
+    assert "| paper | 0.25 | 0.25 | 4 | 6 [3.5, inf] | 1401 | 75% |" in md
+    assert "| ours | 0.25 | 0.5 | 4 | inf [2.75, inf] | – | 50% |" in md
     assert "| paper | 0.5 | 0.5 | 4 | inf [" in md
     # runs side by side: at each (sigma, eps_in), ours then paper
     assert md.index("| ours | 0.25 | 0.25 |") < md.index("| paper | 0.25 | 0.25 |")
@@ -226,8 +232,8 @@ def test_vacuous_certificates_are_counted_apart(tmp_path: Path) -> None:
     # the vacuous radii count as inf: sorted [0.2, 0.4, inf, inf]
     assert s.eps_out == (math.inf, pytest.approx(0.35), math.inf)
     md = make_report([run.path], tmp_path / "r").read_text()
-    assert "| eps_out | certified | vacuous | abstain |" in md
-    assert "| ours | 0.25 | 0.25 | 4 | inf [0.35, inf] | 50% | 50% | 0% |" in md
+    assert "| eps_out | passes | certified | vacuous | abstain |" in md
+    assert "| ours | 0.25 | 0.25 | 4 | inf [0.35, inf] | – | 50% | 50% | 0% |" in md
     (t,) = tables.summarize(run.rows)
     assert (t["certified"], t["vacuous"], t["abstain"], t["eps_out"]) == (0.5, 0.5, 0.0, math.inf)
     text = tables.format_table([t])

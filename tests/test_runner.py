@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -22,7 +23,7 @@ from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
 
 from centersmooth import CenterSmoothing, __version__
 from centersmooth.metrics import get_metric
-from centersmooth.runs import workers
+from centersmooth.runs import runner, workers
 from centersmooth.runs.results_file import NOISE_STREAM
 from centersmooth.runs.runner import (
     ROW_FIELDS,
@@ -554,9 +555,51 @@ def test_progress_bar_and_quiet_mode(
     x, t = data
     run(tmp_path / "a.jsonl", x[:1], t[:1], eps_in=[0.1], metrics=["l2"], progress=False)
     assert capsys.readouterr().err == ""
-    run(tmp_path / "b.jsonl", x[:2], t[:2], eps_in=[0.1], metrics=["l2"], progress=True)
+    rows = run(tmp_path / "b.jsonl", x[:2], t[:2], eps_in=[0.1], metrics=["l2"], progress=True)
     err = capsys.readouterr().err
-    assert "certify" in err and "2/2" in err and ("input/s" in err or "s/input" in err)
+    # the bar counts forward passes (400 center + 1,000 certification, the check's first, + f(x))
+    assert "certify" in err and "2/2 inputs" in err and "pass/s" in err
+    assert [r["forward_passes"] for r in rows] == [1_401, 1_401]
+    assert "2.80k/2.80k" in err
+
+
+def test_rows_carry_the_forward_passes_and_the_certification_samples(
+    tmp_path: Path, data: tuple
+) -> None:
+    """Shared check samples: n_center + max(n_check, n_certify) + 1 passes and N = 1,000
+    certification samples; separate: n_center + n_check + n_certify + 1 and N = n_certify."""
+    x, t = data
+    for shared, passes in ((True, 400 + 1_000 + 1), (False, 400 + 400 + 1_000 + 1)):
+        smoothing = {**SMOOTHING, "share_check_samples": shared}
+        rows = run(tmp_path / f"{shared}.jsonl", x[:1], t[:1], smoothing=smoothing)
+        assert {r["forward_passes"] for r in rows} == {passes}
+        assert {r["certification_samples"] for r in rows if not r["abstained"]} == {1_000}
+
+
+def test_the_progress_follows_inputs_that_use_other_counts_and_warns_when_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planned passes per input are replaced by each input's own count as it finishes; from the
+    first live passes the time of one certificate is estimated and a long one warned about."""
+    clock = iter([0.0, 3.0, 3.5, 4.0])
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    progress = runner.PassProgress(planned=100_000, n_inputs=3, done=1, progress=False)
+    assert (progress.total, progress.count) == (300_000, 100_000)
+    progress.passes(1_000)  # t = 0
+    with pytest.warns(runner.SlowCertificateWarning, match=r"about 5 min \(100,000 forward"):
+        progress.passes(1_000)  # t = 3: 3 s per 1,000 passes
+    progress.passes(500)  # warned once only
+    progress.input_done([{"forward_passes": 2_000, "seconds": 1.0}])  # an early abstention
+    assert (progress.total, progress.count, progress.unclaimed) == (202_000, 102_500, 500)
+    progress.input_done([{"forward_passes": None, "seconds": 1.0}])  # an old row: as planned
+    assert (progress.total, progress.count, progress.done) == (202_000, 202_000, 3)
+    quiet = runner.PassProgress(planned=1_000, n_inputs=2, done=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet.input_done([{"forward_passes": 1_000, "seconds": 30.0}])  # 30 s: not slow
+    slow = runner.PassProgress(planned=1_000, n_inputs=2, done=0, progress=False)
+    with pytest.warns(runner.SlowCertificateWarning, match="from the first input"):
+        slow.input_done([{"forward_passes": 1_000, "seconds": 600.0}])  # another process's
 
 
 def test_examples_sidecar(tmp_path: Path, data: tuple) -> None:

@@ -512,8 +512,12 @@ def test_shared_samples_leave_predict_and_the_check_bit_for_bit():
         smoother = CenterSmoothing(model, sigma=0.25, seed=7, share_check_samples=shared, **counts)
         calls.clear()
         cert = smoother.certify(x, [0.1, 0.2])
-        assert sum(calls) == 1_000 + certification + 1
+        assert sum(calls) == 1_000 + certification + 1 == cert.forward_passes
+        assert cert.certification_samples == 3_000 and cert.to_dict()["forward_passes"] == sum(
+            calls
+        )
         pred = smoother.predict(x)
+        assert pred.forward_passes == 1_000 + 1_500 == pred.to_dict()["forward_passes"]
         assert not cert.abstained and not pred.abstained
         assert (pred.radius, pred.p_low) == (cert.radius, cert.prediction.p_low)
         assert torch.equal(pred.center, cert.center)
@@ -540,10 +544,12 @@ def test_nothing_more_is_drawn_when_every_input_abstains_after_the_check():
     high = torch.full((4,), 100.0, dtype=torch.float64)
     alone = smoother.certify(high, [0.1])
     assert alone.abstained and seen == {"low": 0, "high": n_center + n_check + 1}
+    assert (alone.forward_passes, alone.certification_samples) == (n_center + n_check + 1, 0)
     seen.update(low=0, high=0)
     low, high_again = smoother.certify_batch([torch.zeros(4, dtype=torch.float64), high], [0.1])
     assert not low.abstained and high_again.abstained
     assert seen == {"low": n_certify + n_center + 1, "high": n_center + n_check + 1}
+    assert (low.forward_passes, high_again.forward_passes) == (seen["low"], seen["high"])
 
 
 @pytest.mark.parametrize("alpha_center,k", [(0.005, 11), (0.005, 30), (0.2, 5), (0.2, 400)])

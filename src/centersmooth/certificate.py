@@ -51,12 +51,18 @@ class Prediction:
     # None when it did not abstain
     abstain_reason: str | None = None
 
+    @property
+    def forward_passes(self) -> int:
+        """Forward passes of the base function this prediction cost: ``n_center + n_check``."""
+        return self.n_center + self.n_check
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types (lists for arrays and tensors), and ``center_type``: what the
         center was (``"torch.float32"``, ``"numpy.float64"``, ``"frozenset"``, ``"tuple"``,
         ...), so that :meth:`from_dict` gives it back as it was."""
         record = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         record["center_type"] = _type_of(self.center)
+        record["forward_passes"] = self.forward_passes
         return record
 
     def to_json(self) -> str:
@@ -115,6 +121,13 @@ class Certificate:
     # the largest distance two outputs can have, where the distance knows it or the outputs show
     # it (None: unbounded or unknown)
     output_diameter: float | None = None
+    # forward passes of the base function the input cost: its n_center center samples, the
+    # check's and certification's samples drawn (N = max(n_check, n_certify) with shared check
+    # samples, n_check + n_certify without, n_check alone when every distance abstained) and
+    # the clean f(x). Per input in a batch; the distances of one input share them.
+    forward_passes: int = 0
+    # the certification samples whose distances gave the order statistics (0 when abstained)
+    certification_samples: int = 0
 
     @property
     def abstain_reason(self) -> str | None:

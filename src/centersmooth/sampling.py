@@ -593,11 +593,13 @@ def noisy_outputs(
     monitor: OutputMonitor,
     stage: str = "",
     progress: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[list[Outputs]]:
     """``n`` noisy outputs per input, yielded as per-input slices of shared forward passes.
 
     Outputs and distances are validated once per stage from flags kept on the device, so the
-    loop does not wait on the host after each batch.
+    loop does not wait on the host after each batch. ``on_batch`` is called with the number of
+    forward passes of each batch (all inputs together), once the batch is used.
     """
     per_input = max(1, batch_size // len(inputs.xs))
     bar = tqdm(total=math.ceil(n / per_input), desc=stage, disable=not progress, leave=False)
@@ -610,6 +612,8 @@ def noisy_outputs(
         yield [out[i * size : (i + 1) * size] for i in range(len(inputs.xs))]
         done += size
         bar.update()
+        if on_batch is not None:
+            on_batch(size * len(inputs.xs))
     bar.close()
     monitor.raise_if_bad()
 

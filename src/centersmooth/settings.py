@@ -146,7 +146,7 @@ class SmoothingSettings:
             ),
         }
         derived["max_eps_in"] = self.max_eps_in_for(
-            derived["certification_samples"], derived["alpha_quantile"]
+            int(derived["certification_samples"]), derived["alpha_quantile"]
         )
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -177,6 +177,16 @@ class SmoothingSettings:
                     f"candidates names unknown distances {unknown}; in use: {in_use}, "
                     f"registered: {', '.join(available_metrics())}"
                 )
+
+    @property
+    def forward_passes(self) -> int:
+        """Forward passes of the base function an accepted input costs: the center samples, the
+        check's and certification's samples (``N`` with shared check samples, else
+        ``n_check + n_certify``) and the clean ``f(x)``."""
+        samples = self.certification_samples
+        if not self.share_check_samples:
+            samples += self.n_check
+        return self.n_center + samples + 1
 
     # ----------------------------------------------------------------------------- levels
     def grid_slack(self, dim: int | None = None) -> float:

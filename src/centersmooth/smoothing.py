@@ -187,10 +187,12 @@ class CenterSmoothing:
         self.device = resolve_device(device, base_function)
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
         self._auto_batch_size: int | None = None
+        # called with the number of forward passes after each one (a progress bar's hook)
+        self.pass_counter: Callable[[int], None] | None = None
 
     def __getattr__(self, name: str) -> Any:
         """The settings read as attributes (``smoother.sigma``, ``smoother.delta1``, ...)."""
-        if name == "settings" or name.startswith("__"):
+        if name in ("settings", "pass_counter") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.settings, name)
 
@@ -433,13 +435,14 @@ class CenterSmoothing:
         shared = self.settings.share_check_samples
         with self.base_function.evaluating():  # a module's train/eval flags come back after
             preds, diameters, check_distances = self._predict(inputs, resolved, keep_check=shared)
-            radii = self._certify_distances(inputs, resolved, preds, check_distances)
+            radii, drawn = self._certify_distances(inputs, resolved, preds, check_distances)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
             outside = self.settings.nan_outputs == "outside"
             clean = [
                 self.base_function(x.unsqueeze(0), inputs.np_dtype, check_finite=not outside)
                 for x in inputs.xs
             ]
+            self._count_passes(len(inputs.xs))
         dim = inputs.xs[0].numel()
         ranks = {metric.name: self.quantile_ranks(eps, metric, dim) for metric in resolved}
 
@@ -449,6 +452,8 @@ class CenterSmoothing:
         results = []
         for i, row in enumerate(preds):
             certs = {}
+            # center samples, the check's, the certification's drawn after them, f(x)
+            passes = self.settings.n_center + self.settings.n_check + drawn[i] + 1
             for j, (metric, pred) in enumerate(zip(resolved, row, strict=True)):
                 found, eps_out = self._radii_and_eps_out(
                     metric, ranks[metric.name], None if pred.abstained else radii[i][j], eps.size
@@ -478,6 +483,8 @@ class CenterSmoothing:
                     prediction=replace(pred, center=center),
                     vacuous=bool(vacuous[0]) if scalar else vacuous,
                     output_diameter=diameter,
+                    forward_passes=passes,
+                    certification_samples=0 if pred.abstained else len(radii[i][j]),
                 )
             results.append(certs)
         return results
@@ -500,22 +507,23 @@ class CenterSmoothing:
         metrics: list[Metric],
         preds: list[list[Prediction]],
         check_distances: torch.Tensor | None = None,
-    ) -> list[list[np.ndarray]]:
+    ) -> tuple[list[list[np.ndarray]], list[int]]:
         """Step 2 (step 1 is Algorithm 1): sorted distances from each accepted center to the
-        ``N = certification_samples`` certification outputs, indexed ``[input][metric]``; only
-        the distances are kept (one float per sample), never the outputs. With shared check
-        samples (``check_distances``: the check's distances, kept by ``_count_in_balls``) the
-        check's ``n_check`` outputs are the first of them and only the ``N - n_check`` after
-        them are drawn; otherwise ``n_certify`` fresh outputs are. Nothing is drawn for an input
-        whose every prediction abstained."""
+        ``N = certification_samples`` certification outputs, indexed ``[input][metric]``, and
+        how many outputs each input drew here; only the distances are kept (one float per
+        sample), never the outputs. With shared check samples (``check_distances``: the check's
+        distances, kept by ``_count_in_balls``) the check's ``n_check`` outputs are the first of
+        them and only the ``N - n_check`` after them are drawn; otherwise ``n_certify`` fresh
+        outputs are. Nothing is drawn for an input whose every prediction abstained."""
         n = self.settings.certification_samples
         have = 0 if check_distances is None else check_distances.shape[2]
         radii = torch.zeros((len(preds), len(metrics), n), dtype=torch.float64, device=self.device)
         if check_distances is not None:
             radii[:, :, :have] = check_distances
         live = [i for i, row in enumerate(preds) if not all(p.abstained for p in row)]
+        drawn = [n - have if i in live else 0 for i in range(len(preds))]
         if not live:
-            return [[np.empty(0) for _ in metrics] for _ in preds]
+            return [[np.empty(0) for _ in metrics] for _ in preds], drawn
         done = have
         monitor = self._monitor(metrics)
         for outputs in self._stream(inputs.subset(live), n - have, "certify", monitor):
@@ -529,7 +537,7 @@ class CenterSmoothing:
                         radii[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
         ordered = torch.sort(radii, dim=2).values.cpu().numpy()
-        return [list(per_input) for per_input in ordered]
+        return [list(per_input) for per_input in ordered], drawn
 
     def _radii_and_eps_out(
         self,
@@ -592,8 +600,20 @@ class CenterSmoothing:
         """``n`` noisy outputs per input of ``stage`` (see ``sampling.noisy_outputs``)."""
         batch_size = self._batch_size(inputs)
         return noisy_outputs(
-            self.base_function, inputs, n, batch_size, monitor, stage, self.progress
+            self.base_function,
+            inputs,
+            n,
+            batch_size,
+            monitor,
+            stage,
+            self.progress,
+            self._count_passes,
         )
+
+    def _count_passes(self, n: int) -> None:
+        """Report ``n`` forward passes to ``pass_counter`` (the runner's progress), if set."""
+        if self.pass_counter is not None:
+            self.pass_counter(n)
 
     def _batch_size(self, inputs: PreparedInputs) -> int:
         if self.settings.batch_size is not None:

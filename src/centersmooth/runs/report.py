@@ -68,6 +68,7 @@ class Summary:
     smoothed_error: float  # median over inputs that did not abstain; nan without targets
     seconds_per_input: float  # median
     vacuous_rate: float = 0.0  # finite eps_out at or above the largest distance between outputs
+    passes_per_input: float = math.nan  # median forward passes per certificate (nan: not recorded)
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -168,8 +169,11 @@ def summarize(run: RunFile) -> list[Summary]:
         base = [float(r["base_error"]) for r in rows if r.get("base_error") is not None]
         smoothed = [float(r["smoothed_error"]) for r in rows if r.get("smoothed_error") is not None]
         seconds: dict[int, float] = {}
+        passes: dict[int, float] = {}
         for r in rows:
             seconds.setdefault(int(r["input_index"]), float(r["seconds"]))
+            if r.get("forward_passes") is not None:
+                passes.setdefault(int(r["input_index"]), float(r["forward_passes"]))
         out.append(
             Summary(
                 run=run.label,
@@ -186,6 +190,7 @@ def summarize(run: RunFile) -> list[Summary]:
                 base_error=quantile(base, 0.5),
                 smoothed_error=quantile(smoothed, 0.5),
                 seconds_per_input=quantile(list(seconds.values()), 0.5),
+                passes_per_input=quantile(list(passes.values()), 0.5),
             )
         )
     return out
@@ -243,6 +248,7 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
                 "central_candidates",
                 "ball_mass",
                 "nearest_candidate",
+                "share_check_samples",
             )
             if k in sm
         )
@@ -261,9 +267,12 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
         "`eps_out = inf`. Certified: a finite `eps_out` below the largest distance two outputs can",
         "have. Vacuous: a finite `eps_out` at or above it (the certificate says nothing; inferred",
         "for rows without the `vacuous` field where the distance has a known largest value).",
-        "Abstain: the smoothing abstained. Base and smoothed errors: medians of `d(f(x), target)`",
-        "and `d(center, target)`. Time: median seconds per input (all metrics of the input",
-        "together).",
+        "Abstain: the smoothing abstained. Passes: median forward passes of the base function per",
+        "certificate (all metrics of the input together; `–` for files that did not record them).",
+        "Base and smoothed errors: medians of `d(f(x), target)` and `d(center, target)`. Time:",
+        "median seconds per input (all metrics of the input together). With shared check samples",
+        "(the default) a statement restricted to certified inputs conditions on their acceptance:",
+        "each such certificate holds with probability at least `1 - alpha / P(accept)`.",
         "",
     ]
     by_table: dict[tuple[str, str], list[Summary]] = {}
@@ -273,14 +282,15 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
     for (task, metric), group in sorted(by_table.items()):
         lines += [f"## {task} — {metric}", ""]
         lines += [
-            "| run | sigma | eps_in | inputs | eps_out | certified | vacuous | abstain "
+            "| run | sigma | eps_in | inputs | eps_out | passes | certified | vacuous | abstain "
             "| smoothing error | base error | smoothed error | s / input |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in sorted(group, key=lambda s: (s.sigma, s.eps_in, order[s.run])):
             lines.append(
                 f"| {s.run} | {_fmt(s.sigma)} | {_fmt(s.eps_in)} | {s.n_inputs} | "
-                f"{_fmt3(s.eps_out)} | {s.certified_rate:.0%} | {s.vacuous_rate:.0%} | "
+                f"{_fmt3(s.eps_out)} | {_fmt(s.passes_per_input)} | "
+                f"{s.certified_rate:.0%} | {s.vacuous_rate:.0%} | "
                 f"{s.abstain_rate:.0%} | "
                 f"{_fmt3(s.smoothing_error)} | {_fmt(s.base_error)} | {_fmt(s.smoothed_error)} | "
                 f"{_fmt(s.seconds_per_input)} |"

@@ -58,6 +58,8 @@ ROW_FIELDS = (
     "n_center",
     "n_check",
     "n_certify",
+    "certification_samples",
+    "forward_passes",
     "bound",
     "seed",
     "input_seed",

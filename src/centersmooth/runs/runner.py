@@ -24,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,8 +224,6 @@ def certify_dataset(
             "inputs_per_batch > 1 works with the local backend and one worker (several workers "
             "already run inputs side by side); drop one of the two"
         )
-    from tqdm.auto import tqdm
-
     from ..smoothing import CenterSmoothing
     from .workers import (
         SAME_MODEL_HINT,
@@ -241,7 +241,7 @@ def certify_dataset(
     full_smoothing = _normalise_smoothing(dict(smoothing))
     check_device(full_smoothing.get("device"))
     # Build one smoother here: checks every argument before any worker starts.
-    CenterSmoothing(lambda b: b, metric=metric_names[0], **full_smoothing)
+    planned = CenterSmoothing(lambda b: b, metric=metric_names[0], **full_smoothing).settings
     digest = _digest(indices_list, inputs, targets)
     config = _config(eps_list, metric_names, full_smoothing, seed, run_info, digest)
     path = Path(out)
@@ -315,15 +315,10 @@ def certify_dataset(
             "model_fingerprint": fingerprint,
         }
         writer.append([header])
-    bar = tqdm(
-        total=len(indices_list),
-        initial=len(indices_list) - len(jobs),
-        desc="certify",
-        unit="input",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
     finished = len(indices_list) - len(jobs)
+    bar = PassProgress(planned.forward_passes, len(indices_list), finished, progress)
+    if local is not None:
+        local.smoother.pass_counter = bar.passes
     try:
         if backend == "ray":
             results = run_ray(jobs, worker_args, workers, address, gpus_per_worker)
@@ -343,13 +338,15 @@ def certify_dataset(
             writer.append(new_rows)
             existing.extend(new_rows)
             finished += 1
-            bar.update(1)
+            bar.input_done(result.rows)
     except (RunnerError, ValueError, TypeError, RuntimeError, OSError) as err:
         if isinstance(err, ModelMismatchError):
             raise
         kept = f"{finished} of {len(indices_list)} inputs are done and kept in {path}"
         raise RunStopped(f"{err}. {kept}; {RESUME_HINT}") from err
     finally:
+        if local is not None:
+            local.smoother.pass_counter = None
         bar.close()
         writer.close()
 
@@ -357,6 +354,107 @@ def certify_dataset(
     rows = [r for r in existing if _key(r) in order]
     rows.sort(key=lambda r: order[_key(r)])
     return rows
+
+
+SLOW_CERTIFICATE_SECONDS = 120.0  # a certificate estimated to take longer is warned about
+
+
+class SlowCertificateWarning(UserWarning):
+    """One certificate of the run is estimated to take more than ``SLOW_CERTIFICATE_SECONDS``
+    (from the first forward passes, or from the first input where the workers run elsewhere);
+    the message says how long and what shortens it."""
+
+
+class PassProgress:
+    """The run's progress bar, counted in forward passes of the base function (one certificate
+    can take minutes on a large model), with inputs done beside it.
+
+    The bar starts at ``planned`` passes per input (an accepted input's count); as each input
+    finishes its own count (its rows' ``forward_passes``) replaces its planned share, so the
+    total and the ETA follow inputs that abstain early. Passes reported live (``passes``: the
+    in-process worker's hook) move the bar as they happen; the others move it when their input
+    is done. From the first live passes (or the first input done) the time one certificate will
+    take is estimated, and a long one warned about once (:class:`SlowCertificateWarning`).
+    """
+
+    def __init__(self, planned: int, n_inputs: int, done: int, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.planned, self.n_inputs, self.done = planned, n_inputs, done
+        self.total, self.count = planned * n_inputs, planned * done  # the bar's, kept here too
+        self.bar = tqdm(
+            total=planned * n_inputs,
+            initial=planned * done,
+            desc="certify",
+            unit="pass",
+            unit_scale=True,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        self.unclaimed = 0  # passes counted live that no finished input has claimed yet
+        self.first: tuple[float, int] | None = None  # (time, passes) at the first live report
+        self.warned = False
+        self._postfix()
+
+    def passes(self, n: int) -> None:
+        """``n`` forward passes just made (the in-process worker's ``pass_counter``)."""
+        self.unclaimed += n
+        self._move(n)
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, self.unclaimed)
+            return
+        start, at = self.first
+        made = self.unclaimed - at
+        if not self.warned and now - start >= 2.0 and made > 0:
+            self._check_slow((now - start) / made * self.planned, "the first forward passes")
+
+    def input_done(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One input finished with ``rows``: its passes replace its planned share."""
+        used = next((r["forward_passes"] for r in rows if r.get("forward_passes")), self.planned)
+        claimed = min(used, self.unclaimed)
+        self.unclaimed -= claimed
+        self.total += used - self.planned
+        self.bar.total = self.total
+        self._move(used - claimed)
+        self.done += 1
+        if not self.warned and self.first is None and rows:  # no live report: its own time
+            self._check_slow(float(rows[0].get("seconds") or 0.0), "the first input")
+        self._postfix()
+
+    def _move(self, n: int) -> None:
+        self.count += n
+        self.bar.update(n)
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"{self.done}/{self.n_inputs} inputs", refresh=False)
+
+    def _check_slow(self, seconds: float, source: str) -> None:
+        self.warned = True
+        if seconds <= SLOW_CERTIFICATE_SECONDS:
+            return
+        left = self.n_inputs - self.done
+        warnings.warn(
+            f"one certificate will take about {_duration(seconds)} ({self.planned:,} forward "
+            f"passes, estimated from {source}), the {left} inputs left about "
+            f"{_duration(seconds * left)} on this worker. Fewer samples shorten it in "
+            "proportion (`centersmooth plan` shows what given counts certify, and "
+            "n_certify='auto' draws what each input needs); a small model gains from "
+            "--inputs-per-batch, a large one from a GPU (--device cuda) or more --workers",
+            SlowCertificateWarning,
+            stacklevel=2,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if math.isfinite(seconds) else "forever"
 
 
 def _all_done(path: Path, indices: list[int], wanted: list[tuple[str, float]]) -> bool:

@@ -37,6 +37,7 @@ SUMMARY_COLUMNS = (
     "vacuous",
     "abstain",
     "eps_out",
+    "passes",
     "smoothing_error",
     "base_error",
     "smoothed_error",
@@ -82,8 +83,9 @@ def _median_known(values: Iterable[Any]) -> float | None:
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per (metric, sigma, eps_in), in first-seen order: number of inputs, the
     certified, vacuous and abstain rates, median ``eps_out`` (an abstention, an uncertifiable
-    radius or a vacuous certificate counts as infinite), and medians of the smoothing, base and
-    smoothed errors and of the seconds per input."""
+    radius or a vacuous certificate counts as infinite), the median forward passes per
+    certificate (``None`` for rows written before they were recorded), and medians of the
+    smoothing, base and smoothed errors and of the seconds per input."""
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = {}
     for row in rows:
         key = (str(row["metric"]), float(row["sigma"]), float(row["eps_in"]))
@@ -104,6 +106,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "vacuous": sum(is_vacuous(r) for r in group) / len(group),
                 "abstain": sum(bool(r["abstained"]) for r in group) / len(group),
                 "eps_out": _median(certified_eps_out(r) for r in group),
+                "passes": _median_known(r.get("forward_passes") for r in group),
                 "smoothing_error": _median_known(r.get("smoothing_error") for r in group),
                 "base_error": _median_known(r.get("base_error") for r in group),
                 "smoothed_error": _median_known(r.get("smoothed_error") for r in group),

@@ -221,6 +221,8 @@ class Worker:
                         "n_center": sm.n_center,
                         "n_check": sm.n_check,
                         "n_certify": sm.n_certify,
+                        "certification_samples": cert.certification_samples,
+                        "forward_passes": cert.forward_passes,
                         "bound": sm.bound,
                         "seed": self.run_seed,
                         "input_seed": job.seed,
