@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from centersmooth import rounds
 from centersmooth.cli import commands as cli
 
 COUNTS = ["--n-center", "400", "--n-check", "400", "--n-certify", "1000", "--delta", "0.15"]
@@ -270,6 +271,49 @@ def test_debug_shows_the_traceback(user, tmp_path, capsys) -> None:
     assert "Traceback" in err and "defines no 'nothing'" in err
 
 
+def test_n_certify_auto_from_the_shell_and_resumed(user, tmp_path, capsys) -> None:
+    """``--n-certify auto``: the rows say how many certification samples each input drew (the
+    rounds start at the check's 400 and double up to the cap) and the forward passes; the
+    header records the cap and the tolerance, and an interrupted run resumes to the same rows.
+    A fixed count leaves the cap out of the header."""
+    model, inputs = user
+    out = tmp_path / "auto.jsonl"
+    auto = ["--n-certify", "auto", "--n-certify-cap", "20000"]
+    argv = certify(model, "seeded", inputs, out, *auto)  # the last --n-certify counts
+    assert cli.main(argv) == 0
+    header, rows = records(out)
+    sm = header["config"]["smoothing"]
+    assert (sm["n_certify"], sm["n_certify_cap"], sm["n_certify_tolerance"]) == (
+        "auto",
+        20_000,
+        0.01,
+    )
+    assert len(rows) == 3 and all(r["n_certify"] == "auto" for r in rows)
+    for r in rows:
+        assert not r["abstained"] and r["certification_samples"] in rounds.schedule(400, 20_000)
+        assert r["forward_passes"] == 400 + r["certification_samples"] + 1
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]))  # the last input's row is lost
+    assert cli.main([*argv, "--resume"]) == 0
+    again = records(out)[1]
+    assert [dict(r, seconds=0) for r in again] == [dict(r, seconds=0) for r in rows]
+    fixed = tmp_path / "fixed.jsonl"
+    assert cli.main(certify(model, "seeded", inputs, fixed)) == 0
+    assert "n_certify_cap" not in records(fixed)[0]["config"]["smoothing"]
+    assert records(fixed)[1][0]["forward_passes"] == 400 + 1_000 + 1
+
+
+def test_a_bad_n_certify_is_refused(user, tmp_path, capsys) -> None:
+    model, inputs = user
+    argv = certify(model, "seeded", inputs, tmp_path / "r.jsonl", "--n-certify", "many")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert (
+        stop.value.code == 2
+        and "expected a positive integer, got 'many'" in capsys.readouterr().err
+    )
+
+
 # ----------------------------------------------------------------------------- warnings
 def test_a_radius_beyond_max_eps_in_is_explained(user, tmp_path, capsys) -> None:
     model, inputs = user
@@ -278,7 +322,13 @@ def test_a_radius_beyond_max_eps_in_is_explained(user, tmp_path, capsys) -> None
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "exceeds the largest certifiable radius max_eps_in=" in err
-    assert "--sigma" in err and "--n-certify" in err
+    assert "--sigma" in err and "--n-certify" in err and "1e+06 needs n_certify >= more than" in err
+    auto = certify(model, "seeded", inputs, tmp_path / "a.jsonl", "--n-certify", "auto")
+    auto[auto.index("--eps-in") + 1] = "1.1"
+    assert cli.main(auto) == 0
+    err = capsys.readouterr().err
+    assert err.count("exceeds the largest certifiable radius") == 1  # once, before the run
+    assert "1.1 needs n_certify_cap >= " in err and "--n-certify-cap" in err
 
 
 def test_pixels_in_0_255_with_a_small_sigma_are_flagged(tmp_path, capsys) -> None:

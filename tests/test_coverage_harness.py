@@ -37,6 +37,7 @@ from centersmooth.evaluation.coverage_problems import (
     LinearProblem,
     NanProblem,
     NetworkProblem,
+    RareModeProblem,
     SineProblem,
     StepProblem,
     snap_toward,
@@ -53,6 +54,7 @@ def problems():
         ClipProblem(),
         NetworkProblem(n_reference=400_000),
         NanProblem(),
+        RareModeProblem(),
     ]
 
 
@@ -64,7 +66,8 @@ def test_mass_matches_monte_carlo(problem):
     outs = problem.base_function(problem.x + problem.sigma * noise)
     center = outs[:40].nanmean(dim=0)  # an off-center point, as the procedure's centers are
     d = metric(center.expand_as(outs), outs).numpy()
-    radii = list(np.nanquantile(d, [0.05, 0.3, 0.5, 0.8, 0.97])) + problem.atoms(center.numpy())
+    levels = [0.05, 0.3, 0.5, 0.8, 0.97, 0.9875, 0.995]  # the last two: the rare far mode's
+    radii = list(np.nanquantile(d, levels)) + problem.atoms(center.numpy())
     for r in radii:
         for strict in (False, True):
             empirical = float((d < r).mean() if strict else (d <= r).mean())
@@ -242,12 +245,18 @@ def test_the_seed_reuse_settings_come_last():
     grid = default_settings(list(PROBLEMS), "input-grid")
     nan = default_settings(list(PROBLEMS), "nan-outputs")
     shared = default_settings(list(PROBLEMS), "shared-samples")
-    assert every == standard + reuse + grid + nan + shared and len(standard) == 20
+    auto = default_settings(list(PROBLEMS), "auto-samples")
+    assert every == standard + reuse + grid + nan + shared + auto and len(standard) == 20
     assert [s.nan_outputs for s in nan] == ["outside"] * 3
+    assert [(s.problem, s.n_certify, s.n_certify_tolerance) for s in auto] == [
+        ("rare-mode", "auto", 0.01), ("rare-mode", "auto", 0.0),
+        ("linear", "auto", 0.01), ("linear", "auto", 0.0),
+    ]  # fmt: skip
+    assert all(s.share_check_samples and s.n_certify_cap == 3_200 for s in auto)
     assert all(s.share_check_samples for s in shared) and len(shared) == 4 * 4 + 3
     assert not any(s.share_check_samples for s in standard + reuse + grid + nan)
     assert [s.reuse_seed for s in reuse] == [False, True, True]
-    assert all(s.problem != "sine" for s in standard)
+    assert all(s.problem not in ("sine", "rare-mode") for s in standard + grid + shared)
     assert all(s.input_grid is None for s in standard + reuse)
     assert [s.problem for s in grid] == [*STANDARD_PROBLEMS, "linear"]
     assert [s.input_grid for s in grid] == [GRID_STEP] * 4 + [1 / 255]

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from . import bounds, grid_noise
+from . import bounds, grid_noise, rounds
 from .metrics import Metric, available_metrics
 from .metrics.base import is_real
 
 EpsIn = float | Sequence[float] | np.ndarray
 NAN_OUTPUTS = ("error", "outside")  # what an output holding a NaN or an infinity does
-
+AUTO = "auto"  # n_certify="auto": certification samples in rounds, as each input needs them
 
 # The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
 PAPER_SETTINGS: dict[str, Any] = {
@@ -44,7 +44,7 @@ class SmoothingSettings:
     sigma: float = 0.25
     n_center: int = 10_000
     n_check: int = 10_000
-    n_certify: int = 100_000
+    n_certify: int | str = 100_000  # or "auto"
     alpha_center: float = 0.005
     alpha_certify: float = 0.005
     delta: float = 0.05
@@ -61,6 +61,11 @@ class SmoothingSettings:
     # the check's samples are the first n_check of the certification's (docs/algorithm.md,
     # "Shared check samples"); off: the certification draws n_certify samples after the check
     share_check_samples: bool = True
+    # n_certify="auto": the most certification samples, and the share by which another round
+    # must be expected to lower some eps_out for it to be drawn (docs/algorithm.md, "Samples
+    # where an input needs them")
+    n_certify_cap: int = rounds.DEFAULT_CAP
+    n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE
     # alpha_center's three parts: Delta1, the nearest candidate, the check
     alpha_delta1: float = field(init=False)
     alpha_nearest: float = field(init=False)
@@ -68,8 +73,13 @@ class SmoothingSettings:
     delta1: float = field(init=False)  # margin of the optimal ball from the center samples
     alpha_quantile: float = field(init=False)  # each order statistic's share of alpha_certify
     # N, the certification samples whose distances give the order statistics: n_certify, or
-    # max(n_check, n_certify) with share_check_samples (the check's samples are the first n_check)
+    # max(n_check, n_certify) with share_check_samples (the check's samples are the first n_check);
+    # with n_certify="auto" the most that may be drawn, n_certify_cap
     certification_samples: int = field(init=False)
+    # the samples each round ends with, and the share of alpha_certify it spends: one round of
+    # N at alpha_certify for a fixed n_certify (rounds.schedule, rounds.spend)
+    rounds: tuple[int, ...] = field(init=False)
+    round_alphas: tuple[float, ...] = field(init=False)
     max_eps_in: float = field(init=False)  # the largest eps_in N certification samples can certify
 
     def __post_init__(self) -> None:
@@ -78,8 +88,17 @@ class SmoothingSettings:
             _check_positive_real("input_grid", self.input_grid)
             _check_grid_scale(float(self.sigma), float(self.input_grid))
             grid_noise.noise_table(float(self.sigma) / float(self.input_grid))  # a bad ratio
-        for name in ("n_center", "n_check", "n_certify"):
+        auto = self.n_certify == AUTO
+        for name in ("n_center", "n_check", "n_certify_cap") + (() if auto else ("n_certify",)):
             _check_positive_int(name, getattr(self, name))
+        tolerance = self.n_certify_tolerance
+        if not (is_real(tolerance) and 0.0 <= tolerance < 1.0):
+            raise ValueError(f"n_certify_tolerance must lie in [0, 1), got {tolerance!r}")
+        if auto and self.share_check_samples and self.n_certify_cap < self.n_check:
+            raise ValueError(
+                f"n_certify_cap={self.n_certify_cap} is below n_check={self.n_check}: with shared "
+                "check samples the check's are the first of the certification's; raise the cap"
+            )
         _check_positive_int("batch_size", 1 if self.batch_size is None else self.batch_size)
         for name in ("alpha_center", "alpha_certify"):
             level = getattr(self, name)
@@ -108,7 +127,7 @@ class SmoothingSettings:
             "sigma": float(self.sigma),
             "n_center": int(self.n_center),
             "n_check": int(self.n_check),
-            "n_certify": int(self.n_certify),
+            "n_certify": AUTO if auto else int(self.n_certify),
             "alpha_center": float(self.alpha_center),
             "alpha_certify": float(self.alpha_certify),
             "delta": float(self.delta),
@@ -123,6 +142,8 @@ class SmoothingSettings:
             "input_grid": None if self.input_grid is None else float(self.input_grid),
             "nan_outputs": str(self.nan_outputs),
             "share_check_samples": bool(self.share_check_samples),
+            "n_certify_cap": int(self.n_certify_cap),
+            "n_certify_tolerance": float(tolerance),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)
@@ -141,15 +162,17 @@ class SmoothingSettings:
             "alpha_check": alphas.check,
             "delta1": bounds.delta1(self.n_center, alphas.delta1, self.bound, self.ball_mass),
             "alpha_quantile": self.alpha_certify / statistics,
-            "certification_samples": (
-                max(self.n_check, self.n_certify) if self.share_check_samples else self.n_certify
-            ),
         }
-        derived["max_eps_in"] = self.max_eps_in_for(
-            int(derived["certification_samples"]), derived["alpha_quantile"]
-        )
         for name, value in derived.items():
             object.__setattr__(self, name, value)
+        counts = self.round_counts(self.n_certify_cap)
+        spent = rounds.spend(self.alpha_certify, len(counts))
+        object.__setattr__(self, "rounds", counts)
+        object.__setattr__(self, "round_alphas", spent)
+        object.__setattr__(self, "certification_samples", counts[-1])
+        object.__setattr__(
+            self, "max_eps_in", self.max_eps_in_for(counts[-1], spent[-1] / statistics)
+        )
         self._check_sample_counts()
 
     # ----------------------------------------------------------------------------- candidates
@@ -179,11 +202,32 @@ class SmoothingSettings:
                 )
 
     @property
+    def auto(self) -> bool:
+        """Whether the certification samples are drawn in rounds (``n_certify="auto"``)."""
+        return self.n_certify == AUTO
+
+    def round_counts(self, cap: int) -> tuple[int, ...]:
+        """The samples each round ends with: ``auto_rounds(cap)`` for ``n_certify="auto"``, else
+        the one round of ``N``."""
+        if not self.auto:
+            n = int(self.n_certify)
+            return (max(self.n_check, n) if self.share_check_samples else n,)
+        return self.auto_rounds(cap)
+
+    def auto_rounds(self, cap: int) -> tuple[int, ...]:
+        """The rounds of ``n_certify="auto"`` with the cap ``cap``, doubling up to it from the
+        check's ``n_check`` samples with shared check samples (the check is the first round's
+        start), else from ``rounds.FIRST_ROUND``."""
+        first = self.n_check if self.share_check_samples else rounds.FIRST_ROUND
+        return rounds.schedule(min(first, cap), cap)
+
+    @property
     def forward_passes(self) -> int:
         """Forward passes of the base function an accepted input costs: the center samples, the
         check's and certification's samples (``N`` with shared check samples, else
-        ``n_check + n_certify``) and the clean ``f(x)``."""
-        samples = self.certification_samples
+        ``n_check + n_certify``) and the clean ``f(x)``; with ``n_certify="auto"``, those of
+        its first round (the fewest)."""
+        samples = self.rounds[0]
         if not self.share_check_samples:
             samples += self.n_check
         return self.n_center + samples + 1
@@ -216,14 +260,20 @@ class SmoothingSettings:
         )
 
     def quantile_ranks(
-        self, eps: np.ndarray, metric: Metric, dim: int | None = None
+        self, eps: np.ndarray, metric: Metric, dim: int | None = None, round_index: int = -1
     ) -> bounds.QuantileRanks:
-        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the
-        ``certification_samples`` distances (``N + 1``: that level cannot be bounded with these
-        samples)."""
+        """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the distances of a
+        round (the last, or only, by default: ``N`` samples), each statistic at its share of
+        the round's ``alpha`` (``n + 1``: that level cannot be bounded with these samples)."""
         levels = self.quantile_levels(eps, metric, dim)
-        n = self.certification_samples
-        return bounds.quantile_ranks(levels, n, self.alpha_quantile, self.bound)
+        n = self.rounds[round_index]
+        alpha = self.round_alphas[round_index] / self.statistics
+        return bounds.quantile_ranks(levels, n, alpha, self.bound)
+
+    @property
+    def statistics(self) -> int:
+        """How many order statistics share each round's alpha (see ``bounds.order_statistics``)."""
+        return bounds.order_statistics(self.nearest_candidate, self.ball_mass)
 
     def max_eps_in_for(self, n_certify: int, alpha_quantile: float | None = None) -> float:
         """Largest certifiable ``eps_in`` with ``n_certify`` certification samples (the
@@ -295,11 +345,14 @@ class SmoothingSettings:
         if self.max_eps_in < 0:
             need = bounds.min_certify_samples(self.alpha_quantile, self.delta, self.bound, mass)
             counts = f"n_certify={self.n_certify}"
-            if self.certification_samples != self.n_certify:
+            if self.auto:
+                counts = f"n_certify_cap={self.n_certify_cap}"
+            elif self.certification_samples != self.n_certify:
                 counts = f"max(n_check, n_certify)={self.certification_samples}"
             raise ValueError(
                 f"{counts} is too small to certify even eps_in=0 at "
-                f"alpha_certify={self.alpha_certify}; use n_certify >= {need}"
+                f"alpha_certify={self.alpha_certify}; use "
+                f"{'n_certify_cap' if self.auto else 'n_certify'} >= {need}"
             )
 
 

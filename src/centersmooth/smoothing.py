@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import bounds
+from . import bounds, rounds
 from .center import Center, batch_len, distances_to, find_center, outside_caller
 from .certificate import Certificate, Prediction, UncertifiableRadiusWarning, radius_advice
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
+from .planning import reachable, samples_needed_text
 from .sampling import (
     DEFAULT_BATCH_SIZE,
     BaseFunction,
@@ -128,6 +129,11 @@ class CenterSmoothing:
       center samples instead of ``n_check + n_certify``; ``predict`` is unchanged. The
       certificate keeps ``1 - alpha_center - alpha_certify``; given that ``x`` is accepted, its
       failure chance is at most ``alpha / P(accept)`` ("Shared check samples").
+    * ``n_certify="auto"``: draw the certification samples in rounds (from the check's
+      ``n_check`` with shared check samples, else 5,000, doubling up to ``n_certify_cap``, 10^6
+      by default) and stop when another round is expected to lower no requested ``eps_out`` by
+      ``n_certify_tolerance`` (1%); the rounds share ``alpha_certify``, so the certificate keeps
+      its confidence whatever the samples show ("Samples where an input needs them").
     * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
       precision or compiled; the certificate then holds for that model, as evaluated.
 
@@ -142,7 +148,7 @@ class CenterSmoothing:
         sigma: float = 0.25,
         n_center: int = 10_000,
         n_check: int = 10_000,
-        n_certify: int = 100_000,
+        n_certify: int | str = 100_000,
         alpha_center: float = 0.005,
         alpha_certify: float = 0.005,
         delta: float = 0.05,
@@ -161,6 +167,8 @@ class CenterSmoothing:
         input_grid: float | None = None,
         nan_outputs: str = "error",
         share_check_samples: bool = True,
+        n_certify_cap: int = rounds.DEFAULT_CAP,
+        n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE,
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -181,6 +189,8 @@ class CenterSmoothing:
             input_grid=input_grid,
             nan_outputs=nan_outputs,
             share_check_samples=share_check_samples,
+            n_certify_cap=n_certify_cap,
+            n_certify_tolerance=n_certify_tolerance,
         )
         self.metric = get_metric(metric)
         self.progress = progress
@@ -435,7 +445,7 @@ class CenterSmoothing:
         shared = self.settings.share_check_samples
         with self.base_function.evaluating():  # a module's train/eval flags come back after
             preds, diameters, check_distances = self._predict(inputs, resolved, keep_check=shared)
-            radii, drawn = self._certify_distances(inputs, resolved, preds, check_distances)
+            found, drawn = self._certify_rounds(inputs, resolved, preds, check_distances, eps)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
             outside = self.settings.nan_outputs == "outside"
             clean = [
@@ -443,8 +453,6 @@ class CenterSmoothing:
                 for x in inputs.xs
             ]
             self._count_passes(len(inputs.xs))
-        dim = inputs.xs[0].numel()
-        ranks = {metric.name: self.quantile_ranks(eps, metric, dim) for metric in resolved}
 
         def shaped(values: np.ndarray) -> float | np.ndarray:
             return float(values[0]) if scalar else values
@@ -455,9 +463,7 @@ class CenterSmoothing:
             # center samples, the check's, the certification's drawn after them, f(x)
             passes = self.settings.n_center + self.settings.n_check + drawn[i] + 1
             for j, (metric, pred) in enumerate(zip(resolved, row, strict=True)):
-                found, eps_out = self._radii_and_eps_out(
-                    metric, ranks[metric.name], None if pred.abstained else radii[i][j], eps.size
-                )
+                radii, eps_out, samples = found[i][j]
                 smoothing_error = None
                 if not pred.abstained:
                     to_clean = distances_to(metric, pred.center, clean[i], check=not outside)
@@ -475,94 +481,152 @@ class CenterSmoothing:
                     abstained=pred.abstained,
                     center=center,
                     radius=pred.radius,
-                    quantile_radius=shaped(found["outer"]),
-                    inner_radius=shaped(found["inner"]),
-                    near_radius=shaped(found["near"]),
+                    quantile_radius=shaped(radii["outer"]),
+                    inner_radius=shaped(radii["inner"]),
+                    near_radius=shaped(radii["near"]),
                     smoothing_error=smoothing_error,
                     max_eps_in=self.settings.max_eps_in,
                     prediction=replace(pred, center=center),
                     vacuous=bool(vacuous[0]) if scalar else vacuous,
                     output_diameter=diameter,
                     forward_passes=passes,
-                    certification_samples=0 if pred.abstained else len(radii[i][j]),
+                    certification_samples=samples,
                 )
             results.append(certs)
         return results
 
     def _warn_beyond_max_eps_in(self, eps: np.ndarray) -> None:
-        """One ``UncertifiableRadiusWarning`` per call for the radii beyond ``max_eps_in``."""
+        """One ``UncertifiableRadiusWarning`` per call for the radii beyond ``max_eps_in``, with
+        the certification samples each would need (``planning.samples_needed_text``)."""
         over = eps[eps > self.settings.max_eps_in]
         if over.size:
             warnings.warn(
                 f"eps_in {', '.join(f'{e:g}' for e in over)} "
                 + ("exceeds" if over.size == 1 else "exceed")
-                + f" max_eps_in: eps_out is inf there. {radius_advice(self.settings.max_eps_in)}",
+                + f" max_eps_in: eps_out is inf there. {radius_advice(self.settings.max_eps_in)}"
+                + f"; {samples_needed_text(self.settings, over)}",
                 UncertifiableRadiusWarning,
                 stacklevel=outside_caller(),
             )
+
+    def _certify_rounds(
+        self,
+        inputs: PreparedInputs,
+        metrics: list[Metric],
+        preds: list[list[Prediction]],
+        check_distances: torch.Tensor | None,
+        eps: np.ndarray,
+    ) -> tuple[list[list[tuple[dict[str, np.ndarray], np.ndarray, int]]], list[int]]:
+        """Steps 2 and 3 (step 1 is Algorithm 1), round by round (a fixed ``n_certify`` is one
+        round of ``N`` samples): each round draws certification outputs up to its count
+        (``_certify_distances``), sorts all the distances so far to each accepted center and
+        reads ``R_outer``, ``R_inner`` and ``R_near`` at the round's ranks (``_radii``); each
+        radius is the smallest any round gave, and ``eps_out`` comes from those
+        (``_eps_out``). With ``n_certify="auto"`` an input stops after a round when another
+        would lower none of the ``eps_out`` it can reach by ``n_certify_tolerance``
+        (``rounds.another_round_pays``), or at the cap. Returns, per ``[input][metric]``, the
+        radii, ``eps_out`` and the certification samples read, and the samples each input drew
+        here (``N - n_check`` with shared check samples: the check's come first)."""
+        s = self.settings
+        n_eps, last = eps.size, len(s.rounds) - 1
+        dim = inputs.xs[0].numel()
+        ranks = {
+            m.name: [s.quantile_ranks(eps, m, dim, r) for r in range(last + 1)] for m in metrics
+        }
+        pursued = {name: reachable(at[-1], s.rounds[-1]) for name, at in ranks.items()}
+        nothing = {name: np.full(n_eps, math.inf) for name in bounds.QuantileRanks._fields}
+        found = [[(nothing, np.full(n_eps, math.inf), 0) for _ in metrics] for _ in preds]
+        ordered: list[list[torch.Tensor | None]] = [[None] * len(metrics) for _ in preds]
+        if check_distances is not None:
+            ordered = [
+                [check_distances[i, j] for j in range(len(metrics))] for i in range(len(preds))
+            ]
+        drawn = [0] * len(preds)
+        live = [i for i, row in enumerate(preds) if not all(p.abstained for p in row)]
+        before = 0 if check_distances is None else check_distances.shape[2]
+        for r, n in enumerate(s.rounds):
+            if not live:
+                break
+            fresh = self._certify_distances(inputs, metrics, preds, live, n - before)
+            going_on = []
+            for row, i in enumerate(live):
+                drawn[i] += n - before
+                more = False
+                for j, metric in enumerate(metrics):
+                    if preds[i][j].abstained:
+                        continue
+                    kept = ordered[i][j]
+                    so_far = fresh[row, j] if kept is None else torch.cat([kept, fresh[row, j]])
+                    ordered[i][j] = sorted_so_far = torch.sort(so_far).values
+                    radii = sorted_so_far.cpu().numpy()
+                    at = self._radii(ranks[metric.name][r], radii, n_eps)
+                    best = {k: np.minimum(found[i][j][0][k], at[k]) for k in at}
+                    found[i][j] = (best, self._eps_out(metric, best), n)
+                    if r < last:
+                        ahead = rounds.scaled_ranks(ranks[metric.name][r + 1], s.rounds[r + 1], n)
+                        expected = self._eps_out(metric, self._radii(ahead, radii, n_eps))
+                        more |= rounds.another_round_pays(
+                            found[i][j][1], expected, pursued[metric.name], s.n_certify_tolerance
+                        )
+                if more:
+                    going_on.append(i)
+            live, before = going_on, n
+        return found, drawn
 
     def _certify_distances(
         self,
         inputs: PreparedInputs,
         metrics: list[Metric],
         preds: list[list[Prediction]],
-        check_distances: torch.Tensor | None = None,
-    ) -> tuple[list[list[np.ndarray]], list[int]]:
-        """Step 2 (step 1 is Algorithm 1): sorted distances from each accepted center to the
-        ``N = certification_samples`` certification outputs, indexed ``[input][metric]``, and
-        how many outputs each input drew here; only the distances are kept (one float per
-        sample), never the outputs. With shared check samples (``check_distances``: the check's
-        distances, kept by ``_count_in_balls``) the check's ``n_check`` outputs are the first of
-        them and only the ``N - n_check`` after them are drawn; otherwise ``n_certify`` fresh
-        outputs are. Nothing is drawn for an input whose every prediction abstained."""
-        n = self.settings.certification_samples
-        have = 0 if check_distances is None else check_distances.shape[2]
-        radii = torch.zeros((len(preds), len(metrics), n), dtype=torch.float64, device=self.device)
-        if check_distances is not None:
-            radii[:, :, :have] = check_distances
-        live = [i for i, row in enumerate(preds) if not all(p.abstained for p in row)]
-        drawn = [n - have if i in live else 0 for i in range(len(preds))]
-        if not live:
-            return [[np.empty(0) for _ in metrics] for _ in preds], drawn
-        done = have
+        live: list[int],
+        count: int,
+    ) -> torch.Tensor:
+        """Step 2: the distances from each accepted center to ``count`` fresh certification
+        outputs of each input in ``live``, ``(len(live), metrics, count)`` (0 where the
+        prediction abstained); only the distances are kept (one float per sample), never the
+        outputs. The inputs' noise streams go on where they stand: after the check's samples,
+        which with shared check samples are the first of the certification's."""
+        shape = (len(live), len(metrics), count)
+        distances = torch.zeros(shape, dtype=torch.float64, device=self.device)
+        done = 0
         monitor = self._monitor(metrics)
-        for outputs in self._stream(inputs.subset(live), n - have, "certify", monitor):
+        for outputs in self._stream(inputs.subset(live), count, "certify", monitor):
             size = batch_len(outputs[0])
-            for i, out in zip(live, outputs, strict=True):
+            for row, (i, out) in enumerate(zip(live, outputs, strict=True)):
                 for j, metric in enumerate(metrics):
                     if not preds[i][j].abstained:
                         point = preds[i][j].center
-                        d = distances_to(metric, point, out, check=False)
-                        d = monitor.distances(d, out)
-                        radii[i, j, done : done + size] = d.to(self.device, torch.float64)
+                        d = monitor.distances(distances_to(metric, point, out, check=False), out)
+                        distances[row, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
-        ordered = torch.sort(radii, dim=2).values.cpu().numpy()
-        return [list(per_input) for per_input in ordered], drawn
+        return distances
 
-    def _radii_and_eps_out(
-        self,
-        metric: Metric,
-        ranks: bounds.QuantileRanks,
-        radii: np.ndarray | None,
-        n_eps: int,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _radii(
+        self, ranks: bounds.QuantileRanks, radii: np.ndarray, n_eps: int
+    ) -> dict[str, np.ndarray]:
         """Step 3: per ``eps_in``, ``R_outer``, ``R_inner`` and ``R_near`` as the sorted
         certification distances at their ranks (upper confidence bounds on the quantiles,
-        ``bounds.quantile_rank``) and ``eps_out`` from them (``bounds.eps_out_from_radii``);
-        ``inf`` where a rank exceeds the ``N`` distances or the prediction abstained
-        (``radii=None``)."""
-        eps_out = np.full(n_eps, math.inf)
+        ``bounds.quantile_rank``); ``inf`` where a rank exceeds the distances at hand."""
         found = {name: np.full(n_eps, math.inf) for name in bounds.QuantileRanks._fields}
-        if radii is None:
-            return found, eps_out
         for e in range(n_eps):
             picked = {name: int(at[e]) for name, at in ranks._asdict().items() if at is not None}
             if max(picked.values()) <= len(radii):
                 for name, k in picked.items():
                     found[name][e] = float(radii[k - 1])
-                at_e = {name: radius[e] for name, radius in found.items()}
+        return found
+
+    def _eps_out(self, metric: Metric, radii: dict[str, np.ndarray]) -> np.ndarray:
+        """Step 4: ``eps_out`` per ``eps_in`` from the radii (``bounds.eps_out_from_radii``);
+        ``inf`` where one it needs is infinite."""
+        needed = (
+            ("outer", "inner", "near") if self.settings.nearest_candidate else ("outer", "inner")
+        )
+        eps_out = np.full(radii["outer"].size, math.inf)
+        for e in range(eps_out.size):
+            if all(math.isfinite(radii[name][e]) for name in needed):
+                at_e = {name: float(radius[e]) for name, radius in radii.items()}
                 eps_out[e] = bounds.eps_out_from_radii(metric.gamma, **at_e, upper=metric.upper)
-        return found, eps_out
+        return eps_out
 
     # ----------------------------------------------------------------------------- levels
     def quantile_levels(
@@ -573,11 +637,16 @@ class CenterSmoothing:
         return self.settings.quantile_levels(eps, metric or self.metric, dim)
 
     def quantile_ranks(
-        self, eps: np.ndarray, metric: Metric | None = None, dim: int | None = None
+        self,
+        eps: np.ndarray,
+        metric: Metric | None = None,
+        dim: int | None = None,
+        round_index: int = -1,
     ) -> bounds.QuantileRanks:
         """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the ``N``
-        certification distances (``N + 1``: that level cannot be bounded with these samples)."""
-        return self.settings.quantile_ranks(eps, metric or self.metric, dim)
+        certification distances (``N + 1``: that level cannot be bounded with these samples);
+        with ``n_certify="auto"`` among a round's (the last by default)."""
+        return self.settings.quantile_ranks(eps, metric or self.metric, dim, round_index)
 
     # ----------------------------------------------------------------------------- sampling
     def _inputs(self, xs: Sequence[Any], seeds: Sequence[int] | None) -> PreparedInputs:
@@ -630,7 +699,7 @@ class CenterSmoothing:
         s = self.settings
         return (
             f"CenterSmoothing(metric={self.metric.name!r}, sigma={s.sigma}, "
-            f"n=({s.n_center}, {s.n_check}, {s.n_certify}), bound={s.bound!r}, "
+            f"n=({s.n_center}, {s.n_check}, {s.n_certify!r}), bound={s.bound!r}, "
             + ("" if s.ball_mass == 0.5 else f"ball_mass={s.ball_mass}, ")
             + ("" if s.nearest_candidate else "nearest_candidate=False, ")
             + ("" if s.input_grid is None else f"input_grid={s.input_grid:g}, ")

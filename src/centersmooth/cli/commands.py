@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..runs.results_file import RunnerError
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..settings import SmoothingSettings
     from ..tasks import Task
     from ..tasks.base import CertifySetup
 
@@ -104,6 +106,12 @@ def _ratio(text: str) -> float:
 
 
 _grid_step = _number_type(_ratio, lambda v: v > 0 and math.isfinite(v), "a positive number or 1/N")
+_tolerance = _number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def _count_or_auto(text: str) -> int | str:
+    """A positive integer, or ``auto`` (``--n-certify auto``)."""
+    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
 
 
 def _candidate_count(text: str) -> tuple[str, int]:
@@ -280,13 +288,28 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         "n-certify": ("samples for the certified radii (Algorithm 2)", "10^5", "10^6"),
     }
     for name, (what, ours, paper) in counts.items():
+        auto = name == "n-certify"
         cert.add_argument(
             f"--{name}",
-            type=_positive_int,
-            help=f"{what} (default: {ours}"
+            type=_count_or_auto if auto else _positive_int,
+            help=f"{what}"
+            + (": a count, or auto to draw in rounds as each input needs" if auto else "")
+            + f" (default: {ours}"
             + (f", {paper} with --preset paper" if preset else "")
             + "; some tasks set their own)",
         )
+    cert.add_argument(
+        "--n-certify-cap",
+        type=_positive_int,
+        help="with --n-certify auto: the most certification samples an input may draw "
+        "(default: 10^6)",
+    )
+    cert.add_argument(
+        "--n-certify-tolerance",
+        type=_tolerance,
+        help="with --n-certify auto: draw another round only if it is expected to lower some "
+        "eps_out by at least this share (default: 0.01)",
+    )
     cert.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -464,6 +487,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         "n_center",
         "n_check",
         "n_certify",
+        "n_certify_cap",
+        "n_certify_tolerance",
         "batch_size",
         "candidates",
         "bound",
@@ -567,17 +592,17 @@ def check_on_grid(
             raise CLIError(f"input {i}: {err}") from None
 
 
-def check_eps_in(eps_in: Sequence[float], max_eps_in: float, settings: dict[str, Any]) -> None:
-    """Warn for each ``eps_in`` above the largest certifiable radius (its rows get no eps_out)."""
-    over = [e for e in eps_in if e > max_eps_in]
-    if over:
-        warn(
-            f"--eps-in {', '.join(f'{e:g}' for e in over)} exceeds the largest certifiable "
-            f"radius max_eps_in={max_eps_in:.4g} (sigma {settings['sigma']:g}, n_certify "
-            f"{settings.get('n_certify', 100_000)}): those rows will have eps_out null (inf). "
-            "Raise it with a larger --sigma (max_eps_in grows in proportion) or more --n-certify "
-            "(it grows slowly)"
-        )
+def check_eps_in(eps_in: Sequence[float], settings: SmoothingSettings) -> None:
+    """Warn about each ``eps_in`` above the largest certifiable radius (its rows get no
+    eps_out), with the count it would need."""
+    import numpy as np
+
+    from ..planning import uncertifiable_message
+
+    message = uncertifiable_message(settings, np.asarray(eps_in, dtype=float))
+    if message is not None:
+        flags = "--n-certify-cap" if settings.auto else "--n-certify"
+        warn(f"{message}. Those rows will have eps_out null: raise {flags} or --sigma")
 
 
 def check_targets(targets: Any, inputs: np.ndarray, outputs: Any) -> None:
@@ -645,8 +670,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     run_info["preset"] = args.preset
     settings = smoothing_settings(args, task)
     probe_settings = {k: v for k, v in settings.items() if k not in ("device", "compile")}
-    max_eps_in = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).max_eps_in
-    check_eps_in(eps_in, max_eps_in, settings)
+    check_eps_in(eps_in, CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).settings)
     if settings.get("input_grid") is not None:
         check_on_grid(inputs, settings["input_grid"], factory, numpy_inputs)
     rows = certify_dataset(

@@ -98,7 +98,7 @@ class Setting:
     candidates: int | None = None  # None: all samples plus central candidates
     n_center: int = 200
     n_check: int = 400
-    n_certify: int = 400
+    n_certify: int | str = 400  # or "auto": rounds from the check's 400 up to n_certify_cap
     alpha_center: float = 0.1
     alpha_certify: float = 0.1
     delta: float = 0.1
@@ -116,6 +116,8 @@ class Setting:
     # the check's samples are the first n_check of the certification's (records from before the
     # switch existed ran with separate samples)
     share_check_samples: bool = False
+    n_certify_cap: int = 3_200
+    n_certify_tolerance: float = 0.01
 
     @property
     def centers(self) -> str:
@@ -128,6 +130,11 @@ class Setting:
             centers += f", NaN {self.nan_outputs}"
         if self.share_check_samples:
             centers += ", shared check samples"
+        if self.n_certify == "auto":
+            centers += (
+                f", n_certify auto up to {self.n_certify_cap}, tolerance "
+                f"{self.n_certify_tolerance:g}"
+            )
         return centers if self.nearest_candidate else f"{centers}, paper's 3 R-hat"
 
 
@@ -303,12 +310,18 @@ def run_setting(
         bound=setting.bound,
         candidates=setting.candidates,
         central_candidates=setting.candidates is None,
-        batch_size=max(setting.n_center, setting.n_check, setting.n_certify),
+        batch_size=max(
+            setting.n_center,
+            setting.n_check,
+            setting.n_certify_cap if setting.n_certify == "auto" else int(setting.n_certify),
+        ),
         ball_mass=setting.ball_mass,
         nearest_candidate=setting.nearest_candidate,
         input_grid=setting.input_grid,
         nan_outputs=setting.nan_outputs,
         share_check_samples=setting.share_check_samples,
+        n_certify_cap=setting.n_certify_cap,
+        n_certify_tolerance=setting.n_certify_tolerance,
     )
     metric = smoother.metric
     n_samples = smoother.certification_samples  # N: the order statistics' sample count
@@ -573,7 +586,29 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
         ]
     if group in ("all", "shared-samples"):
         settings += shared_sample_settings(standard)
+    if group in ("all", "auto-samples"):
+        settings += auto_sample_settings(problems)
     return settings
+
+
+def auto_sample_settings(problems: Sequence[str]) -> list[Setting]:
+    """The ``auto-samples`` group: ``n_certify="auto"`` with shared check samples, rounds of
+    400 (the check's), 800, 1,600 and 3,200. The rare far mode (``coverage_problems.
+    RareModeProblem``) at ``eps_in = sigma`` and ``2 sigma``, where ``R_outer``'s level lies just
+    inside a mode the first rounds often do not see; the linear map at the standard radii.
+    Each with the default tolerance (1%) and with 0, which draws another round wherever one is
+    expected to lower an ``eps_out`` at all: the reported statistic is the smallest over the
+    rounds drawn, so it fails where any of them does, the most a stopping rule could get out
+    of these rounds."""
+    auto = []
+    for problem, radii in (("rare-mode", (1.0, 2.0)), ("linear", (0.25, 0.5, 1.0))):
+        if problem in problems:
+            auto += [
+                Setting(problem=problem, n_certify="auto", share_check_samples=True,
+                        eps_over_sigma=radii, n_certify_tolerance=tolerance)
+                for tolerance in (0.01, 0.0)
+            ]  # fmt: skip
+    return auto
 
 
 def shared_sample_settings(problems: Sequence[str]) -> list[Setting]:
@@ -599,7 +634,9 @@ def shared_sample_settings(problems: Sequence[str]) -> list[Setting]:
     return shared
 
 
-SETTING_GROUPS = ("all", "standard", "seed-reuse", "input-grid", "nan-outputs", "shared-samples")
+SETTING_GROUPS = (
+    "all", "standard", "seed-reuse", "input-grid", "nan-outputs", "shared-samples", "auto-samples"
+)
 GRID_STEP = 0.05  # the input-grid group's grid: sigma / grid = 10 (5 for the clip problem)
 
 
@@ -658,7 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "masses with inputs on a grid and exact lattice noise (input_grid); nan-outputs: a "
         "linear map with NaN outputs, put outside every ball (nan_outputs='outside'); "
         "shared-samples: the check's samples the first of the certification's, one setting "
-        "accepting about half the time; all: every group",
+        "accepting about half the time; auto-samples: n_certify='auto' on a rare far mode and "
+        "the linear map, with a stopping rule as greedy as it gets; all: every group",
     )
     parser.add_argument("--jsonl", type=Path, help="write one JSON line per setting here")
     parser.add_argument(

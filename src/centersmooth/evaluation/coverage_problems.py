@@ -1,7 +1,8 @@
 """Problems for the coverage harness: base functions whose output distribution under the
 smoothing noise is known, in closed form (a linear map, a step function, a saturating clip) or
 from a precise brute-force Monte Carlo reference (a small random network), and one built for
-runs at ``x'`` that reuse the noise of the certification at ``x`` (a high-frequency sine).
+runs at ``x'`` that reuse the noise of the certification at ``x`` (a high-frequency sine), and one
+built against drawing certification samples in rounds (a rare far mode).
 
 Each of the first four gives the true mass of any ball around any point, so the harness
 (``coverage.py``) can tell when a certificate's statistical step failed; the sine problem gives
@@ -335,6 +336,66 @@ class NetworkProblem(Problem):
         return max(int(count), 0) / len(ref)
 
 
+class RareModeProblem(Problem):
+    """``f(x) = (c q1 . x, A 1[q2 . x > t])`` in R^2 with ``q1``, ``q2`` orthonormal, under the
+    l2 distance: a Gaussian line near 0 and, with the small chance ``p_far``, a far copy of it
+    at height ``A``. Built against ``n_certify="auto"``: the first rounds often draw no far
+    output at all, so the distances look concentrated, while the certificate's highest level
+    (``R_outer`` at ``eps_in = 2 sigma``, ``delta = 0.1``: 0.9879) lies just inside the far
+    mode (``p_far = 0.0125``).
+
+    The two coordinates are independent (orthogonal projections of the Gaussian noise):
+    ``Y1 ~ N(c q1 . x, (c sigma)^2)`` and ``Y2 = A`` with probability ``p_far``, else 0, so the
+    ball ``B(z, r)`` has mass ``(1 - p_far) P(|Y1 - z1|^2 <= r^2 - z2^2) +
+    p_far P(|Y1 - z1|^2 <= r^2 - (A - z2)^2)``; ``Y1`` has no atoms, nor have the distances.
+    """
+
+    name = "rare-mode"
+    metric = "l2"
+
+    def __init__(
+        self,
+        dim: int = 4,
+        scale: float = 1.0,
+        height: float = 20.0,
+        p_far: float = 0.0125,
+        sigma: float = 0.5,
+        seed: int = 5,
+    ) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(dim, 2, generator=gen, dtype=DTYPE))
+        self.q1, self.q2 = q[:, 0], q[:, 1]
+        self.scale, self.height, self.p_far, self.sigma = scale, height, p_far, sigma
+        self.t = 0.2
+        # x: q1 . x = 0.3 and q2 . x - t = sigma Phi^-1(p_far), so P(Y2 = A) = p_far
+        self.x = 0.3 * self.q1 + (self.t + sigma * float(stats.norm.ppf(p_far))) * self.q2
+        self.mean = scale * 0.3
+        self.description = (
+            f"f(x) = ({scale} q1.x, {height} 1[q2.x > t]) in R^2, P(far) = {p_far}, l2: a rare "
+            "far mode"
+        )
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        line = self.scale * batch @ self.q1
+        far = self.height * (batch @ self.q2 > self.t).to(DTYPE)
+        return torch.stack([line, far], dim=1)
+
+    def _line_mass(self, z1: float, squared: float) -> float:
+        """``P(|Y1 - z1|^2 <= squared)``."""
+        if squared < 0:
+            return 0.0
+        w, s = math.sqrt(squared), self.scale * self.sigma
+        return float(
+            stats.norm.cdf((z1 + w - self.mean) / s) - stats.norm.cdf((z1 - w - self.mean) / s)
+        )
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        z1, z2 = (float(v) for v in np.ravel(z))
+        near = self._line_mass(z1, r * r - z2 * z2)
+        far = self._line_mass(z1, r * r - (self.height - z2) ** 2)
+        return (1.0 - self.p_far) * near + self.p_far * far
+
+
 class SineProblem(Problem):
     """``f(u) = sin(pi u / w)`` coordinatewise in ``R^dim``, l2: outputs that a shift of the input
     by ``w`` in every coordinate negates.
@@ -491,4 +552,5 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "network": NetworkProblem,
     "sine": SineProblem,
     "nan-linear": NanProblem,
+    "rare-mode": RareModeProblem,
 }

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import os
 import sys
 import time
@@ -65,6 +64,8 @@ INPUT_SEEDS = "seed + input_index"
 _RESERVED_SMOOTHING = ("base_function", "metric", "seed")
 # Arguments that do not change the rows: left out of the configuration a resume must match.
 _RUNTIME_SMOOTHING = ("device", "progress", "check_metric")
+# Arguments that change nothing unless n_certify="auto": left out of the configuration otherwise.
+_AUTO_SMOOTHING = ("n_certify_cap", "n_certify_tolerance")
 
 
 # ------------------------------------------------------------------------------------ seeds
@@ -139,12 +140,16 @@ def _config(
     run_info: dict[str, Any],
     digest: str,
 ) -> dict[str, Any]:
-    """What a resumed run must match: everything that changes a row."""
+    """What a resumed run must match: everything that changes a row (the cap and tolerance of
+    ``n_certify="auto"`` only where it is asked for)."""
+    unused = () if smoothing.get("n_certify") == "auto" else _AUTO_SMOOTHING
     return jsonable(
         {
             "eps_in": eps_in,
             "metrics": metrics,
-            "smoothing": {k: v for k, v in smoothing.items() if k not in _RUNTIME_SMOOTHING},
+            "smoothing": {
+                k: v for k, v in smoothing.items() if k not in _RUNTIME_SMOOTHING + unused
+            },
             "seed": seed,
             "run_info": run_info,
             "inputs_sha256": digest,
@@ -430,6 +435,8 @@ class PassProgress:
         self.bar.set_postfix_str(f"{self.done}/{self.n_inputs} inputs", refresh=False)
 
     def _check_slow(self, seconds: float, source: str) -> None:
+        from ..center import _duration
+
         self.warned = True
         if seconds <= SLOW_CERTIFICATE_SECONDS:
             return
@@ -447,14 +454,6 @@ class PassProgress:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h" if math.isfinite(seconds) else "forever"
 
 
 def _all_done(path: Path, indices: list[int], wanted: list[tuple[str, float]]) -> bool:
