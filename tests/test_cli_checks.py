@@ -331,6 +331,17 @@ def test_a_radius_beyond_max_eps_in_is_explained(user, tmp_path, capsys) -> None
     assert "1.1 needs n_certify_cap >= " in err and "--n-certify-cap" in err
 
 
+def test_a_check_likely_to_abstain_is_said_once_with_the_count_that_fixes_it(
+    user, tmp_path, capsys
+) -> None:
+    model, inputs = user
+    argv = certify(model, "seeded", inputs, tmp_path / "r.jsonl", "--n-check", "200")
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("abstains on about 11.8% of well-behaved inputs") == 1
+    assert "n_check >= 353" in err and err.startswith("centersmooth: warning:")
+
+
 def test_pixels_in_0_255_with_a_small_sigma_are_flagged(tmp_path, capsys) -> None:
     (tmp_path / "img.py").write_text(
         "import torch\ndef make():\n    return lambda b: b.flatten(1)[:, :3]\n"

@@ -24,7 +24,7 @@ from .certificate import Certificate, Prediction, UncertifiableRadiusWarning, ra
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
-from .planning import reachable, samples_needed_text
+from .planning import reachable, samples_needed_text, warn_abstention_risk
 from .sampling import (
     DEFAULT_BATCH_SIZE,
     BaseFunction,
@@ -192,6 +192,7 @@ class CenterSmoothing:
             n_certify_cap=n_certify_cap,
             n_certify_tolerance=n_certify_tolerance,
         )
+        warn_abstention_risk(self.settings)
         self.metric = get_metric(metric)
         self.progress = progress
         self.device = resolve_device(device, base_function)

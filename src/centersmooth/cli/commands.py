@@ -627,6 +627,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..data.datasets import file_sha256
+    from ..planning import AbstentionRiskWarning
     from ..runs.runner import certify_dataset
     from ..runs.tables import format_table, summarize
     from ..smoothing import CenterSmoothing
@@ -670,33 +671,73 @@ def _certify_run(args: argparse.Namespace) -> int:
     run_info["preset"] = args.preset
     settings = smoothing_settings(args, task)
     probe_settings = {k: v for k, v in settings.items() if k not in ("device", "compile")}
-    check_eps_in(eps_in, CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).settings)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", AbstentionRiskWarning)
+        probe = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings)
+    for warning in said:
+        warn(str(warning.message))
+    check_eps_in(eps_in, probe.settings)
     if settings.get("input_grid") is not None:
         check_on_grid(inputs, settings["input_grid"], factory, numpy_inputs)
-    rows = certify_dataset(
-        factory,
-        inputs,
-        eps_in,
-        metrics,
-        settings,
-        args.out,
-        run_info,
-        seed=args.seed,
-        targets=targets,
-        indices=[int(i) for i in indices],
-        resume=args.resume,
-        backend=args.backend,
-        workers=args.workers,
-        address=args.address,
-        gpus_per_worker=args.gpus_per_worker,
-        progress=not args.quiet,
-        examples=args.examples,
-        inputs_per_batch=args.inputs_per_batch,
-        numpy_inputs=numpy_inputs,
-    )
+    with warnings.catch_warnings():  # said above, in one line
+        warnings.simplefilter("ignore", AbstentionRiskWarning)
+        rows = certify_dataset(
+            factory,
+            inputs,
+            eps_in,
+            metrics,
+            settings,
+            args.out,
+            run_info,
+            seed=args.seed,
+            targets=targets,
+            indices=[int(i) for i in indices],
+            resume=args.resume,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            gpus_per_worker=args.gpus_per_worker,
+            progress=not args.quiet,
+            examples=args.examples,
+            inputs_per_batch=args.inputs_per_batch,
+            numpy_inputs=numpy_inputs,
+        )
     if not args.quiet:
         print(format_table(summarize(rows)))
         print(f"{len(rows)} rows in {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- plan
+def _plan_arguments(p: argparse.ArgumentParser) -> None:
+    cert = p.add_argument_group("what to plan for")
+    add_radius_arguments(cert, "certify")
+    cert.add_argument(
+        "--preset",
+        choices=("default", "paper"),
+        default="default",
+        help="default: our binomial bounds; paper: the paper's constants",
+    )
+    _add_sample_arguments(cert, preset=True)
+    p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+
+
+def _plan_run(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import fields
+
+    from ..planning import format_plan, plan
+    from ..runs.results_file import jsonable
+    from ..settings import SmoothingSettings
+
+    eps_in = [e * args.sigma for e in args.eps_in] if args.eps_in_relative else args.eps_in
+    known = {f.name for f in fields(SmoothingSettings) if f.init}
+    chosen = {k: v for k, v in smoothing_settings(args).items() if k in known}
+    result = plan(SmoothingSettings(**chosen), eps_in)
+    if args.json:
+        print(json.dumps(jsonable(result.to_dict())))
+    else:
+        print(format_plan(result))
     return 0
 
 
@@ -757,6 +798,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "certify a task's test inputs, or your own model and inputs, into a JSONL file",
         _certify_arguments,
         _certify_run,
+    ),
+    "plan": Subcommand(
+        "before a run: what given sample counts certify, the counts an eps_in needs, and how "
+        "often an input would abstain",
+        _plan_arguments,
+        _plan_run,
     ),
     "report": _module_command(
         "runs.report", "summarise results files: markdown tables (median, IQR) and PNG plots"

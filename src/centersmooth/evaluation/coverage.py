@@ -71,6 +71,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ from .. import bounds, grid_noise
 from ..center import find_center
 from ..metrics import Metric
 from ..sampling import finite_outputs
+from ..planning import AbstentionRiskWarning, min_accepting_count
 from ..smoothing import CenterSmoothing
 from .coverage_problems import DTYPE, PROBLEMS, GridProblem, NetworkProblem, Problem
 
@@ -219,16 +221,6 @@ def clopper_pearson(count: int, n: int, confidence: float = 0.95) -> tuple[float
     return lo, hi
 
 
-def _min_accepting_count(smoother: CenterSmoothing) -> int:
-    """Smallest check count ``c`` with ``p_low(c) > ball_mass - delta`` (``n_check + 1`` if
-    none)."""
-    for c in range(smoother.n_check + 1):
-        p_low = bounds.mass_lower_bound(c, smoother.n_check, smoother.alpha_check, smoother.bound)
-        if p_low > bounds.check_level(smoother.ball_mass, smoother.delta):
-            return c
-    return smoother.n_check + 1
-
-
 def _center_set_draw(
     problem: Problem, smoother: CenterSmoothing, metric: Metric, gen: torch.Generator
 ) -> tuple[np.ndarray | None, float]:
@@ -281,24 +273,10 @@ class _Recorder:
         return torch.cat(self.outputs)
 
 
-def run_setting(
-    setting: Setting,
-    problem: Problem,
-    trials: int,
-    seed: int = 0,
-    end_to_end: bool = True,
-) -> SettingResult:
-    """``trials`` independent certifications of ``problem.x`` under ``setting``; count events.
-
-    With ``setting.input_grid`` the problem must be a :class:`GridProblem` on that grid."""
-    if setting.input_grid is not None and getattr(problem, "grid", None) != setting.input_grid:
-        raise ValueError(
-            f"input_grid={setting.input_grid!r} needs a GridProblem on that grid, got "
-            f"{type(problem).__name__}"
-        )
-    recorder = _Recorder(problem.base_function)
-    smoother = CenterSmoothing(
-        recorder,
+def _smoother(setting: Setting, base_function: Any, problem: Problem) -> CenterSmoothing:
+    """The procedure a setting runs, on ``base_function`` (the problem's, recorded)."""
+    return CenterSmoothing(
+        base_function,
         metric=problem.metric,
         sigma=problem.sigma,
         n_center=setting.n_center,
@@ -323,6 +301,27 @@ def run_setting(
         n_certify_cap=setting.n_certify_cap,
         n_certify_tolerance=setting.n_certify_tolerance,
     )
+
+
+def run_setting(
+    setting: Setting,
+    problem: Problem,
+    trials: int,
+    seed: int = 0,
+    end_to_end: bool = True,
+) -> SettingResult:
+    """``trials`` independent certifications of ``problem.x`` under ``setting``; count events.
+
+    With ``setting.input_grid`` the problem must be a :class:`GridProblem` on that grid."""
+    if setting.input_grid is not None and getattr(problem, "grid", None) != setting.input_grid:
+        raise ValueError(
+            f"input_grid={setting.input_grid!r} needs a GridProblem on that grid, got "
+            f"{type(problem).__name__}"
+        )
+    recorder = _Recorder(problem.base_function)
+    with warnings.catch_warnings():  # small counts that abstain often are the point here
+        warnings.simplefilter("ignore", AbstentionRiskWarning)
+        smoother = _smoother(setting, recorder, problem)
     metric = smoother.metric
     n_samples = smoother.certification_samples  # N: the order statistics' sample count
     mass = smoother.ball_mass
@@ -330,7 +329,8 @@ def run_setting(
     dim = problem.x.numel()  # the grid slack of this input's coordinates (0 without a grid)
     levels = smoother.quantile_levels(eps, dim=dim)
     ranks = smoother.quantile_ranks(eps, dim=dim)
-    c_min = _min_accepting_count(smoother)
+    check_level = bounds.check_level(smoother.ball_mass, smoother.delta)
+    c_min = min_accepting_count(smoother.n_check, smoother.alpha_check, check_level, smoother.bound)
     knows_mass = problem.knows_mass
     r_star = problem.optimal_radius(mass + smoother.delta1) if knows_mass else None
     knows_worst = knows_mass and problem.worst_mass(problem.f_at_x(), 1.0, 0.0) is not None

@@ -24,6 +24,7 @@ import torch
 from ..center import distances_to, repeat
 from ..certificate import UncertifiableRadiusWarning
 from ..metrics import get_metric
+from ..planning import AbstentionRiskWarning
 from ..sampling import prepare_input
 from ..smoothing import CenterSmoothing
 from .results_file import RunnerError, json_float, package_version
@@ -109,7 +110,9 @@ class Worker:
             model = model_factory()
         except Exception as err:
             raise ModelFailure(f"the model factory failed: {_describe(err)}") from err
-        self.smoother = CenterSmoothing(model, metric=metrics[0], **kwargs)
+        with warnings.catch_warnings():  # the run said it once, before it started
+            warnings.simplefilter("ignore", AbstentionRiskWarning)
+            self.smoother = CenterSmoothing(model, metric=metrics[0], **kwargs)
         opts = self.options
         if opts.probe is not None:
             self.fingerprint = model_fingerprint(
