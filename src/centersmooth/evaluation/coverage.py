@@ -132,6 +132,8 @@ class Setting:
             centers += f", NaN {self.nan_outputs}"
         if self.share_check_samples:
             centers += ", shared check samples"
+            if (self.n_center, self.delta) != (200, 0.1):  # the one that abstains half the time
+                centers += f", n_center {self.n_center}, delta {self.delta:g}"
         if self.n_certify == "auto":
             centers += (
                 f", n_certify auto up to {self.n_certify_cap}, tolerance "
