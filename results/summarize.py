@@ -39,6 +39,7 @@ COLUMNS = (
     "base_error",
     "smoothed_error",
     "seconds",
+    "passes",
     "counts",
 )
 
@@ -57,6 +58,8 @@ def main(root: Path = ROOT) -> None:
             counts += f", ball_mass {smoothing['ball_mass']:g}"
         if smoothing.get("nearest_candidate", False):  # absent: written before that bound
             counts += ", nearest"
+        if smoothing.get("share_check_samples", False):  # absent: separate samples
+            counts += ", shared"
         legacy = "" if "noise_stream" in data.header["config"] else ", torch-mt-v1"
         counts += legacy  # the earlier noise stream, and the models as first trained
         for s in summarize(data.rows):
@@ -96,11 +99,15 @@ def main(root: Path = ROOT) -> None:
             "with a finite eps_out at or above it (the certificate says nothing; for rows written"
             " before the `vacuous` field, inferred for the distances with a known largest value, "
             "angular among them); `abstain`: fraction of inputs; `seconds`: median wall time per "
-            "input, all metrics of the file together (they share the forward passes); `counts`: "
-            "n_center / n_check / n_certify and bound (and `--ball-mass` where set; `nearest`: "
-            "the nearest-candidate bound, our default since 26 Nov, where the rows without it use"
-            " the paper's 3 R-hat; `torch-mt-v1`: drawn with the earlier noise stream, from the"
-            " models as first trained, before they were retrained with the same command). "
+            "input, all metrics of the file together (they share the forward passes); `passes`: "
+            "median forward passes per input (`-` for files written before they were recorded); "
+            "`counts`: n_center / n_check / n_certify and bound (and `--ball-mass` where set; "
+            "`nearest`: the nearest-candidate bound, our default since 26 Nov, where the rows "
+            "without it use the paper's 3 R-hat; `shared`: the check's samples are the first of "
+            "the certification's, the default since shared check samples, so a row over "
+            "certified inputs conditions on acceptance (docs/algorithm.md); `torch-mt-v1`: drawn "
+            "with the earlier noise stream, from the models as first trained, before they were "
+            "retrained with the same command). "
             "base_error = d(f(x), clean image), smoothed_error = "
             "d(smoothed output, clean image), smoothing_error = d(smoothed output, f(x)). "
             "`center`: the center search (all samples, or the first k, plus the central points or"

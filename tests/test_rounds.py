@@ -50,7 +50,7 @@ def test_the_default_schedule_spends_these_levels() -> None:
     separate = SmoothingSettings(n_certify="auto", share_check_samples=False)
     assert separate.rounds[0] == rounds.FIRST_ROUND == 5_000
     fixed = SmoothingSettings()
-    assert (fixed.rounds, fixed.round_alphas) == ((100_000,), (0.005,))
+    assert (fixed.rounds, fixed.round_alphas) == ((10_000,), (0.005,))
 
 
 def test_scaled_ranks_and_the_stopping_rule() -> None:

@@ -150,7 +150,9 @@ def abstain_chance(settings: SmoothingSettings, n_check: int | None = None) -> f
     return float(stats.betabinom.cdf(c_min - 1, n, m, settings.n_center - m + 1))
 
 
-def check_samples_for(settings: SmoothingSettings, target: float = ABSTAIN_WARNING) -> int | None:
+def check_samples_needed(
+    settings: SmoothingSettings, target: float = ABSTAIN_WARNING
+) -> int | None:
     """The fewest check samples with which ``abstain_chance`` is at most ``target`` (doubling,
     then bisection); ``None`` when no count up to 2^30 reaches it (the center samples'
     ``Beta`` spread alone exceeds it: more ``n_center`` then)."""
@@ -162,7 +164,7 @@ def warn_abstention_risk(settings: SmoothingSettings) -> None:
     chance = abstain_chance(settings)
     if chance <= ABSTAIN_WARNING:
         return
-    need = check_samples_for(settings)
+    need = check_samples_needed(settings)
     fix = (
         f"n_check >= {need:,} brings it to {ABSTAIN_WARNING:.0%}"
         if need is not None
@@ -240,7 +242,7 @@ def plan(settings: SmoothingSettings, eps_in: Sequence[float]) -> Plan:
         settings.max_eps_in,
         radii,
         abstain_chance(settings),
-        check_samples_for(settings),
+        check_samples_needed(settings),
     )
 
 

@@ -44,7 +44,7 @@ class SmoothingSettings:
     sigma: float = 0.25
     n_center: int = 10_000
     n_check: int = 10_000
-    n_certify: int | str = 100_000  # or "auto"
+    n_certify: int | str = 10_000  # or "auto"
     alpha_center: float = 0.005
     alpha_certify: float = 0.005
     delta: float = 0.05

@@ -148,7 +148,7 @@ class CenterSmoothing:
         sigma: float = 0.25,
         n_center: int = 10_000,
         n_check: int = 10_000,
-        n_certify: int | str = 100_000,
+        n_certify: int | str = 10_000,
         alpha_center: float = 0.005,
         alpha_certify: float = 0.005,
         delta: float = 0.05,

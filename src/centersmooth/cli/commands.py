@@ -285,7 +285,7 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
     counts = {
         "n-center": ("samples for the center (Algorithm 1)", "10^4", "10^4"),
         "n-check": ("samples checking the center's ball", "10^4", "10^4"),
-        "n-certify": ("samples for the certified radii (Algorithm 2)", "10^5", "10^6"),
+        "n-certify": ("samples for the certified radii (Algorithm 2)", "10^4", "10^6"),
     }
     for name, (what, ours, paper) in counts.items():
         auto = name == "n-certify"
@@ -601,7 +601,7 @@ def check_eps_in(eps_in: Sequence[float], settings: SmoothingSettings) -> None:
 
     message = uncertifiable_message(settings, np.asarray(eps_in, dtype=float))
     if message is not None:
-        flags = "--n-certify-cap" if settings.auto else "--n-certify"
+        flags = "--n-certify-cap" if settings.auto else "--n-certify (or --n-certify auto)"
         warn(f"{message}. Those rows will have eps_out null: raise {flags} or --sigma")
 
 

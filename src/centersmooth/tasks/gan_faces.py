@@ -144,9 +144,9 @@ class GanFacesTask(Task):
     ``--n-inputs`` seeded latent vectors (``--seed``); ``--checkpoint`` an explicit
     ``weights.tar`` (default: the installed ``gan-face-generate`` package).
 
-    Settings: by default ``OUR_GAN`` (the library's 10^4 / 10^4 / 10^5 samples and
-    ``delta = 0.05``, the center searched among 30 candidates plus the central ones, batches of
-    250: about 20 minutes per input on one CPU core, pass smaller ``--n-*`` counts there);
+    Settings: by default ``OUR_GAN`` (the library's 10^4 / 10^4 / 10^4 samples with shared
+    check samples and ``delta = 0.05``, the center searched among 30 candidates plus the central
+    ones, batches of 250: about 2 minutes per input on one CPU core);
     ``--preset paper`` gives the paper's GAN constants (``PAPER_GAN``: 2,000 / 2,000 / 10,000,
     ``delta = 0.08``, 30 candidates, with Hoeffding bounds and samples-only centers). Flags
     override either.
