@@ -505,7 +505,7 @@ class CenterSmoothing:
                 f"eps_in {', '.join(f'{e:g}' for e in over)} "
                 + ("exceeds" if over.size == 1 else "exceed")
                 + f" max_eps_in: eps_out is inf there. {radius_advice(self.settings.max_eps_in)}"
-                + f"; {samples_needed_text(self.settings, over)}",
+                + f"; {samples_needed_text(self.settings, [float(e) for e in over])}",
                 UncertifiableRadiusWarning,
                 stacklevel=outside_caller(),
             )

@@ -84,8 +84,8 @@ from scipy import stats
 from .. import bounds, grid_noise
 from ..center import find_center
 from ..metrics import Metric
-from ..sampling import finite_outputs
 from ..planning import AbstentionRiskWarning, min_accepting_count
+from ..sampling import finite_outputs
 from ..smoothing import CenterSmoothing
 from .coverage_problems import DTYPE, PROBLEMS, GridProblem, NetworkProblem, Problem
 
@@ -637,7 +637,13 @@ def shared_sample_settings(problems: Sequence[str]) -> list[Setting]:
 
 
 SETTING_GROUPS = (
-    "all", "standard", "seed-reuse", "input-grid", "nan-outputs", "shared-samples", "auto-samples"
+    "all",
+    "standard",
+    "seed-reuse",
+    "input-grid",
+    "nan-outputs",
+    "shared-samples",
+    "auto-samples",
 )
 GRID_STEP = 0.05  # the input-grid group's grid: sigma / grid = 10 (5 for the clip problem)
 
