@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from centersmooth import CenterSmoothing, bounds, rounds
+from centersmooth import CenterSmoothing, UncertifiableRadiusWarning, bounds, rounds
 from centersmooth.bounds import QuantileRanks
-from centersmooth.planning import UncertifiableRadiusWarning
 from centersmooth.settings import SmoothingSettings
 
 
@@ -139,8 +138,8 @@ def test_an_uncertifiable_radius_is_said_at_once_with_the_count_it_needs() -> No
     with pytest.warns(UncertifiableRadiusWarning) as caught:
         cert = smoother.certify(torch.zeros(1), [0.5, 2.5])
     message = str(caught[0].message)
-    assert "eps_in 2.5 exceeds the largest certifiable radius max_eps_in=2.177" in message
-    assert "2.5 needs n_certify_cap >= " in message and "a fixed n_certify >= " in message
+    assert "eps_in 2.5 exceeds max_eps_in: eps_out is inf there. max_eps_in=2.177" in message
+    assert "eps_in 2.5 needs n_certify_cap >= " in message and "a fixed n_certify >= " in message
     assert caught[0].filename == __file__  # the warning names the caller's line
     assert cert.eps_out[1] == math.inf and cert.certification_samples == 400
     with warnings.catch_warnings():
