@@ -519,3 +519,39 @@ def test_lpips_diameter_bounds_every_distance():
     assert bound is not None and 0 < bound < 20
     d = m.pairwise(images, images)
     assert float(d.max()) <= bound
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        torch.randint(0, 2, (40, 6, 5), generator=gen).bool(),  # binary masks
+        torch.randint(-3, 7, (40, 30), generator=gen),  # ten integer labels, some negative
+        torch.randint(0, 4, (40, 30), generator=gen).double(),  # integral float labels
+        torch.randint(0, 4, (40, 30), generator=gen) * 0.5,  # not integral: compared directly
+        torch.randint(0, 1000, (40, 30), generator=gen),  # a wide range: compared directly
+    ],
+    ids=["bool", "ints", "integral-floats", "halves", "wide"],
+)
+def test_hamming_pairwise_and_mode_match_the_direct_forms(labels):
+    """The class-by-class matrix products give exactly the fraction of differing positions, and
+    the counted per-position mode is torch.mode's (the smallest label among ties)."""
+    metric = get_metric("hamming")
+    a, b = labels[:15], labels[15:]
+    want = torch.stack([(x.reshape(-1) != b.reshape(len(b), -1)).float().mean(1) for x in a])
+    assert torch.equal(metric.pairwise(a, b), want)
+    mode = torch.mode(labels[:6], dim=0).values  # six samples: many ties
+    assert torch.equal(metric.central_candidates(labels[:6]), mode.unsqueeze(0))
+
+
+def test_tv2_pairwise_stays_within_its_memory_blocks(monkeypatch):
+    """Rows split into blocks (forced tiny here) give the matrix of one block (to rounding: the
+    sums over pixels may run in another order) and of the elementwise distance."""
+    import centersmooth.metrics.image as image
+
+    metric = get_metric("tv2")
+    a, b = rand(7, 3, 5, 4).float(), rand(9, 3, 5, 4).float()
+    whole = metric.pairwise(a, b)
+    monkeypatch.setattr(image, "PAIRWISE_BUDGET", 2 * 20 * 9)
+    torch.testing.assert_close(metric.pairwise(a, b), whole, atol=1e-6, rtol=1e-6)
+    rows = torch.stack([metric(a[i : i + 1].expand_as(b), b) for i in range(7)])
+    torch.testing.assert_close(whole, rows, atol=1e-5, rtol=1e-6)
