@@ -146,20 +146,26 @@ class BaseFunction:
             if numpy_dtype is not None:
                 raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
             else:
-                if self.input_dtype in HALF_DTYPES:
-                    batch = batch.to(self.input_dtype)
-                with torch.autocast(
-                    self.device.type,
-                    dtype=self.autocast_dtype or torch.bfloat16,
-                    enabled=self.autocast_dtype is not None,
-                ):
-                    raw = self.fn(batch)
+                raw = self.forward(batch)
         out = self._check(raw, batch.shape[0])
         if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
             out = out.float()
         if check_finite:
             OutputMonitor(self.device).outputs(out).raise_if_bad()
         return out
+
+    def forward(self, batch: torch.Tensor) -> Any:
+        """The model on a torch batch as certified: cast to a half-precision module's type and
+        under the autocast asked for, with gradients if the caller enables them (the attack
+        differentiates this very function); the raw output, unchecked."""
+        if self.input_dtype in HALF_DTYPES:
+            batch = batch.to(self.input_dtype)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.bfloat16,
+            enabled=self.autocast_dtype is not None,
+        ):
+            return self.fn(batch)
 
     def _check(self, raw: Any, expected: int) -> Outputs:
         if isinstance(raw, np.ndarray) and raw.dtype != object:

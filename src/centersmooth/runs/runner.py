@@ -39,11 +39,14 @@ from .results_file import (
     NOISE_STREAM,
     ROW_FIELDS,
     SCHEMA_VERSION,
+    PlatformMismatchError,
     Results,
     RunnerError,
     Writer,
     jsonable,
     package_version,
+    describe_platform,
+    platforms_differ,
     prepare_file_header,
     read_results,
 )
@@ -202,7 +205,7 @@ def certify_dataset(
 
     Returns the rows of every requested (input, metric, eps_in), in input, metric, eps_in order.
     """
-    inputs, eps_list, metric_names, indices_list, run_info = _check_arguments(
+    inputs, eps_list, metric_names, indices_list, run_info, targets = _check_arguments(
         inputs, eps_in, metrics, indices, targets, run_info, seed, backend, workers, gpus_per_worker
     )
     if isinstance(inputs_per_batch, bool) or not isinstance(inputs_per_batch, int):
@@ -246,7 +249,11 @@ def certify_dataset(
     # every resumed run) must build the same model.
     worker_args: tuple[Any, ...] = (model_factory, full_smoothing, metric_names, eps_list, seed)
     wanted = [(m, e) for m in metric_names for e in eps_list]
+    share = _memory_share(backend, workers, gpus_per_worker)
     fingerprint: dict[str, Any] | None = None
+    # where the rows are computed: known here for the local backend; a Ray run takes its
+    # workers' (the header is then written with the first rows)
+    platform: dict[str, Any] | None = None
     local: Worker | None = None
     if not (resume and _all_done(path, indices_list, wanted)):
         reference = Worker(
@@ -255,13 +262,15 @@ def certify_dataset(
             metric_names,
             eps_list,
             seed,
-            WorkerOptions(numpy_inputs, inputs[0]),
+            WorkerOptions(numpy_inputs, inputs[0], memory_share=share),
         )
         fingerprint = reference.fingerprint
+        if backend == "local":
+            platform = reference.platform
         if backend == "local" and workers == 1:
             local = reference
         del reference  # else the workers build their own
-    worker_args = (*worker_args, WorkerOptions(numpy_inputs, inputs[0], fingerprint))
+    worker_args = (*worker_args, WorkerOptions(numpy_inputs, inputs[0], fingerprint, share))
 
     writer = Writer(path)  # lock the file before reading it
     try:
@@ -274,6 +283,8 @@ def certify_dataset(
                     f"cannot resume {path}: the model built now differs from the one that wrote "
                     f"it ({problem}). " + SAME_MODEL_HINT
                 )
+        expected = None if old_header is None else old_header.get("platform")
+        _check_platform(expected, platform, f"cannot resume {path}")
     except BaseException:
         writer.close()
         raise
@@ -293,6 +304,7 @@ def certify_dataset(
             )
         )
 
+    header: dict[str, Any] | None = None
     if path.stat().st_size == 0:  # a new file (or one that held only a torn header)
         header = {
             "record": "header",
@@ -305,8 +317,12 @@ def certify_dataset(
             "examples_dir": examples_dir.name if examples > 0 else None,
             "config": config,
             "model_fingerprint": fingerprint,
+            "platform": platform,
         }
-        writer.append([header])
+        expected = platform
+        if platform is not None:
+            writer.append([header])
+            header = None
     bar = tqdm(
         total=len(indices_list),
         initial=len(indices_list) - len(jobs),
@@ -324,6 +340,9 @@ def certify_dataset(
         else:
             results = run_inline(jobs, worker_args, inputs_per_batch, worker=local)
         for result in results:
+            if expected is None:
+                expected = result.platform
+            _check_platform(expected, result.platform, f"input {result.index}")
             if result.example is not None:
                 _save_example(examples_dir, result.index, result.example)
             new_rows = []
@@ -332,12 +351,16 @@ def certify_dataset(
                     continue
                 new_rows.append(_full_row(row, run_info))
                 done.add(_key(row))
+            if header is not None:  # a Ray run's new file: the header takes its workers' platform
+                header["platform"] = result.platform
+                new_rows.insert(0, header)
+                header = None
             writer.append(new_rows)
             existing.extend(new_rows)
             finished += 1
             bar.update(1)
     except (RunnerError, ValueError, TypeError, RuntimeError, OSError) as err:
-        if isinstance(err, ModelMismatchError):
+        if isinstance(err, ModelMismatchError | PlatformMismatchError):
             raise
         kept = f"{finished} of {len(indices_list)} inputs are done and kept in {path}"
         raise RunStopped(f"{err}. {kept}; {RESUME_HINT}") from err
@@ -349,6 +372,27 @@ def certify_dataset(
     rows = [r for r in existing if _key(r) in order]
     rows.sort(key=lambda r: order[_key(r)])
     return rows
+
+
+def _memory_share(backend: str, workers: int, gpus_per_worker: float) -> float:
+    """The part of its device's memory one worker's automatic batch size may plan for: local
+    workers share this machine's device, a Ray actor with a fraction of a GPU gets that
+    fraction."""
+    if backend == "local":
+        return 1.0 / workers
+    return float(gpus_per_worker) if 0 < gpus_per_worker < 1 else 1.0
+
+
+def _check_platform(expected: dict[str, Any] | None, got: dict[str, Any] | None, what: str) -> None:
+    """Refuse rows of another platform than the file's (see ``workers.platform_of``)."""
+    if expected is not None and got is not None and platforms_differ(expected, got):
+        raise PlatformMismatchError(
+            f"{what}: the file's rows were computed on {describe_platform(expected)}, these on "
+            f"{describe_platform(got)}. Seeded noise and model outputs differ between GPU models "
+            "and torch or CUDA versions, so the rows would not be those of one run: continue the "
+            "file where it was made (a Ray cluster needs workers of one GPU model and torch "
+            "version), or write a new file"
+        )
 
 
 def _all_done(path: Path, indices: list[int], wanted: list[tuple[str, float]]) -> bool:
@@ -427,12 +471,13 @@ def _check_arguments(
     backend: str,
     workers: int,
     gpus_per_worker: float,
-) -> tuple[np.ndarray, list[float], list[str], list[int], dict[str, Any]]:
+) -> tuple[np.ndarray, list[float], list[str], list[int], dict[str, Any], Any]:
     from ..metrics import get_metric
 
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
+    targets = _on_host(targets)
     if not isinstance(inputs, np.ndarray) or inputs.ndim < 2:
         raise ValueError("inputs must be a NumPy array of shape (N, ...) with one input per row")
     n = inputs.shape[0]
@@ -467,7 +512,20 @@ def _check_arguments(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not (isinstance(gpus_per_worker, int | float) and gpus_per_worker >= 0):
         raise ValueError(f"gpus_per_worker must be a non-negative number, got {gpus_per_worker!r}")
-    return inputs, [float(e) for e in eps_arr], names, idx, run_info
+    return inputs, [float(e) for e in eps_arr], names, idx, run_info, targets
+
+
+def _on_host(targets: Any) -> Any:
+    """Targets as the workers get them: tensors (on any device, CUDA included) as NumPy arrays,
+    like the inputs, so that no CUDA tensor is pickled into a worker or a Ray actor."""
+    torch = sys.modules.get("torch")
+    if torch is None or targets is None:
+        return targets
+    if isinstance(targets, torch.Tensor):
+        return targets.detach().cpu().numpy()
+    if isinstance(targets, list | tuple) and any(isinstance(t, torch.Tensor) for t in targets):
+        return [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t for t in targets]
+    return targets
 
 
 def _save_example(directory: Path, index: int, arrays: dict[str, np.ndarray]) -> None:

@@ -51,6 +51,7 @@ class Result:
     index: int
     rows: list[dict[str, Any]]
     example: dict[str, np.ndarray] | None = None
+    platform: dict[str, Any] | None = None  # where the rows were computed (``platform_of``)
 
 
 class Worker:
@@ -101,14 +102,16 @@ class Worker:
         if threads is not None:
             torch.set_num_threads(threads)
         kwargs = dict(smoothing)
-        if kwargs.get("device") is None and gpus > 0 and torch.cuda.is_available():
-            kwargs["device"] = "cuda"
+        if gpus > 0:
+            kwargs["device"] = actor_device(kwargs.get("device"))
         try:
             model = model_factory()
         except Exception as err:
             raise ModelFailure(f"the model factory failed: {_describe(err)}") from err
         self.smoother = CenterSmoothing(model, metric=metrics[0], **kwargs)
         opts = self.options
+        self.smoother.memory_share = opts.memory_share
+        self.platform = platform_of(self.smoother.device)
         if opts.probe is not None:
             self.fingerprint = model_fingerprint(
                 model, self.smoother, self.model_input(opts.probe), repeat=opts.fingerprint is None
@@ -231,7 +234,7 @@ class Worker:
                         "version": self.version,
                     }
                 )
-        return Result(job.position, job.index, rows, example)
+        return Result(job.position, job.index, rows, example, self.platform)
 
 
 SAME_MODEL_HINT = (
@@ -257,11 +260,14 @@ class WorkerOptions:
     else torch tensors. ``probe``: the run's first input, on which the model's fingerprint is
     taken (none without it). ``fingerprint``: the fingerprint the run started with (``None``:
     nothing to compare with; the worker's own is then taken and kept in ``Worker.fingerprint``).
+    ``memory_share``: the part of its device's memory a worker's automatic batch size may plan
+    for (several workers on one device each take their share, not the whole).
     """
 
     numpy_inputs: bool = False
     probe: np.ndarray | None = None
     fingerprint: dict[str, Any] | None = None
+    memory_share: float = 1.0  # of the device's memory, for the automatic batch size
 
 
 def _describe(err: BaseException) -> str:
@@ -363,13 +369,36 @@ def fingerprint_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str |
 
 
 def _as_batch(target: Any, like: Any) -> Any:
-    """One target as a batch of one, on the device and in the dtype of the model's outputs."""
+    """One target as a batch of one, on the device and in the dtype of the model's outputs
+    (a tensor target may sit on any device)."""
     if isinstance(like, torch.Tensor):
-        t = torch.as_tensor(np.array(target))
+        t = target.detach() if isinstance(target, torch.Tensor) else torch.as_tensor(np.array(target))
         if like.is_floating_point():
             t = t.to(like.dtype)
         return t.to(like.device).unsqueeze(0)
     return repeat(target, 1)
+
+
+def actor_device(device: Any) -> str | None:
+    """The device a Ray actor given GPUs uses for ``device``: Ray makes only the actor's own
+    GPUs visible to it, numbered from 0, so ``cuda:1`` (the machine's numbering) would name a
+    GPU the actor cannot see ("invalid device ordinal"); any CUDA device, or none given, means
+    the actor's first GPU. Other devices are kept."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else None
+    return "cuda" if torch.device(device).type == "cuda" else str(device)
+
+
+def platform_of(device: torch.device) -> dict[str, Any]:
+    """Where rows are computed: the device's name (``cpu`` or the GPU model), the torch version
+    and its CUDA version. Seeded noise and model outputs are bit for bit the same only on the
+    same platform (docs/distributed.md), so a results file records it and a resumed run or a Ray
+    worker elsewhere is refused."""
+    device = torch.device(device)
+    name = device.type
+    if device.type == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(device)
+    return {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda}
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
