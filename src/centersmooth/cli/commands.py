@@ -584,7 +584,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..data.datasets import file_sha256
-    from ..runs.runner import certify_dataset
+    from ..runs.runner import certify_dataset, check_device
     from ..runs.tables import format_table, summarize
     from ..smoothing import CenterSmoothing
     from ..tasks.user import parse_model_spec, probed_user_model
@@ -595,7 +595,10 @@ def _certify_run(args: argparse.Namespace) -> int:
     if args.model is not None or args.inputs is not None:
         inputs = user_inputs(args)
         numpy_inputs = args.numpy_model
-        factory, outputs = probed_user_model(args.model, inputs[:2], numpy_model=numpy_inputs)
+        check_device(args.device)  # the probe below runs the model there
+        factory, outputs = probed_user_model(
+            args.model, inputs[:2], numpy_model=numpy_inputs, device=args.device
+        )
         targets = None if args.targets is None else _load_array(args.targets, "--targets")
         if targets is not None:
             check_targets(targets, inputs, outputs)

@@ -118,6 +118,9 @@ def experiment_parser(
     parser.add_argument("--n-certify", type=int, help="certification samples (default: preset)")
     parser.add_argument("--delta", type=float, help="default: the preset's")
     parser.add_argument("--seed", type=int, default=0, help="inputs and smoothing seed")
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:1, ... (default: the CPU) where the samples are computed"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -135,6 +138,8 @@ def experiment_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["n_certify"] = args.n_certify
     if args.delta is not None:
         overrides["delta"] = args.delta
+    if args.device is not None:
+        overrides["device"] = args.device
     return overrides
 
 

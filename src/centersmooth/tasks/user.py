@@ -69,38 +69,51 @@ def build_user_model(path: str, name: str) -> Any:
 
 
 def user_model_factory(
-    spec: str, probe: np.ndarray | None = None, numpy_model: bool = False
+    spec: str,
+    probe: np.ndarray | None = None,
+    numpy_model: bool = False,
+    device: str | torch.device | None = None,
 ) -> functools.partial[Any]:
     """A picklable zero-argument factory for the runner's workers (each imports the file).
 
     The model is built once here, so that a bad file fails with a clear message and not in a
     worker; with ``probe`` (a batch of inputs) it is also run once on it, fed as in the run, so
     that inputs of the wrong shape or dtype are reported as such (``ValueError``) rather than as
-    an error deep inside torch.
+    an error deep inside torch. ``device`` is the run's (``--device``): the probe feeds the
+    model there, as the run will.
     """
     if probe is None:
         path, name = parse_model_spec(spec)
         build_user_model(str(path), name)
         return functools.partial(build_user_model, str(path), name)
-    return probed_user_model(spec, probe, numpy_model)[0]
+    return probed_user_model(spec, probe, numpy_model, device)[0]
 
 
 def probed_user_model(
-    spec: str, probe: np.ndarray, numpy_model: bool = False
+    spec: str,
+    probe: np.ndarray,
+    numpy_model: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[functools.partial[Any], Any]:
     """:func:`user_model_factory` with a probe, and the model's outputs on the probe batch."""
     path, name = parse_model_spec(spec)
     model = build_user_model(str(path), name)
-    outputs = _probe(model, probe, spec, numpy_model)
+    outputs = _probe(model, probe, spec, numpy_model, device)
     return functools.partial(build_user_model, str(path), name), outputs
 
 
-def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any:
+def model_batch(
+    model: Any,
+    batch: np.ndarray,
+    numpy_model: bool = False,
+    device: str | torch.device | None = None,
+) -> Any:
     """The model's outputs on ``batch`` (N inputs), each input fed as the run feeds it: through
-    the smoother's own input preparation and base function (``sampling``)."""
+    the smoother's own input preparation and base function (``sampling``), on the run's
+    ``device`` (default: where a module's weights are, else the CPU)."""
     from ..sampling import BaseFunction, prepare_input, resolve_device
 
-    base = BaseFunction(model, resolve_device(None, model))
+    base = BaseFunction(model, resolve_device(device, model))
     prepared = []
     for row in batch:
         array = np.array(row)
@@ -118,9 +131,15 @@ def model_batch(model: Any, batch: np.ndarray, numpy_model: bool = False) -> Any
 _DTYPE_WORDS = re.compile(r"dtype|Double|Float|Half|BFloat|expected scalar type|same type", re.I)
 
 
-def _probe(model: Any, batch: np.ndarray, spec: str, numpy_model: bool = False) -> Any:
+def _probe(
+    model: Any,
+    batch: np.ndarray,
+    spec: str,
+    numpy_model: bool = False,
+    device: str | torch.device | None = None,
+) -> Any:
     try:
-        return model_batch(model, batch, numpy_model)
+        return model_batch(model, batch, numpy_model, device)
     except Exception as err:  # noqa: BLE001 - any failure of the user's model on its inputs
         text = str(err).strip()
         first = text.splitlines()[0] if text else ""
