@@ -16,7 +16,6 @@ from centersmooth.sampling import (
     OutputMonitor,
     derive_seed,
     draw_noisy,
-    find_batch_size,
 )
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=4_000)
@@ -169,21 +168,9 @@ def test_compile_gives_the_same_certificate():
     assert compiled.eps_out == pytest.approx(eager.eps_out, rel=1e-4)
 
 
-def test_automatic_batch_size_backs_off_from_out_of_memory():
-    def fits_up_to_4096(batch):
-        if batch.shape[0] > 4096:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return batch
-
-    fn = BaseFunction(fits_up_to_4096, torch.device("cpu"))
-    assert find_batch_size(fn, torch.zeros(3), 0.1) == 2048
-    assert find_batch_size(fn, torch.zeros(3), 0.1, limit=1024) == 1024
-    with pytest.raises(RuntimeError, match="out of device memory"):
-        find_batch_size(fn, torch.zeros(3), 0.1, start=8192)
-
-
-def test_no_batch_size_means_the_default_on_cpu():
-    smoother = CenterSmoothing(lambda b: b, batch_size=None, seed=0, **SMALL)
+def test_no_batch_size_is_the_default_and_certifies():
+    smoother = CenterSmoothing(lambda b: b, seed=0, **SMALL)
+    assert smoother.batch_size is None
     assert not smoother.certify(torch.zeros(2), 0.1).abstained
 
 

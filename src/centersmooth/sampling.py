@@ -55,7 +55,6 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-DEFAULT_BATCH_SIZE = 1_000
 
 
 def derive_seed(seed: int, index: int) -> int:
@@ -107,7 +106,10 @@ class BaseFunction:
                 # noise first would move x and quantise the noise.
                 self.noise_dtype = torch.float32
         if compile:
-            fn = torch.compile(fn) if compile is True else torch.compile(fn, backend=str(compile))
+            # dynamic shapes: the last batch of each stage (and of each number of inputs per
+            # call) has another size, which would otherwise compile the model again
+            backend = "inductor" if compile is True else str(compile)
+            fn = torch.compile(fn, backend=backend, dynamic=True)
         self.fn: Callable[..., Any] = fn
         self.device = device
         self.autocast_dtype = None if autocast is None else AUTOCAST_DTYPES[autocast]
@@ -359,33 +361,6 @@ def draw_noisy(streams: list[Any], size: int) -> torch.Tensor:
         parts.append(stream.buffer[:size])
         stream.buffer = stream.buffer[size:]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def find_batch_size(
-    base_function: BaseFunction,
-    x: torch.Tensor,
-    sigma: float,
-    numpy_dtype: np.dtype | None = None,
-    start: int = 256,
-    limit: int = 2**16,
-) -> int:
-    """Half the largest power-of-two batch (``start`` .. ``limit``) the model runs without
-    running out of device memory; the other half is left for distances and the center search."""
-    gen = torch.Generator(device=x.device)
-    gen.manual_seed(0)
-    size, fits = start, 0
-    while size <= limit:
-        try:
-            base_function(noisy_batch(x, sigma, size, gen), numpy_dtype, check_finite=False)
-        except torch.cuda.OutOfMemoryError:
-            break
-        finally:
-            if x.device.type == "cuda":
-                torch.cuda.empty_cache()
-        fits, size = size, size * 2
-    if fits == 0:
-        raise RuntimeError(f"the base function runs out of device memory on a batch of {start}")
-    return max(fits // 2, 1) if fits < limit else fits
 
 
 # ----------------------------------------------------------------------------- inputs of one call

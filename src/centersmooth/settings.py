@@ -48,7 +48,7 @@ class SmoothingSettings:
     bound: bounds.Bound = "binomial"
     candidates: int | Mapping[str, int] | None = None
     central_candidates: bool = True
-    batch_size: int | None = 1_000
+    batch_size: int | None = None
     seed: int | None = None
     ball_mass: float = 0.5
     nearest_candidate: bool = True

@@ -23,13 +23,13 @@ from .certificate import Certificate, Prediction
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
+from .batch_size import find_batch_size
+from .determinism import fix_cublas_workspace, seeded_kernels
 from .sampling import (
-    DEFAULT_BATCH_SIZE,
     BaseFunction,
     OutputMonitor,
     PreparedInputs,
     SampleCollector,
-    find_batch_size,
     noisy_outputs,
     resolve_device,
 )
@@ -43,8 +43,10 @@ class CenterSmoothing:
 
     ``f`` maps a batch of inputs to a batch of outputs (tensor, NumPy array or list of objects).
     Noise ``N(0, sigma^2 I)`` is added to the input as given. docs/algorithm.md gives the
-    meaning of every argument. Beyond it: ``batch_size=None`` picks the batch size (the largest
-    that fits on a CUDA device, found once; 1,000 on the CPU); ``progress`` shows progress bars
+    meaning of every argument. Beyond it: ``batch_size=None`` (the default) picks the batch size
+    from the memory one sample needs (``batch_size.find_batch_size``: the largest that fits on a
+    CUDA device, at most 1,000 and 1 GiB on the CPU), once per shape of input; ``progress`` shows
+    progress bars
     over the forward passes (with their distances) and the center search; ``autocast`` ("bf16" /
     "fp16") and ``compile`` speed up a torch model (the certificate then holds for the
     low-precision / compiled model actually evaluated).
@@ -87,7 +89,7 @@ class CenterSmoothing:
         bound: str = "binomial",
         candidates: int | Mapping[str, int] | None = None,
         central_candidates: bool = True,
-        batch_size: int | None = 1_000,
+        batch_size: int | None = None,
         device: str | torch.device | None = None,
         seed: int | None = None,
         progress: bool = False,
@@ -119,8 +121,12 @@ class CenterSmoothing:
         self.metric = get_metric(metric)
         self.progress = progress
         self.device = resolve_device(device, base_function)
+        fix_cublas_workspace(self.device)  # before the model below starts CUDA
         self.base_function = BaseFunction(base_function, self.device, autocast, compile)
-        self._auto_batch_size: int | None = None
+        # the part of the device's memory the automatic batch size plans for (a runner with
+        # several workers on one device gives each its share)
+        self.memory_share = 1.0
+        self._auto_batch_sizes: dict[tuple[Any, ...], int] = {}
 
     def __getattr__(self, name: str) -> Any:
         """The settings read as attributes (``smoother.sigma``, ``smoother.delta1``, ...)."""
@@ -153,7 +159,10 @@ class CenterSmoothing:
         ``seed`` overrides the constructor's seed for this call.
         """
         inputs = self._inputs([x], None if seed is None else [seed])
-        with self.base_function.evaluating():  # a module's train/eval flags come back after
+        seeded = seed is not None or self.settings.seed is not None
+        # a module's train/eval flags come back after; a seeded call asks for deterministic
+        # kernels on a CUDA device (``determinism``)
+        with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
             pred = self._predict(inputs, [self.metric])[0][0][0]
         return replace(pred, center=inputs.returned(pred.center))
 
@@ -165,7 +174,7 @@ class CenterSmoothing:
         distance name (see ``Metric.diameter``)."""
         self.settings.check_candidate_names(metrics)
         centers, diameters = [], []
-        for collector in self._center_samples(inputs):
+        for collector in self._center_samples(inputs, metrics):
             row, diameter = self._find_centers(collector.take(), metrics)
             centers.append(row)
             diameters.append(diameter)
@@ -176,11 +185,14 @@ class CenterSmoothing:
         ]
         return predictions, diameters
 
-    def _center_samples(self, inputs: PreparedInputs) -> list[SampleCollector]:
+    def _center_samples(
+        self, inputs: PreparedInputs, metrics: list[Metric]
+    ) -> list[SampleCollector]:
         """Step 1: ``n_center`` outputs of the base function under noise, per input."""
         n_center = self.settings.n_center
         collected = [SampleCollector(n_center) for _ in inputs.xs]
-        for outputs in self._stream(inputs, n_center, "center", OutputMonitor(self.device)):
+        monitor = OutputMonitor(self.device)
+        for outputs in self._stream(inputs, n_center, "center", monitor, metrics):
             for collector, out in zip(collected, outputs, strict=True):
                 collector.add(out)
         return collected
@@ -220,7 +232,7 @@ class CenterSmoothing:
         and distance (the counts ``_decide`` bounds from below)."""
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
         monitor = OutputMonitor(self.device)
-        for outputs in self._stream(inputs, self.settings.n_check, "check", monitor):
+        for outputs in self._stream(inputs, self.settings.n_check, "check", monitor, metrics):
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
                     d = monitor.distances(distances_to(metric, center.point, out, check=False))
@@ -314,7 +326,10 @@ class CenterSmoothing:
         eps = check_eps_in(eps_in)
         scalar = np.ndim(eps_in) == 0
         inputs = self._inputs(xs, seeds)
-        with self.base_function.evaluating():  # a module's train/eval flags come back after
+        seeded = seeds is not None or self.settings.seed is not None
+        # a module's train/eval flags come back after; a seeded call asks for deterministic
+        # kernels on a CUDA device (``determinism``)
+        with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
             preds, diameters = self._predict(inputs, resolved)
             radii = self._certify_distances(inputs, resolved, preds)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
@@ -372,7 +387,7 @@ class CenterSmoothing:
         radii = torch.zeros(shape, dtype=torch.float64, device=self.device)
         done = 0
         monitor = OutputMonitor(self.device)
-        for outputs in self._stream(inputs, n_certify, "certify", monitor):
+        for outputs in self._stream(inputs, n_certify, "certify", monitor, metrics):
             size = batch_len(outputs[0])
             for i, out in enumerate(outputs):
                 for j, metric in enumerate(metrics):
@@ -431,24 +446,40 @@ class CenterSmoothing:
         )
 
     def _stream(
-        self, inputs: PreparedInputs, n: int, stage: str, monitor: OutputMonitor
+        self,
+        inputs: PreparedInputs,
+        n: int,
+        stage: str,
+        monitor: OutputMonitor,
+        metrics: Sequence[Metric] = (),
     ) -> Iterator[list[Outputs]]:
-        """``n`` noisy outputs per input of ``stage`` (see ``sampling.noisy_outputs``)."""
-        batch_size = self._batch_size(inputs)
+        """``n`` noisy outputs per input of ``stage`` (see ``sampling.noisy_outputs``), in
+        batches that leave room for ``metrics``."""
+        batch_size = self._batch_size(inputs, metrics)
         return noisy_outputs(
             self.base_function, inputs, n, batch_size, monitor, stage, self.progress
         )
 
-    def _batch_size(self, inputs: PreparedInputs) -> int:
+    def _batch_size(self, inputs: PreparedInputs, metrics: Sequence[Metric] = ()) -> int:
+        """``batch_size``, or the automatic one, found once per shape and type of input, number
+        of inputs and distances (``batch_size.find_batch_size``)."""
         if self.settings.batch_size is not None:
             return self.settings.batch_size
-        if self.device.type != "cuda":
-            return DEFAULT_BATCH_SIZE
-        if self._auto_batch_size is None:
-            self._auto_batch_size = find_batch_size(
-                self.base_function, inputs.xs[0], self.settings.sigma, inputs.np_dtype
+        metrics = list(metrics) or [self.metric]
+        x = inputs.xs[0]
+        key = (tuple(x.shape), x.dtype, str(inputs.np_dtype), len(inputs.xs))
+        key += tuple(m.name for m in metrics)
+        if key not in self._auto_batch_sizes:
+            self._auto_batch_sizes[key] = find_batch_size(
+                self.base_function,
+                x,
+                self.settings.sigma,
+                inputs.np_dtype,
+                metrics=metrics,
+                held_samples=self.settings.n_center * len(inputs.xs),
+                share=self.memory_share,
             )
-        return self._auto_batch_size
+        return self._auto_batch_sizes[key]
 
     def __repr__(self) -> str:
         s = self.settings

@@ -351,11 +351,11 @@ def certify_dataset(
                     continue
                 new_rows.append(_full_row(row, run_info))
                 done.add(_key(row))
+            records = new_rows
             if header is not None:  # a Ray run's new file: the header takes its workers' platform
-                header["platform"] = result.platform
-                new_rows.insert(0, header)
+                records = [{**header, "platform": result.platform}, *new_rows]
                 header = None
-            writer.append(new_rows)
+            writer.append(records)
             existing.extend(new_rows)
             finished += 1
             bar.update(1)
