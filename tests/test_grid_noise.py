@@ -239,3 +239,47 @@ def test_the_exact_noise_is_the_same_on_cuda_as_on_the_cpu():
     cpu = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=3).take(1_000)
     cuda = GridNoiseStream(k.cuda(), 1 / 255, 0.25, torch.float32, seed=3).take(1_000)
     assert cuda.device.type == "cuda" and torch.equal(cpu, cuda.cpu())
+
+
+@pytest.mark.parametrize("sizes", [[1_000], [1, 255, 300, 2, 442]])
+def test_drawing_ahead_and_narrow_integers_give_the_same_noise(sizes):
+    """Blocks drawn ahead on another thread, in int16, and of another size are the integers of
+    the plain sequential draw (the generator's words in order)."""
+    k = torch.arange(-300, 484, dtype=torch.int64)
+    table = noise_table(0.25 * 255)
+    rng = np.random.Generator(np.random.PCG64(3))
+    words = table.sample(rng, (1_000, 784))  # int64, one block
+    want = lattice_to_float(k + torch.from_numpy(words), 1 / 255, torch.float32)
+    for ahead, block in ((False, 256), (True, 256), (True, 97)):
+        stream = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=3, block=block, ahead=ahead)
+        assert stream.atom_dtype == torch.int16
+        got = torch.cat([stream.take(n) for n in sizes])
+        assert torch.equal(got, want), (ahead, block)
+
+
+def test_atoms_beyond_int16_travel_as_int32(monkeypatch):
+    import centersmooth.grid_noise as grid_noise
+
+    wide = grid_noise.NoiseTable(1.0, -40_000, np.array([2**63], dtype=np.uint64), 0.0)
+    monkeypatch.setattr(grid_noise, "noise_table", lambda scale: wide)
+    stream = GridNoiseStream(torch.zeros(50, dtype=torch.int64), 1.0, 1.0, torch.float64, seed=0)
+    assert stream.atom_dtype == torch.int32
+    values = stream.take(300).unique().tolist()
+    assert values == [-40_000.0, -39_999.0]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_grid_noise_drawn_ahead_into_page_locked_memory_is_the_cpus():
+    from centersmooth.sampling import BaseFunction, PreparedInputs, draw_noisy
+
+    x = (torch.arange(784) % 256).float() / 255
+    noise = {}
+    for name in ("cpu", "cuda"):
+        device = torch.device(name)
+        base = BaseFunction(lambda b: b, device)
+        inputs = PreparedInputs.build([x], None, 5, 0.25, base, device, 1 / 255)
+        noise[name] = torch.cat([draw_noisy(inputs.streams, n) for n in (1, 4_000, 6_999)])
+        stream = inputs.streams[0]
+        assert (stream.ahead, stream.pinned) == (name == "cuda", name == "cuda")
+    assert torch.equal(noise["cpu"], noise["cuda"].cpu())

@@ -14,6 +14,8 @@ data processing (docs/algorithm.md, "Inputs on a grid: exact noise (`input_grid`
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -156,8 +158,18 @@ def lattice_to_float(n: torch.Tensor, grid: float, dtype: torch.dtype) -> torch.
 
 
 class GridNoiseStream:
-    """Noisy copies ``(k + m) * grid`` of one input on the grid, in fixed blocks of
-    ``block`` samples from a NumPy generator on the CPU (the same integers on every device)."""
+    """Noisy copies ``(k + m) * grid`` of one input on the grid, in blocks of ``block`` samples
+    drawn from a NumPy generator on the CPU: the integers are the same on every device and for
+    every block size (the generator's words are used in order).
+
+    The integers ``m`` travel in the narrowest integer type holding the table's atoms (int16
+    when they lie within 32,767 of 0, as for ``sigma / grid`` up to about 3,800, else int32: a
+    quarter or half of int64's bytes). With
+    ``ahead`` (the default on a CUDA device) the next block is drawn on a thread of the CPU
+    while the device works on this one, into page-locked memory where CUDA is available, so
+    that its copy to the device runs asynchronously. One draw per stream is in flight at a time,
+    so each stream's generator is used in order whichever thread runs it.
+    """
 
     def __init__(
         self,
@@ -167,15 +179,35 @@ class GridNoiseStream:
         dtype: torch.dtype,
         seed: int | None,
         block: int = 256,
+        ahead: bool | None = None,
     ) -> None:
         self.k, self.grid, self.dtype, self.block = k, grid, dtype, block
         self.table = noise_table(sigma / grid)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.buffer = lattice_to_float(k, grid, dtype).new_empty((0, *k.shape))
+        highest = self.table.lowest + len(self.table.bounds)
+        narrow = -(2**15) <= self.table.lowest and highest < 2**15
+        self.atom_dtype = torch.int16 if narrow else torch.int32
+        self.pinned = k.device.type == "cuda" and torch.cuda.is_available()
+        self.ahead = k.device.type == "cuda" if ahead is None else ahead
+        self._next: Future[torch.Tensor] | None = None
+
+    def _host_block(self) -> torch.Tensor:
+        """The integers of the next block on the host, narrow, page-locked for a CUDA device."""
+        words = self.table.sample(self.rng, (self.block, *self.k.shape))
+        out = torch.empty(words.shape, dtype=self.atom_dtype, pin_memory=self.pinned)
+        np.copyto(out.numpy(), words, casting="unsafe")  # atoms fit: see atom_dtype
+        return out
 
     def _draw(self) -> torch.Tensor:
-        m = torch.from_numpy(self.table.sample(self.rng, (self.block, *self.k.shape)))
-        return lattice_to_float(self.k + m.to(self.k.device), self.grid, self.dtype)
+        if self.ahead:
+            pending = self._next or _drawing_pool().submit(self._host_block)
+            host = pending.result()
+            self._next = _drawing_pool().submit(self._host_block)  # while the device works
+        else:
+            host = self._host_block()
+        m = host.to(self.k.device, non_blocking=self.pinned)
+        return lattice_to_float(self.k + m, self.grid, self.dtype)
 
     def take(self, size: int) -> torch.Tensor:
         parts = []
@@ -186,3 +218,15 @@ class GridNoiseStream:
             self.buffer = self.buffer[size:]
             size -= parts[-1].shape[0]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+DRAWING_THREADS = 4  # streams of several inputs draw side by side
+
+
+def _drawing_pool() -> ThreadPoolExecutor:
+    """The threads that draw blocks ahead (made again in a forked process)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(DRAWING_THREADS, "centersmooth-grid-noise"))
+    return _POOL[1]

@@ -440,7 +440,9 @@ class PreparedInputs:
             else:
                 k = grid_noise.snap_to_grid(x, input_grid)
                 streams.append(
-                    grid_noise.GridNoiseStream(k, input_grid, sigma, x.dtype, seed, NOISE_BLOCK)
+                    # blocks as large as the standard noise's (the same integers whatever
+                    # the block: the generator's words are used in order)
+                    grid_noise.GridNoiseStream(k, input_grid, sigma, x.dtype, seed, noise_block(x))
                 )
         return cls(tensors, prepared[0][1], streams)
 
