@@ -188,17 +188,17 @@ def _peak_memory(device: torch.device) -> Iterator[list[float | None]]:
     result: list[float | None] = [None]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
+        allocated = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         yield result
         torch.cuda.synchronize(device)
-        result[0] = float(torch.cuda.max_memory_allocated(device) - before)
+        result[0] = float(torch.cuda.max_memory_allocated(device) - allocated)
         return
-    before = _reset_resident_peak() if device.type == "cpu" else None
+    resident = _reset_resident_peak() if device.type == "cpu" else None
     yield result
-    if before is not None:
+    if resident is not None:
         peak = _resident_bytes("VmHWM")
-        result[0] = None if peak is None else float(max(0, peak - before))
+        result[0] = None if peak is None else float(max(0, peak - resident))
 
 
 _STATUS = Path("/proc/self/status")

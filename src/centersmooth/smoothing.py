@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from . import bounds
+from .batch_size import find_batch_size
 from .center import Center, batch_len, distances_to, find_center
 from .certificate import Certificate, Prediction
+from .determinism import fix_cublas_workspace, seeded_kernels
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
-from .batch_size import find_batch_size
-from .determinism import fix_cublas_workspace, seeded_kernels
 from .sampling import (
     BaseFunction,
     OutputMonitor,
@@ -467,8 +467,8 @@ class CenterSmoothing:
             return self.settings.batch_size
         metrics = list(metrics) or [self.metric]
         x = inputs.xs[0]
-        key = (tuple(x.shape), x.dtype, str(inputs.np_dtype), len(inputs.xs))
-        key += tuple(m.name for m in metrics)
+        key: tuple[Any, ...] = (tuple(x.shape), x.dtype, str(inputs.np_dtype), len(inputs.xs))
+        key = (*key, *(m.name for m in metrics))
         if key not in self._auto_batch_sizes:
             self._auto_batch_sizes[key] = find_batch_size(
                 self.base_function,

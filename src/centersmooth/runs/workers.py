@@ -372,7 +372,11 @@ def _as_batch(target: Any, like: Any) -> Any:
     """One target as a batch of one, on the device and in the dtype of the model's outputs
     (a tensor target may sit on any device)."""
     if isinstance(like, torch.Tensor):
-        t = target.detach() if isinstance(target, torch.Tensor) else torch.as_tensor(np.array(target))
+        t = (
+            target.detach()
+            if isinstance(target, torch.Tensor)
+            else torch.as_tensor(np.array(target))
+        )
         if like.is_floating_point():
             t = t.to(like.dtype)
         return t.to(like.device).unsqueeze(0)
