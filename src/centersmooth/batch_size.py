@@ -3,10 +3,11 @@ memory that one sample needs allows, on a CUDA device and on the CPU alike.
 
 Two small probe batches (``PROBE`` and twice as many samples: noisy inputs, the model's outputs
 and the distances of those outputs) are measured; a straight line through their peaks gives the
-memory one more sample costs and what a batch costs whatever its size (workspaces). The batch is
+memory one more sample costs and what a batch costs whatever its size (workspaces), and the
+outputs of the batch before, which the caller still holds, are added per sample. The batch is
 what then fits in the memory left after the center samples (``n_center`` outputs per input, held
-through the first stage), with ``HEADROOM`` to spare, within the share of the device this
-worker may use:
+through the first stage) and a block of noise per input (``sampling.noise_block``), with
+``HEADROOM`` to spare, within the share of the device this worker may use:
 
 - on a CUDA device, peaks come from torch's allocator; the memory is what the device has free
   plus what torch holds unused, and the batch found (at most ``CUDA_LIMIT``, a power of two) is
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .sampling import BaseFunction, noisy_batch
+from .sampling import BaseFunction, noise_block, noisy_batch
 
 PROBE = 16  # samples in the first probe batch (the second holds twice as many)
 HEADROOM = 0.8  # share of the memory left that batches may fill
@@ -61,6 +62,7 @@ def find_batch_size(
     *,
     metrics: Sequence[Any] = (),
     held_samples: int = 0,
+    streams: int = 1,
     share: float = 1.0,
     limit: int | None = None,
 ) -> int:
@@ -68,7 +70,9 @@ def find_batch_size(
 
     ``metrics``: the distances computed on each batch (their memory counts per sample);
     ``held_samples``: outputs kept while batches run (the center samples of every input of the
-    call); ``share``: the part of the device's memory this worker may plan for (several
+    call); ``streams``: inputs whose noise streams each hold a block of noisy samples beside the
+    batch (``sampling.noise_block``); ``share``: the part of the device's memory this worker may
+    plan for (several
     workers on one device); ``limit``: the largest batch (default ``CUDA_LIMIT`` on a CUDA
     device, ``CPU_LIMIT`` elsewhere).
     """
@@ -96,7 +100,10 @@ def find_batch_size(
     if per_sample <= 0:  # the two peaks lie within the allocator's rounding
         per_sample = second.peak / (2 * small)
     fixed = max(0.0, first.peak - small * per_sample)
+    # the caller still holds the outputs of the batch before while a batch runs
+    per_sample += second.output_bytes
     held = held_samples * second.output_bytes
+    blocks = streams * noise_block(x) * x.numel() * x.element_size()
     available = available_memory(x.device, share)
     if held > available:
         warnings.warn(
@@ -106,7 +113,7 @@ def find_batch_size(
             RuntimeWarning,
             stacklevel=3,
         )
-    budget = (available - held - fixed) * HEADROOM
+    budget = (available - held - blocks - fixed) * HEADROOM
     if not cuda:
         budget = min(budget, CPU_BATCH_BYTES * share)
     size = _power_of_two_within(budget / max(per_sample, 1.0), limit)

@@ -215,7 +215,8 @@ class GridNoiseStream:
             if self.buffer.shape[0] == 0:
                 self.buffer = self._draw()
             parts.append(self.buffer[:size])
-            self.buffer = self.buffer[size:]
+            rest = self.buffer[size:]  # an empty view would hold the block's memory
+            self.buffer = rest if rest.shape[0] else rest.new_empty((0, *self.k.shape))
             size -= parts[-1].shape[0]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 

@@ -302,9 +302,34 @@ class NoiseStream:
         torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype, out=out)
         out.mul_(self.sigma).add_(self.x)
 
-    def blocks_for(self, size: int) -> int:
-        """New blocks needed to hand out ``size`` more samples."""
-        return max(0, -(-(size - self.buffer.shape[0]) // self.block))
+    def fill(self, target: torch.Tensor) -> list[Callable[[], None]]:
+        """Jobs that write the next ``len(target)`` noisy samples into ``target``: the samples
+        left from the last block are copied now, whole blocks are drawn straight into
+        ``target``, and a last block partly needed is drawn into a buffer whose rest waits for
+        the next call. So a batch holds its own samples and at most one block besides (a
+        concatenation would hold them twice)."""
+        size = target.shape[0]
+        used = min(size, self.buffer.shape[0])
+        if used:
+            target[:used] = self.buffer[:used]
+        self.buffer = _rest(self.buffer, used)
+        jobs: list[Callable[[], None]] = []
+        at = used
+        while at < size:
+            b, self.next_block = self.next_block, self.next_block + 1
+            if size - at >= self.block:
+                jobs.append(functools.partial(self.draw_block, b, target[at : at + self.block]))
+                at += self.block
+                continue
+            block = self.x.new_empty((self.block, *self.x.shape))
+            jobs.append(functools.partial(self._draw_head, b, block, target[at:]))
+            self.buffer = block[size - at :]
+            at = size
+        return jobs
+
+    def _draw_head(self, b: int, block: torch.Tensor, head: torch.Tensor) -> None:
+        self.draw_block(b, block)
+        head.copy_(block[: head.shape[0]])
 
     def take(self, size: int) -> torch.Tensor:
         """The next ``size`` noisy samples."""
@@ -335,32 +360,24 @@ def draw_noisy(streams: list[Any], size: int) -> torch.Tensor:
     operations (multiply, then add), which give the same bits however the work is split.
     Streams other than :class:`NoiseStream` (``GridNoiseStream``) are taken one by one.
     """
-    fresh: list[torch.Tensor | None] = []
+    if not all(isinstance(stream, NoiseStream) for stream in streams):
+        parts = [stream.take(size) for stream in streams]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    x = streams[0].x  # inputs of one call share shape, type and device
+    out = x.new_empty((len(streams) * size, *x.shape))
     jobs: list[Callable[[], None]] = []
-    on_cpu = True
-    for stream in streams:
-        if not isinstance(stream, NoiseStream):
-            fresh.append(None)
-            continue
-        count = stream.blocks_for(size)
-        new = stream.x.new_empty((count * stream.block, *stream.x.shape))
-        for k in range(count):
-            out = new[k * stream.block : (k + 1) * stream.block]
-            jobs.append(functools.partial(stream.draw_block, stream.next_block + k, out))
-        stream.next_block += count
-        fresh.append(new)
-        on_cpu = on_cpu and stream.x.device.type == "cpu"
-    _run(jobs, torch.get_num_threads() if on_cpu else 1)
-    parts = []
-    for stream, drawn in zip(streams, fresh, strict=True):
-        if drawn is None:
-            parts.append(stream.take(size))
-            continue
-        if drawn.shape[0]:
-            stream.buffer = torch.cat([stream.buffer, drawn]) if stream.buffer.shape[0] else drawn
-        parts.append(stream.buffer[:size])
-        stream.buffer = stream.buffer[size:]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    for i, stream in enumerate(streams):
+        jobs += stream.fill(out[i * size : (i + 1) * size])
+    _run(jobs, torch.get_num_threads() if x.device.type == "cpu" else 1)
+    return out
+
+
+def _rest(buffer: torch.Tensor, taken: int) -> torch.Tensor:
+    """What is left of ``buffer`` after its first ``taken`` samples; a fresh empty tensor when
+    nothing is (an empty view would keep the whole block's memory alive until the next draw,
+    so that two batches would be held at once)."""
+    rest = buffer[taken:]
+    return rest if rest.shape[0] else buffer.new_empty((0, *buffer.shape[1:]))
 
 
 # ----------------------------------------------------------------------------- inputs of one call
@@ -468,6 +485,7 @@ def noisy_outputs(
         size = min(per_input, n - done)
         noisy = draw_noisy(inputs.streams, size)
         out = base_function(noisy, inputs.np_dtype, check_finite=False)
+        del noisy  # not held while the next batch is drawn (``batch_size`` plans for one)
         monitor.outputs(out)
         yield [out[i * size : (i + 1) * size] for i in range(len(inputs.xs))]
         done += size

@@ -477,6 +477,7 @@ class CenterSmoothing:
                 inputs.np_dtype,
                 metrics=metrics,
                 held_samples=self.settings.n_center * len(inputs.xs),
+                streams=len(inputs.xs),
                 share=self.memory_share,
             )
         return self._auto_batch_sizes[key]
