@@ -290,7 +290,8 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
     cert.add_argument(
         "--batch-size",
         type=_positive_int,
-        help="noisy copies per forward pass (default: 1000, or the task's)",
+        help="noisy copies per forward pass (default: the task's, else from the memory one "
+        "sample needs: the largest that fits on a GPU, at most 1000 on the CPU)",
     )
     cert.add_argument(
         "--bound",
