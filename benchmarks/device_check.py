@@ -451,6 +451,23 @@ class Check:
         name, model = generator_for_timing()
         return name, inference_form(model.eval(), self.device)
 
+    def smoother(
+        self, model: nn.Module, counts: tuple[int, int, int], **settings: Any
+    ) -> CenterSmoothing:
+        """A seeded smoother of ``model`` on the check's device with ``counts`` samples."""
+        n_center, n_check, n_certify = counts
+        return CenterSmoothing(
+            model,
+            sigma=SIGMA,
+            n_center=n_center,
+            n_check=n_check,
+            n_certify=n_certify,
+            device=self.device,
+            seed=0,
+            delta=self.sizes["delta"],
+            **settings,
+        )
+
     def batch_size_for(self, model: nn.Module, x: torch.Tensor, n_center: int = 0) -> int:
         """What ``batch_size=None`` picks for one input with ``n_center`` center samples."""
         base = BaseFunction(model, self.device)
@@ -475,17 +492,7 @@ class Check:
             batch = self.batch_size_for(model, x, n_center)  # what batch_size=None picks
             total = n_center + n_check + n_certify + 1
             bare_forward(model, x, min(2 * batch, total), batch)  # warm-up
-            smoother = CenterSmoothing(
-                model,
-                sigma=SIGMA,
-                n_center=n_center,
-                n_check=n_check,
-                n_certify=n_certify,
-                batch_size=batch,
-                device=self.device,
-                seed=0,
-                delta=self.sizes["delta"],
-            )
+            smoother = self.smoother(model, (n_center, n_check, n_certify), batch_size=batch)
             smoother.certify(x, EPS_IN)  # warm-up
             bare, full, abstained = interleaved_overhead(
                 smoother, model, x, batch, self.sizes["repeats"], self.device, EPS_IN
@@ -559,16 +566,8 @@ class Check:
             found = self.batch_size_for(model, x, n_center)
             search_s = time.perf_counter() - start
             search_peak = torch.cuda.max_memory_allocated() if cuda else None
-            smoother = CenterSmoothing(  # batch_size=None: the library's own choice
-                model,
-                sigma=SIGMA,
-                n_center=n_center,
-                n_check=n_check,
-                n_certify=n_certify,
-                device=self.device,
-                seed=0,
-                delta=self.sizes["delta"],
-            )
+            # batch_size=None: the library's own choice
+            smoother = self.smoother(model, (n_center, n_check, n_certify))
             # the first call runs the search inside (batch_size=None) and loads the kernels; the
             # second is timed, and its peak is what certification itself holds
             first_s = timed(lambda s=smoother, xx=x: s.certify(xx, EPS_IN), self.device)
@@ -674,17 +673,7 @@ class Check:
             seen["cudnn_benchmark"] = torch.backends.cudnn.benchmark
 
         def certify(batch: int | None) -> Any:
-            smoother = CenterSmoothing(
-                model,
-                sigma=SIGMA,
-                n_center=n_center,
-                n_check=n_check,
-                n_certify=n_certify,
-                batch_size=batch,
-                device=self.device,
-                seed=0,
-                delta=self.sizes["delta"],
-            )
+            smoother = self.smoother(model, (n_center, n_check, n_certify), batch_size=batch)
             return smoother.certify(x, EPS_IN)
 
         handle = model.register_forward_pre_hook(read_settings)
@@ -784,16 +773,8 @@ class Check:
         x = self.load_digits(1)[0].to(self.device)
         record["rows"] = rows = []
         for label, compiled in (("eager", False), ("compiled", backend)):
-            smoother = CenterSmoothing(
-                self.autoencoder(),
-                sigma=SIGMA,
-                n_center=n_center,
-                n_check=n_check,
-                n_certify=n_certify,
-                device=self.device,
-                seed=0,
-                delta=self.sizes["delta"],
-                compile=compiled,
+            smoother = self.smoother(
+                self.autoencoder(), (n_center, n_check, n_certify), compile=compiled
             )
             graphs = counters["stats"]["unique_graphs"]
             first = timed(lambda s=smoother: s.certify(x, EPS_IN), self.device)
@@ -1078,7 +1059,7 @@ def render(data: dict[str, Any]) -> str:
 
     if (p := section("Automatic batch size and peak device memory", "batch_memory")) is not None:
         lines.append(
-            "`find_batch_size` (what `CenterSmoothing(batch_size=None)` runs on CUDA) and "
+            "`find_batch_size` (what `CenterSmoothing(batch_size=None)` runs) and "
             "`torch.cuda.max_memory_allocated` during the search and during one certify "
             "(the second call; the first, timed apart, runs the search inside)."
         )

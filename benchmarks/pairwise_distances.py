@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from overhead import timed_call
 
 from centersmooth.center import find_center
 from centersmooth.metrics import get_metric
@@ -77,16 +76,6 @@ def clouds(n: int, device: torch.device) -> list[tuple[str, Metric, Metric, torc
     return out
 
 
-def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    value = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, value
-
-
 def search_rows(n: int, repeats: int, device: torch.device) -> list[dict[str, object]]:
     """All-pairs center search (with the central points) of ``n`` samples, before and after."""
     rows = []
@@ -102,7 +91,7 @@ def search_rows(n: int, repeats: int, device: torch.device) -> list[dict[str, ob
                 ) -> object:
                     return find_center(s, m, None, c)
 
-                seconds, centers[label] = timed(search, device)
+                seconds, centers[label] = timed_call(search, device)
                 times[label].append(seconds)
         same = centers["before"].index == centers["after"].index  # type: ignore[attr-defined]
         b, a = statistics.median(times["before"]), statistics.median(times["after"])

@@ -27,15 +27,16 @@ import contextlib
 import math
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from .sampling import BaseFunction, noise_block, noisy_batch
 
+T = TypeVar("T")
 PROBE = 16  # samples in the first probe batch (the second holds twice as many)
 HEADROOM = 0.8  # share of the memory left that batches may fill
 CUDA_LIMIT = 2**16
@@ -80,20 +81,12 @@ def find_batch_size(
     limit = int(limit or (CUDA_LIMIT if cuda else CPU_LIMIT))
     if not 0 < share <= 1:
         raise ValueError(f"share must lie in (0, 1], got {share!r}")
-    small = max(1, min(PROBE, limit // 2))
-    while True:
-        try:
-            first = _probe(base_function, x, sigma, small, numpy_dtype, metrics)
-            second = _probe(base_function, x, sigma, 2 * small, numpy_dtype, metrics)
-            break
-        except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            if small == 1:
-                raise RuntimeError(
-                    f"the base function runs out of device memory on a batch of 2 ({err})"
-                ) from None
-            small //= 2
+
+    def probes(size: int) -> tuple[_Probe, _Probe]:
+        first = _probe(base_function, x, sigma, size, numpy_dtype, metrics)
+        return first, _probe(base_function, x, sigma, 2 * size, numpy_dtype, metrics)
+
+    small, (first, second) = _halving(probes, max(1, min(PROBE, limit // 2)), "probe batches")
     if first.peak is None or second.peak is None:
         return limit  # the peak cannot be read here (not Linux): the largest batch
     per_sample = (second.peak - first.peak) / small
@@ -131,16 +124,25 @@ def _largest_that_runs(
     base_function: BaseFunction, x: torch.Tensor, sigma: float, size: int, numpy_dtype: Any
 ) -> int:
     """``size``, halved while a batch of it runs out of device memory."""
+
+    def run(n: int) -> None:
+        _probe(base_function, x, sigma, n, numpy_dtype, ())
+
+    return _halving(run, size, "a batch")[0]
+
+
+def _halving(attempt: Callable[[int], T], size: int, what: str) -> tuple[int, T]:
+    """``attempt(size)``, with ``size`` halved while the device runs out of memory; the size
+    that ran and what it returned."""
     while True:
         try:
-            _probe(base_function, x, sigma, size, numpy_dtype, ())
-            return size
+            return size, attempt(size)
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
             if size == 1:
                 raise RuntimeError(
-                    f"the base function runs out of device memory on a batch of 1 ({err})"
+                    f"the base function runs out of device memory on {what} of 1 ({err})"
                 ) from None
             size //= 2
 
