@@ -394,7 +394,7 @@ def test_cuda_gan_figure(tmp_path):
     try:
         distances = gan_faces.figure(
             tmp_path / "f.png", 0.25, "paper", h=0.5, neighbours=1, device="cuda",
-            n_center=200, n_check=200, n_certify=300, delta=0.25, candidates=8,
+            n_center=400, n_check=400, n_certify=400, delta=0.25, candidates=8,
         )  # fmt: skip
     except MissingWeightsError:
         pytest.skip("the DCGAN or LPIPS weights are not installed")
