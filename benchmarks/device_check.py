@@ -684,16 +684,10 @@ class Check:
         record["settings_in_a_seeded_call"] = dict(seen)
         record["rows"] = rows = [compare("the same seeded call again", first, certify(None))]
         rows.append(compare("batch size 997 against the automatic one", first, certify(997)))
-        matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        precision = torch.get_float32_matmul_precision()
-        try:
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-            torch.set_float32_matmul_precision("highest")
-            no_tf32 = certify(None)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
-            torch.set_float32_matmul_precision(precision)
-        rows.append(compare("TF32 off (cuBLAS and cuDNN) against the default", first, no_tf32))
+        for what, tf32 in (("off (cuBLAS and cuDNN)", False), ("on (cuBLAS and cuDNN)", True)):
+            with tf32_everywhere(tf32):
+                other = certify(None)
+            rows.append(compare(f"TF32 {what} against the default", first, other))
 
     def grid_noise(self, record: dict[str, Any]) -> None:
         """Exact grid noise for 3x64x64 inputs: the stream (narrow integers, drawn ahead into
@@ -891,6 +885,21 @@ class Check:
             part.pop("_start", None)
         (self.out_dir / "device_check.json").write_text(json.dumps(clean, indent=2) + "\n")
         (self.out_dir / "device_check.md").write_text(render(clean))
+
+
+@contextlib.contextmanager
+def tf32_everywhere(on: bool) -> Iterator[None]:
+    """TF32 for cuBLAS matrix products (the center search's product forms among them) and
+    cuDNN convolutions on or off for the block; the settings before after it."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+        torch.set_float32_matmul_precision("high" if on else "highest")
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        torch.set_float32_matmul_precision(precision)
 
 
 def compare(what: str, a: Any, b: Any) -> dict[str, Any]:
@@ -1134,7 +1143,8 @@ def render(data: dict[str, Any]) -> str:
     if (p := section("Reproducibility of a seeded certificate", "reproducibility")) is not None:
         lines.append(
             "The MNIST autoencoder's certificate (seed 0) against itself: again, with another "
-            "batch size, with TF32 off. Settings read inside the model during a seeded call: "
+            "batch size, with TF32 off and on everywhere. Settings read inside the model during "
+            "a seeded call: "
             f"`{p.get('settings_in_a_seeded_call', {})}`; TF32 by default: matrix products "
             f"{env.get('tf32_matmul')}, convolutions {env.get('tf32_cudnn')}; "
             f"CUBLAS_WORKSPACE_CONFIG {env.get('cublas_workspace_config')}."

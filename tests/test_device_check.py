@@ -171,7 +171,8 @@ def test_dry_run_figures_are_sane(dry_run: tuple[str, dict]) -> None:
     assert all(positive(r["inputs_per_hour"]) for r in runner)
 
     repro = parts["reproducibility"]["rows"]
-    assert [r["same_eps_out_bits"] for r in repro] == [True, True, True]  # the CPU: no TF32
+    assert len(repro) == 4  # again, another batch size, TF32 off, TF32 on
+    assert repro[0]["same_eps_out_bits"] and repro[1]["same_eps_out_bits"]  # so on the CPU
     assert len(parts["grid_noise"]["rows"]) == 2
     assert all(positive(r["samples_per_s"]) for r in parts["grid_noise"]["rows"])
     assert len(parts["distances"]["rows"]) == 6
