@@ -237,20 +237,32 @@ def setup(python: str, tmp_path: Path, bundle: Path) -> subprocess.CompletedProc
 
 
 def probe_wheel(tmp_path: Path) -> Path:
-    """A wheel made here, offline, standing for one the GPU machine's Python lacks."""
-    project = tmp_path / "probe"
-    (project / "device_check_probe").mkdir(parents=True)
-    (project / "device_check_probe" / "__init__.py").write_text("ANSWER = 42\n")
-    (project / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "device-check-probe"\nversion = "1.0"\n'
-    )
+    """A wheel written here (no build tool, no network), standing for one the GPU machine's
+    Python lacks; returns the folder holding it in ``wheels/``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "device_check_probe/__init__.py": "ANSWER = 42\n",
+        "device_check_probe-1.0.dist-info/METADATA": (
+            "Metadata-Version: 2.1\nName: device-check-probe\nVersion: 1.0\n"
+        ),
+        "device_check_probe-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{name},sha256={digest.decode()},{len(text.encode())}")
+    record.append("device_check_probe-1.0.dist-info/RECORD,,")
+    files["device_check_probe-1.0.dist-info/RECORD"] = "\n".join([*record, ""])
     wheels = tmp_path / "bundle" / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
-         "--wheel-dir", str(wheels), str(project)],
-        check=True, capture_output=True, timeout=300, env=offline_env(),
-    )  # fmt: skip
+    wheels.mkdir(parents=True)
+    with zipfile.ZipFile(wheels / "device_check_probe-1.0-py3-none-any.whl", "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
     return tmp_path / "bundle"
 
 
