@@ -242,11 +242,13 @@ def test_a_seeded_call_asks_for_deterministic_kernels_on_cuda_only(monkeypatch):
             assert cudnn.deterministic and not cudnn.benchmark
             assert torch.are_deterministic_algorithms_enabled()
             assert torch.is_deterministic_algorithms_warn_only_enabled()
+            assert not torch.utils.deterministic.fill_uninitialized_memory
     assert (
         cudnn.deterministic,
         cudnn.benchmark,
         torch.are_deterministic_algorithms_enabled(),
     ) == before
+    assert torch.utils.deterministic.fill_uninitialized_memory
     monkeypatch.setenv(determinism.CUBLAS_WORKSPACE, ":4096:8")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -22,6 +22,7 @@ import torch
 CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
 CUBLAS_FIXED = ":4096:8"  # one of the two settings cuBLAS documents as deterministic
 _WARNED: set[str] = set()
+_FILL = "fill_uninitialized_memory"  # torch.utils.deterministic's (a property of the module)
 
 
 class DeterminismWarning(UserWarning):
@@ -53,21 +54,25 @@ def seeded_kernels(device: torch.device, seeded: bool) -> Iterator[None]:
             f"bits of certificates may differ between runs: export {CUBLAS_WORKSPACE}="
             f"{CUBLAS_FIXED}, or build the smoother before anything else uses CUDA",
         )
-    cudnn = torch.backends.cudnn
+    cudnn, utils = torch.backends.cudnn, torch.utils.deterministic
     before = (
         cudnn.deterministic,
         cudnn.benchmark,
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
+        getattr(utils, _FILL),
     )
     cudnn.deterministic, cudnn.benchmark = True, False
     # keep a user's strict setting strict; otherwise warn where a kernel has no deterministic form
     torch.use_deterministic_algorithms(True, warn_only=not before[2] or before[3])
+    # the library writes every buffer it allocates before reading it: no need to fill them
+    setattr(utils, _FILL, before[4] if before[2] else False)
     try:
         yield
     finally:
         cudnn.deterministic, cudnn.benchmark = before[0], before[1]
         torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+        setattr(utils, _FILL, before[4])
 
 
 def _warn_once(key: str, message: str) -> None:
