@@ -246,6 +246,11 @@ def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse.
         "--n-inputs", type=_positive_int, default=n_inputs, help="seeded test inputs of the task"
     )
     src.add_argument(
+        "--detector",
+        help="the face-boxes task's face detector: mtcnn (MTCNN, the paper's), haar (OpenCV's "
+        "Haar cascade) or hog (dlib) (default: mtcnn)",
+    )
+    src.add_argument(
         "--model",
         help="your own model: path/to/file.py:factory, a zero-argument function returning the "
         "base function; it must build the same model every call (seeded, or saved weights) "
@@ -501,6 +506,8 @@ def user_inputs(args: argparse.Namespace) -> np.ndarray:
         raise CLIError("give either a TASK or --model with --inputs, not both")
     if args.model is None or args.inputs is None:
         raise CLIError("--model and --inputs go together")
+    if args.detector is not None:
+        raise CLIError("--detector goes with the face-boxes task, not with --model")
     inputs = _load_array(args.inputs, "--inputs")
     if inputs.ndim < 2 or len(inputs) == 0:
         raise CLIError(f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}")
@@ -514,6 +521,12 @@ def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
     if args.task is None:
         raise CLIError("name a TASK, or give --model and --inputs")
     task = get_task(args.task)
+    if args.detector is not None:
+        from ..tasks.face_boxes import FaceBoxesTask
+
+        if not isinstance(task, FaceBoxesTask):
+            raise CLIError(f"--detector goes with the face-boxes task, not {args.task}")
+        task = FaceBoxesTask(args.detector)
     setup = task.certify_setup(
         checkpoint=args.checkpoint,
         dataset=args.dataset,
