@@ -14,9 +14,9 @@
 #     haar-library    the Haar cascade at the library's counts, for the side by side
 #     figure          results/face-boxes/figure-mtcnn.png: sigma 0.05, eps_in = sigma, paper counts
 #     summary         the markdown tables of results/face-boxes.md from all these files
-# On a 2-core machine run two shells side by side, for example `... mtcnn-paper mtcnn-library`
-# and `... haar-paper haar-library`, then `... figure summary`. Estimated time on one free core:
-# see results/face-boxes.md ("Running it").
+# On a 2-core machine run two shells side by side, `... mtcnn-library` and `... mtcnn-paper
+# haar-paper haar-library figure`, then `... summary`: about 5.5 hours on a quiet machine
+# (results/face-boxes.md gives the estimate and how it was measured).
 #
 # Environment (for a check at toy size): OUT (default results/face-boxes), INPUTS (default
 # "astronaut lfw:5 gan:2"), SIGMAS (default "0.05 0.1"), EXTRA (more driver flags, e.g.
