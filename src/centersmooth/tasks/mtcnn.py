@@ -61,63 +61,69 @@ def _flatten_transposed(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
 
 
-class PNet(nn.Module):
+class _Cascade(nn.Module):
+    """A stack of convolutions, each followed by a PReLU (named ``conv{i}``, ``prelu{i}`` as in the
+    converted weights) and, where its spec says, a max-pooling ``(kernel, stride)`` with ceil
+    mode."""
+
+    def __init__(self, convs: Sequence[tuple[int, int, int, tuple[int, int] | None]]) -> None:
+        super().__init__()
+        self.pools = []
+        for i, (c_in, c_out, kernel, pool) in enumerate(convs, 1):
+            setattr(self, f"conv{i}", nn.Conv2d(c_in, c_out, kernel))
+            setattr(self, f"prelu{i}", nn.PReLU(c_out))
+            self.pools.append(pool)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        for i, pool in enumerate(self.pools, 1):
+            x = getattr(self, f"prelu{i}")(getattr(self, f"conv{i}")(x))
+            if pool is not None:
+                x = F.max_pool2d(x, pool[0], pool[1], ceil_mode=True)
+        return x
+
+
+class PNet(_Cascade):
     """Fully convolutional proposal network: face probability and box offsets of every 12x12
     window, as maps over the window positions."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
-        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+        super().__init__([(3, 10, 3, (2, 2)), (10, 16, 3, None), (16, 32, 3, None)])
         self.conv4_1 = nn.Conv2d(32, 2, 1)  # not-face / face logits
         self.conv4_2 = nn.Conv2d(32, 4, 1)  # corner offsets, in window sizes
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        x = self.trunk(x)
         return torch.softmax(self.conv4_1(x), dim=1)[:, 1], self.conv4_2(x)
 
 
-class RNet(nn.Module):
+class RNet(_Cascade):
     """Refinement network: a 24x24 crop -> face probability and corner offsets."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+        super().__init__([(3, 28, 3, (3, 2)), (28, 48, 3, (3, 2)), (48, 64, 2, None)])
         self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
-        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
-        x = self.prelu4(self.dense4(_flatten_transposed(self.prelu3(self.conv3(x)))))
+        x = self.prelu4(self.dense4(_flatten_transposed(self.trunk(x))))
         return torch.softmax(self.dense5_1(x), dim=1)[:, 1], self.dense5_2(x)
 
 
-class ONet(nn.Module):
+class ONet(_Cascade):
     """Output network: a 48x48 crop -> face probability and corner offsets (its five landmarks,
     ``dense6_3``, come with the weights but are not computed)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        convs = [(3, 32, 3, (3, 2)), (32, 64, 3, (3, 2)), (64, 64, 3, (2, 2)), (64, 128, 2, None)]
+        super().__init__(convs)
         self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
         self.dense6_1 = nn.Linear(256, 2)
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
-        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
-        x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
-        x = self.prelu5(self.dense5(_flatten_transposed(self.prelu4(self.conv4(x)))))
+        x = self.prelu5(self.dense5(_flatten_transposed(self.trunk(x))))
         return torch.softmax(self.dense6_1(x), dim=1)[:, 1], self.dense6_2(x)
 
 
@@ -285,7 +291,7 @@ class MTCNN(nn.Module):
             images = images.unsqueeze(0)
         if images.dim() != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"images must be (n, C, H, W) with C = 1 or 3; got {images.shape}")
-        device = self.pnet.conv1.weight.device
+        device = self.pnet.conv4_2.weight.device
         pixels = (images.detach().to(device, torch.float32).clamp(0, 1) * 255).round()
         pixels = pixels.expand(-1, 3, -1, -1)
         n, _, height, width = pixels.shape
