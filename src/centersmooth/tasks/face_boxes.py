@@ -383,12 +383,12 @@ def figure(
             )
             label = kind if kind == "astronaut" else f"{kind}{i}"
             shown.append((label, img, row["eps_out"], row["input_seed"]))
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(3.2 * len(shown), 6.4), 3.6))
 
     def draw(ax: Any, b: Sequence[float], color: str, style: str = "-") -> None:
-        ax.add_patch(
-            Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=color, ls=style)
-        )
+        # boxes are in pixel edges, imshow puts pixel (i, j) on [j - 0.5, j + 0.5]
+        corner = (b[0] - 0.5, b[1] - 0.5)
+        ax.add_patch(Rectangle(corner, b[2] - b[0], b[3] - b[1], fill=False, ec=color, ls=style))
 
     for ax, (name, img, eps_out, input_seed_i) in zip(np.atleast_1d(axes), shown, strict=True):
         center = smoother.predict(img, seed=input_seed_i).center
