@@ -15,7 +15,7 @@
 #     figure          results/face-boxes/figure-mtcnn.png: sigma 0.05, eps_in = sigma, paper counts
 #     summary         the markdown tables of results/face-boxes.md from all these files
 # On a 2-core machine run two shells side by side, `... mtcnn-library` and `... mtcnn-paper
-# haar-paper haar-library figure`, then `... summary`: about 5.5 hours on a quiet machine
+# haar-paper haar-library figure`, then `... summary`: about 5.5 to 7 hours on a quiet machine
 # (results/face-boxes.md gives the estimate and how it was measured).
 #
 # Environment (for a check at toy size): OUT (default results/face-boxes), INPUTS (default
