@@ -92,23 +92,23 @@ def stub_batched_nms(
 
 @pytest.fixture(scope="module")
 def facenet_mtcnn() -> Iterator[object]:
-    """facenet-pytorch 2.6.0's MTCNN (installed ``--no-deps`` by the set-up), its torchvision
-    imports supplied by a stand-in: it uses torchvision only for ``batched_nms`` (given above,
-    with torchvision's rule) and, in ``extract_face``, ``to_tensor`` (not used here)."""
+    """facenet-pytorch 2.6.0's MTCNN (the set-up unpacks its wheel into the cache: installed,
+    its torchvision requirement would be unmet), its torchvision imports supplied by a stand-in:
+    it uses torchvision only for ``batched_nms`` (given above, with torchvision's rule) and, in
+    ``extract_face``, ``to_tensor`` (not used here)."""
     pytest.importorskip("requests")  # facenet_pytorch/__init__ imports it
     names = ("torchvision", "torchvision.ops", "torchvision.ops.boxes")
     names += ("torchvision.transforms", "torchvision.transforms.functional")
     stand_in = {name: types.ModuleType(name) for name in names}
     stand_in["torchvision.ops.boxes"].batched_nms = stub_batched_nms  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(weights.cache_dir() / weights.MTCNN_REFERENCE_DIR))
         for name, module in stand_in.items():
             patch.setitem(sys.modules, name, module)
         try:
             from facenet_pytorch import MTCNN as FacenetMTCNN
         except ImportError as error:
-            pytest.skip(
-                f"facenet-pytorch 2.6.0 is not installed ({error}); {weights.MTCNN_INSTALL}"
-            )
+            pytest.skip(f"facenet-pytorch 2.6.0 is not there ({error}): {weights.MTCNN_INSTALL}")
         yield FacenetMTCNN(select_largest=False)
         for name in [n for n in sys.modules if n.startswith("facenet_pytorch")]:
             del sys.modules[name]

@@ -310,7 +310,7 @@ def gan_faces_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
 def mtcnn_state(net: str, folder: str | Path | None = None) -> dict[str, torch.Tensor]:
     """The state dict of MTCNN's ``net`` ("pnet", "rnet" or "onet") from facenet-pytorch 2.6.0,
     read with ``weights_only=True`` after the hash check; ``folder`` holds an explicit copy of the
-    three files (default: the cache, then the installed package)."""
+    three files (default: the cache, then an installed facenet-pytorch)."""
     if net not in MTCNN_FILES:
         raise ValueError(f"net must be one of {tuple(MTCNN_FILES)}, got {net!r}")
     path = None if folder is None else Path(folder).expanduser() / f"{net}.pt"

@@ -253,8 +253,8 @@ class MTCNN(nn.Module):
     8 bits first, as a camera stores it (part of the function that is certified).
 
     Runs on the device of its weights (``.to(device)``; a smoother moves it to its own).
-    ``weights``: a folder holding ``pnet.pt``, ``rnet.pt`` and ``onet.pt`` (default: the
-    installed copies); checked against the pinned hashes either way.
+    ``weights``: a folder holding ``pnet.pt``, ``rnet.pt`` and ``onet.pt`` (default: the copies
+    the set-up unpacks into the cache); checked against the pinned hashes either way.
     """
 
     def __init__(
