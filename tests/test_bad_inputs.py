@@ -186,7 +186,7 @@ def test_string_distance_on_tensor_outputs():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(metric="l3"), ValueError, "unknown metric 'l3'; known metrics: "),
+        (dict(metric="l3"), ValueError, "unknown metric 'l3' .*; known metrics: "),
         (dict(bound="chernoff"), ValueError, "bound must be one of"),
         (dict(n_center=20), ValueError, "n_center=20 is too small.*use n_center >= "),
         (dict(n_check=5), ValueError, "n_check=5 is too small.*use n_check >= "),
@@ -204,6 +204,12 @@ def test_string_distance_on_tensor_outputs():
         (dict(candidates=401), ValueError, "candidates=401 exceeds n_center=400"),
         (dict(candidates=1), ValueError, "candidates=1 is too few"),
         (dict(seed="7"), TypeError, "seed must be an integer"),
+        (dict(seed=-1), ValueError, r"seed must be an integer in \[0, 2\*\*64\) or None, got -1"),
+        (dict(seed=2**64), ValueError, "seed must be an integer in"),
+        (dict(seed=1.5), TypeError, "seed must be an integer in"),
+        (dict(device="cuda:99"), ValueError, "device 'cuda:99': "),
+        (dict(device="gpu"), ValueError, "device 'gpu' is not a device torch knows"),
+        (dict(sigma=0.25, input_grid=255), ValueError, r"sigma / input_grid = 0\.00098"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, error, message):
@@ -232,10 +238,44 @@ def test_eps_in_that_is_not_numbers(eps_in):
         smoother().certify(X, eps_in, seed=0)
 
 
-def test_eps_in_beyond_the_certifiable_range_gives_inf_not_an_error():
+def test_a_bad_seed_for_one_call_names_the_argument():
+    with pytest.raises(ValueError, match="seed must be an integer in .* got -1"):
+        smoother().certify(X, 0.1, seed=-1)
+    with pytest.raises(ValueError, match=r"seeds\[1\] must be an integer in .* got -3"):
+        smoother().certify_batch([X, X], 0.1, seeds=[0, -3])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
+def test_cuda_without_cuda_is_refused_at_construction_in_one_line(device):
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.scale
+
+    for model in (lambda b: b, Net()):
+        with pytest.raises(ValueError, match="torch finds no CUDA device") as caught:
+            CenterSmoothing(model, "l2", device=device, **TINY)
+        assert "\n" not in str(caught.value) and str(device) in str(caught.value)
+
+
+def test_eps_in_beyond_the_certifiable_range_gives_inf_with_a_reason_and_a_warning():
+    from centersmooth import UncertifiableRadiusWarning
+
     s = smoother()
-    cert = s.certify(X, [0.1, s.max_eps_in * 2], seed=0)
+    with pytest.warns(UncertifiableRadiusWarning, match="max_eps_in") as caught:
+        cert = s.certify(X, [0.1, s.max_eps_in * 2, s.max_eps_in * 3], seed=0)
+    assert len(caught) == 1  # one warning per call, naming both radii
     assert math.isfinite(cert.eps_out[0]) and math.isinf(cert.eps_out[1])
+    assert cert.eps_out_reason[0] is None
+    assert f"max_eps_in={s.max_eps_in:.4g}" in cert.eps_out_reason[1]
+    assert cert.to_dict()["eps_out_reason"] == cert.eps_out_reason
+    with pytest.warns(UncertifiableRadiusWarning):
+        scalar = s.certify(X, s.max_eps_in * 2, seed=0)
+    assert isinstance(scalar.eps_out_reason, str) and "n_certify" in scalar.eps_out_reason
 
 
 def test_duplicate_metrics_are_refused():

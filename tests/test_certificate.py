@@ -4,12 +4,20 @@ the center in the model's own type, and distances that are checked before anythi
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from centersmooth import CenterSmoothing, FunctionMetric
+from centersmooth import (
+    CenterSmoothing,
+    Certificate,
+    FunctionMetric,
+    Prediction,
+    UncertifiableRadiusWarning,
+    bounds,
+)
 from centersmooth.metrics.checks import DistanceCheckError
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
@@ -34,6 +42,36 @@ def test_an_abstention_says_which_test_failed_and_with_what_numbers():
     assert f"{pred.check_level:.4g}" in reason and "n_check" in reason
 
 
+def test_an_abstention_within_the_sampling_error_asks_for_the_check_count_that_helps():
+    """A fair coin: the center's ball holds half the mass, above the level 0.484, but 1,000
+    check samples cannot bound it above the level: the cause is the count, not spread."""
+    smoother = CenterSmoothing(
+        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
+    )
+    pred = smoother.certify(torch.zeros(1), 0.1).prediction
+    assert pred.abstained and pred.check_count is not None
+    share = pred.check_count / pred.n_check
+    assert share > pred.check_level  # the point estimate is above the level
+    need = bounds.check_samples_for(share, smoother.alpha_check, pred.check_level)
+    assert need is not None and need > pred.n_check
+    assert f"n_check={need:,}" in pred.abstain_reason and "spread" not in pred.abstain_reason
+    assert f"held {pred.check_count} of the n_check=1000" in pred.abstain_reason
+    # the count named is the first that bounds that share above the level
+    low = bounds.mass_lower_bound(math.floor(share * need), need, smoother.alpha_check)
+    before = bounds.mass_lower_bound(math.floor(share * (need - 1)), need - 1, smoother.alpha_check)
+    assert low > pred.check_level >= before
+
+
+def test_an_abstention_with_a_low_share_names_spread():
+    settings = CenterSmoothing(lambda b: b, sigma=1.0, n_check=1_000).settings
+    level = settings.ball_mass - settings.delta
+    reason = settings.abstain_reason(count=400, p_low=0.36)
+    assert reason is not None and "too spread out" in reason and "smaller sigma" in reason
+    assert "held 400 of the n_check=1000 check samples (0.4)" in reason
+    assert "check samples bound" not in reason
+    assert settings.abstain_reason(count=700, p_low=level + 0.01) is None
+
+
 def test_an_accepted_prediction_has_no_abstain_reason():
     pred = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL).predict(torch.zeros(3))
     assert not pred.abstained and pred.abstain_reason is None
@@ -42,7 +80,8 @@ def test_an_accepted_prediction_has_no_abstain_reason():
 
 def test_to_dict_and_to_json_give_plain_data():
     smoother = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL)
-    cert = smoother.certify(torch.zeros(3), [0.1, 100.0])
+    with pytest.warns(UncertifiableRadiusWarning):
+        cert = smoother.certify(torch.zeros(3), [0.1, 100.0])
     record = cert.to_dict()
     assert record["center"] == cert.center.tolist() and isinstance(record["eps_out"], list)
     assert record["eps_out"][1] == math.inf and record["vacuous"] == [False, False]
@@ -130,3 +169,82 @@ def test_the_built_in_non_metrics_certify_with_their_constants(fn, name):
     declared = CenterSmoothing(shift, metric=FunctionMetric(fn, gamma=2.0), **same)
     ours, theirs = built_in.certify(torch.zeros(8), 0.25), declared.certify(torch.zeros(8), 0.25)
     assert ours.eps_out == pytest.approx(theirs.eps_out, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- from JSON
+def words(batch: torch.Tensor) -> list[tuple[str, ...]]:
+    return [tuple("up" if v > 0 else "down" for v in row[:3].tolist()) for row in batch]
+
+
+def tags(batch: torch.Tensor) -> list[set[int]]:
+    return [{int(i) for i in torch.nonzero(row > 0).flatten()} for row in batch]
+
+
+ROUND_TRIPS = {
+    "tensor": (lambda b: b * 2, "l2", torch.zeros(3)),
+    "numpy": (lambda b: b * 2.0, "l2", np.zeros(3)),
+    "float32-module": (torch.nn.Linear(3, 2), "l2", torch.zeros(3)),
+    "tokens": (words, "levenshtein", torch.tensor([2.0, -2.0, 2.0])),
+    "set": (tags, "jaccard", torch.tensor([2.0, -2.0, 2.0])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUND_TRIPS))
+def test_a_certificate_comes_back_from_its_json(case):
+    model, metric, x = ROUND_TRIPS[case]
+    smoother = CenterSmoothing(model, metric=metric, sigma=0.5, seed=0, **SMALL)
+    with pytest.warns(UncertifiableRadiusWarning):  # one radius beyond max_eps_in: inf
+        cert = smoother.certify(x, [0.1, 0.2, 100.0])
+    assert not cert.abstained
+    text = cert.to_json()
+    back = Certificate.from_json(text)
+    assert back.to_json() == text and Certificate.from_dict(cert.to_dict()).to_json() == text
+    assert isinstance(back.eps_out, np.ndarray) and back.eps_out[2] == math.inf
+    np.testing.assert_array_equal(back.eps_out, cert.eps_out)
+    np.testing.assert_array_equal(back.vacuous, cert.vacuous)
+    assert back.eps_out_reason == cert.eps_out_reason and back.max_eps_in == cert.max_eps_in
+    assert type(back.center) is type(cert.center)
+    if isinstance(cert.center, torch.Tensor | np.ndarray):
+        assert back.center.dtype == cert.center.dtype
+        np.testing.assert_array_equal(np.asarray(back.center), np.asarray(cert.center))
+    else:
+        assert back.center == cert.center
+    assert back.prediction == replace(cert.prediction, center=back.prediction.center)
+    scalar = smoother.certify(x, 0.1)
+    again = Certificate.from_json(scalar.to_json())
+    assert isinstance(again.eps_out, float) and again.eps_out == scalar.eps_out
+
+
+def test_an_abstained_certificate_comes_back_from_its_json():
+    smoother = CenterSmoothing(
+        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
+    )
+    cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
+    assert cert.abstained
+    back = Certificate.from_json(cert.to_json())
+    assert back.center is None and back.smoothing_error is None and back.radius == math.inf
+    assert back.abstain_reason == cert.abstain_reason and back.to_json() == cert.to_json()
+    assert Prediction.from_json(cert.prediction.to_json()) == cert.prediction
+
+
+# ----------------------------------------------------------------------------- help()
+def test_help_of_the_smoother_explains_every_argument_and_names_doc_sections():
+    import inspect
+    import pydoc
+    import re
+    from pathlib import Path
+
+    text = pydoc.render_doc(CenterSmoothing, renderer=pydoc.plaintext)
+    doc = inspect.getdoc(CenterSmoothing) or ""
+    for name in inspect.signature(CenterSmoothing.__init__).parameters:
+        if name != "self":
+            assert f"``{name}``" in doc, name
+    for words in ("Delta1", "abstain", "1 - alpha_center - alpha_certify", "2**64"):
+        assert words in doc, words
+    assert "docs/" not in text  # an installed package has no docs folder
+    notes = (Path(__file__).resolve().parents[1] / "docs" / "algorithm.md").read_text()
+    headings = [h.replace("`", "") for h in re.findall(r"^#+ (.*)$", notes, flags=re.M)]
+    named = re.findall(r'\("([^"]+)"\)', " ".join(doc.split()))
+    assert len(named) >= 6
+    for section in named:
+        assert any(h.startswith(section.replace("`", "")) for h in headings), section

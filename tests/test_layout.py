@@ -64,3 +64,11 @@ def test_the_arrows_find_imports() -> None:
     found = imports()
     assert ("smoothing", "settings") in found and ("runs.workers", "smoothing") in found
     assert ("metrics.lpips", "data.weights") in found  # a lazy import inside a function
+
+
+def test_dir_of_the_package_lists_each_public_name_once() -> None:
+    import centersmooth
+
+    centersmooth.CenterSmoothing  # noqa: B018 - imported on first use, then also a global
+    names = dir(centersmooth)
+    assert len(names) == len(set(names)) and set(centersmooth.__all__) <= set(names)

@@ -177,8 +177,10 @@ def _torchvision_layout(net: LPIPSNetwork) -> nn.Sequential:
 def reference_lpips(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     """The ``lpips`` package (reference implementation) with a stand-in torchvision that serves
     our backbones, so that everything but the backbone is the reference's own code."""
+    # the set-up unpacks the wheel into the cache (installed, its torchvision need is unmet)
+    monkeypatch.syspath_prepend(str(weights.cache_dir() / weights.LPIPS_REFERENCE_DIR))
     if not any(p.is_file() for p in weights._candidates(weights.LPIPS_REFERENCE_HEADS)):
-        pytest.skip("the lpips wheel is not installed (pip install --no-deps lpips==0.1.4)")
+        pytest.skip(f"the lpips wheel is not there ({weights.LPIPS_REFERENCE_HEADS.install})")
     backbones = {name: LPIPSDistance(name).network() for name in ("alex", "vgg")}
 
     def factory(name: str) -> object:

@@ -555,3 +555,114 @@ def test_tv2_pairwise_stays_within_its_memory_blocks(monkeypatch):
     torch.testing.assert_close(metric.pairwise(a, b), whole, atol=1e-6, rtol=1e-6)
     rows = torch.stack([metric(a[i : i + 1].expand_as(b), b) for i in range(7)])
     torch.testing.assert_close(whole, rows, atol=1e-5, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- names
+@pytest.mark.parametrize("name, known", [("L2", "l2"), ("Hellinger", "hellinger"), ("TV1", "tv1")])
+def test_metric_names_match_whatever_their_case(name, known):
+    assert get_metric(name).name == known
+
+
+@pytest.mark.parametrize(
+    "name, closest",
+    [("levenstein", "levenshtein"), ("Jacard", "jaccard"), ("helinger", "hellinger")],
+)
+def test_a_misspelt_metric_name_suggests_the_closest(name, closest):
+    with pytest.raises(ValueError, match=f"did you mean '{closest}'") as caught:
+        get_metric(name)
+    assert "known metrics: angular" in str(caught.value)
+
+
+def test_a_name_taken_in_another_case_cannot_be_registered():
+    from centersmooth.metrics import register_metric
+
+    with pytest.raises(ValueError, match="'l2' is already registered"):
+        register_metric("L2", lambda: get_metric("l1"))
+
+
+# ----------------------------------------------------------------------------- probability vectors
+@pytest.mark.parametrize("name", ["total_variation", "hellinger"])
+def test_logits_are_refused_by_the_probability_distances_with_the_advice_to_add_a_softmax(name):
+    weights = torch.randn(5, 10, generator=torch.Generator().manual_seed(0))
+
+    def logits(batch):
+        return batch @ weights.T
+
+    smoother = CenterSmoothing(logits, metric=name, sigma=0.25, seed=0, n_center=1_000,
+                               n_check=1_000, n_certify=1_000, delta=0.15)  # fmt: skip
+    with pytest.raises(ValueError, match=r"softmax over the last dimension") as caught:
+        smoother.certify(torch.zeros(10), 0.1)
+    assert f"'{name}' is a distance between probability vectors" in str(caught.value)
+    numpy_model = CenterSmoothing(
+        lambda b: b @ weights.T.double().numpy(), metric=name, sigma=0.25, n_center=1_000,
+        n_check=1_000, n_certify=1_000, delta=0.15,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="softmax"):
+        numpy_model.certify(np.zeros(10), 0.1)
+    softmax = CenterSmoothing(lambda b: torch.softmax(logits(b), dim=-1), metric=name,
+                              sigma=0.25, seed=0, n_center=1_000, n_check=1_000,
+                              n_certify=1_000, delta=0.15)  # fmt: skip
+    assert not softmax.certify(torch.zeros(10), 0.1).abstained
+
+
+def test_probability_vectors_are_checked_within_the_rounding_of_their_float_type():
+    from centersmooth.metrics.probability import not_probability_vectors
+
+    eps32 = torch.finfo(torch.float32).eps
+    scores = torch.randn(64, 3, 1000, generator=torch.Generator().manual_seed(1)) * 5
+    p32 = torch.softmax(scores, dim=-1)  # 3 distributions of 1,000 classes per output
+    assert not not_probability_vectors(p32, eps32).any()
+    # float32 probabilities handed back as float64 keep float32's rounding: still taken
+    assert not not_probability_vectors(p32.double(), eps32).any()
+    p16 = torch.softmax(scores.half(), dim=-1)
+    assert not not_probability_vectors(p16.float(), torch.finfo(torch.float16).eps).any()
+    off = p32.clone()
+    off[5, 1, 0] += 1e-3  # one row sums to 1.001
+    negative = p32.clone()
+    negative[7, 2, 3] = -1e-3
+    negative[7, 2, 4] += 1e-3
+    for bad, row in ((off, 5), (negative, 7)):
+        flags = not_probability_vectors(bad, eps32)
+        assert flags.tolist() == [i == row for i in range(64)]
+    assert not_probability_vectors(["a"], eps32) is None
+
+
+# ----------------------------------------------------------------------------- token sequences
+def random_token_sequences(n, seed=0):
+    rng = random.Random(seed)
+    words = ["the", "cat", "sat", 7, ("on", "mat")]  # any hashable token
+    return [
+        (tuple if i % 2 else list)(rng.choice(words) for _ in range(rng.randint(0, 5)))
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("name", ["levenshtein", "levenshtein_normalized"])
+def test_edit_distances_take_sequences_of_tokens(name):
+    metric = get_metric(name)
+    a, b = random_token_sequences(40, seed=1), random_token_sequences(30, seed=2)
+    want = torch.tensor([[reference(name, x, y) for y in b] for x in a], dtype=torch.float64)
+    torch.testing.assert_close(metric.pairwise(a, b), want)
+    pairs = list(zip(a, b + b[:10], strict=True))
+    elementwise = [reference(name, x, y) for x, y in pairs]
+    torch.testing.assert_close(
+        metric([x for x, _ in pairs], [y for _, y in pairs]),
+        torch.tensor(elementwise, dtype=torch.float64),
+    )
+    # tokens are compared whole: two words differ by one substitution, not by their letters
+    assert float(metric([("the", "cat")], [("the", "dog")])[0]) == (
+        1.0 if name == "levenshtein" else 2 / 5
+    )
+    with pytest.raises(TypeError, match="token sequences"):
+        metric(["ab", ("a", "b")], ["ab", "ab"])  # strings and sequences are not mixed
+
+
+def test_a_model_returning_words_is_certified_in_edit_distance():
+    def words(batch):
+        return [tuple("up" if v > 0 else "down" for v in row[:4].tolist()) for row in batch]
+
+    smoother = CenterSmoothing(words, metric="levenshtein", sigma=0.5, seed=0, n_center=1_000,
+                               n_check=1_000, n_certify=2_000, delta=0.15)  # fmt: skip
+    cert = smoother.certify(torch.tensor([2.0, 2.0, -2.0, 2.0]), 0.1)
+    assert not cert.abstained and cert.center == ("up", "up", "down", "up")
+    assert cert.output_diameter == 4.0 and 0 <= cert.eps_out

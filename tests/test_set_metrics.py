@@ -1,6 +1,8 @@
 """Set-valued outputs: the Jaccard distance on lists of Python sets, and clear type errors."""
 
+import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from centersmooth.metrics import OutputTypeError, get_metric
 from centersmooth.metrics import sets as set_module
 
 SET_DISTANCES = ["jaccard", "mask_jaccard"]
+# smoothing settings of the set-valued models below (delta 0.15: small counts that accept)
+SETTINGS = dict(sigma=0.5, n_center=500, n_check=500, n_certify=2_000, seed=0, delta=0.15)
 
 
 def random_sets(n, seed=0, universe=8):
@@ -81,16 +85,7 @@ def tags(batch):
 
 @pytest.mark.parametrize("name", SET_DISTANCES)
 def test_certify_with_set_outputs(name):
-    smoother = CenterSmoothing(
-        tags,
-        metric=name,
-        sigma=0.5,
-        n_center=500,
-        n_check=500,
-        n_certify=2_000,
-        seed=0,
-        delta=0.15,
-    )
+    smoother = CenterSmoothing(tags, metric=name, **SETTINGS)
     cert = smoother.certify(torch.tensor([1.0, 1.0, -1.0, 2.0]), 0.1)
     assert not cert.abstained
     assert cert.center == frozenset({0, 1, 3})
@@ -127,3 +122,38 @@ def test_boxes_still_work_beside_sets():
     box = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
     other = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
     assert m(box, other).item() == pytest.approx(1 - 1 / 7)
+
+
+def plain_set_tags(batch):
+    """``tags`` as plain (mutable) sets, as many models return them."""
+    return [set(s) for s in tags(batch)]
+
+
+@pytest.mark.parametrize("central", [True, False], ids=["majority-set", "a-sample"])
+def test_a_set_valued_center_is_a_frozenset_whichever_candidate_wins(central):
+    smoother = CenterSmoothing(
+        plain_set_tags, metric="jaccard", central_candidates=central, **SETTINGS
+    )
+    x = torch.tensor([1.0, 1.0, -1.0, 2.0])
+    cert = smoother.certify(x, 0.1)
+    assert not cert.abstained
+    assert type(cert.center) is frozenset and type(cert.prediction.center) is frozenset
+    assert type(smoother.predict(x).center) is frozenset
+
+
+def mixed_tags(batch):
+    """Sets of items of several types (strings, ints, tuples), which ``jaccard`` takes."""
+    return [{"up" if row[0] > 0 else 0, ("pair", int(row[1] > 0)), 3} for row in batch]
+
+
+def test_a_set_center_of_mixed_item_types_goes_to_json_in_a_fixed_order():
+    smoother = CenterSmoothing(mixed_tags, metric="jaccard", **SETTINGS)
+    cert = smoother.certify(torch.tensor([2.0, 2.0]), 0.1)
+    assert not cert.abstained and cert.center == frozenset({"up", ("pair", 1), 3})
+    record = json.loads(cert.to_json())
+    assert sorted(map(json.dumps, record["center"])) == sorted(
+        map(json.dumps, ["up", ["pair", 1], 3])
+    )
+    # the same set built in another order gives the same text
+    again = replace(cert, center=frozenset([3, ("pair", 1), "up"]))
+    assert again.to_json() == cert.to_json()

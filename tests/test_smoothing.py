@@ -10,7 +10,13 @@ import torch
 from scipy import stats
 from torch import nn
 
-from centersmooth import CenterSmoothing, Certificate, Prediction, bounds
+from centersmooth import (
+    CenterSmoothing,
+    Certificate,
+    Prediction,
+    UncertifiableRadiusWarning,
+    bounds,
+)
 from centersmooth.bounds import certified_mass, quantile_rank
 from centersmooth.metrics import get_metric
 from centersmooth.settings import SmoothingSettings
@@ -79,7 +85,8 @@ def test_step_function_beside_its_jump_is_covered():
 def test_eps_out_is_non_decreasing_and_inf_beyond_the_range():
     smoother = CenterSmoothing(lambda b: torch.tanh(b), sigma=0.3, seed=3, **SMALL)
     eps = np.linspace(0, 1.2, 13)
-    cert = smoother.certify(torch.zeros(5), eps)
+    with pytest.warns(UncertifiableRadiusWarning, match="exceed max_eps_in"):
+        cert = smoother.certify(torch.zeros(5), eps)
     finite = eps <= cert.max_eps_in
     assert np.all(np.diff(cert.eps_out[finite]) >= 0)
     assert np.all(np.isinf(cert.eps_out[~finite])) and (~finite).any()

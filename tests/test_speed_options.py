@@ -14,8 +14,8 @@ from centersmooth.sampling import (
     BaseFunction,
     NoiseStream,
     OutputMonitor,
-    derive_seed,
     draw_noisy,
+    seed_at,
 )
 
 SMALL = dict(n_center=4_000, n_check=4_000, n_certify=4_000)
@@ -83,7 +83,7 @@ torch.manual_seed(0)
 net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 8))
 torch.nn.init.normal_(net[1].weight, std=0.01)
 smoother = CenterSmoothing(net, n_center=2000, n_check=2000, n_certify=4000, seed=3,
-                           batch_size=int(sys.argv[2]))
+                           delta=0.15, batch_size=int(sys.argv[2]))  # level 0.35: accepts
 cert = smoother.certify(x, [0.1, 0.2])
 print(hashlib.sha256(noise.numpy().tobytes()).hexdigest(), cert.eps_out.tolist(),
       cert.center.tolist())
@@ -104,14 +104,15 @@ def test_noise_and_certificates_do_not_depend_on_threads_or_batch_size():
     assert len(set(runs.values())) == 1, runs
 
 
-def test_batch_seeds_derive_from_the_run_seed_and_position():
+def test_batch_seeds_are_the_run_seed_plus_the_position():
     smoother = CenterSmoothing(model(), seed=5, **SMALL)
     x = torch.ones(6)
     first = smoother.certify_batch([x, x], 0.1)
     again = smoother.certify_batch([x], 0.1)
     assert first[0].eps_out == again[0].eps_out == smoother.certify(x, 0.1).eps_out
     assert first[0].eps_out != first[1].eps_out  # the second input has its own noise
-    assert derive_seed(5, 0) != derive_seed(5, 1)
+    assert first[1].eps_out == smoother.certify(x, 0.1, seed=6).eps_out
+    assert (seed_at(5, 1), seed_at(2**64 - 1, 2)) == (6, 1)
 
 
 def test_batch_needs_inputs_of_one_shape():

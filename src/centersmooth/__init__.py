@@ -18,6 +18,7 @@ _PUBLIC = {
     "DistanceCheckError": "metrics.checks",
     "FunctionMetric": "metrics",
     "SlowCenterSearchWarning": "center",
+    "UncertifiableRadiusWarning": "certificate",
     "Metric": "metrics",
     "available_metrics": "metrics",
     "get_metric": "metrics",
@@ -25,7 +26,7 @@ _PUBLIC = {
 
 if TYPE_CHECKING:
     from .center import SlowCenterSearchWarning
-    from .certificate import Certificate, Prediction
+    from .certificate import Certificate, Prediction, UncertifiableRadiusWarning
     from .metrics import FunctionMetric, Metric, available_metrics, get_metric
     from .metrics.checks import DistanceCheckError
     from .smoothing import CenterSmoothing
@@ -41,7 +42,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+    return sorted({*globals(), *_PUBLIC})  # a name already imported is in both
 
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Metric",
     "Prediction",
     "SlowCenterSearchWarning",
+    "UncertifiableRadiusWarning",
     "__version__",
     "available_metrics",
     "get_metric",

@@ -33,6 +33,20 @@ def ball_rank(n: int, mass: float = 0.5) -> int:
     return max(1, math.ceil(Fraction(mass) * n))
 
 
+def search_mass(n_all: int, n_kept: int, mass: float = 0.5) -> float | None:
+    """The share of ``n_kept`` samples whose rank (``ball_rank``) is ``ball_rank(n_all, mass)``:
+    the center search on the ``n_kept`` finite outputs of ``n_all`` samples, the others lying
+    outside every ball, then measures ``med(z)`` at the rank it has among all of them. ``None``
+    when fewer than that rank are kept (no ball holds the share). ``(rank - 1/2) / n_kept`` is
+    within a rounding error of a fraction whose ceiling at ``n_kept`` is exactly ``rank``."""
+    rank = ball_rank(n_all, mass)
+    if n_kept < rank:
+        return None
+    if n_kept == n_all:
+        return mass
+    return (rank - 0.5) / n_kept
+
+
 def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float = 0.5) -> float:
     """Margin ``Delta1`` such that a ball of mass ``mass + Delta1`` holds ``m`` of ``Z1``.
 
@@ -339,17 +353,33 @@ def min_check_samples(
 ) -> int:
     """Smallest ``n_check`` at which a perfect check (``c = n``) gives
     ``p_low > mass - delta``."""
-    level = check_level(mass, delta)
+    need = check_samples_for(1.0, alpha, check_level(mass, delta), bound)
+    assert need is not None  # a perfect check's p_low tends to 1
+    return need
+
+
+def check_samples_for(
+    share: float, alpha: float, level: float, bound: Bound = "binomial"
+) -> int | None:
+    """Smallest ``n`` at which ``floor(share n)`` hits in ``n`` check samples give
+    ``p_low > level``: how many check samples bound a ball's mass above ``level`` if its mass
+    is ``share`` (``None`` when ``share <= level``: no count does)."""
+    if not share > level:
+        return None
+
+    def passes(n: int) -> bool:
+        return mass_lower_bound(math.floor(share * n), n, alpha, bound) > level
+
     n = 1
-    while mass_lower_bound(n, n, alpha, bound) <= level:
+    while not passes(n):
         n *= 2
     lo = n // 2
     while n - lo > 1:
         mid = (lo + n) // 2
-        if mass_lower_bound(mid, mid, alpha, bound) <= level:
-            lo = mid
-        else:
+        if passes(mid):
             n = mid
+        else:
+            lo = mid
     return n
 
 

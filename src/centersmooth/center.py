@@ -282,7 +282,9 @@ class _SearchPace:
         seconds = self.estimate()
         if seconds > SLOW_SEARCH_SECONDS:
             _warned_slow.add(self.name)
-            warnings.warn(self._message(seconds), SlowCenterSearchWarning, stacklevel=_outside())
+            warnings.warn(
+                self._message(seconds), SlowCenterSearchWarning, stacklevel=outside_caller()
+            )
 
     def _message(self, seconds: float) -> str:
         name, k = self.name, SUGGESTED_CANDIDATES
@@ -313,7 +315,7 @@ class _SearchPace:
         return text
 
 
-def _outside() -> int:
+def outside_caller() -> int:
     """The ``stacklevel`` of the first caller outside this package, for ``warnings.warn`` called
     by the function that calls this one: the warning then names the user's line."""
     package = os.path.dirname(os.path.abspath(__file__))  # the centersmooth/ directory

@@ -17,6 +17,7 @@ import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -132,7 +133,9 @@ def snap_to_grid(x: torch.Tensor, grid: float) -> torch.Tensor:
     """The integers ``k`` (int64) of an input on the grid: ``round(x / grid)``. Refuses an input
     with a coordinate farther from ``k * grid`` than ``GRID_TOLERANCE`` grid steps plus four
     rounding units of its float type at ``|k|`` steps (``float32(200 / 255)`` is 1.2e-5 steps
-    from 200: the rounding of the type, not an input off the grid)."""
+    from 200: the rounding of the type, not an input off the grid). The refusal shows the grid
+    as a user writes it (``1/255``) and, when most coordinates are off the grid or some are
+    negative, suggests the usual cause: inputs normalised as ``(x - mean) / std``."""
     ratio = x.detach().to(torch.float64) / grid
     k = torch.round(ratio)
     eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 0.0
@@ -141,14 +144,37 @@ def snap_to_grid(x: torch.Tensor, grid: float) -> torch.Tensor:
     if excess.numel() and float(excess.max()) > 0.0:
         at = int(torch.argmax(excess))
         off = float((ratio - k).abs().reshape(-1)[at])
-        raise ValueError(
-            f"x is not on the grid input_grid={grid!r}: a coordinate lies {off:.3g} grid steps "
-            f"from the nearest multiple (at most {GRID_TOLERANCE:g} plus the rounding of "
+        message = (
+            f"x is not on the grid input_grid={grid_text(grid)}: a coordinate lies {off:.3g} grid "
+            f"steps from the nearest multiple (at most {GRID_TOLERANCE:g} plus the rounding of "
             f"{x.dtype} allowed)"
         )
+        share = float((excess > 0).double().mean())
+        if share > 0.5 or float(ratio.min()) < 0:
+            message += (
+                f"; {share:.0%} of its coordinates are off the grid"
+                + (" and some are negative" if float(ratio.min()) < 0 else "")
+                + ": if the inputs are normalised ((x - mean) / std), pass the raw values on the "
+                "grid (k * input_grid) and move the normalisation into the model"
+            )
+        raise ValueError(message)
     if k.numel() and float(k.abs().max()) > 2.0**52:
         raise ValueError("x is too large for input_grid: the grid index exceeds 2**52")
     return k.to(torch.int64)
+
+
+def grid_text(grid: float) -> str:
+    """A grid step as a user writes it: ``1/255`` for ``0.00392156862745098`` (a fraction of
+    small denominator that is exactly this float), else the shortest ``repr``."""
+    if float(grid).is_integer() and abs(grid) < 2**53:
+        return str(int(grid))
+    text = repr(float(grid))
+    if len(text) <= 8:
+        return text
+    fraction = Fraction(grid).limit_denominator(2**16)
+    if float(fraction) == grid and fraction.denominator > 1:
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return text
 
 
 def lattice_to_float(n: torch.Tensor, grid: float, dtype: torch.dtype) -> torch.Tensor:

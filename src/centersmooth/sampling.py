@@ -8,7 +8,9 @@ The base function may be an ``nn.Module`` (evaluated in eval mode under ``torch.
 modules' train/eval flags restored afterwards), a callable on torch batches, or a callable on
 NumPy batches (chosen by passing a NumPy input).
 Outputs are tensor batches, NumPy arrays (converted to tensors) or lists of Python objects.
-Every batch is checked: right length, no NaN or infinity.
+Every batch is checked: right length, no NaN or infinity (or, with ``nan_outputs="outside"``,
+such outputs at infinite distance from every point), and outputs a distance is defined on (the
+probability vectors of ``total_variation`` and ``hellinger``), from flags read once per stage.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +31,41 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import grid_noise
-from .metrics.base import Outputs
+from .metrics.base import Metric, Outputs
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, refused in one line (``ValueError``) when this machine
+    does not have it: CUDA without a CUDA device (a CPU-only build of torch, no GPU or driver),
+    a CUDA ordinal beyond the devices present, MPS where there is none, or no device name."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {str(device)!r} is not a device torch knows ({err})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r}: torch finds no CUDA device on this machine (a CPU-only "
+                "build of torch, or no GPU or driver); use the CPU (device 'cpu')"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {str(device)!r}: no MPS device on this machine")
+    return dev
 
 
 def resolve_device(device: str | torch.device | None, base_function: Any) -> torch.device:
-    """``device`` if given, else the device of a module's first parameter, else the CPU."""
+    """``device`` if given (checked: :func:`check_device`), else the device of a module's first
+    parameter, else the CPU."""
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if isinstance(base_function, nn.Module):
         for param in base_function.parameters():
             return param.device
@@ -57,10 +88,14 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
-def derive_seed(seed: int, index: int) -> int:
-    """A seed for input ``index`` of a run seeded with ``seed``: independent streams per input,
-    and the same stream whichever worker or batch the input lands in."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0])
+def seed_at(seed: int, index: int) -> int:
+    """The seed of the input at ``index`` of a batch or a run seeded with ``seed``:
+    ``(seed + index) mod 2**64``. The one rule for every entry point: ``certify(x, seed=s)``,
+    ``CenterSmoothing(seed=s).certify(x)``, the first input of ``certify_batch`` and the input of
+    index 0 of ``centersmooth certify --seed s`` all draw the noise of seed ``s``. Each input's
+    noise comes from its own seed alone (``NoiseStream``), so it is the same whichever worker
+    or batch the input lands in."""
+    return (int(seed) + int(index)) % 2**64
 
 
 class BaseFunction:
@@ -113,6 +148,14 @@ class BaseFunction:
         self.fn: Callable[..., Any] = fn
         self.device = device
         self.autocast_dtype = None if autocast is None else AUTOCAST_DTYPES[autocast]
+
+    @property
+    def rounding_eps(self) -> float:
+        """The rounding unit of the coarsest float type the model computes in: float32's, or a
+        half-precision module's or autocast type's (its outputs carry that rounding even once
+        converted to float32)."""
+        half = [d for d in (self.autocast_dtype, self.input_dtype) if d in HALF_DTYPES]
+        return max([FLOAT32_EPS, *(float(torch.finfo(d).eps) for d in half)])
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -193,38 +236,105 @@ class BaseFunction:
         )
 
 
+FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+
+
 class OutputMonitor:
-    """Flags for NaN / infinite outputs and bad distances, kept on the device and read once.
+    """Flags for NaN / infinite outputs, outputs a distance is not defined on (probability
+    vectors that are not, ``Metric.invalid_outputs``) and bad distances, kept on the device and
+    read once.
 
     Reading a flag makes the host wait for the device, so the sampling loops record into these
-    flags and check them after a whole stage instead of after every batch.
+    flags and check them after a whole stage instead of after every batch. ``rounding_eps`` is
+    the rounding unit of the float type the model computes in (for the distances' checks).
+    With ``nan_outputs="outside"`` an output holding a NaN or an infinity is no error: its
+    distance to every point is ``inf`` (:meth:`distances`), so it lies outside every ball.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        metrics: Sequence[Metric] = (),
+        rounding_eps: float = FLOAT32_EPS,
+        nan_outputs: str = "error",
+    ) -> None:
         self.bad_outputs = torch.zeros((), dtype=torch.bool, device=device)
         self.bad_distances = torch.zeros((), dtype=torch.bool, device=device)
         self.negative = torch.zeros((), dtype=torch.bool, device=device)
+        self.metrics = list(metrics)
+        self.invalid = [torch.zeros((), dtype=torch.bool, device=device) for _ in self.metrics]
+        self.rounding_eps = rounding_eps
+        self.outside = nan_outputs == "outside"
 
     def outputs(self, out: Outputs) -> OutputMonitor:
-        if isinstance(out, torch.Tensor) and (out.is_floating_point() or out.is_complex()):
-            self.bad_outputs |= ~_all_finite(out).to(self.bad_outputs.device)
+        if not isinstance(out, torch.Tensor):
+            return self
+        finite = None
+        if out.is_floating_point() or out.is_complex():
+            if self.outside:
+                finite = finite_rows(out)
+            else:
+                self.bad_outputs |= ~_all_finite(out).to(self.bad_outputs.device)
+        for j, metric in enumerate(self.metrics):
+            bad = metric.invalid_outputs(out, self.rounding_eps)
+            if bad is not None:
+                if finite is not None:
+                    bad = bad & finite  # outside every ball anyway
+                self.invalid[j] |= bad.any().to(self.invalid[j].device)
         return self
 
-    def distances(self, d: torch.Tensor) -> torch.Tensor:
+    def distances(self, d: torch.Tensor, outputs: Outputs = None) -> torch.Tensor:
+        """Record ``d``'s flags and return it; with ``nan_outputs="outside"`` and the
+        ``outputs`` it was measured to, ``inf`` where an output is not finite."""
         device = self.negative.device
-        if d.numel():
-            low, high = torch.aminmax(d)
+        outside = self.outside and isinstance(outputs, torch.Tensor) and outputs.is_floating_point()
+        kept = finite_rows(outputs).to(d.device) if outside else None
+        checked = d if kept is None else torch.where(kept, d, 0.0)
+        if checked.numel():
+            low, high = torch.aminmax(checked)
             self.bad_distances |= ~(torch.isfinite(low) & torch.isfinite(high)).to(device)
             self.negative |= (low < 0).to(device)
-        return d
+        return d if kept is None else outside_distances(d, outputs, kept)
 
     def raise_if_bad(self) -> None:
         if bool(self.bad_outputs):
-            raise ValueError("base function returned NaN or infinite outputs")
+            raise ValueError(
+                "base function returned NaN or infinite outputs (nan_outputs='outside' counts "
+                "such an output as one outside every ball instead)"
+            )
+        for metric, flag in zip(self.metrics, self.invalid, strict=True):
+            if bool(flag):
+                raise ValueError(metric.invalid_message())
         if bool(self.bad_distances):
             raise ValueError("the metric returned NaN or infinite distances")
         if bool(self.negative):
             raise ValueError("the metric returned negative distances")
+
+
+def finite_rows(out: torch.Tensor) -> torch.Tensor:
+    """Per output of a batch, whether all its entries are finite (a bool tensor)."""
+    if out.numel() == 0:
+        return torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
+    return torch.isfinite(out.reshape(out.shape[0], -1)).all(dim=1)
+
+
+def outside_distances(
+    d: torch.Tensor, outputs: Outputs, kept: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``d`` with ``inf`` where the output it was measured to holds a NaN or an infinity
+    (``nan_outputs="outside"``: such an output is at infinite distance from every point);
+    ``kept`` is ``finite_rows(outputs)`` when already known."""
+    if not (isinstance(outputs, torch.Tensor) and outputs.is_floating_point()):
+        return d
+    kept = finite_rows(outputs).to(d.device) if kept is None else kept
+    return torch.where(kept, d, math.inf)
+
+
+def finite_outputs(samples: Outputs) -> Outputs:
+    """The outputs of a batch whose entries are all finite (the outputs of other kinds: all)."""
+    if isinstance(samples, torch.Tensor) and samples.is_floating_point():
+        return samples[finite_rows(samples)]
+    return samples
 
 
 def _all_finite(t: torch.Tensor) -> torch.Tensor:
@@ -422,9 +532,12 @@ class PreparedInputs:
 
     def returned(self, point: Any) -> Any:
         """A center in the type the model returned: a NumPy model's tensor outputs (converted
-        for the distances) go back as a NumPy array."""
+        for the distances) go back as a NumPy array; a set-valued center is always a
+        ``frozenset``, whether it is one of the model's sets or the majority set."""
         if self.np_dtype is not None and isinstance(point, torch.Tensor):
             return point.cpu().numpy()
+        if isinstance(point, AbstractSet) and not isinstance(point, frozenset):
+            return frozenset(point)
         return point
 
     @classmethod
@@ -438,8 +551,9 @@ class PreparedInputs:
         device: torch.device,
         input_grid: float | None = None,
     ) -> PreparedInputs:
-        """Seeds: ``seeds[i]`` if given, else one derived from ``base_seed`` and the input's
-        position (so ``certify(x)`` equals ``certify_batch([x])``), else fresh noise."""
+        """Seeds: ``seeds[i]`` if given, else ``base_seed + i`` (:func:`seed_at`; so
+        ``certify(x)`` equals ``certify_batch([x])`` and ``certify(x, seed=base_seed)``), else
+        fresh noise."""
         if len(xs) == 0:
             raise ValueError("xs must hold at least one input")
         prepared = [prepare_input(x, base_function, device, input_grid) for x in xs]
@@ -449,7 +563,7 @@ class PreparedInputs:
         if seeds is not None and len(seeds) != len(xs):
             raise ValueError(f"got {len(seeds)} seeds for {len(xs)} inputs")
         if seeds is None and base_seed is not None:
-            seeds = [derive_seed(base_seed, i) for i in range(len(xs))]
+            seeds = [seed_at(base_seed, i) for i in range(len(xs))]
         streams: list[Any] = []
         for x, seed in zip(tensors, [None] * len(xs) if seeds is None else seeds, strict=True):
             if input_grid is None:

@@ -18,6 +18,8 @@ from .metrics import Metric, available_metrics
 from .metrics.base import is_real
 
 EpsIn = float | Sequence[float] | np.ndarray
+NAN_OUTPUTS = ("error", "outside")  # what an output holding a NaN or an infinity does
+
 
 # The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
 PAPER_SETTINGS: dict[str, Any] = {
@@ -54,6 +56,7 @@ class SmoothingSettings:
     nearest_candidate: bool = True
     check_metric: bool = True
     input_grid: float | None = None
+    nan_outputs: str = "error"
     # alpha_center's three parts: Delta1, the nearest candidate, the check
     alpha_delta1: float = field(init=False)
     alpha_nearest: float = field(init=False)
@@ -66,6 +69,7 @@ class SmoothingSettings:
         _check_positive_real("sigma", self.sigma)
         if self.input_grid is not None:
             _check_positive_real("input_grid", self.input_grid)
+            _check_grid_scale(float(self.sigma), float(self.input_grid))
             grid_noise.noise_table(float(self.sigma) / float(self.input_grid))  # a bad ratio
         for name in ("n_center", "n_check", "n_certify"):
             _check_positive_int(name, getattr(self, name))
@@ -86,9 +90,13 @@ class SmoothingSettings:
                 f"ball_mass must lie in (delta, 1/2] = ({self.delta}, 0.5], got "
                 f"{self.ball_mass!r}: the checked ball must keep a positive mass ball_mass - delta"
             )
-        seed = self.seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-            raise TypeError(f"seed must be an integer or None, got {seed!r}")
+        seed = None if self.seed is None else check_seed(self.seed)
+        if self.nan_outputs not in NAN_OUTPUTS:
+            raise ValueError(
+                f"nan_outputs must be one of {NAN_OUTPUTS}, got {self.nan_outputs!r}: 'error' "
+                "stops on an output holding a NaN or an infinity, 'outside' counts it as an "
+                "output outside every ball"
+            )
         normal = {
             "sigma": float(self.sigma),
             "n_center": int(self.n_center),
@@ -101,11 +109,12 @@ class SmoothingSettings:
             "candidates": _check_candidates(self.candidates, int(self.n_center)),
             "central_candidates": bool(self.central_candidates),
             "batch_size": None if self.batch_size is None else int(self.batch_size),
-            "seed": None if seed is None else int(seed),
+            "seed": seed,
             "ball_mass": float(self.ball_mass),
             "nearest_candidate": bool(self.nearest_candidate),
             "check_metric": bool(self.check_metric),
             "input_grid": None if self.input_grid is None else float(self.input_grid),
+            "nan_outputs": str(self.nan_outputs),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)
@@ -204,6 +213,41 @@ class SmoothingSettings:
             self.grid_slack(),
         )
 
+    def abstain_reason(self, count: int, p_low: float) -> str | None:
+        """Why a prediction whose check ball held ``count`` of the ``n_check`` samples (giving
+        ``p_low``) abstains, with the cause its numbers show, or ``None`` when it accepts.
+
+        A point estimate ``count / n_check`` above the level means the mass may well be above it
+        and ``p_low`` fell within its sampling error: more check samples, with the count that
+        bounds that share above the level (``bounds.check_samples_for``). A point estimate at or
+        below the level means the center's ball holds too little: the outputs are spread."""
+        level = bounds.check_level(self.ball_mass, self.delta)
+        if self.delta1 > self.delta:
+            return (
+                f"Delta1={self.delta1:.4g} exceeds delta={self.delta:.4g}: more center samples "
+                "(n_center) or a larger delta"
+            )
+        if p_low > level:
+            return None
+        share = count / self.n_check
+        test = (
+            f"the check bounded the mass of the center's ball below by p_low={p_low:.4g}, "
+            f"which must exceed ball_mass - delta={level:.4g}; the ball held {count} of the "
+            f"n_check={self.n_check} check samples ({share:.4g})"
+        )
+        need = bounds.check_samples_for(share, self.alpha_check, level, self.bound)
+        if need is not None:
+            return (
+                f"{test}, above that level: p_low is within its sampling error of it. The cause "
+                f"is the count: about n_check={need:,} check samples bound a share of "
+                f"{share:.4g} above the level (or a larger delta)"
+            )
+        return (
+            f"{test}, not above that level: the outputs under this noise are too spread out for "
+            "a ball of the center's radius to hold that mass; a smaller sigma, a larger delta "
+            "or more center samples (n_center)"
+        )
+
     def _check_sample_counts(self) -> None:
         """Refuse sample counts with which the procedure could never accept or certify."""
         mass = self.ball_mass
@@ -240,6 +284,45 @@ def check_eps_in(eps_in: EpsIn) -> np.ndarray:
     if not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ValueError(f"eps_in must be finite and non-negative, got {eps_in!r}")
     return eps
+
+
+SEED_LIMIT = 2**64  # seeds are 64-bit words (NumPy's SeedSequence, torch's generators)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int in ``[0, 2**64)``, else a one-line error naming the argument
+    (``TypeError`` for a value that is no integer, ``ValueError`` for one out of range)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"{name} must be an integer in [0, 2**64) or None, got {seed!r}")
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"{name} must be an integer in [0, 2**64) or None, got {seed!r}")
+    return int(seed)
+
+
+# The smallest sigma / input_grid: below it the noise leaves nearly every coordinate where it is
+# (a coordinate moves with probability 2 (1 - Phi(2)) = 4.6% at 1/4, 1e-23 at 1/20), and one grid
+# step, the smallest perturbation on the grid, is beyond max_eps_in for any sample count in use
+# (about 3.7 sigma at 10^5 certification samples, 5.6 sigma at 10^9).
+MIN_GRID_SCALE = 0.25
+
+
+def _check_grid_scale(sigma: float, grid: float) -> None:
+    """Refuse a grid much coarser than the noise, naming the ratio and the likely slip (the
+    number of levels, 255, written where the step 1/255 was meant)."""
+    scale = sigma / grid
+    if scale >= MIN_GRID_SCALE:
+        return
+    if grid >= 2 and abs(grid - round(grid)) < 1e-9:
+        advice = f"did you mean input_grid=1/{round(grid)} (the step between levels)?"
+    else:
+        advice = "use a finer grid (the step between two input levels) or a larger sigma"
+    shown = grid_noise.grid_text(grid)
+    raise ValueError(
+        f"sigma / input_grid = {scale:.2g} (sigma={sigma:g}, input_grid={shown}): the "
+        f"grid is far coarser than the noise, which would almost never move an input by one "
+        f"step, and no perturbation on the grid could be certified (that needs sigma / "
+        f"input_grid >= {MIN_GRID_SCALE:g}); {advice}"
+    )
 
 
 def _check_positive_real(name: str, value: Any) -> None:

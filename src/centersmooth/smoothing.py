@@ -10,6 +10,7 @@ forward passes in ``sampling`` and what is returned in ``certificate``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,8 +20,8 @@ import torch
 
 from . import bounds
 from .batch_size import find_batch_size
-from .center import Center, batch_len, distances_to, find_center
-from .certificate import Certificate, Prediction
+from .center import Center, batch_len, distances_to, find_center, outside_caller
+from .certificate import Certificate, Prediction, UncertifiableRadiusWarning, radius_advice
 from .determinism import fix_cublas_workspace, seeded_kernels
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
@@ -30,10 +31,18 @@ from .sampling import (
     OutputMonitor,
     PreparedInputs,
     SampleCollector,
+    finite_outputs,
     noisy_outputs,
+    outside_distances,
     resolve_device,
 )
-from .settings import PAPER_SETTINGS, EpsIn, SmoothingSettings, check_eps_in
+from .settings import (
+    PAPER_SETTINGS,
+    EpsIn,
+    SmoothingSettings,
+    check_eps_in,
+    check_seed,
+)
 
 __all__ = ["PAPER_SETTINGS", "CenterSmoothing", "Certificate", "Prediction"]
 
@@ -41,38 +50,85 @@ __all__ = ["PAPER_SETTINGS", "CenterSmoothing", "Certificate", "Prediction"]
 class CenterSmoothing:
     """Wrap a base function ``f`` with center smoothing under a distance on its outputs.
 
-    ``f`` maps a batch of inputs to a batch of outputs (tensor, NumPy array or list of objects).
-    Noise ``N(0, sigma^2 I)`` is added to the input as given. docs/algorithm.md gives the
-    meaning of every argument. Beyond it: ``batch_size=None`` (the default) picks the batch size
-    from the memory one sample needs (``batch_size.find_batch_size``: the largest that fits on a
-    CUDA device, at most 1,000 and 1 GiB on the CPU), once per shape of input; ``progress`` shows
-    progress bars
-    over the forward passes (with their distances) and the center search; ``autocast`` ("bf16" /
-    "fp16") and ``compile`` speed up a torch model (the certificate then holds for the
-    low-precision / compiled model actually evaluated).
-    ``nearest_candidate`` (on by default, off in the paper preset) certifies through the sample
-    candidate nearest to the center: ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``
-    instead of the paper's ``gamma (1 + 2 gamma) R-hat``, with the same confidence and under the
-    same assumptions, whatever seeds the runs at ``x`` and ``x'`` use, the same seed included
-    (docs/algorithm.md, "The nearest-candidate bound"). ``ball_mass`` (1/2, the paper's)
-    is the share of the output mass the smoothed output's ball holds; a smaller one (down to just
-    above ``delta``) moves ``R_outer`` and ``R_inner`` to other levels.
-    ``candidates`` may also map distance names to counts (``{"tv2": 30}``): candidate mode for
-    the distances without a fast pairwise form, all pairs for the others, in one
-    ``certify_metrics`` call that shares the forward passes.
-    ``check_metric`` (on by default) tests a distance that is not built in (a callable, a
-    ``FunctionMetric`` or a ``Metric`` subclass of yours) on every call: its declared ``gamma``
-    against the relaxed triangle inequality on triples of center samples, the center and the
-    central candidates, its symmetry and ``d(a, a) = 0``. A refutation raises
-    ``DistanceCheckError`` before any certificate is returned. The test can refute a constant,
-    never prove one; turn it off only for a distance whose constant you have proven.
-    ``input_grid`` (off by default; e.g. ``1/255`` for 8-bit images) certifies inputs on the grid
-    ``input_grid * Z^d`` against perturbations on the same grid, in floating point: inputs must
-    lie on the grid (within 1e-6 grid steps, or the rounding of their float type), and every
-    noisy input is ``(k + m) * input_grid`` for integers ``k`` (the input) and ``m`` (noise drawn
-    exactly from a rounded Gaussian of standard deviation ``sigma / input_grid`` steps), so the
-    certificate holds for the function actually evaluated, whatever it does with the low-order
-    bits of its input (docs/algorithm.md, "Inputs on a grid: exact noise (`input_grid`)").
+    ``predict(x)`` returns the smoothed output at ``x``: the center of the outputs of ``f`` on
+    noisy copies ``x + N(0, sigma^2 I)`` (Algorithm 1). ``certify(x, eps_in)`` adds the
+    certificate: for every ``x'`` within ``eps_in`` of ``x`` (l2), the smoothed output at ``x'``
+    is within ``eps_out`` of the one at ``x`` under the distance, or the smoothed function
+    abstains there, with probability at least ``1 - alpha_center - alpha_certify`` (Algorithm 2).
+    The smoothed function at ``x'`` is this same procedure with these same settings. The
+    project's algorithm notes ("How centersmooth certifies") prove every step; their sections
+    are named below in quotes.
+
+    The common arguments (the signature gives the defaults):
+
+    * ``base_function``: the model, a batch of inputs to a batch of outputs: an ``nn.Module``
+      (run in eval mode, without gradients, on ``device``), a callable on torch batches, or a
+      callable on NumPy batches (pass ``x`` as a NumPy array). Outputs: a tensor or array with
+      one row per input, or a list of Python objects (strings, token sequences, sets).
+    * ``metric``: the distance on outputs, a registered name (``"l2"``, ``"angular"``,
+      ``"jaccard"``, ``"levenshtein"``, ...; ``available_metrics()`` lists them, in any case),
+      a ``Metric``, or a callable ``d(a_batch, b_batch)`` (checked before it is trusted, see
+      ``check_metric``).
+    * ``sigma``: the standard deviation of the Gaussian noise, in the input's units; the
+      largest certifiable radius ``max_eps_in`` grows in proportion to it.
+    * ``n_center``: noisy outputs among which the center is sought (step 1 of predict); more of
+      them shrink ``Delta1``, the margin the procedure must leave below ``delta``.
+    * ``n_check``: fresh outputs that check the center's ball holds enough mass (step 3); too
+      few make a sound center abstain (the abstention then says how many would do).
+    * ``n_certify``: fresh outputs whose distances to the center bound the radii of the
+      certificate; more of them lower ``eps_out`` slowly and raise ``max_eps_in``.
+    * ``alpha_center`` and ``alpha_certify``: the chances the prediction's and the certificate's
+      statistical steps may fail; the certificate holds with probability at least
+      ``1 - alpha_center - alpha_certify``. ``alpha_center`` is split between the check,
+      ``Delta1`` and the nearest candidate ("The nearest-candidate bound").
+    * ``delta``: the slack between the ball the center must hold (``ball_mass - delta`` of the
+      output mass, checked) and the ball the certificate measures (``ball_mass + Delta1``);
+      larger, fewer abstentions and a larger ``eps_out``. It must exceed ``Delta1``.
+    * ``bound``: ``"binomial"`` (exact binomial order statistics and Clopper-Pearson bounds,
+      ours) or ``"hoeffding"`` (the paper's, which needs about ten times more samples).
+    * ``candidates``: ``None`` scores every center sample as a candidate center (all pairs,
+      pruned by exact lower bounds); ``k`` scores only the first ``k`` (fast for slow
+      distances; ``alpha_center`` pays for the chance none lands in the central ball); a mapping
+      ``{"tv2": 30}`` sets it per distance name in ``certify_metrics``.
+    * ``central_candidates``: also score central points of the samples (mean, medians, majority
+      set, ...): a better center, the same guarantee ("Predict (Algorithm 1)").
+    * ``batch_size``: noisy inputs per forward pass (``None``, the default: chosen from the
+      memory one sample needs, the largest that fits on a CUDA device, at most 1,000 and 1 GiB
+      on the CPU, once per shape of input).
+    * ``device``: where the noise is drawn and the model runs (``"cpu"``, ``"cuda"``,
+      ``"cuda:1"``; ``None``: where a module's parameters are, else the CPU). A device this
+      machine lacks is refused here.
+    * ``seed``: an integer in ``[0, 2**64)`` making results bit-for-bit reproducible on the same
+      device, or ``None`` for fresh noise. It is the default seed of every call:
+      ``CenterSmoothing(seed=s).certify(x)`` is ``CenterSmoothing().certify(x, seed=s)``, and
+      input ``i`` of a batch gets ``s + i`` ("Reproducibility").
+    * ``progress``: progress bars over the forward passes and the center search.
+
+    Further options:
+
+    * ``nearest_candidate`` (on): certify through the sample candidate nearest to the center,
+      ``eps_out = gamma (R_outer + gamma (R_near + R_inner))`` instead of the paper's
+      ``gamma (1 + 2 gamma) R-hat``, at the same confidence, whatever seeds the runs at ``x``
+      and ``x'`` use ("The nearest-candidate bound").
+    * ``ball_mass`` (1/2, the paper's): the share of the output mass the smoothed output's ball
+      holds; a smaller one (down to just above ``delta``) moves ``R_outer`` and ``R_inner`` to
+      other levels ("A smaller ball: ``ball_mass``").
+    * ``check_metric`` (on): test a distance that is not built in on every call, on the run's own
+      outputs (its declared ``gamma`` on triples, symmetry, ``d(a, a) = 0``); a refutation
+      raises ``DistanceCheckError`` before any certificate. It can refute a constant, never
+      prove one: turn it off only for a distance whose constant you have proven.
+    * ``input_grid`` (off): for inputs on the grid ``input_grid * Z^d`` (``1/255`` for 8-bit
+      images), draw the noise exactly on the grid, so that the certificate holds for the
+      function evaluated in floating point, against perturbations on the same grid; inputs must
+      lie on the grid as the model gets them, and ``sigma / input_grid`` must be at least 1/4
+      ("Inputs on a grid: exact noise").
+    * ``nan_outputs`` (``"error"``): ``"outside"`` counts an output holding a NaN or an infinity
+      as one outside every ball instead of stopping ("Outputs with a NaN").
+    * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
+      precision or compiled; the certificate then holds for that model, as evaluated.
+
+    ``CenterSmoothing.paper(...)`` gives the paper's constants. The settings read as attributes
+    (``smoother.sigma``, ``smoother.delta1``, ``smoother.max_eps_in``, ...).
     """
 
     def __init__(
@@ -99,6 +155,7 @@ class CenterSmoothing:
         nearest_candidate: bool = True,
         check_metric: bool = True,
         input_grid: float | None = None,
+        nan_outputs: str = "error",
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -117,6 +174,7 @@ class CenterSmoothing:
             nearest_candidate=nearest_candidate,
             check_metric=check_metric,
             input_grid=input_grid,
+            nan_outputs=nan_outputs,
         )
         self.metric = get_metric(metric)
         self.progress = progress
@@ -191,8 +249,7 @@ class CenterSmoothing:
         """Step 1: ``n_center`` outputs of the base function under noise, per input."""
         n_center = self.settings.n_center
         collected = [SampleCollector(n_center) for _ in inputs.xs]
-        monitor = OutputMonitor(self.device)
-        for outputs in self._stream(inputs, n_center, "center", monitor, metrics):
+        for outputs in self._stream(inputs, n_center, "center", self._monitor(metrics), metrics):
             for collector, out in zip(collected, outputs, strict=True):
                 collector.add(out)
         return collected
@@ -204,9 +261,22 @@ class CenterSmoothing:
         candidates (``center.find_center``: within ``2 gamma`` of the best ball), and the output
         diameter. A distance that is not built in is checked here on the samples, its center and
         the central candidates (``check_distance``): a refuted ``gamma`` stops before any
-        certificate exists."""
+        certificate exists. With ``nan_outputs="outside"`` the search runs on the finite samples
+        at the rank ``ceil(ball_mass n_center)`` of all of them (the others lie outside every
+        ball); with fewer finite samples than that rank no ball holds the share and the center's
+        radius is ``inf`` (the prediction abstains)."""
         s = self.settings
-        row, central, diameter = [], {}, {}
+        row: list[Center] = []
+        central: dict[Any, Outputs] = {}
+        diameter: dict[str, float | None] = {}
+        mass: float | None = s.ball_mass
+        if s.nan_outputs == "outside":
+            n_all = batch_len(samples)
+            samples = finite_outputs(samples)
+            mass = bounds.search_mass(n_all, batch_len(samples), s.ball_mass)
+        if mass is None:
+            none = Center(point=None, radius=math.inf, index=-1, n_candidates=0)
+            return [none for _ in metrics], {metric.name: None for metric in metrics}
         for metric in metrics:
             extra = None
             if s.central_candidates:
@@ -215,7 +285,7 @@ class CenterSmoothing:
                     central[key] = metric.central_candidates(samples)
                 extra = central[key]
             k = s.candidates_for(metric)
-            center = find_center(samples, metric, k, extra, s.ball_mass, self.progress)
+            center = find_center(samples, metric, k, extra, mass, self.progress)
             if s.check_metric and needs_check(metric):
                 points = [center.point]
                 if extra is not None:
@@ -231,11 +301,14 @@ class CenterSmoothing:
         """Step 3: how many of ``n_check`` fresh outputs fall in each center's ball, per input
         and distance (the counts ``_decide`` bounds from below)."""
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
-        monitor = OutputMonitor(self.device)
+        monitor = self._monitor(metrics)
         for outputs in self._stream(inputs, self.settings.n_check, "check", monitor, metrics):
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
-                    d = monitor.distances(distances_to(metric, center.point, out, check=False))
+                    if not math.isfinite(center.radius):
+                        continue  # no ball of that share (nan_outputs="outside"): abstains
+                    d = distances_to(metric, center.point, out, check=False)
+                    d = monitor.distances(d, out)
                     hits[i, j] += (d <= center.radius).sum().to(self.device)
         counts: list[list[int]] = hits.tolist()
         return counts
@@ -243,11 +316,12 @@ class CenterSmoothing:
     def _decide(self, center: Center, count: int) -> Prediction:
         """Step 4: accept iff ``Delta1 <= delta`` and ``p_low > ball_mass - delta`` (else
         abstain; the paper's ``>=`` could leave the proof's two balls with masses summing to
-        exactly 1)."""
+        exactly 1), and the center's radius is finite (with ``nan_outputs="outside"`` it is
+        not when too few outputs are finite). The reason of an abstention names the cause."""
         s = self.settings
         p_low = bounds.mass_lower_bound(count, s.n_check, s.alpha_check, s.bound)
         level = bounds.check_level(s.ball_mass, s.delta)
-        accepted = s.delta1 <= s.delta and p_low > level
+        accepted = s.delta1 <= s.delta and p_low > level and math.isfinite(center.radius)
         return Prediction(
             center=center.point if accepted else None,
             radius=center.radius if accepted else math.inf,
@@ -258,6 +332,18 @@ class CenterSmoothing:
             n_check=s.n_check,
             check_level=level,
             delta=s.delta,
+            check_count=count,
+            abstain_reason=None if accepted else self._abstain_reason(center, count, p_low),
+        )
+
+    def _abstain_reason(self, center: Center, count: int, p_low: float) -> str:
+        if math.isfinite(center.radius):
+            return self.settings.abstain_reason(count, p_low) or ""
+        m = bounds.ball_rank(self.settings.n_center, self.settings.ball_mass)
+        return (
+            f"fewer than {m} of the n_center={self.settings.n_center} center samples are finite "
+            "outputs, and nan_outputs='outside' puts the others outside every ball: no ball "
+            "holds the share ball_mass of them"
         )
 
     # ----------------------------------------------------------------------------- Algorithm 2
@@ -266,7 +352,7 @@ class CenterSmoothing:
 
         Draws the center and check samples (``predict``), then ``n_certify`` fresh samples whose
         distances to the center give upper confidence bounds on quantiles, ``h = eps_in / sigma``
-        (docs/algorithm.md):
+        ("Certify (Algorithm 2)" and "The nearest-candidate bound" in the algorithm notes):
 
         * nearest-candidate bound (default): ``R_outer`` at
           ``Phi(Phi^-1(1 - ball_mass + delta) + h)``, ``R_inner`` at
@@ -278,6 +364,8 @@ class CenterSmoothing:
           ``R_inner`` at ``alpha_certify / 2`` each and ``gamma (R_outer + 2 gamma R_inner)``.
 
         Several ``eps_in`` share one sample set; each certificate holds at its own confidence.
+        An ``eps_in`` above ``max_eps_in`` gets ``eps_out = inf`` (``eps_out_reason`` says so)
+        and one ``UncertifiableRadiusWarning`` per call. ``seed`` overrides the constructor's.
         """
         return self.certify_metrics(x, eps_in, [self.metric], seed)[self.metric.name]
 
@@ -301,8 +389,8 @@ class CenterSmoothing:
     ) -> list[Certificate]:
         """``certify`` for several inputs of one shape, their samples sharing forward passes.
 
-        Each input has its own noise generator (``seeds[i]``, or one derived from the
-        constructor's seed and ``i``) and its own three sample sets, so each certificate carries
+        Each input has its own noise generator (``seeds[i]``, or the constructor's seed plus
+        ``i``) and its own three sample sets, so each certificate carries
         exactly the guarantee of ``certify``; batching only packs the samples of several inputs
         into each call of the base function, which pays off for small models.
         """
@@ -325,6 +413,7 @@ class CenterSmoothing:
             raise ValueError(f"metrics must be a non-empty list of distinct distances, got {names}")
         eps = check_eps_in(eps_in)
         scalar = np.ndim(eps_in) == 0
+        self._warn_beyond_max_eps_in(eps)
         inputs = self._inputs(xs, seeds)
         seeded = seeds is not None or self.settings.seed is not None
         # a module's train/eval flags come back after; a seeded call asks for deterministic
@@ -333,7 +422,11 @@ class CenterSmoothing:
             preds, diameters = self._predict(inputs, resolved)
             radii = self._certify_distances(inputs, resolved, preds)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
-            clean = [self.base_function(x.unsqueeze(0), inputs.np_dtype) for x in inputs.xs]
+            outside = self.settings.nan_outputs == "outside"
+            clean = [
+                self.base_function(x.unsqueeze(0), inputs.np_dtype, check_finite=not outside)
+                for x in inputs.xs
+            ]
         dim = inputs.xs[0].numel()
         ranks = {metric.name: self.quantile_ranks(eps, metric, dim) for metric in resolved}
 
@@ -349,7 +442,10 @@ class CenterSmoothing:
                 )
                 smoothing_error = None
                 if not pred.abstained:
-                    smoothing_error = float(distances_to(metric, pred.center, clean[i])[0])
+                    to_clean = distances_to(metric, pred.center, clean[i], check=not outside)
+                    if outside:  # a non-finite f(x) is at infinite distance
+                        to_clean = outside_distances(to_clean, clean[i])
+                    smoothing_error = float(to_clean[0])
                 diameter = diameters[i][metric.name]
                 vacuous = np.isfinite(eps_out) & (
                     eps_out >= (math.inf if diameter is None else diameter)
@@ -373,6 +469,18 @@ class CenterSmoothing:
             results.append(certs)
         return results
 
+    def _warn_beyond_max_eps_in(self, eps: np.ndarray) -> None:
+        """One ``UncertifiableRadiusWarning`` per call for the radii beyond ``max_eps_in``."""
+        over = eps[eps > self.settings.max_eps_in]
+        if over.size:
+            warnings.warn(
+                f"eps_in {', '.join(f'{e:g}' for e in over)} "
+                + ("exceeds" if over.size == 1 else "exceed")
+                + f" max_eps_in: eps_out is inf there. {radius_advice(self.settings.max_eps_in)}",
+                UncertifiableRadiusWarning,
+                stacklevel=outside_caller(),
+            )
+
     def _certify_distances(
         self, inputs: PreparedInputs, metrics: list[Metric], preds: list[list[Prediction]]
     ) -> list[list[np.ndarray]]:
@@ -386,14 +494,15 @@ class CenterSmoothing:
         shape = (len(preds), len(metrics), n_certify)
         radii = torch.zeros(shape, dtype=torch.float64, device=self.device)
         done = 0
-        monitor = OutputMonitor(self.device)
+        monitor = self._monitor(metrics)
         for outputs in self._stream(inputs, n_certify, "certify", monitor, metrics):
             size = batch_len(outputs[0])
             for i, out in enumerate(outputs):
                 for j, metric in enumerate(metrics):
                     if not preds[i][j].abstained:
                         point = preds[i][j].center
-                        d = monitor.distances(distances_to(metric, point, out, check=False))
+                        d = distances_to(metric, point, out, check=False)
+                        d = monitor.distances(d, out)
                         radii[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
         ordered = torch.sort(radii, dim=2).values.cpu().numpy()
@@ -441,9 +550,17 @@ class CenterSmoothing:
     # ----------------------------------------------------------------------------- sampling
     def _inputs(self, xs: Sequence[Any], seeds: Sequence[int] | None) -> PreparedInputs:
         s = self.settings
+        if seeds is not None:
+            name = "seed" if len(seeds) == 1 else "seeds[{}]"
+            seeds = [check_seed(seed, name.format(i)) for i, seed in enumerate(seeds)]
         return PreparedInputs.build(
             xs, seeds, s.seed, s.sigma, self.base_function, self.device, s.input_grid
         )
+
+    def _monitor(self, metrics: list[Metric]) -> OutputMonitor:
+        """The checks of one stage's outputs and distances (``sampling.OutputMonitor``)."""
+        rounding = self.base_function.rounding_eps
+        return OutputMonitor(self.device, metrics, rounding, self.settings.nan_outputs)
 
     def _stream(
         self,

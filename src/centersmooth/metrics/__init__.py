@@ -6,6 +6,7 @@ distance is one new module plus one line in ``_REGISTRY``.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -41,9 +42,10 @@ _REGISTRY: dict[str, Callable[[], Metric]] = {
 
 
 def register_metric(name: str, factory: Callable[[], Metric]) -> None:
-    """Add a distance under ``name`` (refuses to overwrite an existing name)."""
-    if name in _REGISTRY:
-        raise ValueError(f"a metric named {name!r} is already registered")
+    """Add a distance under ``name`` (refuses a name already taken, in any case)."""
+    taken = [known for known in _REGISTRY if known.casefold() == name.casefold()]
+    if taken:
+        raise ValueError(f"a metric named {taken[0]!r} is already registered")
     _REGISTRY[name] = factory
 
 
@@ -52,8 +54,25 @@ def available_metrics() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def registered_name(name: str) -> str:
+    """The registry name ``name`` stands for: itself, or the one name equal to it ignoring case.
+    Anything else is a ``ValueError`` that suggests the closest names (a misspelling such as
+    ``levenstein``) and lists them all."""
+    if name in _REGISTRY:
+        return name
+    folded = {known.casefold(): known for known in _REGISTRY}
+    if name.casefold() in folded:
+        return folded[name.casefold()]
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=2, cutoff=0.5)
+    hint = f" (did you mean {' or '.join(repr(folded[c]) for c in close)}?)" if close else ""
+    raise ValueError(
+        f"unknown metric {name!r}{hint}; known metrics: {', '.join(available_metrics())}"
+    )
+
+
 def get_metric(metric: str | Metric | Callable[..., Any]) -> Metric:
-    """A :class:`Metric` from a registry name, a Metric, or a callable (taken with ``gamma = 1``).
+    """A :class:`Metric` from a registry name (any case: ``"L2"`` is ``"l2"``), a Metric, or a
+    callable (taken with ``gamma = 1``). An unknown name is refused with the closest known one.
 
     For a callable whose relaxed-triangle constant is not 1, wrap it yourself:
     ``FunctionMetric(fn, gamma=2.0)`` (or use the built-in ``"squared_l2"`` / ``"cosine"``).
@@ -63,12 +82,7 @@ def get_metric(metric: str | Metric | Callable[..., Any]) -> Metric:
     if isinstance(metric, Metric):
         return check_constants(metric)
     if isinstance(metric, str):
-        try:
-            return _REGISTRY[metric]()
-        except KeyError:
-            raise ValueError(
-                f"unknown metric {metric!r}; known metrics: {', '.join(available_metrics())}"
-            ) from None
+        return _REGISTRY[registered_name(metric)]()
     if callable(metric):
         return FunctionMetric(metric)
     raise TypeError(
@@ -87,4 +101,5 @@ __all__ = [
     "get_metric",
     "needs_check",
     "register_metric",
+    "registered_name",
 ]

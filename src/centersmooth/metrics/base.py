@@ -20,15 +20,17 @@ Outputs = Any  # a tensor batch (first dimension = batch) or a list of Python ob
 PAIRWISE_BUDGET = 2**25  # elements of an intermediate (rows x samples x features) block
 
 # The kinds of output batches a distance may take (``Metric.takes``).
-TENSORS, STRINGS, SETS = "tensors", "strings", "sets"
+TENSORS, STRINGS, TOKENS, SETS = "tensors", "strings", "tokens", "sets"
 _KIND_TEXT = {
     TENSORS: "tensor/array outputs (a batch with a first batch dimension)",
     STRINGS: "lists of strings (str)",
+    TOKENS: "lists of token sequences (each a list or tuple of hashable tokens, such as words)",
     SETS: "lists of Python sets or frozensets",
 }
 
 
 _SET_TYPES = (frozenset, set)
+_SEQUENCE_TYPES = (list, tuple)  # token sequences: one kind for a whole batch, never with str
 
 
 class OutputTypeError(TypeError):
@@ -119,6 +121,18 @@ class Metric:
         """
         return self.upper
 
+    def invalid_outputs(self, batch: Outputs, rounding_eps: float) -> torch.Tensor | None:
+        """Per output of a batch, whether this distance is not defined on it (a bool tensor on
+        the batch's device, computed without waiting for the device), or ``None`` when it is
+        defined on every output of the kinds it takes. ``rounding_eps`` is the rounding unit of
+        the float type the model computes in. The sampling loops check every output with it
+        and raise :meth:`invalid_message` after the stage (``sampling.OutputMonitor``)."""
+        return None
+
+    def invalid_message(self) -> str:
+        """What is wrong with outputs :meth:`invalid_outputs` refuses, and what to do."""
+        return f"the distance {self.name!r} is not defined on the model's outputs"
+
     def accept(self, batch: Outputs) -> Outputs:
         """``batch`` if it is of a kind this distance takes (``takes``), else an
         :class:`OutputTypeError` naming the distance, what it takes and what it got.
@@ -137,9 +151,13 @@ class Metric:
         elif isinstance(batch, list | tuple | np.ndarray):
             items = list(batch)
             # exact types first: an ABC isinstance check costs microseconds per item
-            if (STRINGS in kinds and all(type(x) is str or isinstance(x, str) for x in items)) or (
-                SETS in kinds
-                and all(type(x) in _SET_TYPES or isinstance(x, AbstractSet) for x in items)
+            if (
+                (STRINGS in kinds and all(type(x) is str or isinstance(x, str) for x in items))
+                or (TOKENS in kinds and all(type(x) in _SEQUENCE_TYPES for x in items))
+                or (
+                    SETS in kinds
+                    and all(type(x) in _SET_TYPES or isinstance(x, AbstractSet) for x in items)
+                )
             ):
                 return items
         raise OutputTypeError(

@@ -27,6 +27,33 @@ def distribution_rows(samples: Outputs) -> tuple[int, float] | None:
     return int(samples[0].numel() // samples.shape[-1]), float(sums.max())
 
 
+def not_probability_vectors(batch: Outputs, rounding_eps: float) -> torch.Tensor | None:
+    """Per output of a tensor batch, whether it is not probability vectors along its last
+    dimension: an entry below ``-tol`` or a row whose sum is farther than ``tol`` from 1, with
+    ``tol = (k + 2) eps`` for rows of ``k`` entries and ``eps`` the coarser of the outputs' and
+    the model's float rounding units (a softmax's rows sum to 1 within about ``k + 2`` rounding
+    errors). NaN is not flagged here (see ``sampling.OutputMonitor``). ``None`` for other
+    batches."""
+    if not isinstance(batch, torch.Tensor) or batch.numel() == 0:
+        return None
+    k = batch.shape[-1] if batch.dim() > 1 else 1
+    eps = torch.finfo(batch.dtype).eps if batch.is_floating_point() else 0.0
+    tol = (k + 2) * max(eps, rounding_eps)
+    rows = batch.reshape(batch.shape[0], -1, k)
+    sums = rows.sum(dim=-1, dtype=torch.float64)
+    bad = (rows.amin(dim=-1) < -tol) | ((sums - 1.0).abs() > tol)
+    return bad.any(dim=1)
+
+
+PROBABILITY_ADVICE = (
+    "is a distance between probability vectors (entries >= 0, each row along the last "
+    "dimension summing to 1 up to the rounding of the float type), and some outputs of the "
+    "model are not (negative entries or rows summing to something else, such as logits or "
+    "scores): end the model with a softmax over the last dimension (torch.softmax(out, dim=-1)) "
+    "or use a distance for vectors (l1, l2)"
+)
+
+
 def probability_centers(samples: torch.Tensor) -> torch.Tensor:
     """The mean vector and the normalised squared mean of square roots (the Hellinger mean)."""
     mean = samples.mean(dim=0)
@@ -37,8 +64,10 @@ def probability_centers(samples: torch.Tensor) -> torch.Tensor:
 
 class TotalVariationProbability(Metric):
     """``0.5 * ||p - q||_1`` over all coordinates: the total variation distance between two
-    distributions (in [0, 1] for one distribution per output). No ``upper`` cap: an output may
-    hold several distributions, and outputs are not checked to be normalised."""
+    distributions (in [0, 1] for one distribution per output). Every sampled output must be
+    probability vectors along its last dimension (:func:`not_probability_vectors`; logits are
+    refused with the advice to add a softmax). No ``upper`` cap: an output may hold several
+    distributions (``k`` rows: up to ``k``)."""
 
     name = "total_variation"
     takes = (TENSORS,)
@@ -54,6 +83,12 @@ class TotalVariationProbability(Metric):
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
         return probability_centers(self.accept(samples))
 
+    def invalid_outputs(self, batch: Outputs, rounding_eps: float) -> torch.Tensor | None:
+        return not_probability_vectors(batch, rounding_eps)
+
+    def invalid_message(self) -> str:
+        return f"the distance {self.name!r} {PROBABILITY_ADVICE}"
+
     def diameter(self, samples: Outputs) -> float | None:
         """``k s`` when the samples are ``k`` probability vectors each (rows summing to at most
         ``s``, about 1): ``0.5 ||p - q||_1 <= 0.5 (|p|_1 + |q|_1)``, reached by disjoint
@@ -64,7 +99,7 @@ class TotalVariationProbability(Metric):
 
 class HellingerDistance(Metric):
     """``||sqrt(p) - sqrt(q)||_2 / sqrt(2)``, the Hellinger distance (a metric; in [0, 1] for one
-    distribution per output, uncapped for the reason given for total variation)."""
+    distribution per output, uncapped and checked on every output as total variation is)."""
 
     name = "hellinger"
     takes = (TENSORS,)
@@ -79,6 +114,12 @@ class HellingerDistance(Metric):
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
         return probability_centers(self.accept(samples))
+
+    def invalid_outputs(self, batch: Outputs, rounding_eps: float) -> torch.Tensor | None:
+        return not_probability_vectors(batch, rounding_eps)
+
+    def invalid_message(self) -> str:
+        return f"the distance {self.name!r} {PROBABILITY_ADVICE}"
 
     def diameter(self, samples: Outputs) -> float | None:
         """``sqrt(k s)`` when the samples are ``k`` probability vectors each (rows summing to at

@@ -1,4 +1,5 @@
-"""Edit distances between strings (outputs are lists of ``str``), computed by rapidfuzz.
+"""Edit distances between strings or between sequences of tokens (outputs are lists of ``str``,
+or lists of token lists / tuples, such as the words of a transcript), computed by rapidfuzz.
 
 rapidfuzz is imported when a string distance is first computed, not with the package: a model
 with tensor outputs runs where rapidfuzz is not installed.
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .base import STRINGS, Metric, Outputs
+from .base import STRINGS, TOKENS, Metric, Outputs
 
 
 def _rapidfuzz() -> tuple[Any, Any]:
@@ -27,10 +28,11 @@ def _rapidfuzz() -> tuple[Any, Any]:
 
 
 class LevenshteinDistance(Metric):
-    """Number of insertions, deletions and substitutions turning one string into the other."""
+    """Number of insertions, deletions and substitutions turning one string into the other
+    (characters), or one sequence of tokens into the other (tokens compared by equality)."""
 
     name = "levenshtein"
-    takes = (STRINGS,)
+    takes = (STRINGS, TOKENS)
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)
@@ -44,23 +46,27 @@ class LevenshteinDistance(Metric):
         return torch.from_numpy(cdist(xs, ys, scorer=levenshtein.distance)).to(torch.float64)
 
     def diameter(self, samples: Outputs) -> float | None:
-        """The length ``L`` of the longest sample: two strings of at most ``L`` characters are
-        at most ``L`` edits apart (substitute, then insert or delete), a bound for outputs no
-        longer than those seen. ``None`` when every sample is empty."""
+        """The length ``L`` of the longest sample (characters or tokens): two outputs of at
+        most ``L`` are at most ``L`` edits apart (substitute, then insert or delete). It is
+        read off the samples, not known to the distance: a bound only for outputs no longer
+        than the longest seen, so ``vacuous`` is a description of the outputs seen (a longer
+        output, if the model can give one, would be farther). ``None`` when every sample is
+        empty."""
         longest = max((len(s) for s in self.accept(samples)), default=0)
         return float(longest) if longest > 0 else None
 
 
 class NormalizedLevenshteinDistance(Metric):
-    """``2 d / (|a| + |b| + d)`` with ``d`` the Levenshtein distance, in [0, 1].
+    """``2 d / (|a| + |b| + d)`` with ``d`` the Levenshtein distance and ``|a|``, ``|b|`` the
+    lengths (characters or tokens), in [0, 1]; 0 for two empty outputs.
 
     Yujian and Bo (IEEE TPAMI 2007) prove this normalisation a metric; dividing by the longer
-    length, the common alternative, is not one in general.
+    length (rapidfuzz's ``normalized_distance``), the common alternative, is not one in general.
     """
 
     name = "levenshtein_normalized"
     upper = 1.0
-    takes = (STRINGS,)
+    takes = (STRINGS, TOKENS)
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)

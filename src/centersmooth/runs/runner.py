@@ -6,8 +6,9 @@ distances of one input share its forward passes) and appends one JSON line per
 
 - the file starts with a header line holding the configuration, the package version and the seed;
 - the rows of an input are appended together, flushed and fsynced, as soon as the input is done;
-- the seed of an input derives from (run seed, input index) only, so its rows do not depend on the
-  worker that computed them nor on the order of the inputs;
+- the seed of an input is the run seed plus its index (``input_seed``, recorded in each row), so
+  its rows do not depend on the worker that computed them nor on the order of the inputs, and
+  one ``certify`` call with that seed gives them again;
 - ``resume=True`` skips the rows already in the file, drops (and reports) a torn last line left by
   a crash, and refuses a file whose header does not match the configuration. A run killed at any
   moment and resumed ends with exactly the rows of an uninterrupted run (timings aside).
@@ -58,6 +59,9 @@ __all__ = ["ROW_FIELDS", "Results", "RunnerError", "certify_dataset", "input_see
 
 BACKENDS = ("local", "ray")
 
+# How each input's seed follows from the run seed (``input_seed``), in the header's ``config``:
+# files written before the rule have none and are not resumed with it.
+INPUT_SEEDS = "seed + input_index"
 # CenterSmoothing arguments that the runner sets itself.
 _RESERVED_SMOOTHING = ("base_function", "metric", "seed")
 # Arguments that do not change the rows: left out of the configuration a resume must match.
@@ -68,11 +72,13 @@ _RUNTIME_SMOOTHING = ("device", "progress", "check_metric")
 
 
 def input_seed(run_seed: int, input_index: int) -> int:
-    """The seed of one input: a 63-bit integer that depends on (run seed, input index) only."""
-    words = np.random.SeedSequence(int(run_seed), spawn_key=(int(input_index),)).generate_state(
-        2, dtype=np.uint32
-    )
-    return int((int(words[0]) << 31) ^ int(words[1]))
+    """The seed of one input: ``(run seed + input index) mod 2**64``, the library's rule for a
+    batch (``sampling.seed_at``), so that the row of input ``i`` is
+    ``CenterSmoothing(..., seed=run_seed).certify_batch(inputs)[i]`` and, in one call,
+    ``certify(inputs[i], eps_in, seed=row["input_seed"])``."""
+    from ..sampling import seed_at  # torch only when it is needed
+
+    return seed_at(run_seed, input_index)
 
 
 # ------------------------------------------------------------------------------------ config
@@ -145,6 +151,7 @@ def _config(
             "inputs_sha256": digest,
             "version": package_version(),
             "noise_stream": NOISE_STREAM,
+            "input_seeds": INPUT_SEEDS,
         }
     )
 
@@ -180,9 +187,10 @@ def certify_dataset(
     called once per worker. ``inputs`` is an array ``(N, ...)`` (each input is passed to the model
     as a torch tensor); ``targets`` (optional, ``N`` clean ground-truth outputs) gives
     ``base_error = d(f(x), target)`` and ``smoothed_error = d(center, target)``. ``indices`` are
-    the data set indices of the inputs (default ``range(N)``); the seed of an input derives from
-    ``(seed, index)``. ``smoothing`` holds :class:`CenterSmoothing` arguments (not ``metric`` nor
-    ``seed``); ``run_info`` (task, dataset, preset, ...) goes into the header and every row.
+    the data set indices of the inputs (default ``range(N)``); the seed of an input is
+    ``seed + index`` (``input_seed``). ``smoothing`` holds :class:`CenterSmoothing` arguments
+    (not ``metric`` nor ``seed``); ``run_info`` (task, dataset, preset, ...) goes into the
+    header and every row.
 
     An existing ``out`` is continued only with ``resume=True``: rows already there are kept and
     skipped, a torn last line is dropped and reported, a header with another configuration is
@@ -415,30 +423,10 @@ class RunStopped(RunnerError):
 
 def check_device(device: Any) -> None:
     """Refuse a device this machine does not have, before any file is written."""
-    if device is None:
-        return
-    import torch
+    if device is not None:
+        from ..sampling import check_device as check  # torch only when a run starts
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a device torch knows ({err})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {str(device)!r}: torch finds no CUDA device on this machine (a CPU-only "
-                "build of torch, or no GPU or driver); use the CPU (--device cpu, the default)"
-            )
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(
-                f"device {str(device)!r}: this machine has {count} CUDA device(s), "
-                f"cuda:0 to cuda:{count - 1}"
-            )
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError(f"device {str(device)!r}: no MPS device on this machine")
+        check(device)
 
 
 def _product(indices: list[int], wanted: list[tuple[str, float]]) -> Iterator[Any]:
@@ -504,8 +492,8 @@ def _check_arguments(
     if clash:
         raise ValueError(f"run_info must not set the row fields {clash}")
     run_info = jsonable(dict(run_info))
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..center import distances_to, repeat
+from ..certificate import UncertifiableRadiusWarning
 from ..metrics import get_metric
 from ..sampling import prepare_input
 from ..smoothing import CenterSmoothing
@@ -128,15 +130,8 @@ class Worker:
         return True
 
     def model_input(self, x: np.ndarray) -> Any:
-        """One input as the run hands it to ``CenterSmoothing``: a NumPy array for a NumPy model
-        (the library then feeds it NumPy batches of the input's dtype), else a torch tensor (an
-        ``nn.Module`` then gets its parameters' float dtype; integer inputs become torch's
-        default float type)."""
-        array = np.array(x)
-        if self.options.numpy_inputs:
-            return array
-        t = torch.from_numpy(array)
-        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+        """One input as the run hands it to ``CenterSmoothing`` (:func:`model_input`)."""
+        return model_input(x, self.options.numpy_inputs)
 
     def certify(self, job: Job) -> Result:
         return self.certify_group([job])[0]
@@ -160,7 +155,9 @@ class Worker:
         sm = self.smoother
         xs = [self.model_input(job.x) for job in jobs]
         seeds = [job.seed for job in jobs]
-        batch = sm.certify_metrics_batch(xs, self.eps_in, self.metrics, seeds=seeds)
+        with warnings.catch_warnings():  # per input it would repeat; rows give max_eps_in
+            warnings.simplefilter("ignore", UncertifiableRadiusWarning)
+            batch = sm.certify_metrics_batch(xs, self.eps_in, self.metrics, seeds=seeds)
         bases = [_base_output(sm, x) for x in xs]
         seconds = (time.perf_counter() - start) / len(jobs)
         return [
@@ -235,6 +232,18 @@ class Worker:
                     }
                 )
         return Result(job.position, job.index, rows, example, self.platform)
+
+
+def model_input(x: np.ndarray, numpy_inputs: bool = False) -> Any:
+    """One input as a run hands it to ``CenterSmoothing``: a NumPy array for a NumPy model (the
+    library then feeds it NumPy batches of the input's dtype), else a torch tensor (an
+    ``nn.Module`` then gets its parameters' float dtype; integer inputs become torch's default
+    float type)."""
+    array = np.array(x)
+    if numpy_inputs:
+        return array
+    t = torch.from_numpy(array)
+    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
 
 SAME_MODEL_HINT = (

@@ -143,6 +143,15 @@ def experiment_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def library_counts() -> dict[str, int]:
+    """The library's default sample counts (``SmoothingSettings``'s), for a driver run of a task
+    whose own defaults set other counts."""
+    from ..settings import SmoothingSettings
+
+    defaults = SmoothingSettings()
+    return {name: getattr(defaults, name) for name in ("n_center", "n_check", "n_certify")}
+
+
 def experiment_main(args: argparse.Namespace, run: Callable[[], object]) -> None:
     """A driver's ``main`` after parsing: ``run()`` its experiment (unless ``--summary``), then
     print the tables of every results file in ``--out``."""

@@ -111,19 +111,11 @@ def model_batch(
     """The model's outputs on ``batch`` (N inputs), each input fed as the run feeds it: through
     the smoother's own input preparation and base function (``sampling``), on the run's
     ``device`` (default: where a module's weights are, else the CPU)."""
+    from ..runs.workers import model_input
     from ..sampling import BaseFunction, prepare_input, resolve_device
 
     base = BaseFunction(model, resolve_device(device, model))
-    prepared = []
-    for row in batch:
-        array = np.array(row)
-        if numpy_model:
-            x: Any = array
-        else:
-            x = torch.from_numpy(array)
-            if not x.is_floating_point():
-                x = x.to(torch.get_default_dtype())
-        prepared.append(prepare_input(x, base, base.device))
+    prepared = [prepare_input(model_input(row, numpy_model), base, base.device) for row in batch]
     xs = torch.stack([t for t, _ in prepared])
     return base(xs, prepared[0][1])
 
