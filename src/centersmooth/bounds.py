@@ -178,14 +178,22 @@ def shifted_mass(
     ``slack`` of a distribution for which the lemma holds, at ``x`` and at ``x'``, so the mass
     needed is ``Phi(Phi^-1(level + slack) + eps_in / sigma) + slack`` (capped at 1).
 
-    Rounded up: ``level + slack`` is raised before ``Phi^-1`` (which is increasing) and the
-    result by ``LEVEL_MARGIN``, which exceeds the error of ``Phi(Phi^-1(.) + h)`` in floating
-    point (below 3e-12 relative, docs/algorithm.md), so the value returned is never below the
-    exact mass."""
+    Rounded up: ``level + slack`` is rounded up exactly before ``Phi^-1`` (which is increasing)
+    and the result raised by ``LEVEL_MARGIN``, which exceeds the error of ``Phi(Phi^-1(.) + h)``
+    in floating point (below 3e-12 relative, docs/algorithm.md), so the value returned is never
+    below the exact mass."""
     eps = np.asarray(eps_in, dtype=float)
-    start = level if slack == 0.0 else min(round_up(level + slack), 1.0)
+    start = level if slack == 0.0 else min(_sum_up(level, slack), 1.0)
     mass = stats.norm.cdf(stats.norm.ppf(start) + eps / sigma) + slack
     return np.asarray(np.minimum(mass + mass * LEVEL_MARGIN + _TINY, 1.0))
+
+
+def _sum_up(a: float, b: float) -> float:
+    """``a + b`` rounded up: the smallest float not below the exact sum."""
+    total = a + b
+    while Fraction(total) < Fraction(a) + Fraction(b):
+        total = math.nextafter(total, math.inf)
+    return total
 
 
 def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomial") -> int:

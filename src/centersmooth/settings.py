@@ -70,7 +70,8 @@ class SmoothingSettings:
         if self.input_grid is not None:
             _check_positive_real("input_grid", self.input_grid)
             _check_grid_scale(float(self.sigma), float(self.input_grid))
-            grid_noise.noise_table(float(self.sigma) / float(self.input_grid))  # a bad ratio
+            scale = grid_noise.noise_scale(float(self.sigma), float(self.input_grid))
+            grid_noise.noise_table(scale)  # refuses a bad ratio
         for name in ("n_center", "n_check", "n_certify"):
             _check_positive_int(name, getattr(self, name))
         _check_positive_int("batch_size", 1 if self.batch_size is None else self.batch_size)
@@ -172,7 +173,7 @@ class SmoothingSettings:
         bound for 2**31 coordinates when ``dim`` is ``None``)."""
         if self.input_grid is None:
             return 0.0
-        return grid_noise.grid_slack(self.sigma / self.input_grid, dim)
+        return grid_noise.grid_slack(grid_noise.noise_scale(self.sigma, self.input_grid), dim)
 
     def nearest_mass(self, metric: Metric) -> float:
         """Mass at ``x'`` of a ball around the center that one of ``metric``'s sample candidates
