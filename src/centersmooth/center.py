@@ -571,35 +571,46 @@ def _low_rank_coordinates(
 
     The points minus their mean, projected on a basis of their top ``rank`` principal
     directions (subspace iteration started from the first rows: deterministic, no random state),
-    plus one coordinate holding the norm of what the projection leaves out. Everything is done in
-    float64, in row blocks of at most ``budget`` numbers, so no copy of the size of ``points`` is
-    made.
+    plus one coordinate holding the norm of what the projection leaves out. The mean and the
+    directions are found in the points' own type (at least float32; any reference point and any
+    basis will do, so their rounding costs nothing), the basis is orthonormalised again in float64
+    and the coordinates are computed in float64. Works in row blocks of at most ``budget``
+    numbers, so no copy of the size of ``points`` is made.
     """
     n, dim = points.shape
     rows = max(1, min(1024, budget // max(dim, 1)))
     blocks = [(start, min(start + rows, n)) for start in range(0, n, rows)]
+    work = torch.promote_types(points.dtype, torch.float32)
+    mean = torch.zeros(dim, dtype=work, device=points.device)
+    for lo, hi in blocks:
+        mean += points[lo:hi].to(work).sum(dim=0)
+    mean /= max(n, 1)
+    mean64 = mean.to(_F64)
 
-    def centred(lo: int, hi: int) -> torch.Tensor:
-        return points[lo:hi].to(_F64) - mean
-
-    mean = sum(points[lo:hi].to(_F64).sum(dim=0) for lo, hi in blocks) / max(n, 1)
-    if dim <= rank + 1:
-        return torch.cat([centred(lo, hi) for lo, hi in blocks]), 0.0
-    basis = torch.linalg.qr(centred(0, min(rank, n)).T).Q
-    for _ in range(2):
-        spread = torch.zeros(dim, basis.shape[1], dtype=_F64, device=points.device)
+    def coordinates(basis: torch.Tensor | None) -> torch.Tensor:
+        parts = []
         for lo, hi in blocks:
-            part = centred(lo, hi)
+            part = points[lo:hi].to(_F64) - mean64
+            if basis is None:
+                parts.append(part)
+                continue
+            projected = part @ basis
+            rest = (part - projected @ basis.T).norm(dim=1, keepdim=True)
+            parts.append(torch.cat([projected, rest], dim=1))
+        return torch.cat(parts)
+
+    if dim <= rank + 1:
+        return coordinates(None), 0.0
+    basis = torch.linalg.qr((points[: min(rank, n)].to(work) - mean).T).Q
+    for _ in range(2):
+        spread = torch.zeros(dim, basis.shape[1], dtype=work, device=points.device)
+        for lo, hi in blocks:
+            part = points[lo:hi].to(work) - mean
             spread += part.T @ (part @ basis)
         basis = torch.linalg.qr(spread).Q
+    basis = torch.linalg.qr(basis.to(_F64)).Q
     gram = basis.T @ basis
     eye = torch.eye(basis.shape[1], dtype=_F64, device=basis.device)
     # the computed Gram matrix is within gamma_dim (1 + omega) of the exact one, entrywise
     omega = float(torch.linalg.matrix_norm(gram - eye)) + 2 * basis.shape[1] * _gamma(dim, _U64)
-    coords = []
-    for lo, hi in blocks:
-        part = centred(lo, hi)
-        projected = part @ basis
-        rest = (part - projected @ basis.T).norm(dim=1, keepdim=True)
-        coords.append(torch.cat([projected, rest], dim=1))
-    return torch.cat(coords), omega
+    return coordinates(basis), omega
