@@ -161,6 +161,27 @@ def test_where_the_low_rank_margin_cannot_be_shown_the_search_counts_exact_dista
         assert (center.radius, center.index) == _plain_search(metric, samples, extra)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_low_rank_distances_stay_within_their_proved_rounding(dtype):
+    """On a cloud that lies in a 5-dimensional subspace (the low-rank distances are then the
+    distances, up to rounding), every squared low-rank distance as ``may_reach`` computes it is
+    within ``(d + 2 zeta)^2 + product_error`` of the true distance ``d``, and the bound is not
+    vacuous (the rounding it allows is a small part of the margin)."""
+    from centersmooth.center import _LowRankBound
+
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(300, 5, generator=gen, dtype=torch.float64)
+    points = (3.0 + a @ torch.randn(5, 700, generator=gen, dtype=torch.float64)).to(dtype)
+    bound = _LowRankBound.of(points, 32)
+    assert bound is not None
+    c = bound.coords
+    sq = torch.addmm(bound.sq_norms[None, :], c, c.T, alpha=-2.0).add_(bound.sq_norms[:, None])
+    true = torch.cdist(points.double(), points.double())
+    allowed = (true + 2 * bound.zeta) ** 2 + bound.product_error
+    assert bool((sq.double() <= allowed).all())
+    assert 4 * bound.zeta * float(true.max()) + bound.product_error < 1e-4 * bound.scale**2 / 5
+
+
 def test_the_ordinary_case_keeps_its_margin_and_its_pruning():
     """On a cloud of outputs near a low-dimensional subspace (like an autoencoder's) the low-rank
     bound's proven rounding fits in its margin many times over, and the pruned search computes
