@@ -448,7 +448,8 @@ def check_samples_for(
 ) -> int | None:
     """Smallest ``n`` at which ``floor(share n)`` hits in ``n`` check samples give
     ``p_low > level``: how many check samples bound a ball's mass above ``level`` if its mass
-    is ``share`` (``None`` when ``share <= level``: no count does)."""
+    is ``share`` (``None`` when ``share <= level``: no count does; and when no count up to
+    ``2**53`` does, a share within rounding of the level)."""
     if not share > level:
         return None
 
@@ -457,6 +458,8 @@ def check_samples_for(
 
     n = 1
     while not passes(n):
+        if n >= _LARGEST_COUNT:
+            return None
         n *= 2
     lo = n // 2
     while n - lo > 1:
@@ -466,6 +469,9 @@ def check_samples_for(
         else:
             lo = mid
     return n
+
+
+_LARGEST_COUNT = 2**53  # counts up to here are exact in floating point
 
 
 def min_certify_samples(
