@@ -509,6 +509,100 @@ ODD_SHARE_GRID = register(
 )
 
 
+# ----------------------------------------------------------------------------- runner, command
+# test_runner, test_ray_backend, test_cli_checks, test_cli_task_settings, test_bad_inputs: tiny
+# counts for plumbing. (At delta = 0.15 one run of three inputs in nine abstained somewhere.)
+TINY: dict[str, Any] = dict(n_center=400, n_check=400, n_certify=1_000, delta=0.25, batch_size=200)
+TINY_FLAGS = ["--n-center", "400", "--n-check", "400", "--n-certify", "1000", "--delta", "0.25"]
+
+
+def runner_seeds(seed: int, n: int) -> list[int]:
+    """The seeds of the inputs of a run with seed ``seed`` (the runner's ``input_seed``)."""
+    from centersmooth.runs.runner import input_seed
+
+    return [input_seed(seed, i) for i in range(n)]
+
+
+def _rows(
+    model: Callable[[], Any],
+    xs: Callable[[], Sequence[Any]],
+    metrics: Sequence[str] = ("l2",),
+    **kwargs: Any,
+) -> Callable[[int], list[Prediction]]:
+    """The predictions behind the rows of a run of the runner (or the command) with seed
+    ``seed``: one input seed each, ``TINY`` counts and sigma 0.25 unless given."""
+
+    def run(seed: int) -> list[Prediction]:
+        settings: dict[str, Any] = dict(TINY, sigma=0.25)
+        settings.update(kwargs)
+        smoother = CenterSmoothing(model(), **settings)
+        inputs = [torch.as_tensor(x) for x in xs()]
+        out = []
+        for x, s in zip(inputs, runner_seeds(seed, len(inputs)), strict=True):
+            certs = smoother.certify_metrics(x, [0.0], list(metrics), seed=s)
+            out += [certs[m].prediction for m in metrics]
+        return out
+
+    return run
+
+
+def user_inputs() -> np.ndarray:
+    """The three inputs the command tests save for a user's model."""
+    return np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+
+
+def seeded_tanh(width: int) -> nn.Module:
+    """The user's model of the command tests: a seeded Linear(4, width) and tanh."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, width), nn.Tanh())
+
+
+def _tiny_data(n: int) -> Callable[[], np.ndarray]:
+    from helpers import tiny_data
+
+    return lambda: tiny_data(n)[0]
+
+
+def _linear_16() -> nn.Module:
+    from helpers import LinearFactory
+
+    return LinearFactory()()
+
+
+# MEASURE
+RUNNER = register(
+    Seeded(
+        "runner: 16-d tanh map, five inputs, l2 and angular, tiny",
+        _rows(_linear_16, _tiny_data(5), ("l2", "angular")),
+        7,
+    )
+)
+# MEASURE
+USER_MODEL = register(
+    Seeded(
+        "command: Linear(4, 3) and tanh, three inputs, tiny",
+        _rows(lambda: seeded_tanh(3), user_inputs),
+        0,
+    )
+)
+# MEASURE
+TANH_4 = register(
+    Seeded(
+        "tanh 4-d, tiny",
+        _one(lambda s: CenterSmoothing(torch.tanh, sigma=0.25, seed=s, **TINY), torch.zeros(4)),
+        0,
+    )
+)
+# MEASURE: the fake task of test_cli_task_settings with a ball of 0.3 (40 candidates, sigma 0.1)
+FAKE_TASK_BALL = register(
+    Seeded(
+        "command: 16-d tanh map, two inputs, ball 0.3, tiny",
+        _rows(_linear_16, _tiny_data(2), sigma=0.1, ball_mass=0.3, candidates=40),
+        0,
+    )
+)
+
+
 # ----------------------------------------------------------------------------- every distance
 # test_properties: eps_out non-decreasing in eps_in, one cheap model per kind of output, at
 # seeds that hypothesis draws from 0-1000. (With delta = 0.15 about one seed in 50 abstained.)

@@ -15,6 +15,7 @@ from seeded_settings import (
     LAST_BIT_X,
     ODD_SHARE_GRID,
     ODD_SHARE_STANDARD,
+    TINY_FLAGS,
     grid_smoother,
     last_bit_model,
     odd_share_smoother,
@@ -152,7 +153,7 @@ def test_the_command_takes_a_fraction_and_refuses_inputs_off_the_grid(tmp_path, 
         "import torch\n\ndef make():\n    torch.manual_seed(0)\n    return torch.nn.Linear(4, 3)\n"
     )
     on_grid = (np.arange(8, dtype=np.float32).reshape(2, 4) / 255).astype(np.float32)
-    counts = ["--n-center", "400", "--n-check", "400", "--n-certify", "1000", "--delta", "0.15"]
+    counts = TINY_FLAGS
 
     def run(inputs: np.ndarray, out: str) -> int:
         path = tmp_path / f"{out}.npy"

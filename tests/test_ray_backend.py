@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
+from helpers import KillWorkerFactory, LinearFactory, tiny_data
+from seeded_settings import TINY
 
 from centersmooth.runs.runner import RunnerError, certify_dataset, read_results
 

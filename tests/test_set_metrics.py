@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from seeded_settings import TAG_SETTINGS, TAGS, TAGS_X, tag_smoother
+from seeded_settings import TAG_SETTINGS, TAGS, TAGS_X, tag_smoother, tags
 
 from centersmooth import CenterSmoothing
 from centersmooth.metrics import OutputTypeError, get_metric
