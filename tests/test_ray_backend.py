@@ -14,7 +14,7 @@ from seeded_settings import TINY
 
 from centersmooth.runs.runner import RunnerError, certify_dataset, read_results
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.needs("ray")
 
 EPS = [0.1, 0.25]
 METRICS = ["l2", "angular"]
@@ -24,6 +24,8 @@ INFO = {"task": "toy"}
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
+    import ray
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
