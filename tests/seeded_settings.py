@@ -458,6 +458,61 @@ LINEAR_4_TO_3 = register(
 )
 
 
+# test_attack: linear maps R^10 -> R^10 with one singular value 3 and nine of 1. An attack
+# relies on the prediction at x and at the attacked point (``uses=2``; the test over four radii
+# on five). (At delta 0.1 with 500 center samples the margin was 3.4 standard deviations.)
+ATTACK_SIGMA, ATTACK_N_CENTER, ATTACK_TOP = 0.25, 2_000, 3.0
+
+
+def linear_model(seed: int = 0) -> tuple[nn.Linear, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(10, 10, generator=gen))
+    v, _ = torch.linalg.qr(torch.randn(10, 10, generator=gen))
+    singular = torch.ones(10)
+    singular[0] = ATTACK_TOP
+    layer = nn.Linear(10, 10, bias=False)
+    layer.weight.data = u @ torch.diag(singular) @ v.T
+    return layer, torch.randn(10, generator=gen)
+
+
+def smoother_for(model: nn.Module, **kw: Any) -> CenterSmoothing:
+    settings: dict[str, Any] = dict(sigma=ATTACK_SIGMA, n_center=ATTACK_N_CENTER, n_check=5_000,
+                                    n_certify=5_000, delta=0.15)  # fmt: skip
+    settings.update(kw)
+    return CenterSmoothing(model, "l2", **settings)
+
+
+def _attacked(model_seeds: Sequence[int], n_center: int) -> Callable[[int], list[Prediction]]:
+    def run(seed: int) -> list[Prediction]:
+        out = []
+        for m in model_seeds:
+            model, x = linear_model(m)
+            out.append(smoother_for(model, n_center=n_center).predict(x, seed=seed))
+        return out
+
+    return run
+
+
+# MEASURE
+ATTACK = register(
+    Seeded(
+        "attack: three 10-d linear maps, 2,000 / 5,000",
+        _attacked([0, 1, 2], 2_000),
+        100,
+        uses=2,
+        seeds=100,
+    )
+)
+# MEASURE
+ATTACK_RADII = register(
+    Seeded("attack: 10-d linear map, 1,000 / 5,000", _attacked([5], 1_000), 3, uses=5, seeds=100)
+)
+# MEASURE
+ATTACK_SMALL = register(
+    Seeded("attack: 10-d linear map, 500 / 5,000", _attacked([0], 500), 0, uses=2, seeds=100)
+)
+
+
 # ----------------------------------------------------------------------------- input grid
 # test_grid_noise: base functions of the low-order bits of a float32 input. One test compares
 # 29 (or 3, or 7) more predictions at inputs a few grid steps away or 1e-7 off, each of which must
