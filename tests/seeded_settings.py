@@ -18,6 +18,7 @@ sample) are not listed; their tests say why.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +64,32 @@ class Seeded:
                 return seed
         raise AssertionError(f"{self.name}: none of {self.tries} seeds from {self.seed} did")
 
+    def margin(self, seed: int) -> float:
+        """The smallest ``p_low - check_level`` over the run's predictions, sign flipped for an
+        expected abstention: positive when the run goes its way. A prediction that abstained on
+        ``Delta1 > delta`` (never, at the counts the settings check) counts as -1."""
+        worst = math.inf
+        for pred in self.run(seed):
+            m = pred.p_low - pred.check_level
+            if pred.abstained and m > 0:
+                m = -1.0
+            worst = min(worst, m if self.accepts else -m)
+        return worst
+
     def failure_chance(self, rate: float) -> float:
         """A test's chance to fail when one run goes the other way with chance ``rate``."""
         return (1.0 - (1.0 - rate) ** self.uses) ** self.tries
 
 
 REGISTRY: dict[str, Seeded] = {}
+
+
+def margins(name: str, seeds: Sequence[int]) -> list[float]:
+    """``REGISTRY[name].margin`` at each seed (what the seeds job's workers run)."""
+    torch.set_num_threads(1)
+    return [REGISTRY[name].margin(seed) for seed in seeds]
+
+
 MEASURED = pytest.StashKey[list[str]]()  # the seeds job's lines, printed at the end of the run
 
 
@@ -258,6 +279,7 @@ GRID_IMAGE = register(
             small(grid_image, s), torch.zeros(4), ["l2", "angular", "tv1", "tv2"]
         ),
         0,
+        seeds=100,
     )
 )
 # MEASURE
@@ -284,6 +306,7 @@ PCA = register(
         "scikit-learn PCA, small, sigma 0.1",
         lambda s: [small(pca_round_trip()[0], s, sigma=0.1).predict(pca_round_trip()[1])],
         0,
+        seeds=100,
     )
 )
 # MEASURE

@@ -7,32 +7,24 @@ margin ``p_low - (ball_mass - delta)`` (the worst over a run's predictions, sign
 expected abstention), which sees rates far below one in the number of seeds. Each becomes a
 test's failure chance (``Seeded.failure_chance``: a test that needs ``uses`` runs to go its way
 fails about ``uses`` times as often; one that searches ``tries`` seeds, with the rate to the
-power ``tries``). The table of all settings closes the run (``conftest.pytest_terminal_summary``).
+power ``tries``). The seeds of a setting are shared out over one process per CPU core. The table
+of all settings closes the run (``conftest.pytest_terminal_summary``).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import statistics
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import seeded_settings
-from seeded_settings import Seeded
 
 pytestmark = pytest.mark.seeds
-
-
-def margin(setting: Seeded, seed: int) -> float:
-    """The smallest ``p_low - level`` over a run's predictions (flipped for an abstention); a
-    prediction that abstained on ``Delta1 > delta`` counts as -1."""
-    worst = math.inf
-    for pred in setting.run(seed):
-        m = pred.p_low - pred.check_level
-        if pred.abstained and m > 0:
-            m = -1.0
-        worst = min(worst, m if setting.accepts else -m)
-    return worst
 
 
 def normal_tail(margins: list[float]) -> tuple[float, float]:
@@ -44,12 +36,26 @@ def normal_tail(margins: list[float]) -> tuple[float, float]:
     return z, 0.5 * math.erfc(z / math.sqrt(2))
 
 
+@pytest.fixture(scope="module")
+def workers() -> Iterator[tuple[ProcessPoolExecutor, int]]:
+    """One process per core (spawned: torch does not survive a fork with threads)."""
+    count = os.cpu_count() or 1
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool, count
+
+
 @pytest.mark.parametrize("name", list(seeded_settings.REGISTRY))
-def test_setting_goes_its_way_within_its_budget(name: str, request: pytest.FixtureRequest) -> None:
+def test_setting_goes_its_way_within_its_budget(
+    name: str, workers: tuple[ProcessPoolExecutor, int], request: pytest.FixtureRequest
+) -> None:
     setting = seeded_settings.REGISTRY[name]
     start = time.perf_counter()
-    margins = [margin(setting, seed) for seed in range(setting.seeds)]
+    pool, share = workers
+    chunks = [list(range(i, setting.seeds, share)) for i in range(share)]
+    results = pool.map(seeded_settings.margins, [name] * share, chunks)
+    margins = [m for chunk in results for m in chunk]
     seconds = time.perf_counter() - start
+    assert len(margins) == setting.seeds
     failed = sum(m <= 0 for m in margins)
     rate = failed / len(margins)
     z, tail = normal_tail(margins)
