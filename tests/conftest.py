@@ -107,9 +107,12 @@ def _installed(name: str) -> bool:
     return RESOURCES[name][0]()
 
 
+MISSING = pytest.StashKey[str]()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip (or, with ``CENTERSMOOTH_TESTS_NEED_ALL=1``, fail) what cannot run here, in the
-    test's own name and place."""
+    """Skip what cannot run here, in the test's own name and place (or, with
+    ``CENTERSMOOTH_TESTS_NEED_ALL=1``, have it fail: ``pytest_runtest_setup``)."""
     need_all = os.environ.get(NEED_ALL) == "1"
     for item in items:
         names = tuple(n for mark in item.iter_markers("needs") for n in mark.args)
@@ -117,19 +120,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if absent:
             reason = "needs " + " and ".join(absent)
             if need_all:
-                message = f"{reason}, which the set-up ({SETUP}) should have installed"
-                item.add_marker(pytest.mark.usefixtures("_installed_by_the_set_up"))
-                item.user_properties.append(("missing", message))
+                item.stash[MISSING] = f"{reason}, which the set-up ({SETUP}) should have installed"
             else:
                 item.add_marker(pytest.mark.skip(reason=f"{reason}: run {SETUP}"))
         if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason=f"needs {CUDA}"))
 
 
-@pytest.fixture
-def _installed_by_the_set_up(request: pytest.FixtureRequest) -> None:
-    """Fails a test whose needs are missing where the set-up must have installed them."""
-    pytest.fail(dict(request.node.user_properties)["missing"])
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if MISSING in item.stash:
+        pytest.fail(item.stash[MISSING], pytrace=False)
 
 
 def pytest_terminal_summary(
