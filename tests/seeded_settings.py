@@ -42,8 +42,8 @@ class Seeded:
 
     ``uses``: how many such runs one test needs to go its way (the same setting at other seeds
     or at inputs a few grid steps away), so its failure chance is about ``uses`` times the rate.
-    A test that searches tries the seeds ``seed, seed + 1, ...`` (``tries`` of them) and stops at
-    the first that goes its way; its failure chance is the rate to the power ``tries``."""
+    A test that searches seeds and stops at the first that goes its way sets ``tries`` to the
+    number it may try: its failure chance is then the rate to the power ``tries``."""
 
     name: str
     run: Callable[[int], Sequence[Prediction]]
@@ -53,16 +53,6 @@ class Seeded:
     tries: int = 1
     seeds: int = 200  # how many seeds the seeds job sweeps
     budget: float = 1e-3  # the largest failure chance of one test run
-
-    def goes_its_way(self, seed: int) -> bool:
-        return all(p.abstained != self.accepts for p in self.run(seed))
-
-    def first_seed(self) -> int:
-        """The first seed from ``seed`` that goes the expected way (at most ``tries`` tried)."""
-        for seed in range(self.seed, self.seed + self.tries):
-            if self.goes_its_way(seed):
-                return seed
-        raise AssertionError(f"{self.name}: none of {self.tries} seeds from {self.seed} did")
 
     def margin(self, seed: int) -> float:
         """The smallest ``p_low - check_level`` over the run's predictions, sign flipped for an
@@ -108,13 +98,13 @@ def predictions(smoother: CenterSmoothing, x: Any, metrics: Sequence[str]) -> li
 
 # ----------------------------------------------------------------------------- library, small
 # test_smoothing, test_certificate, test_speed_options: small counts with a delta that keeps the
-# check far from its level (at the default delta = 0.05, 4,000 / 4,000 samples abstain on about
-# one seed in 150: 1.7 standard deviations of margin).
+# check far from its level. (At the default delta = 0.05, 4,000 / 4,000 samples abstained on 1 to
+# 5 of 200 seeds, z = 2.2-2.4, for each of four of these models.)
 SMALL: dict[str, Any] = dict(n_center=2_000, n_check=2_000, n_certify=10_000, delta=0.15)
 SMALL_BATCHED = dict(SMALL, batch_size=2_000)
 
 
-def small(f: Callable[..., Any], seed: int, **kwargs: Any) -> CenterSmoothing:
+def small(f: Callable[..., Any], seed: int | None, **kwargs: Any) -> CenterSmoothing:
     """``f`` smoothed with ``SMALL`` counts, ``sigma = 0.25`` unless given."""
     settings: dict[str, Any] = dict(sigma=0.25, **SMALL_BATCHED)
     settings.update(kwargs)
@@ -248,7 +238,10 @@ TANH = register(
     )
 )
 # MEASURE
-SINE = register(Seeded("3 sin 4-d, small", _one(lambda s: small(sine, s), torch.zeros(4)), 7))
+# (``uses=3``: its test also draws twice from unseeded generators)
+SINE = register(
+    Seeded("3 sin 4-d, small", _one(lambda s: small(sine, s), torch.zeros(4)), 7, uses=3)
+)
 # MEASURE
 CLOUD = register(
     Seeded(
