@@ -22,9 +22,9 @@ from seeded_settings import (
     SOFTMAX,
     coin,
     doubled,
-    sharp_softmax,
     shifted,
     small,
+    softmax_smoother,
 )
 
 from centersmooth import (
@@ -118,7 +118,7 @@ def test_a_numpy_model_gets_its_center_back_as_a_numpy_array():
 
 
 def test_a_radius_beyond_what_the_outputs_can_differ_is_vacuous_not_certified():
-    smoother = small(sharp_softmax, SOFTMAX.seed, metric="total_variation", sigma=1.0)
+    smoother = softmax_smoother(SOFTMAX.seed)
     cert = smoother.certify(torch.zeros(3), [0.0, 1.0])
     assert not cert.abstained and cert.output_diameter == pytest.approx(1.0, abs=1e-6)
     eps_out = np.asarray(cert.eps_out)
