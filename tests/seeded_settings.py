@@ -143,6 +143,28 @@ def coin(batch: torch.Tensor) -> torch.Tensor:
     return (batch[:, :1] > 0).double() * 100
 
 
+class CheckShare:
+    """A scripted base function that ignores its input: the center samples are 0 (so is the
+    center, radius 0) and exactly ``share`` of the ``n_check`` check samples are too, the rest
+    10. The check's count is ``share * n_check`` whatever the seed: its decision cannot go the
+    other way. Call ``reset`` before each new prediction."""
+
+    def __init__(self, n_center: int, n_check: int, share: float) -> None:
+        self.n_center, self.n_check = n_center, n_check
+        self.inside = round(share * n_check)
+        self.drawn = 0
+
+    def reset(self) -> CheckShare:
+        self.drawn = 0
+        return self
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(self.drawn, self.drawn + batch.shape[0]) - self.n_center
+        self.drawn += batch.shape[0]
+        outside = (rows >= self.inside) & (rows < self.n_check)
+        return (10.0 * outside.double()).unsqueeze(1)
+
+
 def shifted(batch: torch.Tensor) -> torch.Tensor:
     return batch + 1.0
 

@@ -20,6 +20,7 @@ from seeded_settings import (
     SHIFT_SQUARED_SAMPLES,
     SMALL,
     SOFTMAX,
+    CheckShare,
     coin,
     doubled,
     shifted,
@@ -50,12 +51,15 @@ def test_an_abstention_says_which_test_failed_and_with_what_numbers():
 
 
 def test_an_abstention_within_the_sampling_error_asks_for_the_check_count_that_helps():
-    """A fair coin: the center's ball holds half the mass, above the level 0.484, but 1,000
-    check samples cannot bound it above the level: the cause is the count, not spread."""
+    """52% of the check samples in the center's ball, above the level 0.484, but 1,000 check
+    samples cannot bound that share above the level: the cause is the count, not spread.
+    (Scripted: the count is 520 at every seed.)"""
+    scripted = CheckShare(n_center=1_000, n_check=1_000, share=0.52)
     smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
+        scripted, sigma=1.0, seed=0, delta=0.016, n_center=1_000, n_check=1_000, n_certify=1_000
     )
     pred = smoother.certify(torch.zeros(1), 0.1).prediction
+    assert pred.check_count == 520
     assert pred.abstained and pred.check_count is not None
     share = pred.check_count / pred.n_check
     assert share > pred.check_level  # the point estimate is above the level
@@ -227,9 +231,7 @@ def test_a_certificate_comes_back_from_its_json(case):
 
 
 def test_an_abstained_certificate_comes_back_from_its_json():
-    smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
-    )
+    smoother = CenterSmoothing(coin, sigma=1.0, seed=COIN.seed, **COIN_COUNTS)
     cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
     assert cert.abstained
     back = Certificate.from_json(cert.to_json())

@@ -29,6 +29,7 @@ from seeded_settings import (
     SMALL_BATCHED,
     STEP,
     TANH,
+    CheckShare,
     batchnorm_model,
     box_or_nothing,
     coin,
@@ -462,21 +463,9 @@ def test_the_check_level_is_ball_mass_minus_delta():
     """Check samples of which 40% sit at the center: p_low (about 0.34 from 400) passes
     ball_mass - delta = 0.25 but not the paper's 1/2 - delta = 0.45."""
     n_center, n_check = 1_000, 400
-    drawn = 0
-
-    def forty_percent_at_zero(b):
-        nonlocal drawn
-        out = torch.zeros(b.shape[0], 1, dtype=torch.float64)
-        for row in range(b.shape[0]):
-            j = drawn - n_center
-            if 0 <= j < n_check and j % 5 >= 2:
-                out[row, 0] = 10.0
-            drawn += 1
-        return out
-
+    forty_percent_at_zero = CheckShare(n_center, n_check, 0.4)
     for mass, abstains in ((0.3, False), (0.5, True)):
-        drawn = 0
-        smoother = CenterSmoothing(forty_percent_at_zero, sigma=1.0, delta=0.05, seed=0,
+        smoother = CenterSmoothing(forty_percent_at_zero.reset(), sigma=1.0, delta=0.05, seed=0,
                                    n_center=n_center, n_check=n_check, n_certify=1_000,
                                    batch_size=100, ball_mass=mass)  # fmt: skip
         pred = smoother.predict(torch.zeros(1))
