@@ -250,7 +250,6 @@ def test_atoms_beyond_int16_travel_as_int32(monkeypatch):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_grid_noise_drawn_ahead_into_page_locked_memory_is_the_cpus():
     from centersmooth.sampling import BaseFunction, PreparedInputs, draw_noisy
 
