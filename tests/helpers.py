@@ -17,9 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 
-# Sample counts small enough for a test, large enough that the procedure does not refuse them.
-TINY = {"n_center": 400, "n_check": 400, "n_certify": 1_000, "delta": 0.15, "batch_size": 200}
-
 
 class SlowLinear(nn.Module):
     """A seeded linear map followed by tanh; ``delay`` seconds of sleep per forward batch."""

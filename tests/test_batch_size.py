@@ -130,7 +130,6 @@ def test_the_batch_size_changes_no_certificate():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_batch_fits_with_headroom_and_shares_the_device():
     from centersmooth.tasks.models import ConvAutoencoder
 

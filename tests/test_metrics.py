@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial import distance as sp
+from seeded_settings import PROBABILITY_STEP, TWO_DISTRIBUTIONS, two_distributions
 
 from centersmooth import CenterSmoothing
 from centersmooth.metrics import (
@@ -270,18 +271,12 @@ def test_probability_distances_are_not_capped_at_one(name):
     """An output may hold several distributions (one per row), so the distance can exceed 1 and
     ``eps_out`` must not be capped there (a capped certificate was wrong: the smoothed outputs
     at x and at a point 2 sigma away are at distance 2 in total variation)."""
-    first, second = torch.tensor([[1.0, 0.0]] * 2), torch.tensor([[0.0, 1.0]] * 2)
-
-    def step(x):  # one output for x[0] < 0, the other beyond
-        return torch.where((x[:, 0] < 0)[:, None, None], first, second)
-
+    first, second = TWO_DISTRIBUTIONS
     metric = get_metric(name)
     assert metric.upper is None
     apart = float(metric(first[None], second[None])[0])
     assert apart > 1.0
-    smoother = CenterSmoothing(
-        step, metric=name, sigma=1.0, n_center=2_000, n_check=2_000, n_certify=5_000, seed=0
-    )
+    smoother = two_distributions(name, PROBABILITY_STEP[name].seed)
     cert = smoother.certify(torch.tensor([-1.0]), eps_in=2.0)
     moved = smoother.predict(torch.tensor([1.0]))
     assert not cert.abstained and not moved.abstained
@@ -507,15 +502,11 @@ def test_diameter_of_user_distances_is_their_upper_bound():
     assert Custom().diameter(["a"]) == 0.5
 
 
+@pytest.mark.needs("lpips")
 def test_lpips_diameter_bounds_every_distance():
-    from centersmooth.data.weights import MissingWeightsError
-
     m = get_metric("lpips")
     images = 2 * torch.rand(6, 3, 32, 32, generator=gen) - 1
-    try:
-        bound = m.diameter(images)
-    except MissingWeightsError:
-        pytest.skip("LPIPS weights are not installed")
+    bound = m.diameter(images)
     assert bound is not None and 0 < bound < 20
     d = m.pairwise(images, images)
     assert float(d.max()) <= bound

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
+from helpers import KillWorkerFactory, LinearFactory, tiny_data
+from seeded_settings import TINY
 
 from centersmooth.runs.runner import RunnerError, certify_dataset, read_results
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.needs("ray")
 
 EPS = [0.1, 0.25]
 METRICS = ["l2", "angular"]
@@ -23,6 +24,8 @@ INFO = {"task": "toy"}
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
+    import ray
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
