@@ -10,7 +10,7 @@ import fcntl
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +51,20 @@ class LinearFactory:
 
 class KillWorker(nn.Module):
     """Wraps a model; SIGKILLs its own process at forward call ``after`` while fewer than
-    ``kills`` processes have died (counted in the file ``counter``, written before the kill)."""
+    ``kills`` processes have died (counted in the file ``counter``, written before the kill).
+    The process ``spare`` (the one running the test, where the run tries its settings on the
+    model before it starts) is never killed."""
 
-    def __init__(self, inner: nn.Module, counter: str, after: int, kills: int) -> None:
+    def __init__(self, inner: nn.Module, counter: str, after: int, kills: int, spare: int) -> None:
         super().__init__()
         self.inner, self.counter, self.after, self.kills = inner, counter, after, kills
+        self.spare = spare
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         path = Path(self.counter)
-        if self.calls >= self.after:
+        if self.calls >= self.after and os.getpid() != self.spare:
             with open(f"{self.counter}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # two workers must not both read the same count
                 died = int(path.read_text()) if path.exists() else 0
@@ -80,9 +83,11 @@ class KillWorkerFactory:
     after: int = 10
     kills: int = 1
     dim: int = 16
+    spare: int = field(default_factory=os.getpid)  # the test's own process
 
     def __call__(self) -> nn.Module:
-        return KillWorker(SlowLinear(self.dim, self.dim, 0), self.counter, self.after, self.kills)
+        inner = SlowLinear(self.dim, self.dim, 0)
+        return KillWorker(inner, self.counter, self.after, self.kills, self.spare)
 
 
 def tiny_data(n: int = 6, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
