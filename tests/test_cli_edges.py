@@ -251,6 +251,22 @@ def test_metric_from_a_file_is_loaded_and_certified(user, tmp_path) -> None:
     assert all(not r["abstained"] and r["eps_out"] > 0 for r in got)
 
 
+def test_a_resume_must_see_the_same_metric_file(user, tmp_path, capsys) -> None:
+    model, inputs = user
+    out = tmp_path / "r.jsonl"
+    argv = certify(model, "lin", inputs, out, "--metric", f"{tmp_path / 'd.py'}:manhattan")
+    assert cli.main(argv) == 0
+    header = json.loads(out.read_text().splitlines()[0])
+    assert set(header["config"]["metric_files"]) == {"manhattan"}
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]))  # the last input is left to do
+    (tmp_path / "d.py").write_text(DISTANCE.replace("abs()", "abs() * 2"))
+    capsys.readouterr()
+    assert cli.main([*argv, "--resume"]) == 2
+    err = one_line_error(capsys)
+    assert "cannot resume" in err and "metric_files" in err
+
+
 def test_metric_from_a_file_runs_in_worker_processes(user, tmp_path) -> None:
     model, inputs = user
     out = tmp_path / "r.jsonl"

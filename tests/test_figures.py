@@ -161,3 +161,15 @@ def test_report_without_matplotlib_writes_its_tables(tmp_path: Path) -> None:
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "| r | 0.25 | 0.1 | 10 |" in report and "centersmooth[plots]" in report
     assert not list((tmp_path / "rep").glob("*.png"))
+
+
+def test_face_box_panels_say_what_they_show() -> None:
+    from centersmooth.tasks.face_boxes import panel_title
+
+    box = (10.0, 10.0, 40.0, 40.0)
+    assert panel_title("lfw0", 0.05, box, 0.1) == "lfw0: eps_in=0.05, eps_out=0.100"
+    assert panel_title("gan0", 0.05, box, 1.0).endswith("eps_out=1.000: vacuous")
+    assert panel_title("lfw4", 0.05, (0.0, 0.0, 0.0, 0.0), 0.0) == (
+        "lfw4: eps_in=0.05\nsmoothed: no face, eps_out=0.000"
+    )
+    assert panel_title("x", 0.05, None, None).endswith("abstained")
