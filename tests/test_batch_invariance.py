@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import torch_threads
 
 from centersmooth import CenterSmoothing, FunctionMetric
 from centersmooth.sampling import in_fixed_chunks
@@ -61,10 +62,8 @@ def same(a, b) -> None:
 @pytest.fixture
 def two_threads():
     """Two torch threads (as on the CI machine): what lets torch split a one-row sum."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 def test_one_output_per_forward_pass_gives_the_bits_of_a_full_batch(two_threads) -> None:

@@ -59,6 +59,16 @@ def fields():
     return lambda b: Detection(*f(b))
 
 
+def pipeline():
+    import numpy as np
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    return make_pipeline(StandardScaler(), PCA(2)).fit(x)
+
+
 def slow():
     # a model slow enough to be interrupted while it runs
     import time
@@ -295,22 +305,11 @@ def test_a_bad_metric_file_is_refused_before_the_file_exists(user, tmp_path, cap
 
 
 # ----------------------------------------------------------------------------- scikit-learn
-def test_a_scikit_learn_estimator_is_a_model(tmp_path) -> None:
-    (tmp_path / "sk.py").write_text(
-        "import numpy as np\n"
-        "from sklearn.decomposition import PCA\n"
-        "from sklearn.pipeline import make_pipeline\n"
-        "from sklearn.preprocessing import StandardScaler\n"
-        "def make():\n"
-        "    x = np.random.default_rng(0).normal(size=(50, 4))\n"
-        "    return make_pipeline(StandardScaler(), PCA(2)).fit(x)\n"
-    )
-    inputs = tmp_path / "x.npy"
-    np.save(inputs, np.random.default_rng(1).normal(size=(2, 4)))
+def test_a_scikit_learn_estimator_is_a_model(user, tmp_path) -> None:
+    model, inputs = user
     out = tmp_path / "r.jsonl"
-    argv = certify(tmp_path / "sk.py", "make", inputs, out, "--numpy-model")
-    assert cli.main(argv) == 0
-    assert len(rows(out)) == 2
+    assert cli.main(certify(model, "pipeline", inputs, out, "--numpy-model")) == 0
+    assert len(rows(out)) == 4
 
 
 # ----------------------------------------------------------------------------- other commands
