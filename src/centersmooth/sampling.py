@@ -757,9 +757,9 @@ def in_fixed_chunks(stream: Iterator[list[Outputs]]) -> Iterator[list[Outputs]]:
     size (torch splits a long row over threads when the batch has one row; a GPU lays out a
     reduction by the number of rows; a network such as LPIPS picks kernels by batch). Handed
     chunks of one size at the same positions, whatever the forward batches were, every distance
-    has the same bits for any ``batch_size`` and any grouping of inputs. Slices are views where
-    a chunk lies within one forward batch; only a chunk that straddles two is copied, so at most
-    one chunk per input is held back between batches.
+    has the same bits for any ``batch_size`` and any grouping of inputs. Chunks are views where
+    they lie within one forward batch; the outputs a batch leaves over (fewer than a chunk per
+    input) are copied and held until the next one, so no batch outlives its turn.
     """
     pending: list[list[Outputs]] | None = None  # per input: the slices not yet handed out
     held = 0  # outputs per input in ``pending``
@@ -782,9 +782,10 @@ def in_fixed_chunks(stream: Iterator[list[Outputs]]) -> Iterator[list[Outputs]]:
         while size - start >= rows:
             yield [out[start : start + rows] for out in outputs]
             start += rows
-        if start < size:
+        if start < size:  # a copy, so that the batch it comes from can be freed
             for parts, out in zip(pending, outputs, strict=True):
-                parts.append(out[start:])
+                rest = out[start:]
+                parts.append(rest.clone() if isinstance(rest, torch.Tensor) else rest)
             held = size - start
     if pending is not None and held:
         yield [_joined(parts) for parts in pending]
