@@ -104,6 +104,29 @@ class KillWorkerFactory:
         return KillWorker(inner, self.counter, self.after, self.kills, self.spare)
 
 
+class FailOutside(nn.Module):
+    """Wraps a model; raises in every process but ``spare`` (the test's own, where the run tries
+    its settings on the model before it starts): an error of the model inside the workers."""
+
+    def __init__(self, inner: nn.Module, spare: int) -> None:
+        super().__init__()
+        self.inner, self.spare = inner, spare
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if os.getpid() != self.spare:
+            raise RuntimeError("the model failed in a worker")
+        return self.inner(x)
+
+
+@dataclass(frozen=True)
+class FailOutsideFactory:
+    dim: int = 16
+    spare: int = field(default_factory=os.getpid)
+
+    def __call__(self) -> nn.Module:
+        return FailOutside(SlowLinear(self.dim, self.dim, 0), self.spare)
+
+
 def tiny_data(n: int = 6, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``(n, dim)`` and clean targets ``f(x)`` of the seed-0 linear map plus a shift."""
     rng = np.random.default_rng(seed)

@@ -219,7 +219,7 @@ def test_a_model_with_several_outputs_is_told_how_to_choose_one(
     out = tmp_path / "r.jsonl"
     assert cli.main(certify(model, spec, inputs, out)) == 2
     err = one_line_error(capsys)
-    assert "several outputs" in err and f"--output {names[0]}" in err
+    assert "of outputs, not a batch" in err and f"--output {names[0]}" in err
     assert all(repr(n) in err or n in err for n in names)
     assert "has the shape" not in err
     assert not out.exists()

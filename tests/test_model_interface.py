@@ -92,7 +92,7 @@ X = torch.tensor([0.1, -0.2, 0.3, 0.0])
     ],
 )
 def test_several_outputs_are_refused_with_their_names(model, first) -> None:
-    with pytest.raises(SeveralOutputsError, match=f"several outputs.*output={first}"):
+    with pytest.raises(SeveralOutputsError, match=f"of outputs, not a batch.*output={first}"):
         CenterSmoothing(model, metric="jaccard", **COUNTS).certify(X, 0.1)
 
 

@@ -211,10 +211,11 @@ def select_output(raw: Any, output: OutputSelector) -> Any:
         if parts is None:
             return raw
         first = next(iter(parts))
+        kind = "a dict" if isinstance(raw, Mapping) else "a tuple"
         raise SeveralOutputsError(
-            f"the model returns several outputs: {_choices(parts)}; choose the one to certify "
-            f"with output={first!r} (on the command line --output {first}) and certify another "
-            "in a run of its own"
+            f"the model returns {kind} of outputs, not a batch: {_choices(parts)}; choose the "
+            f"one to certify with output={first!r} (on the command line --output {first})"
+            + (", and certify another in a run of its own" if len(parts) > 1 else "")
         )
     if parts is not None:
         return _pick(parts, output)
