@@ -37,6 +37,9 @@ counts = {
 for output, metric in (("boxes", "jaccard"), ("scores", "l2")):
     smoother = CenterSmoothing(detector, metric=metric, output=output, sigma=0.25, seed=0, **counts)
     cert = smoother.certify(image, eps_in=[0.1, 0.25])
+    if cert.abstained:
+        print(f"{output} under {metric}: abstained ({cert.abstain_reason})")
+        continue
     print(f"{output} under {metric}: center {cert.center.tolist()}")
     for eps_in, eps_out in zip(cert.eps_in, cert.eps_out, strict=True):
         print(f"  eps_in={eps_in:.2f} -> eps_out={eps_out:.4f}")

@@ -19,7 +19,9 @@ import pytest
 
 from centersmooth.cli import commands as cli
 
-COUNTS = ["--n-center", "400", "--n-check", "400", "--n-certify", "1000", "--delta", "0.15"]
+# small counts with a wide margin: 0 of 300 seeds abstained on these models (a linear map, a
+# pipeline, boxes and scores); delta 0.4 leaves the check a level of 0.1 to pass
+COUNTS = ["--n-center", "100", "--n-check", "100", "--n-certify", "300", "--delta", "0.4"]
 
 MODEL = """
 import collections

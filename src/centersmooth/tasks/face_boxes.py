@@ -407,7 +407,7 @@ def figure(
         "certified band (yellow, dashed)",
         fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.9))  # the title above two-line panel titles
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)
     plt.close(fig)
