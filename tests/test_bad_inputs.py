@@ -80,7 +80,7 @@ def raising(batch):
         (lambda b: torch.where(b > 0, math.inf, 0.0), ValueError, "NaN or infinite outputs"),
         (lambda b: b[:-1], ValueError, "one output per input"),
         (lambda b: b.sum(), ValueError, "scalar"),
-        (lambda b: {"out": b}, TypeError, "must return a tensor"),
+        (lambda b: {"out": b}, TypeError, r"returns a dict of outputs.*output='out'"),
         (lambda b: ["a"] * (len(b) + 1), ValueError, "outputs for a batch of"),
     ],
     ids=["raises", "nan", "inf", "short-batch", "scalar", "dict", "long-list"],

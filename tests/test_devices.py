@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, LinearFactory
+from helpers import LinearFactory
+from seeded_settings import TINY
 from torch import nn
 
 import centersmooth.determinism as determinism

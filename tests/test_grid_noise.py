@@ -110,7 +110,7 @@ def test_the_noise_scale_never_understates_the_shift() -> None:
     k = torch.tensor([3, 4])
     stream = GridNoiseStream(k, 1 / 255, 0.25, torch.float32, seed=0)
     assert stream.table.scale == noise_scale(0.25, 1 / 255) > 0.25 / (1 / 255)
-    smoother = _smoother(lambda b: b, input_grid=1 / 255)
+    smoother = grid_smoother(lambda b: b, input_grid=1 / 255)
     assert smoother.grid_slack(784) == grid_slack(noise_scale(0.25, 1 / 255), 784)
 
 

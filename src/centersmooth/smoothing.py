@@ -29,9 +29,11 @@ from .metrics.checks import check_distance, needs_check
 from .sampling import (
     BaseFunction,
     OutputMonitor,
+    OutputSelector,
     PreparedInputs,
     SampleCollector,
     finite_outputs,
+    in_fixed_chunks,
     noisy_outputs,
     outside_distances,
     resolve_device,
@@ -62,9 +64,11 @@ class CenterSmoothing:
     The common arguments (the signature gives the defaults):
 
     * ``base_function``: the model, a batch of inputs to a batch of outputs: an ``nn.Module``
-      (run in eval mode, without gradients, on ``device``), a callable on torch batches, or a
-      callable on NumPy batches (pass ``x`` as a NumPy array). Outputs: a tensor or array with
-      one row per input, or a list of Python objects (strings, token sequences, sets).
+      (run in eval mode, without gradients, on ``device``), a callable on torch batches, a
+      callable on NumPy batches (pass ``x`` as a NumPy array), or a fitted scikit-learn
+      estimator (its ``transform``, else its ``predict``, on NumPy batches). Outputs: a tensor
+      or array with one row per input, or a list of Python objects (strings, token sequences,
+      sets); a model with several outputs needs ``output``.
     * ``metric``: the distance on outputs, a registered name (``"l2"``, ``"angular"``,
       ``"jaccard"``, ``"levenshtein"``, ...; ``available_metrics()`` lists them, in any case),
       a ``Metric``, or a callable ``d(a_batch, b_batch)`` (checked before it is trusted, see
@@ -94,7 +98,9 @@ class CenterSmoothing:
       set, ...): a better center, the same guarantee ("Predict (Algorithm 1)").
     * ``batch_size``: noisy inputs per forward pass (``None``, the default: chosen from the
       memory one sample needs, the largest that fits on a CUDA device, at most 1,000 and 1 GiB
-      on the CPU, once per shape of input).
+      on the CPU, once per shape of input). Every step of the library gives the same bits
+      whatever it is; a model whose kernels round by batch size may move ``eps_out`` in its
+      last digits ("Reproducibility").
     * ``device``: where the noise is drawn and the model runs (``"cpu"``, ``"cuda"``,
       ``"cuda:1"``; ``None``: where a module's parameters are, else the CPU). A device this
       machine lacks is refused here.
@@ -122,6 +128,11 @@ class CenterSmoothing:
       function evaluated in floating point, against perturbations on the same grid; inputs must
       lie on the grid as the model gets them, and ``sigma / input_grid`` must be at least 1/4
       ("Inputs on a grid: exact noise").
+    * ``output`` (none): for a model that returns several outputs (a dict, a tuple or a named
+      tuple of batches, such as a detector's boxes and scores, or a list of per-input dicts),
+      the one to certify: a key (``"boxes"``), a position (``0``) or a function of what the
+      model returns. Such a model is refused without it; certify another output in a smoother
+      of its own.
     * ``nan_outputs`` (``"error"``): ``"outside"`` counts an output holding a NaN or an infinity
       as one outside every ball instead of stopping ("Outputs with a NaN").
     * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
@@ -156,6 +167,7 @@ class CenterSmoothing:
         check_metric: bool = True,
         input_grid: float | None = None,
         nan_outputs: str = "error",
+        output: OutputSelector = None,
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -180,7 +192,7 @@ class CenterSmoothing:
         self.progress = progress
         self.device = resolve_device(device, base_function)
         fix_cublas_workspace(self.device)  # before the model below starts CUDA
-        self.base_function = BaseFunction(base_function, self.device, autocast, compile)
+        self.base_function = BaseFunction(base_function, self.device, autocast, compile, output)
         # the part of the device's memory the automatic batch size plans for (a runner with
         # several workers on one device gives each its share)
         self.memory_share = 1.0
@@ -302,7 +314,8 @@ class CenterSmoothing:
         and distance (the counts ``_decide`` bounds from below)."""
         hits = torch.zeros(len(inputs.xs), len(metrics), dtype=torch.int64, device=self.device)
         monitor = self._monitor(metrics)
-        for outputs in self._stream(inputs, self.settings.n_check, "check", monitor, metrics):
+        stream = self._stream(inputs, self.settings.n_check, "check", monitor, metrics)
+        for outputs in in_fixed_chunks(stream):  # the same distances whatever the batches
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
                     if not math.isfinite(center.radius):
@@ -310,6 +323,7 @@ class CenterSmoothing:
                     d = distances_to(metric, center.point, out, check=False)
                     d = monitor.distances(d, out)
                     hits[i, j] += (d <= center.radius).sum().to(self.device)
+        monitor.raise_if_bad()  # the last chunk comes after the stream's own check
         counts: list[list[int]] = hits.tolist()
         return counts
 
@@ -495,7 +509,8 @@ class CenterSmoothing:
         radii = torch.zeros(shape, dtype=torch.float64, device=self.device)
         done = 0
         monitor = self._monitor(metrics)
-        for outputs in self._stream(inputs, n_certify, "certify", monitor, metrics):
+        stream = self._stream(inputs, n_certify, "certify", monitor, metrics)
+        for outputs in in_fixed_chunks(stream):  # the same distances whatever the batches
             size = batch_len(outputs[0])
             for i, out in enumerate(outputs):
                 for j, metric in enumerate(metrics):
@@ -505,6 +520,7 @@ class CenterSmoothing:
                         d = monitor.distances(d, out)
                         radii[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
+        monitor.raise_if_bad()  # the last chunk comes after the stream's own check
         ordered = torch.sort(radii, dim=2).values.cpu().numpy()
         return [list(per_input) for per_input in ordered]
 

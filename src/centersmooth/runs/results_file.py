@@ -216,6 +216,18 @@ class Writer:
         self.file.close()
 
 
+class ResultsFileExists(FileExistsError):
+    """The results file exists and the run was not asked to resume it; :meth:`advice` words
+    the message for a command (``--resume``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(self.advice("resume=True"))
+
+    def advice(self, resume: str) -> str:
+        return f"{self.path} already exists; resume it ({resume}) or choose another output"
+
+
 def prepare_file(path: Path, config: dict[str, Any], resume: bool) -> list[dict[str, Any]]:
     """Rows already in ``path`` (after dropping a torn last line) if resuming; else [] for a new
     file. Refuses to overwrite, and refuses a header with another configuration."""
@@ -230,9 +242,7 @@ def prepare_file_header(
         path.parent.mkdir(parents=True, exist_ok=True)
         return [], None
     if not resume:
-        raise FileExistsError(
-            f"{path} already exists; resume it (resume=True, --resume) or choose another output"
-        )
+        raise ResultsFileExists(path)
     existing = read_results(path)
     if existing.header is None:
         if not path.read_bytes()[: existing.valid_bytes].strip():

@@ -10,27 +10,40 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..center import distances_to, repeat
+from ..center import batch_len, distances_to, repeat, take
 from ..certificate import UncertifiableRadiusWarning
-from ..metrics import get_metric
-from ..sampling import prepare_input
+from ..metrics import Metric, check_distance, get_metric, needs_check
+from ..metrics.base import describe_outputs, is_file_spec, load_metric_file
+from ..sampling import PreparedInputs, draw_noisy, finite_outputs, prepare_input
 from ..smoothing import CenterSmoothing
 from .results_file import RunnerError, json_float, package_version
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # tries per input when the worker running it dies (not when the model raises)
+PREFLIGHT_SAMPLES = 32  # noisy outputs of the first input the settings are tried on (preflight)
+
+
+def resolve_metric(metric: str | Metric) -> Metric:
+    """A distance of a run: a registered name, a :class:`Metric`, or ``path/to/file.py:name``
+    (a distance in a Python file, ``metrics.base.load_metric_file``; each worker loads it)."""
+    if isinstance(metric, str) and is_file_spec(metric):
+        return load_metric_file(metric)
+    return get_metric(metric)
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ class Worker:
     ) -> None:
         self.error: Exception | None = None
         self.options = options or WorkerOptions()
-        self.metrics = [get_metric(m) for m in metrics]
+        self.metrics = [resolve_metric(m) for m in metrics]
         self.eps_in = list(eps_in)
         self.run_seed = int(run_seed)
         self.version = package_version()
@@ -110,7 +123,7 @@ class Worker:
             model = model_factory()
         except Exception as err:
             raise ModelFailure(f"the model factory failed: {_describe(err)}") from err
-        self.smoother = CenterSmoothing(model, metric=metrics[0], **kwargs)
+        self.smoother = CenterSmoothing(model, metric=self.metrics[0], **kwargs)
         opts = self.options
         self.smoother.memory_share = opts.memory_share
         self.platform = platform_of(self.smoother.device)
@@ -128,6 +141,44 @@ class Worker:
 
     def ready(self) -> bool:
         return True
+
+    def preflight(self, x: np.ndarray) -> None:
+        """Before the run, what its first input would show: the candidate counts name distances
+        in use, the model's outputs on ``PREFLIGHT_SAMPLES`` noisy copies of ``x`` are of a kind
+        and shape each distance takes, and a distance that is not built in passes its check
+        (``check_distance``). So a mistake in the settings is reported before the results file
+        exists, not as a failure of the run at its first input."""
+        sm = self.smoother
+        sm.settings.check_candidate_names(self.metrics)
+        prepared = PreparedInputs.build(
+            [self.model_input(x)], [0], None, sm.sigma, sm.base_function, sm.device, sm.input_grid
+        )
+        tolerate_nan = sm.nan_outputs == "outside"  # such outputs are left out of the tries
+        try:
+            with sm.base_function.evaluating():
+                noisy = draw_noisy(prepared.streams, PREFLIGHT_SAMPLES)
+                out = sm.base_function(noisy, prepared.np_dtype, check_finite=not tolerate_nan)
+        except (ValueError, TypeError):
+            raise
+        except Exception as err:
+            raise ModelFailure(
+                f"the model fails on noisy copies of the first input: {_describe(err)}"
+            ) from err
+        out = finite_outputs(out) if tolerate_nan else out
+        if batch_len(out) < 2:
+            return  # nothing to try the distances on
+        for metric in self.metrics:
+            try:
+                distances_to(metric, take(out, 0), out)
+                if sm.check_metric and needs_check(metric):
+                    check_distance(metric, out)
+            except (ValueError, TypeError):
+                raise
+            except Exception as err:
+                raise ValueError(
+                    f"the distance {metric.name!r} fails on the model's outputs "
+                    f"({describe_outputs(out)}): {_describe(err)}"
+                ) from err
 
     def model_input(self, x: np.ndarray) -> Any:
         """One input as the run hands it to ``CenterSmoothing`` (:func:`model_input`)."""
@@ -424,6 +475,11 @@ _PROCESS_WORKER: Worker | None = None
 
 def _process_init(*args: Any) -> None:
     global _PROCESS_WORKER
+    from tqdm.auto import tqdm
+
+    # tqdm's default lock is a named semaphore, which a worker stopped by the run (Ctrl-C)
+    # would leave behind ("leaked semaphore" warnings); a worker's bars need a thread lock only
+    tqdm.set_lock(threading.RLock())
     options: dict[str, Any] = {"defer_errors": True}  # errors reach the run, not the pool
     _PROCESS_WORKER = Worker(*args, **options)
 
@@ -472,12 +528,13 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
             initargs=(*worker_args, threads),
         )
         futures: dict[Future[Result], Job] = {}
-        queued, retry, broken = pending, [], False
+        queued, retry, broken, stopped = pending, [], False, False
         try:
             while True:
                 while queued and not broken and len(futures) < workers:
                     try:
-                        future = pool.submit(_process_certify, queued[0])
+                        with _workers_ignore_ctrl_c():  # a submit may start a worker process
+                            future = pool.submit(_process_certify, queued[0])
                     except (BrokenProcessPool, RuntimeError):
                         # a worker died before its future reported it (RuntimeError: the
                         # broken pool had begun to shut down); the job stays queued
@@ -504,12 +561,47 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
                         retry.append(job)
                         continue
                     yield result
+        except BaseException:
+            # the run stops early (an error, Ctrl-C): the workers ignore Ctrl-C, so stop them
+            # here rather than wait for the inputs they are certifying
+            _stop_workers(pool)
+            stopped = True
+            raise
         finally:
-            # do not wait for queued inputs when the run stops early (an error, Ctrl-C)
-            pool.shutdown(wait=not futures, cancel_futures=True)
+            # with the workers stopped, waiting is short and lets the pool release its queues
+            pool.shutdown(wait=stopped or not futures, cancel_futures=True)
         pending = queued + retry
         if pending:
             logger.warning("a worker process died; retrying %d inputs", len(pending))
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ignored while worker processes start, so that they start ignoring it: a process
+    that finds SIGINT ignored at its start never turns it into ``KeyboardInterrupt``, and so
+    never prints a traceback when the terminal sends Ctrl-C to every process of the command.
+    This process handles Ctrl-C and stops the workers (``_stop_workers``). Only the main thread
+    may set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (they ignore Ctrl-C, and a run that stops early
+    must not wait for the inputs they are certifying)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _settle(

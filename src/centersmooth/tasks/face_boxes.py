@@ -350,6 +350,24 @@ def certified_band(
     return inner, outer
 
 
+def panel_title(
+    name: str, eps_in: float, box: Sequence[float] | None, eps_out: float | None
+) -> str:
+    """What a panel of the figure shows: the smoothed detector's abstention, a smoothed output
+    with no box (no face found, certified to stay so when ``eps_out`` is 0), a certificate that
+    says nothing (``eps_out`` at 1, the largest Jaccard distance), or the certified radius."""
+    title = f"{name}: eps_in={eps_in:g}"
+    if box is None:
+        return title + "\nabstained"
+    if not (box[2] > box[0] and box[3] > box[1]):
+        title += "\nsmoothed: no face"
+    if eps_out is None:
+        return title + ", not certified"
+    if eps_out >= 1.0:
+        return title + f", eps_out={eps_out:.3f}: vacuous"
+    return title + f", eps_out={eps_out:.3f}"
+
+
 def figure(
     out: Path,
     results: Path,
@@ -398,11 +416,8 @@ def figure(
 
         if clean[2] > clean[0]:
             draw(ax, clean, "red")
-        title = f"{name}: eps_in={h * sigma:g}"
-        if center is None:
-            title += "\nabstained"
-        else:
-            box = center.tolist()
+        box = None if center is None else center.tolist()
+        if box is not None:
             band = certified_band(box, eps_out) if eps_out is not None else None
             if box[2] > box[0]:
                 draw(ax, box, "lime")
@@ -410,15 +425,14 @@ def figure(
                 if band[0][2] > band[0][0] and band[0][3] > band[0][1]:
                     draw(ax, band[0], "yellow", "--")
                 draw(ax, band[1], "yellow", "--")
-            title += f", eps_out={eps_out:.3f}" if eps_out is not None else ", not certified"
-        ax.set_title(title, fontsize=8)
+        ax.set_title(panel_title(name, h * sigma, box, eps_out), fontsize=9)
         ax.axis("off")
     fig.suptitle(
         f"{DETECTOR_NAMES[detector]} face detector, Jaccard distance: detection (red), smoothed "
-        "box (green), certified band (yellow)",
-        fontsize=8,
+        "box (green), certified band (yellow, dashed)",
+        fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.9))  # the title above two-line panel titles
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)
     plt.close(fig)
