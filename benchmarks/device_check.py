@@ -1,26 +1,34 @@
 """Every GPU figure of the library in one timed run: writes OUT_DIR/device_check.md and .json.
 
 Usage: python benchmarks/device_check.py OUT_DIR [--dry-run] [--budget SECONDS]
-(normally through ``bash benchmarks/device_check.sh OUT_DIR``, which prepares the environment).
+(normally through ``bash benchmarks/device_check.sh OUT_DIR``, which prepares the environment
+offline from the folder ``benchmarks/prepare_device_bundle.py`` makes).
 
 Parts, each with its own time budget (seconds, on one CUDA GPU; the run stops a part that
 overruns, keeps the rows it finished and says so in the report):
 
-1. CUDA tests: the tests that need a CUDA device (``pytest -m cuda`` when the marker is
-   registered, else the tests whose names mention cuda), with their pass/fail lines.
-2. Model: the trained MNIST autoencoder (sigma_train 0.25) from the cache, else trained now with
-   ``centersmooth train autoencoder``; random weights if that fails or overruns (said so).
+1. CUDA tests: the tests marked ``cuda``, with their pass/fail lines; a collection error, no
+   test selected or no pytest counts as a failure.
+2. Model: the trained MNIST autoencoder (sigma_train 0.25) from the cache (the prepared folder),
+   else trained now with ``python -m centersmooth.cli train autoencoder``; random weights if that
+   fails or overruns (said so).
 3. Overhead: ``certify`` time / time of the same number of bare forward passes, for the
    autoencoder and the DCGAN generator (3x64x64 outputs).
 4. Center search at n_center = 10^4: all pairs + central points, all pairs over the samples
    only, 30 candidates; 1x28x28 and 3x64x64 outputs.
-5. Automatic batch size (``sampling.find_batch_size``, what ``batch_size=None`` uses on CUDA) and
+5. Automatic batch size (``batch_size.find_batch_size``, what ``batch_size=None`` uses) and
    peak device memory (``torch.cuda.max_memory_allocated``).
 6. Seconds per certificate with ``certify_batch`` (several inputs per forward pass), fp32 and
    bf16, at 10^4 / 10^4 / 10^5 and 10^4 / 10^4 / 10^4, and the paper's preset, with the
    median eps_out at eps_in 0.25 / 0.375 / 0.5 beside the paper's figures.
-7. Runner throughput: ``centersmooth certify`` with one worker on the GPU (and a Ray actor with
-   ``--gpus-per-worker 1`` when Ray is installed and time is left).
+7. Reproducibility: a seeded certificate computed twice, and with another batch size (cuDNN
+   may pick other kernels for another batch shape); the TF32 and determinism settings in force.
+8. Grid noise (``input_grid``): noisy samples per second for 3x64x64 inputs, drawn ahead into
+   page-locked memory against drawn in line.
+9. Distances: ``tv2`` and Hamming pairwise blocks and the Hamming mode on the device.
+10. Compiled model (``compile=True``, dynamic shapes): first call, later calls, graphs compiled.
+11. Runner throughput: ``python -m centersmooth.cli certify`` with one worker on the GPU (and a
+    Ray actor with ``--gpus-per-worker 1`` when Ray is installed and time is left).
 
 ``--dry-run`` runs every part at toy sizes on the CPU and writes the same report.
 """
@@ -34,11 +42,14 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import traceback
@@ -62,9 +73,11 @@ from overhead import (  # noqa: E402
 )
 
 from centersmooth import CenterSmoothing  # noqa: E402
+from centersmooth.batch_size import find_batch_size  # noqa: E402
 from centersmooth.center import find_center  # noqa: E402
+from centersmooth.determinism import fix_cublas_workspace  # noqa: E402
 from centersmooth.metrics import get_metric  # noqa: E402
-from centersmooth.sampling import DEFAULT_BATCH_SIZE, BaseFunction, find_batch_size  # noqa: E402
+from centersmooth.sampling import BaseFunction  # noqa: E402
 from centersmooth.tasks.base import default_checkpoint, load_model  # noqa: E402
 from centersmooth.tasks.inference import inference_form  # noqa: E402
 from centersmooth.tasks.models import ConvAutoencoder  # noqa: E402
@@ -82,34 +95,43 @@ PAPER = {
 # Sizes and per-part budgets (seconds). "gpu" is the real run; "dry" the CPU dry run.
 SIZES: dict[str, dict[str, Any]] = {
     "gpu": {
-        "total_budget": 450,
+        "total_budget": 480,
         "budgets": {
-            "tests": 45,
-            "model": 60,
-            "overhead": 60,
-            "center": 30,
+            "tests": 75,
+            "model": 40,
+            "overhead": 45,
+            "center": 25,
             "batch_memory": 30,
-            "certificates": 120,
-            "runner": 90,
+            "certificates": 80,
+            "reproducibility": 30,
+            "grid_noise": 20,
+            "distances": 25,
+            "compile": 60,
+            "runner": 50,
         },
         "repeats": 2,
         "ae_counts": (10_000, 10_000, 100_000),
         "gan_counts": (10_000, 10_000, 100_000),
         "n_center_search": 10_000,
-        "batch_search": {"start": 256, "limit": 2**16},
+        "batch_limit": 2**16,
         "cert_inputs": 10,
         "cert_configs": [
             ("10^4 / 10^4 / 10^5", (10_000, 10_000, 100_000), "default"),
             ("10^4 / 10^4 / 10^4", (10_000, 10_000, 10_000), "default"),
             ("paper preset 10^4 / 10^4 / 10^6", (10_000, 10_000, 1_000_000), "paper"),
         ],
+        "repro_counts": (10_000, 10_000, 100_000),
+        "grid_samples": 100_000,
+        "distance_rows": 2_000,
+        "distance_samples": 10_000,
+        "compile_counts": (10_000, 10_000, 100_000),
         "runner_inputs": 20,
         "runner_counts": (10_000, 10_000, 100_000),
         "train_args": [],
         "delta": 0.05,  # the library's default
     },
     "dry": {
-        "total_budget": 300,
+        "total_budget": 400,
         "budgets": {
             "tests": 60,
             "model": 60,
@@ -117,19 +139,28 @@ SIZES: dict[str, dict[str, Any]] = {
             "center": 60,
             "batch_memory": 60,
             "certificates": 60,
+            "reproducibility": 40,
+            "grid_noise": 30,
+            "distances": 30,
+            "compile": 60,
             "runner": 60,
         },
         "repeats": 1,
         "ae_counts": (300, 300, 300),
         "gan_counts": (60, 30, 30),
         "n_center_search": 200,
-        "batch_search": {"start": 32, "limit": 128},
+        "batch_limit": 128,
         "cert_inputs": 2,
         "cert_configs": [
             ("300 / 300 / 1000 (toy)", (300, 300, 1_000), "default"),
             ("300 / 300 / 300 (toy)", (300, 300, 300), "default"),
             ("paper preset 300 / 300 / 2000 (toy)", (300, 300, 2_000), "paper"),
         ],
+        "repro_counts": (300, 300, 600),
+        "grid_samples": 1_000,
+        "distance_rows": 50,
+        "distance_samples": 300,
+        "compile_counts": (300, 300, 300),
         "runner_inputs": 2,
         "runner_counts": (300, 300, 1_000),
         "train_args": ["--n-train", "64", "--epochs", "1", "--threads", "1"],
@@ -137,6 +168,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "delta": 0.2,
     },
 }
+# the command, run by this Python (a console script may not exist where the project was not
+# installed with pip)
+CLI = [sys.executable, "-m", "centersmooth.cli"]
 
 
 class PartTimeout(Exception):
@@ -226,6 +260,8 @@ class Check:
         self.model: nn.Module | None = None
         self.checkpoint: Path | None = None
         self.digits: torch.Tensor | None = None
+        # results files, inputs and toy models: kept out of OUT_DIR, which holds the report
+        self.scratch = Path(tempfile.mkdtemp(prefix="centersmooth-device-check-"))
 
     # ------------------------------------------------------------------ bookkeeping
     def environment(self) -> dict[str, Any]:
@@ -239,6 +275,14 @@ class Check:
             "host": platform.node(),
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "prepared_folder": prepared_folder(),
+            # what changes the kernels of a run: TF32 (cuBLAS matrix products / cuDNN
+            # convolutions), cuDNN's timing-based choice, cuBLAS's workspace
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         }
         if torch.cuda.is_available() and not self.dry:
             props = torch.cuda.get_device_properties(0)
@@ -308,17 +352,22 @@ class Check:
         cmd = [sys.executable, "-m", "pytest", "-v", "-rA", "-p", "no:cacheprovider"]
         cmd += selection + files
         result = self.command(cmd, self.budget_left(record) - 1)
+        output = result["output"]
         lines = [
             line.strip()
-            for line in result["output"].splitlines()
+            for line in output.splitlines()
             if any(w in line for w in (" PASSED", " FAILED", " SKIPPED", " ERROR", " XFAIL"))
             and "::" in line
         ]
         # -v prints each test once with its outcome; -rA repeats them in the summary
         outcome_lines = [line for line in lines if line.startswith("tests/")]
-        summary = [
-            ln for ln in result["output"].splitlines() if ln.startswith("=") and " in " in ln
-        ]
+        summary = [ln for ln in output.splitlines() if ln.startswith("=") and " in " in ln]
+        failed = sum(" FAILED" in ln or " ERROR" in ln for ln in outcome_lines)
+        passed = sum(" PASSED" in ln for ln in outcome_lines)
+        skipped = sum(" SKIPPED" in ln for ln in outcome_lines)
+        problem = tests_problem(result["returncode"], output, passed, failed + skipped)
+        if problem is None and not self.dry and passed == 0:
+            problem = "every CUDA test was skipped (is the GPU visible to them?): a failure"
         record.update(
             selection=" ".join(selection),
             files=files,
@@ -326,13 +375,16 @@ class Check:
             timed_out=result["timed_out"],
             lines=outcome_lines or lines,
             summary=summary[-1].strip("= ") if summary else None,
-            passed=sum(" PASSED" in ln for ln in outcome_lines),
-            failed=sum(" FAILED" in ln or " ERROR" in ln for ln in outcome_lines),
-            skipped=sum(" SKIPPED" in ln for ln in outcome_lines),
+            passed=passed,
+            # a collection error, no test run or no pytest at all is a failure, never "ok"
+            failed=max(failed, 1 if problem else 0),
+            skipped=skipped,
         )
-        if result["returncode"] not in (0, 5):  # 5: nothing selected
-            record["output_tail"] = result["output"][-6000:]
-            record["notes"].append("some CUDA tests failed: their output is in the JSON")
+        if problem:
+            record["notes"].append(problem)
+        if result["returncode"] != 0:
+            record["output_tail"] = output[-6000:]
+            record["notes"].append("pytest's output is in the JSON (output_tail)")
         if result["timed_out"]:
             raise PartTimeout
         if not marker:
@@ -355,14 +407,14 @@ class Check:
 
     def model_part(self, record: dict[str, Any]) -> None:
         if self.dry:  # never put a toy model into the cache
-            path = self.out_dir / "models" / "autoencoder-mnist-sigma0.25-toy.pt"
+            path = self.scratch / "models" / "autoencoder-mnist-sigma0.25-toy.pt"
         else:
             path = default_checkpoint("autoencoder", "mnist", SIGMA)
         record["checkpoint"] = str(path)
         if path.is_file() and not self.dry:
             record["source"] = "cached trained checkpoint"
         else:
-            cmd = [str(Path(sys.executable).parent / "centersmooth"), "train", "autoencoder"]
+            cmd = [*CLI, "train", "autoencoder"]
             cmd += ["--dataset", "mnist", "--sigma-train", str(SIGMA)]
             cmd += ["--device", self.device.type, "--out", str(path), "--quiet"]
             cmd += self.sizes["train_args"]
@@ -399,10 +451,30 @@ class Check:
         name, model = generator_for_timing()
         return name, inference_form(model.eval(), self.device)
 
-    def batch_size_for(self, model: nn.Module, x: torch.Tensor) -> int:
-        search = self.sizes["batch_search"]
+    def smoother(
+        self, model: nn.Module, counts: tuple[int, int, int], **settings: Any
+    ) -> CenterSmoothing:
+        """A seeded smoother of ``model`` on the check's device with ``counts`` samples."""
+        n_center, n_check, n_certify = counts
+        return CenterSmoothing(
+            model,
+            sigma=SIGMA,
+            n_center=n_center,
+            n_check=n_check,
+            n_certify=n_certify,
+            device=self.device,
+            seed=0,
+            delta=self.sizes["delta"],
+            **settings,
+        )
+
+    def batch_size_for(self, model: nn.Module, x: torch.Tensor, n_center: int = 0) -> int:
+        """What ``batch_size=None`` picks for one input with ``n_center`` center samples."""
         base = BaseFunction(model, self.device)
-        return find_batch_size(base, x, SIGMA, start=search["start"], limit=search["limit"])
+        metrics = [get_metric("l2")]
+        return find_batch_size(
+            base, x, SIGMA, metrics=metrics, held_samples=n_center, limit=self.sizes["batch_limit"]
+        )
 
     def overhead(self, record: dict[str, Any]) -> None:
         record["rows"] = rows = []
@@ -417,22 +489,10 @@ class Check:
         ]
         for name, model, x, (n_center, n_check, n_certify) in cases:
             x = x.to(self.device)
-            # what batch_size=None picks: the search on CUDA, 1,000 on the CPU
-            cuda = self.device.type == "cuda"
-            batch = self.batch_size_for(model, x) if cuda else DEFAULT_BATCH_SIZE
+            batch = self.batch_size_for(model, x, n_center)  # what batch_size=None picks
             total = n_center + n_check + n_certify + 1
             bare_forward(model, x, min(2 * batch, total), batch)  # warm-up
-            smoother = CenterSmoothing(
-                model,
-                sigma=SIGMA,
-                n_center=n_center,
-                n_check=n_check,
-                n_certify=n_certify,
-                batch_size=batch,
-                device=self.device,
-                seed=0,
-                delta=self.sizes["delta"],
-            )
+            smoother = self.smoother(model, (n_center, n_check, n_certify), batch_size=batch)
             smoother.certify(x, EPS_IN)  # warm-up
             bare, full, abstained = interleaved_overhead(
                 smoother, model, x, batch, self.sizes["repeats"], self.device, EPS_IN
@@ -487,8 +547,7 @@ class Check:
     def batch_memory(self, record: dict[str, Any]) -> None:
         record["rows"] = rows = []
         cuda = self.device.type == "cuda"
-        search = self.sizes["batch_search"]
-        record["search"] = dict(search)
+        record["limit"] = self.sizes["batch_limit"]
         cases = [
             (
                 "MNIST conv autoencoder",
@@ -504,21 +563,11 @@ class Check:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            found = self.batch_size_for(model, x)
+            found = self.batch_size_for(model, x, n_center)
             search_s = time.perf_counter() - start
             search_peak = torch.cuda.max_memory_allocated() if cuda else None
-            # what CenterSmoothing(batch_size=None) picks: the search on CUDA, 1,000 elsewhere
-            smoother = CenterSmoothing(
-                model,
-                sigma=SIGMA,
-                n_center=n_center,
-                n_check=n_check,
-                n_certify=n_certify,
-                batch_size=None if cuda else found,
-                device=self.device,
-                seed=0,
-                delta=self.sizes["delta"],
-            )
+            # batch_size=None: the library's own choice
+            smoother = self.smoother(model, (n_center, n_check, n_certify))
             # the first call runs the search inside (batch_size=None) and loads the kernels; the
             # second is timed, and its peak is what certification itself holds
             first_s = timed(lambda s=smoother, xx=x: s.certify(xx, EPS_IN), self.device)
@@ -527,7 +576,7 @@ class Check:
                 torch.cuda.reset_peak_memory_stats()
             certify_s = timed(lambda s=smoother, xx=x: s.certify(xx, EPS_IN), self.device)
             certify_peak = torch.cuda.max_memory_allocated() if cuda else None
-            used = getattr(smoother, "_auto_batch_size", None) or smoother.batch_size
+            used = max(smoother._auto_batch_sizes.values(), default=None)
             rows.append(
                 {
                     "model": name,
@@ -543,8 +592,8 @@ class Check:
             )
         if not cuda:
             record["notes"].append(
-                "dry run: no device memory to read on the CPU (peaks are blank); the search ran "
-                f"over batches {search['start']}..{search['limit']} only"
+                "dry run: no device memory to read on the CPU (peaks are blank); the batch was "
+                f"capped at {self.sizes['batch_limit']}"
             )
 
     def certificates(self, record: dict[str, Any]) -> None:
@@ -553,7 +602,7 @@ class Check:
         xs = [x.to(self.device) for x in self.load_digits(n)]
         record["inputs"] = n
         model = self.autoencoder()
-        batch = None if self.device.type == "cuda" else 1_000
+        batch = None  # the library's choice, on the CPU as on CUDA
         warm = CenterSmoothing(
             model,
             sigma=SIGMA,
@@ -610,20 +659,142 @@ class Check:
                 }
             )
 
+    def reproducibility(self, record: dict[str, Any]) -> None:
+        """A seeded certificate twice, with another batch size, and with TF32 off: which bits
+        move. Also the kernel settings a seeded call runs under (read inside the model)."""
+        n_center, n_check, n_certify = self.sizes["repro_counts"]
+        model = self.autoencoder()
+        x = self.load_digits(1)[0].to(self.device)
+        seen: dict[str, Any] = {}
+
+        def read_settings(module: nn.Module, args: Any) -> None:
+            seen["deterministic_algorithms"] = torch.are_deterministic_algorithms_enabled()
+            seen["cudnn_deterministic"] = torch.backends.cudnn.deterministic
+            seen["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+
+        def certify(batch: int | None) -> Any:
+            smoother = self.smoother(model, (n_center, n_check, n_certify), batch_size=batch)
+            return smoother.certify(x, EPS_IN)
+
+        handle = model.register_forward_pre_hook(read_settings)
+        try:
+            first = certify(None)
+        finally:
+            handle.remove()
+        record["settings_in_a_seeded_call"] = dict(seen)
+        record["rows"] = rows = [compare("the same seeded call again", first, certify(None))]
+        rows.append(compare("batch size 997 against the automatic one", first, certify(997)))
+        for what, tf32 in (("off (cuBLAS and cuDNN)", False), ("on (cuBLAS and cuDNN)", True)):
+            with tf32_everywhere(tf32):
+                other = certify(None)
+            rows.append(compare(f"TF32 {what} against the default", first, other))
+
+    def grid_noise(self, record: dict[str, Any]) -> None:
+        """Exact grid noise for 3x64x64 inputs: the stream (narrow integers, drawn ahead into
+        page-locked memory on CUDA) against the former in-line int64 draw, interleaved."""
+        from centersmooth.grid_noise import GridNoiseStream, lattice_to_float
+        from centersmooth.sampling import noise_block
+
+        n = self.sizes["grid_samples"]
+        gen = torch.Generator().manual_seed(0)
+        k = torch.randint(0, 256, (3, 64, 64), generator=gen).to(self.device)
+        block = noise_block(k.float())
+        record["rows"] = rows = []
+
+        def stream_draw() -> None:
+            stream = GridNoiseStream(k, 1 / 255, SIGMA, torch.float32, 0, block)
+            for _ in range(0, n, 1_000):
+                stream.take(1_000).sum()
+
+        def inline_draw() -> None:  # int64 from pageable memory, drawn when needed
+            stream = GridNoiseStream(k, 1 / 255, SIGMA, torch.float32, 0, block, ahead=False)
+            rng, table = stream.rng, stream.table
+            done = 0
+            while done < n:
+                m = torch.from_numpy(table.sample(rng, (block, *k.shape))).to(self.device)
+                lattice_to_float(k + m, 1 / 255, torch.float32).sum()
+                done += block
+
+        times: dict[str, list[float]] = {"stream": [], "inline": []}
+        GridNoiseStream(k, 1 / 255, SIGMA, torch.float32, 0, block).take(1)  # the table, once
+        for _ in range(self.sizes["repeats"]):
+            times["stream"].append(timed(stream_draw, self.device))
+            times["inline"].append(timed(inline_draw, self.device))
+        for label, key in (("int16, drawn ahead", "stream"), ("int64, in line (before)", "inline")):
+            rows.append(
+                {
+                    "draw": label,
+                    "samples": n,
+                    "seconds": median_range(times[key]),
+                    "samples_per_s": n / statistics.median(times[key]),
+                }
+            )
+
+    def distances(self, record: dict[str, Any]) -> None:
+        """Pairwise blocks of tv2 and Hamming, row by row (before) and batched (after), and
+        the Hamming mode (torch.mode against counting) on the device."""
+        from pairwise_distances import clouds, rowwise_hamming, rowwise_tv2
+
+        rows_n, n = self.sizes["distance_rows"], self.sizes["distance_samples"]
+        record["rows"] = rows = []
+        for name, _, metric, samples in clouds(n, self.device):
+            block = samples[:rows_n]
+            before = rowwise_tv2 if metric.name == "tv2" else rowwise_hamming
+            t_before = timed(lambda b=before, r=block, s=samples: b(r, s), self.device)
+            t_after = timed(lambda m=metric, r=block, s=samples: m.pairwise(r, s), self.device)
+            rows.append(
+                {
+                    "what": f"pairwise {rows_n} x {n}: {name}",
+                    "before_s": t_before,
+                    "after_s": t_after,
+                }
+            )
+            if metric.name == "hamming":
+                t_mode = timed(lambda s=samples: torch.mode(s, dim=0), self.device)
+                t_count = timed(lambda m=metric, s=samples: m.central_candidates(s), self.device)
+                rows.append(
+                    {"what": f"mode of {n}: {name}", "before_s": t_mode, "after_s": t_count}
+                )
+
+    def compiled_model(self, record: dict[str, Any]) -> None:
+        """``compile=True`` (dynamic shapes) against eager: the first call (which compiles),
+        a later one, and the graphs compiled over the run's batch sizes."""
+        from torch._dynamo.utils import counters
+
+        n_center, n_check, n_certify = self.sizes["compile_counts"]
+        backend = "aot_eager" if self.dry else True  # no C++ compilation in the dry run
+        record["backend"] = "aot_eager (dry run)" if self.dry else "inductor"
+        x = self.load_digits(1)[0].to(self.device)
+        record["rows"] = rows = []
+        for label, compiled in (("eager", False), ("compiled", backend)):
+            smoother = self.smoother(
+                self.autoencoder(), (n_center, n_check, n_certify), compile=compiled
+            )
+            graphs = counters["stats"]["unique_graphs"]
+            first = timed(lambda s=smoother: s.certify(x, EPS_IN), self.device)
+            later = timed(lambda s=smoother: s.certify(x, EPS_IN), self.device)
+            rows.append(
+                {
+                    "model": label,
+                    "first_s": first,
+                    "later_s": later,
+                    "graphs": counters["stats"]["unique_graphs"] - graphs,
+                }
+            )
+
     def runner(self, record: dict[str, Any]) -> None:
         record["rows"] = rows = []
         n = self.sizes["runner_inputs"]
         n_center, n_check, n_certify = self.sizes["runner_counts"]
-        cs = str(Path(sys.executable).parent / "centersmooth")
         if self.checkpoint is not None and self.data.get("inputs", "").startswith("MNIST"):
             source = ["autoencoder", "--checkpoint", str(self.checkpoint), "--n-inputs", str(n)]
         else:  # no trained model or no MNIST: a seeded random autoencoder on saved inputs
-            inputs = self.out_dir / "runner_inputs.npy"
+            inputs = self.scratch / "runner_inputs.npy"
             np.save(inputs, self.load_digits(n).numpy())
             model = f"{Path(__file__).resolve()}:random_autoencoder"
             source = ["--model", model, "--inputs", str(inputs)]
             record["notes"].append("the runner certified a random-weights autoencoder")
-        base = [cs, "certify", *source, "--sigma", str(SIGMA), "--eps-in", *map(str, EPS_IN)]
+        base = [*CLI, "certify", *source, "--sigma", str(SIGMA), "--eps-in", *map(str, EPS_IN)]
         base += ["--metric", "l2"]
         base += ["--n-center", str(n_center), "--n-check", str(n_check)]
         base += ["--n-certify", str(n_certify), "--device", self.device.type, "--seed", "0"]
@@ -647,7 +818,7 @@ class Check:
             if left < (30 if "ray" in extra else 5):
                 record["notes"].append(f"{label}: skipped (part budget spent)")
                 continue
-            out = self.out_dir / "runner" / f"{label.split(',')[0]}-{len(rows)}.jsonl"
+            out = self.scratch / "runner" / f"{label.split(',')[0]}-{len(rows)}.jsonl"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.unlink(missing_ok=True)
             result = self.command([*base, *extra, "--out", str(out)], left)
@@ -673,7 +844,8 @@ class Check:
                 + (
                     "not run in the dry run (Ray start-up alone exceeds its budget)"
                     if self.dry
-                    else "Ray is not installed"
+                    else "Ray is not installed (its wheel, about 70 MB, is larger than what "
+                    "travels to an offline GPU machine with the checkout)"
                 )
             )
 
@@ -690,9 +862,14 @@ class Check:
             ("center", self.center),
             ("batch_memory", self.batch_memory),
             ("certificates", self.certificates),
+            ("reproducibility", self.reproducibility),
+            ("grid_noise", self.grid_noise),
+            ("distances", self.distances),
+            ("compile", self.compiled_model),
             ("runner", self.runner),
         ]:
             self.part(name, lambda rec, f=fn: (self.part_start(rec), f(rec)))
+        shutil.rmtree(self.scratch, ignore_errors=True)
         self.data["total_seconds"] = time.perf_counter() - self.start
         if self.dry:
             self.data["dry_run_note"] = (
@@ -708,6 +885,59 @@ class Check:
             part.pop("_start", None)
         (self.out_dir / "device_check.json").write_text(json.dumps(clean, indent=2) + "\n")
         (self.out_dir / "device_check.md").write_text(render(clean))
+
+
+@contextlib.contextmanager
+def tf32_everywhere(on: bool) -> Iterator[None]:
+    """TF32 for cuBLAS matrix products (the center search's product forms among them) and
+    cuDNN convolutions on or off for the block; the settings before after it."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+        torch.set_float32_matmul_precision("high" if on else "highest")
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        torch.set_float32_matmul_precision(precision)
+
+
+def compare(what: str, a: Any, b: Any) -> dict[str, Any]:
+    """Whether two certificates agree bit for bit (eps_out and center), and by how much not."""
+    ea = np.atleast_1d(np.asarray(a.eps_out, dtype=float))
+    eb = np.atleast_1d(np.asarray(b.eps_out, dtype=float))
+    row: dict[str, Any] = {"compared": what, "abstained": [a.abstained, b.abstained]}
+    finite = np.isfinite(ea) & np.isfinite(eb)
+    row["same_eps_out_bits"] = bool(np.array_equal(ea, eb))
+    diff = np.abs(ea[finite] - eb[finite]) / np.maximum(np.abs(ea[finite]), 1e-300)
+    row["max_rel_eps_out_diff"] = float(diff.max()) if diff.size else None
+    if isinstance(a.center, torch.Tensor) and isinstance(b.center, torch.Tensor):
+        row["same_center_bits"] = bool(torch.equal(a.center, b.center))
+    return row
+
+
+def tests_problem(returncode: int, output: str, passed: int, others: int) -> str | None:
+    """Why a pytest run that reported no failing test still failed, if it did (``others``:
+    the tests reported failed or skipped)."""
+    ran = passed + others
+    if "No module named pytest" in output:
+        return "pytest is not installed: no CUDA test ran"
+    if re.search(r"ERROR collecting|errors? during collection|Interrupted: ", output):
+        return "pytest could not collect the tests (an import failed): counted as a failure"
+    if returncode == 5 or ran == 0:
+        return "no CUDA test was selected or run: counted as a failure"
+    if returncode not in (0, 1):
+        return f"pytest stopped with exit status {returncode}: counted as a failure"
+    return None
+
+
+def prepared_folder() -> str:
+    """Where the prepared folder of wheels and data is, or that there is none."""
+    folder = os.environ.get("DEVICE_CHECK_BUNDLE")
+    if folder and Path(folder, "MANIFEST.json").is_file():
+        made = json.loads(Path(folder, "MANIFEST.json").read_text()).get("made", "?")
+        return f"{folder} (made {made})"
+    return "none: data and weights only from this machine's cache, random weights where absent"
 
 
 def _importable(name: str) -> bool:
@@ -752,6 +982,7 @@ def render(data: dict[str, Any]) -> str:
         f"- torch {env['torch']}, CUDA {env['cuda'] or '–'}, cuDNN {env['cudnn'] or '–'}, "
         f"Python {env['python']}, {env['cpus']} CPUs",
         f"- model: {data.get('model_source', '–')}; inputs: {data.get('inputs', '–')}",
+        f"- prepared folder: {env.get('prepared_folder', '–')}",
         f"- total: {fmt(data.get('total_seconds'), 1)} s",
         *([f"- {data['dry_run_note']}"] if data.get("dry_run_note") else []),
         "",
@@ -837,7 +1068,7 @@ def render(data: dict[str, Any]) -> str:
 
     if (p := section("Automatic batch size and peak device memory", "batch_memory")) is not None:
         lines.append(
-            "`find_batch_size` (what `CenterSmoothing(batch_size=None)` runs on CUDA) and "
+            "`find_batch_size` (what `CenterSmoothing(batch_size=None)` runs) and "
             "`torch.cuda.max_memory_allocated` during the search and during one certify "
             "(the second call; the first, timed apart, runs the search inside)."
         )
@@ -909,6 +1140,52 @@ def render(data: dict[str, Any]) -> str:
             "nearest-candidate bound; the paper preset rows use the paper's constants.",
         ]
 
+    if (p := section("Reproducibility of a seeded certificate", "reproducibility")) is not None:
+        lines.append(
+            "The MNIST autoencoder's certificate (seed 0) against itself: again, with another "
+            "batch size, with TF32 off and on everywhere. Settings read inside the model during "
+            "a seeded call: "
+            f"`{p.get('settings_in_a_seeded_call', {})}`; TF32 by default: matrix products "
+            f"{env.get('tf32_matmul')}, convolutions {env.get('tf32_cudnn')}; "
+            f"CUBLAS_WORKSPACE_CONFIG {env.get('cublas_workspace_config')}."
+        )
+        lines.append("")
+        lines += table(
+            ["compared", "same eps_out bits", "same center bits", "max rel. eps_out diff"],
+            [
+                [
+                    r["compared"],
+                    r["same_eps_out_bits"],
+                    r.get("same_center_bits", "–"),
+                    r["max_rel_eps_out_diff"],
+                ]
+                for r in p.get("rows", [])
+            ],
+        )
+
+    if (p := section("Exact grid noise (input_grid), 3x64x64 inputs", "grid_noise")) is not None:
+        lines += table(
+            ["draw", "samples", "seconds", "samples / s"],
+            [
+                [r["draw"], r["samples"], r["seconds"], fmt(r["samples_per_s"], 0)]
+                for r in p.get("rows", [])
+            ],
+        )
+
+    if p := section("Distances on the device: row by row against batched", "distances"):
+        lines += table(
+            ["what", "before s", "after s"],
+            [[r["what"], r["before_s"], r["after_s"]] for r in p.get("rows", [])],
+        )
+
+    if (p := section("Compiled model (compile=True, dynamic shapes)", "compile")) is not None:
+        lines.append(f"Backend: {p.get('backend', '–')}; the MNIST autoencoder, one input.")
+        lines.append("")
+        lines += table(
+            ["model", "first certify s", "later certify s", "graphs compiled"],
+            [[r["model"], r["first_s"], r["later_s"], r["graphs"]] for r in p.get("rows", [])],
+        )
+
     if (p := section("Runner throughput (one worker per GPU)", "runner")) is not None:
         lines += table(
             [
@@ -956,6 +1233,8 @@ def main() -> int:
         return 2
     if args.dry_run:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
+    else:  # as a smoother does when it is the first to use CUDA (centersmooth.determinism)
+        fix_cublas_workspace(torch.device("cuda"))
     check = Check(args.out_dir, args.dry_run, args.budget)
     check.data["invocation"] = [
         line

@@ -10,15 +10,25 @@ import fcntl
 import os
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-# Sample counts small enough for a test, large enough that the procedure does not refuse them.
-TINY = {"n_center": 400, "n_check": 400, "n_certify": 1_000, "delta": 0.15, "batch_size": 200}
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` for the block, then back to what they were."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class SlowLinear(nn.Module):
@@ -51,17 +61,20 @@ class LinearFactory:
 
 class KillWorker(nn.Module):
     """Wraps a model; SIGKILLs its own process at forward call ``after`` while fewer than
-    ``kills`` processes have died (counted in the file ``counter``, written before the kill)."""
+    ``kills`` processes have died (counted in the file ``counter``, written before the kill).
+    The process ``spare`` (the one running the test, where the run tries its settings on the
+    model before it starts) is never killed."""
 
-    def __init__(self, inner: nn.Module, counter: str, after: int, kills: int) -> None:
+    def __init__(self, inner: nn.Module, counter: str, after: int, kills: int, spare: int) -> None:
         super().__init__()
         self.inner, self.counter, self.after, self.kills = inner, counter, after, kills
+        self.spare = spare
         self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         path = Path(self.counter)
-        if self.calls >= self.after:
+        if self.calls >= self.after and os.getpid() != self.spare:
             with open(f"{self.counter}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # two workers must not both read the same count
                 died = int(path.read_text()) if path.exists() else 0
@@ -80,9 +93,34 @@ class KillWorkerFactory:
     after: int = 10
     kills: int = 1
     dim: int = 16
+    spare: int = field(default_factory=os.getpid)  # the test's own process
 
     def __call__(self) -> nn.Module:
-        return KillWorker(SlowLinear(self.dim, self.dim, 0), self.counter, self.after, self.kills)
+        inner = SlowLinear(self.dim, self.dim, 0)
+        return KillWorker(inner, self.counter, self.after, self.kills, self.spare)
+
+
+class FailOutside(nn.Module):
+    """Wraps a model; raises in every process but ``spare`` (the test's own, where the run tries
+    its settings on the model before it starts): an error of the model inside the workers."""
+
+    def __init__(self, inner: nn.Module, spare: int) -> None:
+        super().__init__()
+        self.inner, self.spare = inner, spare
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if os.getpid() != self.spare:
+            raise RuntimeError("the model failed in a worker")
+        return self.inner(x)
+
+
+@dataclass(frozen=True)
+class FailOutsideFactory:
+    dim: int = 16
+    spare: int = field(default_factory=os.getpid)
+
+    def __call__(self) -> nn.Module:
+        return FailOutside(SlowLinear(self.dim, self.dim, 0), self.spare)
 
 
 def tiny_data(n: int = 6, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:

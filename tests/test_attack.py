@@ -18,30 +18,16 @@ import math
 import numpy as np
 import pytest
 import torch
+from seeded_settings import ATTACK_N_CENTER as N_CENTER
+from seeded_settings import ATTACK_SIGMA as SIGMA
+from seeded_settings import ATTACK_TOP as TOP
+from seeded_settings import linear_model, smoother_for
 
 from centersmooth import CenterSmoothing
 from centersmooth.evaluation.attack import AttackUnsupported, attack
 
-SIGMA = 0.25
-N_CENTER = 2000
-TOP = 3.0
-
-
-def linear_model(seed: int = 0) -> tuple[torch.nn.Linear, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    u, _ = torch.linalg.qr(torch.randn(10, 10, generator=gen))
-    v, _ = torch.linalg.qr(torch.randn(10, 10, generator=gen))
-    singular = torch.ones(10)
-    singular[0] = TOP
-    layer = torch.nn.Linear(10, 10, bias=False)
-    layer.weight.data = u @ torch.diag(singular) @ v.T
-    return layer, torch.randn(10, generator=gen)
-
-
-def smoother_for(model, **kw) -> CenterSmoothing:
-    settings = dict(sigma=SIGMA, n_center=N_CENTER, n_check=5_000, n_certify=5_000, delta=0.1)
-    settings.update(kw)
-    return CenterSmoothing(model, "l2", **settings)
+# Every smoother below accepts at x and at the attacked point whatever the attack's seed
+# (seeded_settings.ATTACK_*).
 
 
 def center_error_rms(model: torch.nn.Linear) -> float:

@@ -101,7 +101,9 @@ def test_binomial_delta1_is_tighter_than_hoeffding():
 def test_mass_lower_bound_is_one_sided_clopper_pearson(count, n):
     alpha = 0.0025
     expected = stats.binomtest(count, n).proportion_ci(1 - 2 * alpha, "exact").low
-    assert bounds.mass_lower_bound(count, n, alpha) == pytest.approx(expected, abs=1e-12)
+    got = bounds.mass_lower_bound(count, n, alpha)
+    # rounded down, by far less than any count could notice
+    assert got == pytest.approx(expected, rel=1e-9) and got <= expected
 
 
 def test_mass_lower_bound_hoeffding():
@@ -255,3 +257,11 @@ def test_quantile_levels_and_ranks_share_one_statistic_only_in_the_papers_bound(
     assert bounds.order_statistics(True, 0.5) == 3
     assert bounds.order_statistics(False, 0.5) == 1
     assert bounds.order_statistics(False, 0.25) == 2
+
+
+def test_no_check_count_is_suggested_for_a_share_within_rounding_of_the_level():
+    """0.2 hits out of every 5 samples against the level fl(0.3 - 0.1), 3e-17 below 0.2: no
+    count bounds that share above the level, and the search stops (at 2**53 samples) instead
+    of doubling past what floats can count."""
+    assert bounds.check_samples_for(0.2, 0.05, 0.3 - 0.1) is None
+    assert bounds.check_samples_for(0.25, 0.05, 0.2) == 200

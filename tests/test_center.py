@@ -127,8 +127,113 @@ def test_low_rank_coordinates_never_lengthen_a_distance():
     gen = torch.Generator().manual_seed(1)
     points = torch.randn(500, 8, generator=gen) @ torch.randn(8, 90, generator=gen)
     points += 0.1 * torch.randn(500, 90, generator=gen)
-    coords = _low_rank_coordinates(points, rank=4, rows=64)
-    assert coords.shape == (500, 5)
+    coords, omega = _low_rank_coordinates(points, rank=4, budget=64 * 90)
+    assert coords.shape == (500, 5) and coords.dtype == torch.float64 and omega < 1e-12
     ratio = torch.pdist(coords.double()) / torch.pdist(points.double())
     assert float(ratio.max()) <= 1 + 1e-5
     assert float(ratio.median()) > 0.7  # four directions hold most of the spread
+
+
+def _plain_search(metric, samples, extra=None):
+    """The all-pairs search with the exact elementwise distance: the smallest median, ties to
+    the smaller index (samples first, then ``extra``)."""
+    pool = list(samples) + ([] if extra is None else list(extra))
+    return min((median_distance(metric, p, samples), i) for i, p in enumerate(pool))
+
+
+@pytest.mark.parametrize("name", ["l2", "squared_l2"])
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_where_the_low_rank_margin_cannot_be_shown_the_search_counts_exact_distances(name, scale):
+    """Float64 clouds beyond float32's range: norms of 1e30 (squares overflow float32) and of
+    1e-30 (squares underflow it). The low-rank bound's rounding cannot be bounded by its margin
+    there, so no row is ruled out by it, and the search returns exactly the plain search's
+    center and radius (with float32 products throughout, the first picked a worse center)."""
+    from centersmooth.center import _SamplePruner
+
+    samples = scale * torch.randn(300, 10, generator=torch.Generator().manual_seed(0)).double()
+    metric = get_metric(name)
+    bound = _SamplePruner(metric, samples, samples, ball_rank(300)).bound
+    if bound is not None:  # the margin is checked per block: every row is kept
+        everything = torch.arange(300)
+        assert bool(bound.may_reach(everything, 1e-3 * bound.scale, 150, 1e-4).all())
+    for extra in (None, metric.central_candidates(samples)):
+        center = find_center(samples, metric, extra=extra)
+        assert (center.radius, center.index) == _plain_search(metric, samples, extra)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_low_rank_distances_stay_within_their_proved_rounding(dtype):
+    """On a cloud that lies in a 5-dimensional subspace (the low-rank distances are then the
+    distances, up to rounding), every squared low-rank distance as ``may_reach`` computes it is
+    within ``(d + 2 zeta)^2 + product_error`` of the true distance ``d``, and the bound is not
+    vacuous (the rounding it allows is a small part of the margin)."""
+    from centersmooth.center import _LowRankBound
+
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(300, 5, generator=gen, dtype=torch.float64)
+    points = (3.0 + a @ torch.randn(5, 700, generator=gen, dtype=torch.float64)).to(dtype)
+    bound = _LowRankBound.of(points, 32)
+    assert bound is not None
+    c = bound.coords
+    sq = torch.addmm(bound.sq_norms[None, :], c, c.T, alpha=-2.0).add_(bound.sq_norms[:, None])
+    true = torch.cdist(points.double(), points.double())
+    allowed = (true + 2 * bound.zeta) ** 2 + bound.product_error
+    assert bool((sq.double() <= allowed).all())
+    assert 4 * bound.zeta * float(true.max()) + bound.product_error < 1e-4 * bound.scale**2 / 5
+
+
+def test_the_ordinary_case_keeps_its_margin_and_its_pruning():
+    """On a cloud of outputs near a low-dimensional subspace (like an autoencoder's) the low-rank
+    bound's proven rounding fits in its margin many times over, and the pruned search computes
+    the exact distances of the central points and one first block of samples only."""
+    from centersmooth.center import _LowRankBound
+
+    gen = torch.Generator().manual_seed(2)
+    samples = torch.randn(300, 8, generator=gen) @ torch.randn(8, 60, generator=gen)
+    samples += 0.05 * torch.randn(300, 60, generator=gen)
+    metric = get_metric("l2")
+    bound = _LowRankBound.of(samples, 32)
+    assert bound is not None and bound.coords.dtype == torch.float32
+    assert bound.product_error < 1e-5 * bound.scale**2 and bound.zeta < 1e-6 * bound.scale
+
+    rows = []
+
+    class Counting(type(metric)):
+        def pairwise(self, a, b):
+            rows.append(len(a))
+            return super().pairwise(a, b)
+
+    counting = Counting(2, "l2")
+    extra = counting.central_candidates(samples)
+    center = find_center(samples, counting, extra=extra)
+    assert (center.radius, center.index) == _plain_search(metric, samples, extra)
+    assert sum(rows) <= 3 + 16  # out of 303 candidates
+
+
+def test_a_pairwise_form_off_by_more_than_the_assumed_agreement_makes_the_search_exact(
+    monkeypatch,
+):
+    """A pairwise form 1% off its elementwise distance breaks what the margins assume; the
+    rechecked candidates show it, and the search scores every candidate exactly."""
+    import centersmooth.center as center_module
+
+    plain_calls = []
+    original = center_module._plain_minimum
+
+    def spy(*args):
+        plain_calls.append(args[0])
+        return original(*args)
+
+    monkeypatch.setattr(center_module, "_plain_minimum", spy)
+    base = get_metric("l2")
+
+    class Sloppy(type(base)):
+        def pairwise(self, a, b):  # every distance 1% too long, the nearest ones 2%
+            d = super().pairwise(a, b)
+            return d * (1.01 + 0.01 * (d < d.median()))
+
+    metric = Sloppy(2, "l2")
+    samples = torch.randn(300, 4, generator=torch.Generator().manual_seed(5))
+    center = find_center(samples, metric)
+    assert plain_calls == [300]
+    assert (center.radius, center.index) == _plain_search(base, samples)

@@ -9,6 +9,24 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from seeded_settings import (
+    COIN,
+    COIN_COUNTS,
+    DOUBLED,
+    DOUBLED_NUMPY,
+    SHIFT_COSINE,
+    SHIFT_COSINE_SAMPLES,
+    SHIFT_SQUARED,
+    SHIFT_SQUARED_SAMPLES,
+    SMALL,
+    SOFTMAX,
+    CheckShare,
+    coin,
+    doubled,
+    shifted,
+    small,
+    softmax_smoother,
+)
 
 from centersmooth import (
     CenterSmoothing,
@@ -20,35 +38,28 @@ from centersmooth import (
 )
 from centersmooth.metrics.checks import DistanceCheckError
 
-SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
-FAST = dict(SMALL, candidates=30)  # a callable has no fast pairwise form: score 30 samples
-
-
-def coin(batch: torch.Tensor) -> torch.Tensor:
-    """A fair coin between two far-apart outputs: no ball of half the mass is small."""
-    return (batch[:, :1] > 0).double() * 100
-
 
 def test_an_abstention_says_which_test_failed_and_with_what_numbers():
-    smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
-    )
+    smoother = CenterSmoothing(coin, sigma=1.0, seed=COIN.seed, **COIN_COUNTS)
     cert = smoother.certify(torch.zeros(1), 0.1)
     pred = cert.prediction
-    assert cert.abstained and pred.check_level == pytest.approx(0.5 - 0.016)
-    assert pred.p_low <= pred.check_level and pred.delta == 0.016
+    assert cert.abstained and pred.check_level == pytest.approx(0.5 - 0.02)
+    assert pred.p_low <= pred.check_level and pred.delta == 0.02
     reason = cert.abstain_reason
     assert reason is not None and f"p_low={pred.p_low:.4g}" in reason
     assert f"{pred.check_level:.4g}" in reason and "n_check" in reason
 
 
 def test_an_abstention_within_the_sampling_error_asks_for_the_check_count_that_helps():
-    """A fair coin: the center's ball holds half the mass, above the level 0.484, but 1,000
-    check samples cannot bound it above the level: the cause is the count, not spread."""
+    """52% of the check samples in the center's ball, above the level 0.484, but 1,000 check
+    samples cannot bound that share above the level: the cause is the count, not spread.
+    (Scripted: the count is 520 at every seed.)"""
+    scripted = CheckShare(n_center=1_000, n_check=1_000, share=0.52)
     smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
+        scripted, sigma=1.0, seed=0, delta=0.016, n_center=1_000, n_check=1_000, n_certify=1_000
     )
     pred = smoother.certify(torch.zeros(1), 0.1).prediction
+    assert pred.check_count == 520
     assert pred.abstained and pred.check_count is not None
     share = pred.check_count / pred.n_check
     assert share > pred.check_level  # the point estimate is above the level
@@ -73,15 +84,16 @@ def test_an_abstention_with_a_low_share_names_spread():
 
 
 def test_an_accepted_prediction_has_no_abstain_reason():
-    pred = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL).predict(torch.zeros(3))
+    pred = small(doubled, DOUBLED.seed).predict(torch.zeros(3))
     assert not pred.abstained and pred.abstain_reason is None
-    assert pred.p_low > pred.check_level == pytest.approx(0.45)
+    assert pred.p_low > pred.check_level == pytest.approx(0.5 - SMALL["delta"])
 
 
 def test_to_dict_and_to_json_give_plain_data():
-    smoother = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL)
+    smoother = small(doubled, DOUBLED.seed)
     with pytest.warns(UncertifiableRadiusWarning):
         cert = smoother.certify(torch.zeros(3), [0.1, 100.0])
+    assert not cert.abstained
     record = cert.to_dict()
     assert record["center"] == cert.center.tolist() and isinstance(record["eps_out"], list)
     assert record["eps_out"][1] == math.inf and record["vacuous"] == [False, False]
@@ -89,7 +101,7 @@ def test_to_dict_and_to_json_give_plain_data():
     assert record["abstain_reason"] is None
     parsed = json.loads(cert.to_json())  # strict JSON: infinity becomes null
     assert parsed["eps_out"][1] is None and parsed["eps_in"] == [0.1, 100.0]
-    assert json.loads(cert.prediction.to_json())["n_center"] == 4_000
+    assert json.loads(cert.prediction.to_json())["n_center"] == SMALL["n_center"]
 
 
 def test_a_numpy_model_gets_its_center_back_as_a_numpy_array():
@@ -97,24 +109,20 @@ def test_a_numpy_model_gets_its_center_back_as_a_numpy_array():
         assert isinstance(batch, np.ndarray)
         return batch * 2.0
 
-    smoother = CenterSmoothing(double, sigma=0.25, seed=0, **SMALL)
+    smoother = small(double, DOUBLED_NUMPY.seed)
     x = np.zeros(3)
     cert = smoother.certify(x, 0.1)
+    assert not cert.abstained
     assert isinstance(cert.center, np.ndarray) and cert.center.dtype == np.float64
     assert isinstance(cert.prediction.center, np.ndarray)
-    assert isinstance(smoother.predict(x).center, np.ndarray)
-    torch_cert = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL).certify(
-        torch.zeros(3), 0.1
-    )
-    assert isinstance(torch_cert.center, torch.Tensor)
+    pred = smoother.predict(x)
+    assert not pred.abstained and isinstance(pred.center, np.ndarray)
+    torch_cert = small(doubled, DOUBLED.seed).certify(torch.zeros(3), 0.1)
+    assert not torch_cert.abstained and isinstance(torch_cert.center, torch.Tensor)
 
 
 def test_a_radius_beyond_what_the_outputs_can_differ_is_vacuous_not_certified():
-    def spread(batch: torch.Tensor) -> torch.Tensor:
-        """Probability vectors that change a lot with the noise: total variation radii near 1."""
-        return torch.softmax(batch[:, :3] * 20, dim=1)
-
-    smoother = CenterSmoothing(spread, metric="total_variation", sigma=1.0, seed=0, **SMALL)
+    smoother = softmax_smoother(SOFTMAX.seed)
     cert = smoother.certify(torch.zeros(3), [0.0, 1.0])
     assert not cert.abstained and cert.output_diameter == pytest.approx(1.0, abs=1e-6)
     eps_out = np.asarray(cert.eps_out)
@@ -123,10 +131,13 @@ def test_a_radius_beyond_what_the_outputs_can_differ_is_vacuous_not_certified():
 
 
 def test_an_unbounded_distance_is_never_vacuous():
-    cert = CenterSmoothing(lambda b: b * 2, sigma=0.25, seed=0, **SMALL).certify(
-        torch.zeros(3), 0.5
+    cert = small(doubled, DOUBLED.seed).certify(torch.zeros(3), 0.5)
+    assert (
+        not cert.abstained
+        and cert.output_diameter is None
+        and cert.vacuous is False
+        and cert.certified is True
     )
-    assert cert.output_diameter is None and cert.vacuous is False and cert.certified is True
 
 
 def squared_l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -139,35 +150,39 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+# A callable has no fast pairwise form: the smoothers below score 30 candidates. Each decides
+# as its built-in twin in the registry (the same distances on the same samples).
+FAST = {squared_l2: SHIFT_SQUARED, cosine_distance: SHIFT_COSINE}
+SAMPLES_ONLY = {"squared_l2": SHIFT_SQUARED_SAMPLES, "cosine": SHIFT_COSINE_SAMPLES}
+
+
 @pytest.mark.parametrize("fn", [squared_l2, cosine_distance])
 def test_a_callable_that_is_not_a_metric_is_refused_before_any_certificate(fn):
-    def shift(batch: torch.Tensor) -> torch.Tensor:
-        return batch + 1.0
-
-    smoother = CenterSmoothing(shift, metric=fn, sigma=0.5, seed=0, **FAST)
+    seed = FAST[fn].seed
+    smoother = small(shifted, seed, metric=fn, sigma=0.5, candidates=30)
     with pytest.raises(DistanceCheckError, match="gamma"):
         smoother.certify(torch.zeros(8), 0.25)
     with pytest.raises(DistanceCheckError):
         smoother.predict(torch.zeros(8))
     # declared with its proven constant it certifies; with the check off the user answers for it
-    declared = CenterSmoothing(
-        shift, metric=FunctionMetric(fn, gamma=2.0), sigma=0.5, seed=0, **FAST
-    )
-    assert math.isfinite(declared.certify(torch.zeros(8), 0.25).eps_out)
-    unchecked = CenterSmoothing(shift, metric=fn, sigma=0.5, seed=0, check_metric=False, **FAST)
-    assert math.isfinite(unchecked.certify(torch.zeros(8), 0.25).eps_out)
+    declared = small(shifted, seed, metric=FunctionMetric(fn, gamma=2.0), sigma=0.5, candidates=30)
+    cert = declared.certify(torch.zeros(8), 0.25)
+    assert not cert.abstained and math.isfinite(cert.eps_out)
+    unchecked = small(shifted, seed, metric=fn, sigma=0.5, candidates=30, check_metric=False)
+    cert = unchecked.certify(torch.zeros(8), 0.25)
+    assert not cert.abstained and math.isfinite(cert.eps_out)
 
 
 @pytest.mark.parametrize(("fn", "name"), [(squared_l2, "squared_l2"), (cosine_distance, "cosine")])
 def test_the_built_in_non_metrics_certify_with_their_constants(fn, name):
-    def shift(batch: torch.Tensor) -> torch.Tensor:
-        return batch + 1.0
-
-    same = dict(sigma=0.5, seed=0, central_candidates=False, **SMALL)  # centers among samples
-    built_in = CenterSmoothing(shift, metric=name, **same)
+    seed = SAMPLES_ONLY[name].seed
+    same = dict(sigma=0.5, central_candidates=False)  # centers among the samples
+    built_in = small(shifted, seed, metric=name, **same)
     assert built_in.metric.gamma == 2.0
-    declared = CenterSmoothing(shift, metric=FunctionMetric(fn, gamma=2.0), **same)
+    declared = small(shifted, seed, metric=FunctionMetric(fn, gamma=2.0), **same)
     ours, theirs = built_in.certify(torch.zeros(8), 0.25), declared.certify(torch.zeros(8), 0.25)
+    assert not ours.abstained and not theirs.abstained
+    assert math.isfinite(ours.eps_out)
     assert ours.eps_out == pytest.approx(theirs.eps_out, rel=1e-5)
 
 
@@ -216,9 +231,7 @@ def test_a_certificate_comes_back_from_its_json(case):
 
 
 def test_an_abstained_certificate_comes_back_from_its_json():
-    smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
-    )
+    smoother = CenterSmoothing(coin, sigma=1.0, seed=COIN.seed, **COIN_COUNTS)
     cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
     assert cert.abstained
     back = Certificate.from_json(cert.to_json())

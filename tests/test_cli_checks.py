@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from seeded_settings import TINY, TINY_FLAGS, USER_MODEL
 
 from centersmooth import rounds
 from centersmooth.cli import commands as cli
 
-COUNTS = ["--n-center", "400", "--n-check", "400", "--n-certify", "1000", "--delta", "0.15"]
+COUNTS = TINY_FLAGS
 
 MODEL = """
 import torch
@@ -107,16 +108,16 @@ def test_rows_hold_the_acceptance_numbers_and_no_check_metric_is_passed(
 
     monkeypatch.setattr(runner, "certify_dataset", spy)
     out = tmp_path / "r.jsonl"
-    assert cli.main(certify(model, "seeded", inputs, out, "--no-check-metric")) == 0
+    seed = ["--seed", str(USER_MODEL.seed)]  # every row accepts (seeded_settings.USER_MODEL)
+    assert cli.main(certify(model, "seeded", inputs, out, "--no-check-metric", *seed)) == 0
     assert seen["smoothing"]["check_metric"] is False
     header, rows = records(out)
     assert "check_metric" not in header["config"]["smoothing"]  # it does not change a row
     for row in rows:
         assert isinstance(row["vacuous"], bool)
         assert 0 <= row["p_low"] <= 1 and row["delta1"] > 0
-        assert row["check_level"] == pytest.approx(0.5 - 0.15)
-        # the reason is there exactly when the input abstained (these small counts can abstain)
-        assert (row["abstain_reason"] is None) == (not row["abstained"])
+        assert row["check_level"] == pytest.approx(0.5 - TINY["delta"])
+        assert row["abstain_reason"] is None and not row["abstained"]
         assert "output_diameter" in row
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import LinearFactory, tiny_data
+from seeded_settings import FAKE_TASK_BALL, TINY
 
 from centersmooth import tasks
 from centersmooth.cli import commands as cli
@@ -26,7 +27,7 @@ class FakeTask(Task):
         "n_center": 400,
         "n_check": 400,
         "n_certify": 1_000,
-        "delta": 0.15,
+        "delta": TINY["delta"],
         "candidates": 7,
         "batch_size": 200,
     }
@@ -165,7 +166,7 @@ def test_ball_mass_flag_reaches_the_smoother_and_the_header(
     common += ["--quiet", "--threads", "1"]
     out = tmp_path / "mass.jsonl"
     # the fake task's 7 candidates are too few for a 0.3 ball (its miss chance is 0.7^7)
-    flags = ["--ball-mass", "0.3", "--candidates", "40"]
+    flags = ["--ball-mass", "0.3", "--candidates", "40", "--seed", str(FAKE_TASK_BALL.seed)]
     assert cli.main([*common, *flags, "--out", str(out)]) == 0
     assert _header(out)["config"]["smoothing"]["ball_mass"] == 0.3
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]

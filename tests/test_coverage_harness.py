@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import torch_threads
 from scipy import stats
 
 from centersmooth import CenterSmoothing, grid_noise
@@ -112,10 +113,8 @@ def test_clopper_pearson_known_values():
 @pytest.fixture
 def one_thread():
     """Tiny tensors: thread start-up would dominate (as in the harness's own command line)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.mark.parametrize("mass", [0.5, 0.25])

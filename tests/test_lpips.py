@@ -23,23 +23,15 @@ from centersmooth.metrics.lpips import LPIPSDistance, LPIPSNetwork
 def alex() -> LPIPSDistance:
     metric = get_metric("lpips")
     assert isinstance(metric, LPIPSDistance)
-    try:
-        metric.network()
-    except weights.MissingWeightsError as error:
-        pytest.skip(str(error))
     return metric
 
 
 @pytest.fixture(scope="module")
 def photo() -> torch.Tensor:
-    """A natural 64x64 image in [-1, 1] (scikit-image's astronaut, or a smooth synthetic one)."""
-    try:
-        from skimage import data
+    """A natural 64x64 image in [-1, 1] (scikit-image's astronaut)."""
+    from skimage import data
 
-        img = torch.from_numpy(data.astronaut()[::8, ::8].copy()).permute(2, 0, 1).float() / 255
-    except ImportError:
-        y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
-        img = torch.stack([x, y, (x * y).sqrt()])
+    img = torch.from_numpy(data.astronaut()[::8, ::8].copy()).permute(2, 0, 1).float() / 255
     return img * 2 - 1
 
 
@@ -49,6 +41,7 @@ def test_metric_declares_gamma_two_and_registry_names() -> None:
     assert get_metric("lpips_vgg").name == "lpips_vgg"
 
 
+@pytest.mark.needs("lpips")
 def test_identity_and_symmetry(alex: LPIPSDistance) -> None:
     gen = torch.Generator().manual_seed(0)
     a = torch.rand(6, 3, 32, 32, generator=gen) * 2 - 1
@@ -58,12 +51,14 @@ def test_identity_and_symmetry(alex: LPIPSDistance) -> None:
     assert bool((alex(a, b) > 0).all())
 
 
+@pytest.mark.needs("lpips")
 def test_relaxed_triangle_inequality(alex: LPIPSDistance) -> None:
     gen = torch.Generator().manual_seed(1)
     a, b, c = (torch.rand(8, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(3))
     assert bool((alex(a, c) <= alex.gamma * (alex(a, b) + alex(b, c)) + 1e-6).all())
 
 
+@pytest.mark.needs("lpips", "scikit-image")
 def test_grows_with_noise_and_blur(alex: LPIPSDistance, photo: torch.Tensor) -> None:
     gen = torch.Generator().manual_seed(2)
     noise = torch.randn(photo.shape, generator=gen)
@@ -82,6 +77,7 @@ def test_grows_with_noise_and_blur(alex: LPIPSDistance, photo: torch.Tensor) -> 
     assert bool((by_blur.diff() > 0).all()), by_blur
 
 
+@pytest.mark.needs("lpips", "scikit-image")
 def test_from01_matches_signed_range(alex: LPIPSDistance, photo: torch.Tensor) -> None:
     other = photo.flip(-1)
     unit = LPIPSDistance("alex", from01=True)
@@ -89,6 +85,7 @@ def test_from01_matches_signed_range(alex: LPIPSDistance, photo: torch.Tensor) -
     assert torch.allclose(unit((photo[None] + 1) / 2, (other[None] + 1) / 2), signed, rtol=1e-5)
 
 
+@pytest.mark.needs("lpips")
 def test_batched_equals_one_by_one_and_pairwise(alex: LPIPSDistance) -> None:
     gen = torch.Generator().manual_seed(3)
     a = torch.rand(5, 3, 48, 48, generator=gen) * 2 - 1
@@ -123,6 +120,7 @@ def test_batched_equals_one_by_one_and_pairwise(alex: LPIPSDistance) -> None:
     assert torch.allclose(net(a, b[:5]), alex(a, b[:5]), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.needs("lpips")
 def test_pairwise_keeps_tiny_distances_between_near_copies(alex: LPIPSDistance) -> None:
     """Near-copies of one image have LPIPS around 1e-7 against embeddings of squared norm near
     1: the product form taken from the origin lost them (relative errors above 1 here, 100 at a
@@ -137,6 +135,7 @@ def test_pairwise_keeps_tiny_distances_between_near_copies(alex: LPIPSDistance) 
     assert float(relative[off_diagonal].max()) < 1e-3
 
 
+@pytest.mark.needs("lpips")
 def test_rejects_bad_shapes(alex: LPIPSDistance) -> None:
     with pytest.raises(ValueError, match="image batches"):
         alex(torch.zeros(2, 5, 32, 32), torch.zeros(2, 5, 32, 32))
@@ -144,17 +143,16 @@ def test_rejects_bad_shapes(alex: LPIPSDistance) -> None:
         alex(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8))
 
 
+@pytest.mark.needs("lpips")
 def test_grey_images_are_repeated_to_rgb(alex: LPIPSDistance) -> None:
     gen = torch.Generator().manual_seed(4)
     a, b = (torch.rand(2, 1, 32, 32, generator=gen) for _ in range(2))
     assert torch.allclose(alex(a, b), alex(a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)))
 
 
+@pytest.mark.needs("lpips", "lpips-reference")
 def test_linear_heads_equal_the_lpips_wheel(alex: LPIPSDistance) -> None:
-    try:
-        path = weights.verified(weights.LPIPS_REFERENCE_HEADS)
-    except weights.MissingWeightsError as error:
-        pytest.skip(str(error))
+    path = weights.verified(weights.LPIPS_REFERENCE_HEADS)
     reference = torch.load(path, map_location="cpu", weights_only=True)
     net = alex.network()
     for layer in range(5):
@@ -179,8 +177,6 @@ def reference_lpips(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleTyp
     our backbones, so that everything but the backbone is the reference's own code."""
     # the set-up unpacks the wheel into the cache (installed, its torchvision need is unmet)
     monkeypatch.syspath_prepend(str(weights.cache_dir() / weights.LPIPS_REFERENCE_DIR))
-    if not any(p.is_file() for p in weights._candidates(weights.LPIPS_REFERENCE_HEADS)):
-        pytest.skip(f"the lpips wheel is not there ({weights.LPIPS_REFERENCE_HEADS.install})")
     backbones = {name: LPIPSDistance(name).network() for name in ("alex", "vgg")}
 
     def factory(name: str) -> object:
@@ -203,6 +199,7 @@ def reference_lpips(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleTyp
 
 
 @pytest.mark.parametrize("backbone", ["alex", "vgg"])
+@pytest.mark.needs("lpips", "lpips-reference")
 def test_equals_reference_implementation(reference_lpips: types.ModuleType, backbone: str) -> None:
     ref = reference_lpips.LPIPS(net=backbone, verbose=False).eval()
     ours = LPIPSDistance(backbone)
@@ -215,7 +212,7 @@ def test_equals_reference_implementation(reference_lpips: types.ModuleType, back
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.needs("lpips")
 def test_cuda_matches_cpu(alex: LPIPSDistance) -> None:
     gen = torch.Generator().manual_seed(6)
     a, b = (torch.rand(4, 3, 64, 64, generator=gen) * 2 - 1 for _ in range(2))

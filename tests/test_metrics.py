@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial import distance as sp
+from seeded_settings import PROBABILITY_STEP, TWO_DISTRIBUTIONS, two_distributions
 
 from centersmooth import CenterSmoothing
 from centersmooth.metrics import (
@@ -270,18 +271,12 @@ def test_probability_distances_are_not_capped_at_one(name):
     """An output may hold several distributions (one per row), so the distance can exceed 1 and
     ``eps_out`` must not be capped there (a capped certificate was wrong: the smoothed outputs
     at x and at a point 2 sigma away are at distance 2 in total variation)."""
-    first, second = torch.tensor([[1.0, 0.0]] * 2), torch.tensor([[0.0, 1.0]] * 2)
-
-    def step(x):  # one output for x[0] < 0, the other beyond
-        return torch.where((x[:, 0] < 0)[:, None, None], first, second)
-
+    first, second = TWO_DISTRIBUTIONS
     metric = get_metric(name)
     assert metric.upper is None
     apart = float(metric(first[None], second[None])[0])
     assert apart > 1.0
-    smoother = CenterSmoothing(
-        step, metric=name, sigma=1.0, n_center=2_000, n_check=2_000, n_certify=5_000, seed=0
-    )
+    smoother = two_distributions(name, PROBABILITY_STEP[name].seed)
     cert = smoother.certify(torch.tensor([-1.0]), eps_in=2.0)
     moved = smoother.predict(torch.tensor([1.0]))
     assert not cert.abstained and not moved.abstained
@@ -507,18 +502,50 @@ def test_diameter_of_user_distances_is_their_upper_bound():
     assert Custom().diameter(["a"]) == 0.5
 
 
+@pytest.mark.needs("lpips")
 def test_lpips_diameter_bounds_every_distance():
-    from centersmooth.data.weights import MissingWeightsError
-
     m = get_metric("lpips")
     images = 2 * torch.rand(6, 3, 32, 32, generator=gen) - 1
-    try:
-        bound = m.diameter(images)
-    except MissingWeightsError:
-        pytest.skip("LPIPS weights are not installed")
+    bound = m.diameter(images)
     assert bound is not None and 0 < bound < 20
     d = m.pairwise(images, images)
     assert float(d.max()) <= bound
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        torch.randint(0, 2, (40, 6, 5), generator=gen).bool(),  # binary masks
+        torch.randint(-3, 7, (40, 30), generator=gen),  # ten integer labels, some negative
+        torch.randint(0, 4, (40, 30), generator=gen).double(),  # integral float labels
+        torch.randint(0, 4, (40, 30), generator=gen) * 0.5,  # not integral: compared directly
+        torch.randint(0, 1000, (40, 30), generator=gen),  # a wide range: compared directly
+    ],
+    ids=["bool", "ints", "integral-floats", "halves", "wide"],
+)
+def test_hamming_pairwise_and_mode_match_the_direct_forms(labels):
+    """The class-by-class matrix products give exactly the fraction of differing positions, and
+    the counted per-position mode is torch.mode's (the smallest label among ties)."""
+    metric = get_metric("hamming")
+    a, b = labels[:15], labels[15:]
+    want = torch.stack([(x.reshape(-1) != b.reshape(len(b), -1)).float().mean(1) for x in a])
+    assert torch.equal(metric.pairwise(a, b), want)
+    mode = torch.mode(labels[:6], dim=0).values  # six samples: many ties
+    assert torch.equal(metric.central_candidates(labels[:6]), mode.unsqueeze(0))
+
+
+def test_tv2_pairwise_stays_within_its_memory_blocks(monkeypatch):
+    """Rows split into blocks (forced tiny here) give the matrix of one block (to rounding: the
+    sums over pixels may run in another order) and of the elementwise distance."""
+    import centersmooth.metrics.image as image
+
+    metric = get_metric("tv2")
+    a, b = rand(7, 3, 5, 4).float(), rand(9, 3, 5, 4).float()
+    whole = metric.pairwise(a, b)
+    monkeypatch.setattr(image, "PAIRWISE_BUDGET", 2 * 20 * 9)
+    torch.testing.assert_close(metric.pairwise(a, b), whole, atol=1e-6, rtol=1e-6)
+    rows = torch.stack([metric(a[i : i + 1].expand_as(b), b) for i in range(7)])
+    torch.testing.assert_close(whole, rows, atol=1e-5, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- names

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
+from helpers import FailOutsideFactory, KillWorkerFactory, LinearFactory, tiny_data
+from seeded_settings import TINY
 
 from centersmooth.runs.runner import RunnerError, certify_dataset, read_results
 
-ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.needs("ray")
 
 EPS = [0.1, 0.25]
 METRICS = ["l2", "angular"]
@@ -23,6 +24,8 @@ INFO = {"task": "toy"}
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Iterator[None]:
+    import ray
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -98,8 +101,17 @@ def test_ray_resumes_a_local_run(tmp_path: Path, data: tuple, reference: list[di
 
 def test_an_error_in_the_model_stops_the_run(tmp_path: Path, data: tuple) -> None:
     x, t = data
-    with pytest.raises(RunnerError, match="failed in a Ray worker"):
+    with pytest.raises(RunnerError, match="failed in a Ray worker.*the model failed"):
+        run(FailOutsideFactory(), tmp_path / "r.jsonl", x, t, backend="ray", workers=1)
+
+
+def test_a_model_that_fails_on_the_inputs_is_refused_before_the_run(
+    tmp_path: Path, data: tuple
+) -> None:
+    x, t = data
+    with pytest.raises(RunnerError, match="fails on noisy copies of the first input"):
         run(LinearFactory(dim_in=3), tmp_path / "r.jsonl", x, t, backend="ray", workers=1)
+    assert not (tmp_path / "r.jsonl").exists()
 
 
 class UnseededFactory:

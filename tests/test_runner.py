@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
+from helpers import KillWorkerFactory, LinearFactory, tiny_data
+from seeded_settings import RUNNER, TINY
 
 from centersmooth import CenterSmoothing, __version__
 from centersmooth.metrics import get_metric
@@ -37,6 +38,7 @@ EPS = [0.1, 0.25, 5.0]  # 5.0 is beyond max_eps_in of the tiny sample counts: ne
 METRICS = ["l2", "angular"]
 SMOOTHING = dict(sigma=0.25, **TINY)
 INFO = {"task": "toy", "dataset": "random", "preset": "tiny"}
+SEED = RUNNER.seed  # every row of the five inputs accepts (seeded_settings.RUNNER)
 HERE = Path(__file__).parent
 
 
@@ -72,9 +74,9 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def ref_file(tmp_path_factory: pytest.TempPathFactory, data: tuple) -> Path:
-    """An uninterrupted run (seed 7) to compare every other run with."""
+    """An uninterrupted run to compare every other run with."""
     out = tmp_path_factory.mktemp("ref") / "ref.jsonl"
-    run(out, *data, seed=7)
+    run(out, *data, seed=SEED)
     return out
 
 
@@ -95,13 +97,13 @@ def copy_of(ref_file: Path, tmp_path: Path) -> Path:
 def test_schema_header_and_rows(tmp_path: Path, data: tuple, ref_file: Path) -> None:
     x, t = data
     out = copy_of(ref_file, tmp_path)
-    rows = run(out, x, t, seed=7, resume=True)  # every row is there: read back, nothing computed
+    rows = run(out, x, t, seed=SEED, resume=True)  # every row is there: read back, nothing computed
     text = out.read_text()
     assert "NaN" not in text and "Infinity" not in text
     lines = text.splitlines()
     header = json.loads(lines[0])
     assert header["record"] == "header" and header["format"] == "centersmooth-results"
-    assert header["version"] == __version__ and header["seed"] == 7 and header["n_inputs"] == 5
+    assert header["version"] == __version__ and header["seed"] == SEED and header["n_inputs"] == 5
     assert header["config"]["eps_in"] == EPS and header["config"]["metrics"] == METRICS
     assert header["config"]["smoothing"]["sigma"] == 0.25
     assert header["config"]["smoothing"]["alpha_center"] == 0.005  # defaults are filled in
@@ -117,15 +119,13 @@ def test_schema_header_and_rows(tmp_path: Path, data: tuple, ref_file: Path) -> 
         (i, m, e) for i in range(5) for m in METRICS for e in EPS
     ]
     for r in rows:
-        assert r["task"] == "toy" and r["version"] == __version__ and r["seed"] == 7
+        assert r["task"] == "toy" and r["version"] == __version__ and r["seed"] == SEED
         assert r["sigma"] == 0.25 and r["bound"] == "binomial"
         assert (r["n_center"], r["n_check"], r["n_certify"]) == (400, 400, 1000)
-        assert r["input_seed"] == input_seed(7, r["input_index"])
+        assert r["input_seed"] == input_seed(SEED, r["input_index"])
         assert r["seconds"] > 0
-        if r["abstained"]:
-            assert r["eps_out"] is None and r["smoothing_error"] is None
-            assert r["smoothed_error"] is None and r["radius"] is None
-        elif r["eps_in"] > r["max_eps_in"]:
+        assert not r["abstained"] and r["radius"] is not None  # seeded_settings.RUNNER
+        if r["eps_in"] > r["max_eps_in"]:
             assert r["eps_out"] is None and r["quantile_radius"] is None
             assert r["inner_radius"] is None and r["near_radius"] is None
         else:
@@ -143,7 +143,7 @@ def test_rows_match_a_direct_certificate(data: tuple, reference: list[dict]) -> 
     model = LinearFactory()()
     sm = CenterSmoothing(model, metric="l2", **SMOOTHING)  # type: ignore[arg-type]
     i = 3
-    certs = sm.certify_metrics(torch.from_numpy(x[i]), EPS, METRICS, seed=input_seed(7, i))
+    certs = sm.certify_metrics(torch.from_numpy(x[i]), EPS, METRICS, seed=input_seed(SEED, i))
     with torch.no_grad():
         fx = model(torch.from_numpy(x[i : i + 1]))
     target = torch.from_numpy(t[i : i + 1])
@@ -156,10 +156,10 @@ def test_rows_match_a_direct_certificate(data: tuple, reference: list[dict]) -> 
             assert r["eps_out"] == pytest.approx(expect, rel=1e-12)
         metric = get_metric(r["metric"])
         assert r["base_error"] == pytest.approx(float(metric(fx, target)[0]), rel=1e-6)
-        if not cert.abstained:
-            assert r["smoothing_error"] == pytest.approx(cert.smoothing_error, rel=1e-12)
-            smoothed = float(metric(cert.center.unsqueeze(0), target)[0])
-            assert r["smoothed_error"] == pytest.approx(smoothed, rel=1e-6)
+        assert not cert.abstained  # seeded_settings.RUNNER
+        assert r["smoothing_error"] == pytest.approx(cert.smoothing_error, rel=1e-12)
+        smoothed = float(metric(cert.center.unsqueeze(0), target)[0])
+        assert r["smoothed_error"] == pytest.approx(smoothed, rel=1e-6)
 
 
 def test_without_targets_errors_are_null(tmp_path: Path, data: tuple) -> None:
@@ -173,10 +173,12 @@ def test_seeds_do_not_depend_on_order_or_subset(
 ) -> None:
     x, t = data
     order = [4, 1, 3]
-    rows = run(tmp_path / "r.jsonl", x[order], t[order], seed=7, indices=order)
+    rows = run(tmp_path / "r.jsonl", x[order], t[order], seed=SEED, indices=order)
     ref = [r for r in reference if r["input_index"] in order]
     assert strip(rows) == strip(ref)
-    assert input_seed(7, 1) != input_seed(8, 1) and input_seed(7, 1) != input_seed(7, 2)
+    assert input_seed(SEED, 1) != input_seed(SEED + 1, 1) and input_seed(SEED, 1) != input_seed(
+        SEED, 2
+    )
 
 
 def test_inputs_certified_together_give_the_same_rows(
@@ -185,12 +187,12 @@ def test_inputs_certified_together_give_the_same_rows(
     """inputs_per_batch packs the samples of several inputs into each forward pass; each input
     keeps its seed and block noise, so its rows are those it gets alone."""
     x, t = data
-    rows = run(tmp_path / "r.jsonl", x, t, seed=7, inputs_per_batch=3)
+    rows = run(tmp_path / "r.jsonl", x, t, seed=SEED, inputs_per_batch=3)
     assert strip(rows) == strip(reference)
     with pytest.raises(ValueError, match="inputs_per_batch"):
-        run(tmp_path / "bad.jsonl", x, t, seed=7, inputs_per_batch=0)
+        run(tmp_path / "bad.jsonl", x, t, seed=SEED, inputs_per_batch=0)
     with pytest.raises(ValueError, match="one worker"):  # it used to be ignored silently
-        run(tmp_path / "bad.jsonl", x, t, seed=7, inputs_per_batch=3, workers=2)
+        run(tmp_path / "bad.jsonl", x, t, seed=SEED, inputs_per_batch=3, workers=2)
 
 
 def test_process_workers_give_the_same_rows_even_when_one_dies(
@@ -201,7 +203,7 @@ def test_process_workers_give_the_same_rows_even_when_one_dies(
     x, t = data
     marker = tmp_path / "killed"
     factory = KillWorkerFactory(str(marker), after=12)  # same weights as LinearFactory()
-    rows = run(tmp_path / "r.jsonl", x[:4], t[:4], seed=7, workers=2, factory=factory)
+    rows = run(tmp_path / "r.jsonl", x[:4], t[:4], seed=SEED, workers=2, factory=factory)
     assert marker.exists()
     ref = [r for r in reference if r["input_index"] < 4]
     assert strip(rows) == strip(ref) == strip(file_rows(tmp_path / "r.jsonl"))
@@ -269,7 +271,7 @@ def test_a_pool_that_breaks_around_a_submit_is_rebuilt(
     monkeypatch.setattr(ScriptedBreakingPool, "script", script)
     monkeypatch.setattr(ScriptedBreakingPool, "pools", 0)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the stand-in runs in here
-    rows = run(tmp_path / "r.jsonl", x, t, seed=7, workers=2)
+    rows = run(tmp_path / "r.jsonl", x, t, seed=SEED, workers=2)
     assert ScriptedBreakingPool.pools == 2
     assert strip(rows) == strip(reference) == strip(file_rows(tmp_path / "r.jsonl"))
 
@@ -291,7 +293,7 @@ def test_process_workers_share_the_threads_set_for_the_run(
     monkeypatch.setattr(ScriptedBreakingPool, "pools", 0)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the stand-in runs in here
-    run(tmp_path / "r.jsonl", x[:2], t[:2], seed=7, workers=2)
+    run(tmp_path / "r.jsonl", x[:2], t[:2], seed=SEED, workers=2)
     assert given == [2]
 
 
@@ -316,7 +318,7 @@ def test_resume_of_a_finished_run_computes_nothing(
     def no_model() -> None:
         raise AssertionError("the model must not be built: every row is done")
 
-    again = run(out, x, t, seed=7, resume=True, factory=no_model)
+    again = run(out, x, t, seed=SEED, resume=True, factory=no_model)
     assert again == reference and out.stat().st_size == size
 
 
@@ -333,7 +335,7 @@ def test_resume_fills_missing_rows_and_drops_torn_line(
     # header, input 0 complete, 2 of input 1's 6 rows, then half a row: a crash in mid-write
     out.write_text("".join(lines[: 1 + 6 + 2]) + lines[9][: len(lines[9]) // 2])
     with caplog.at_level(logging.WARNING, logger="centersmooth.runs.runner"):
-        rows = run(out, x, t, seed=7, resume=True)
+        rows = run(out, x, t, seed=SEED, resume=True)
     assert "torn last line" in caplog.text
     assert strip(rows) == strip(reference)
     records = file_rows(out)
@@ -345,7 +347,7 @@ def test_resume_after_a_torn_header(tmp_path: Path, data: tuple, reference: list
     x, t = data
     out = tmp_path / "r.jsonl"
     out.write_text('{"record": "header", "form')
-    rows = run(out, x[:2], t[:2], seed=7, resume=True)
+    rows = run(out, x[:2], t[:2], seed=SEED, resume=True)
     ref = [r for r in reference if r["input_index"] < 2]
     assert strip(rows) == strip(ref) == strip(file_rows(out))
 
@@ -353,7 +355,7 @@ def test_resume_after_a_torn_header(tmp_path: Path, data: tuple, reference: list
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"seed": 8}, "seed: 7 in the file, 8 now"),
+        ({"seed": SEED + 1}, f"seed: {SEED} in the file, {SEED + 1} now"),
         ({"eps_in": [0.1, 0.25]}, "eps_in"),
         ({"metrics": ["l2"]}, "metrics"),
         ({"smoothing": dict(SMOOTHING, sigma=0.5)}, "smoothing.sigma: 0.25 in the file, 0.5 now"),
@@ -369,7 +371,7 @@ def test_resume_refuses_another_configuration(
     before = out.read_bytes()
     kw = dict(change)
     shift = kw.pop("shift", 0.0)
-    kw.setdefault("seed", 7)
+    kw.setdefault("seed", SEED)
     with pytest.raises(ValueError, match="cannot resume") as err:
         run(out, x + shift, t, resume=True, **kw)
     assert message in str(err.value)
@@ -393,7 +395,7 @@ def test_resume_refuses_a_file_of_another_noise_stream(
     out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
     before = out.read_bytes()
     with pytest.raises(ValueError) as err:
-        run(out, x, t, seed=7, resume=True)
+        run(out, x, t, seed=SEED, resume=True)
     message = str(err.value)
     assert "made with noise stream 'torch-mt-v1'" in message and "draws 'blocks-v2'" in message
     assert "start a new file" in message and "\n" not in message
@@ -427,7 +429,7 @@ def test_a_bad_line_inside_the_file_is_an_error(
     lines = out.read_text().splitlines(keepends=True)
     out.write_text(lines[0] + "{oops\n" + "".join(lines[1:]))
     with pytest.raises(ValueError, match="line 2"):
-        run(out, x, t, seed=7, resume=True)
+        run(out, x, t, seed=SEED, resume=True)
 
 
 # ------------------------------------------------------------------------------ SIGKILL
@@ -436,13 +438,14 @@ CHILD = """
 import sys
 from pathlib import Path
 import numpy as np
-from helpers import TINY, KillWorkerFactory, LinearFactory, tiny_data
+from helpers import KillWorkerFactory, LinearFactory, tiny_data
+from seeded_settings import RUNNER, TINY
 from centersmooth.runs.runner import certify_dataset
 
 x, t = tiny_data(8)
 certify_dataset(
     LinearFactory(delay=float(sys.argv[2])), x, {eps}, {metrics}, dict(sigma=0.25, **TINY),
-    Path(sys.argv[1]), {info}, seed=7, targets=t, resume=True, progress=False,
+    Path(sys.argv[1]), {info}, seed=RUNNER.seed, targets=t, resume=True, progress=False,
 )
 """
 
@@ -455,7 +458,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_rows(
     input's time, so kills land while inputs are computed and written. Each round resumes the
     file of the previous one; a last run finishes it."""
     x, t = tiny_data(8)
-    expected = run(tmp_path / "ref.jsonl", x, t, seed=7)
+    expected = run(tmp_path / "ref.jsonl", x, t, seed=SEED)
     script = tmp_path / "child.py"
     script.write_text(CHILD.format(eps=EPS, metrics=METRICS, info=INFO))
     paths = [str(HERE), os.environ.get("PYTHONPATH", "")]  # prepended: keep the caller's path

@@ -8,7 +8,43 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch import nn
+from seeded_settings import (
+    BATCHNORM,
+    BOX,
+    CANDIDATES,
+    CLOUD,
+    CLOUD_SAMPLES,
+    COIN,
+    COIN_COUNTS,
+    DOUBLED,
+    GRID_IMAGE,
+    LABELS,
+    LINEAR_MAP,
+    LINEAR_MAP_PAPER,
+    LINEAR_MAP_X,
+    MIXED_CANDIDATES,
+    PCA,
+    SINE,
+    SMALL,
+    SMALL_BATCHED,
+    STEP,
+    TANH,
+    CheckShare,
+    batchnorm_model,
+    box_or_nothing,
+    coin,
+    doubled,
+    grid_image,
+    identity,
+    image_6x6,
+    labels,
+    linear_map,
+    pca_round_trip,
+    sine,
+    small,
+    step,
+    tanh,
+)
 
 from centersmooth import (
     CenterSmoothing,
@@ -21,13 +57,13 @@ from centersmooth.bounds import certified_mass, quantile_rank
 from centersmooth.metrics import get_metric
 from centersmooth.settings import SmoothingSettings
 
-SMALL = dict(n_center=4_000, n_check=4_000, n_certify=10_000, batch_size=2_000)
-
 
 def test_constant_function_certifies_zero():
-    smoother = CenterSmoothing(lambda b: torch.ones(b.shape[0], 3), sigma=0.5, seed=0, **SMALL)
+    # every output is the same: the check counts all of its samples, whatever the seed
+    smoother = small(lambda b: torch.ones(b.shape[0], 3), seed=0, sigma=0.5)
     cert = smoother.certify(torch.zeros(4), [0.1, 0.5, 1.0])
-    assert not cert.abstained
+    full = bounds.mass_lower_bound(SMALL["n_check"], SMALL["n_check"], smoother.alpha_check)
+    assert not cert.abstained and cert.prediction.p_low == full
     np.testing.assert_array_equal(cert.eps_out, 0.0)
     assert cert.smoothing_error == 0.0
 
@@ -39,17 +75,9 @@ def test_linear_map_certificate_covers_the_shift_and_is_close_to_its_true_quanti
     R_inner (the nearest-candidate bound) or 3 R-hat (the paper's)."""
     dim, sigma = 6, 0.25
     matrix = scale * torch.eye(dim, dtype=torch.float64)
-    x = torch.linspace(-1, 1, dim, dtype=torch.float64)
-    smoother = CenterSmoothing(
-        lambda b: b @ matrix.T,
-        sigma=sigma,
-        seed=1,
-        n_center=10_000,
-        n_check=10_000,
-        n_certify=100_000,
-        batch_size=10_000,
-        nearest_candidate=nearest,
-    )
+    x = LINEAR_MAP_X
+    setting = LINEAR_MAP if nearest else LINEAR_MAP_PAPER  # the scale moves no decision
+    smoother = linear_map(scale, nearest, setting.seed)
     eps = np.array([0.125, 0.25, 0.375])
     cert = smoother.certify(x, eps)
     assert not cert.abstained
@@ -75,18 +103,18 @@ def test_linear_map_certificate_covers_the_shift_and_is_close_to_its_true_quanti
 
 
 def test_step_function_beside_its_jump_is_covered():
-    sigma = 0.5
-    smoother = CenterSmoothing(lambda b: (b[:, :1] > 0).double(), sigma=sigma, seed=2, **SMALL)
+    smoother = small(step, STEP.seed, sigma=0.5)
     cert = smoother.certify(torch.tensor([-0.01, 0.0], dtype=torch.float64), [0.05, 0.25])
     # Crossing the jump at x_0 = 0 can flip the smoothed output from 0 to 1.
-    assert cert.abstained or np.all(cert.eps_out >= 1.0)
+    assert not cert.abstained and np.all(cert.eps_out >= 1.0)
 
 
 def test_eps_out_is_non_decreasing_and_inf_beyond_the_range():
-    smoother = CenterSmoothing(lambda b: torch.tanh(b), sigma=0.3, seed=3, **SMALL)
+    smoother = small(tanh, TANH.seed, sigma=0.3)
     eps = np.linspace(0, 1.2, 13)
     with pytest.warns(UncertifiableRadiusWarning, match="exceed max_eps_in"):
         cert = smoother.certify(torch.zeros(5), eps)
+    assert not cert.abstained
     finite = eps <= cert.max_eps_in
     assert np.all(np.diff(cert.eps_out[finite]) >= 0)
     assert np.all(np.isinf(cert.eps_out[~finite])) and (~finite).any()
@@ -94,37 +122,37 @@ def test_eps_out_is_non_decreasing_and_inf_beyond_the_range():
 
 
 def test_scalar_and_list_eps_in_agree():
-    smoother = CenterSmoothing(lambda b: 2 * b, sigma=0.25, seed=4, **SMALL)
+    smoother = small(doubled, DOUBLED.seed)
     one = smoother.certify(torch.zeros(3), 0.25)
     many = smoother.certify(torch.zeros(3), [0.25, 0.5])
+    assert not one.abstained and not many.abstained
     assert isinstance(one.eps_out, float) and isinstance(one, Certificate)
-    assert one.eps_out == many.eps_out[0]
+    assert one.eps_out == many.eps_out[0] and math.isfinite(one.eps_out)
 
 
 def test_seed_reproduces_bit_for_bit_and_none_draws_fresh_noise():
-    def f(b):
-        return torch.sin(b) * 3
-
-    a = CenterSmoothing(f, sigma=0.25, seed=7, **SMALL).certify(torch.zeros(4), 0.25)
-    b = CenterSmoothing(f, sigma=0.25, seed=7, **SMALL).certify(torch.zeros(4), 0.25)
+    a = small(sine, SINE.seed).certify(torch.zeros(4), 0.25)
+    b = small(sine, SINE.seed).certify(torch.zeros(4), 0.25)
+    assert not a.abstained and not b.abstained
     assert a.eps_out == b.eps_out and torch.equal(a.center, b.center)
-    fresh = CenterSmoothing(f, sigma=0.25, seed=None, **SMALL)
-    assert (
-        fresh.certify(torch.zeros(4), 0.25).eps_out != fresh.certify(torch.zeros(4), 0.25).eps_out
-    )
+    fresh = CenterSmoothing(sine, sigma=0.25, seed=None, **SMALL_BATCHED)
+    first, second = fresh.certify(torch.zeros(4), 0.25), fresh.certify(torch.zeros(4), 0.25)
+    # fresh noise: the same setting at unseeded generators (it abstains on no seed swept)
+    assert not first.abstained and not second.abstained
+    assert first.eps_out != second.eps_out
 
 
 def test_central_candidates_tighten_a_high_dimensional_cloud():
     x = torch.zeros(300)
-    kw = dict(sigma=0.25, seed=5, **SMALL)
-    central = CenterSmoothing(lambda b: b, **kw).certify(x, 0.25)
-    samples_only = CenterSmoothing(lambda b: b, central_candidates=False, **kw).certify(x, 0.25)
+    central = small(identity, CLOUD.seed).certify(x, 0.25)
+    samples_only = small(identity, CLOUD_SAMPLES.seed, central_candidates=False).certify(x, 0.25)
+    assert not central.abstained and not samples_only.abstained
     assert central.radius <= samples_only.radius
     assert central.eps_out < 0.8 * samples_only.eps_out
 
 
 def test_candidate_mode_certifies():
-    smoother = CenterSmoothing(lambda b: b * 2, sigma=0.25, candidates=30, seed=6, **SMALL)
+    smoother = small(doubled, CANDIDATES.seed, candidates=30)
     cert = smoother.certify(torch.zeros(3), 0.25)
     assert not cert.abstained and math.isfinite(cert.eps_out)
     assert smoother.alpha_delta1 < smoother.alpha_center / 2
@@ -142,70 +170,59 @@ def test_several_metrics_share_one_set_of_forward_passes():
 
     def f(b):
         calls.append(b.shape[0])
-        return b.reshape(-1, 1, 2, 2) + 1
+        return grid_image(b)
 
-    smoother = CenterSmoothing(f, sigma=0.25, seed=0, **SMALL)
+    smoother = small(f, GRID_IMAGE.seed)
     certs = smoother.certify_metrics(torch.zeros(4), [0.25], ["l2", "angular", "tv1", "tv2"])
     assert set(certs) == {"l2", "angular", "tv1", "tv2"}
-    # the center samples, the certification's 10^4 (the check's 4,000 first), the clean pass
-    assert sum(calls) == 4_000 + 10_000 + 1
-    single = CenterSmoothing(f, sigma=0.25, seed=0, **SMALL).certify(torch.zeros(4), [0.25])
+    assert not any(c.abstained for c in certs.values())
+    # the center samples, the certification's (the check's first), the clean pass
+    assert sum(calls) == SMALL["n_center"] + max(SMALL["n_check"], SMALL["n_certify"]) + 1
+    single = small(grid_image, GRID_IMAGE.seed).certify(torch.zeros(4), [0.25])
+    assert not single.abstained and math.isfinite(single.eps_out[0])
     assert single.eps_out[0] == certs["l2"].eps_out[0]
 
 
 def test_module_runs_in_eval_mode_without_gradients():
-    with torch.random.fork_rng():  # weights that do not depend on the tests run before
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 2))
-    model.train()
-    smoother = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL)
-    pred = smoother.predict(torch.zeros(4))
+    model = batchnorm_model()
+    pred = small(model, BATCHNORM.seed).predict(torch.zeros(4))
     assert model.training  # evaluated in eval mode, handed back in the mode it had
     assert isinstance(pred, Prediction) and not pred.abstained
     assert not pred.center.requires_grad
-    again = CenterSmoothing(model, sigma=0.25, seed=0, **SMALL).predict(torch.zeros(4))
+    again = small(model, BATCHNORM.seed).predict(torch.zeros(4))
+    assert not again.abstained
     assert torch.equal(pred.center, again.center)  # dropout off: deterministic
 
 
 def test_numpy_models_get_numpy_batches():
-    from sklearn.decomposition import PCA
-
-    data = np.random.default_rng(0).normal(size=(300, 12))
-    pca = PCA(4).fit(data)
+    round_trip, x = pca_round_trip()
     seen = []
 
-    def round_trip(batch):
+    def spy(batch):
         seen.append(type(batch))
-        return pca.inverse_transform(pca.transform(batch))
+        return round_trip(batch)
 
-    cert = CenterSmoothing(round_trip, sigma=0.1, seed=0, **SMALL).certify(data[0], 0.1)
+    cert = small(spy, PCA.seed, sigma=0.1).certify(x, 0.1)
     assert not cert.abstained and math.isfinite(cert.eps_out)
     assert set(seen) == {np.ndarray}
 
 
 def test_list_outputs_with_an_edit_distance():
-    def labels(b):
-        return ["pos" if v > 0 else "neg" for v in b[:, 0].tolist()]
-
-    smoother = CenterSmoothing(labels, metric="levenshtein", sigma=0.5, seed=0, **SMALL)
+    smoother = small(labels, LABELS.seed, metric="levenshtein", sigma=0.5)
     cert = smoother.certify(torch.tensor([2.0]), 0.5)
+    assert not cert.abstained
     assert cert.center == "pos" and cert.smoothing_error == 0.0
     assert cert.eps_out in (0.0, 9.0)
 
 
 def test_abstention_is_explicit():
-    # A fair coin between two far-apart outputs: the best ball holds half of the mass, and with
-    # delta = 0.016 the 1,000 check samples can hardly show a mass of at least 0.484.
-    def coin(b):
-        return (b[:, :1] > 0).double() * 100
-
-    smoother = CenterSmoothing(
-        coin, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=10_000
-    )
+    # A fair coin between two far-apart outputs: the ball of the center holds exactly half of
+    # the mass, and 30 check samples show a mass above 0.48 on 0.07% of seeds (seeded_settings).
+    smoother = CenterSmoothing(coin, sigma=1.0, seed=COIN.seed, **COIN_COUNTS)
     cert = smoother.certify(torch.zeros(1), [0.1, 0.2])
     assert cert.abstained and cert.center is None and cert.smoothing_error is None
     assert np.all(np.isinf(cert.eps_out)) and math.isinf(cert.radius)
-    assert cert.prediction.p_low < 0.484
+    assert cert.prediction.p_low <= cert.prediction.check_level == pytest.approx(0.48)
 
 
 def f_identity(b):
@@ -276,12 +293,7 @@ def test_bad_distances_and_inputs():
 
 
 def test_eps_out_never_exceeds_the_range_of_a_bounded_distance():
-    def box_or_nothing(b):
-        boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0]]).repeat(b.shape[0], 1)
-        boxes[b[:, 0] > 0.4] = 0.0  # "no box" for about a third of the noise
-        return boxes
-
-    smoother = CenterSmoothing(box_or_nothing, metric="jaccard", sigma=1.0, seed=0, **SMALL)
+    smoother = small(box_or_nothing, BOX.seed, metric="jaccard", sigma=1.0)
     cert = smoother.certify(torch.zeros(1), [0.5, 1.0])
     assert not cert.abstained
     np.testing.assert_array_equal(cert.eps_out, [1.0, 1.0])  # 3 x R-hat = 3, capped at 1
@@ -290,26 +302,24 @@ def test_eps_out_never_exceeds_the_range_of_a_bounded_distance():
 
 def test_candidates_per_distance_share_forward_passes():
     """A mapping sets candidate mode per distance: tv1 scores 30 samples, l2 all of them."""
-    gen = torch.Generator().manual_seed(0)
-    weights = torch.randn(16, 36, generator=gen) / 4
-
-    def model(x):
-        return (x.reshape(x.shape[0], -1) @ weights).reshape(-1, 1, 6, 6)
-
-    settings = dict(sigma=0.25, n_center=2000, n_check=2000, n_certify=2000, seed=3)
-    mixed = CenterSmoothing(model, candidates={"tv1": 30}, **settings)
+    model, x = image_6x6()
+    mixed = small(model, MIXED_CANDIDATES.seed, candidates={"tv1": 30})
     assert mixed.candidates_for(get_metric("tv1")) == 30
     assert mixed.candidates_for(get_metric("l2")) is None
-    x = torch.rand(16, generator=gen)
     certs = mixed.certify_metrics(x, [0.25], ["l2", "tv1"])
+    assert not certs["l2"].abstained and not certs["tv1"].abstained
     # the same seed and the same fewest count give the same alpha split, hence the same samples
-    # and bounds: each distance matches a smoother that uses its mode for everything
-    for name, k in (("l2", None), ("tv1", 30)):
-        alone = CenterSmoothing(model, metric=name, candidates=k, **settings)
-        if k is None:  # all pairs with the alpha split of 30 candidates
-            alone.alpha_delta1, alone.alpha_check = mixed.alpha_delta1, mixed.alpha_check
-            alone.delta1 = mixed.delta1
+    # and bounds: each distance matches a smoother that uses its mode for everything (l2: all
+    # pairs, with the split that 30 candidates of another distance impose)
+    for name, k in (("l2", {"tv1": 30}), ("tv1", 30)):
+        alone = small(model, MIXED_CANDIDATES.seed, metric=name, candidates=k)
+        assert (alone.alpha_delta1, alone.alpha_check, alone.delta1) == (
+            mixed.alpha_delta1,
+            mixed.alpha_check,
+            mixed.delta1,
+        )
         single = alone.certify(x, [0.25])
+        assert not single.abstained and math.isfinite(single.eps_out[0])
         assert certs[name].radius == pytest.approx(single.radius, rel=1e-9)
         np.testing.assert_allclose(certs[name].eps_out, single.eps_out, rtol=1e-9)
 
@@ -567,21 +577,9 @@ def test_the_check_level_is_ball_mass_minus_delta():
     """Check samples of which 40% sit at the center: p_low (about 0.34 from 400) passes
     ball_mass - delta = 0.25 but not the paper's 1/2 - delta = 0.45."""
     n_center, n_check = 1_000, 400
-    drawn = 0
-
-    def forty_percent_at_zero(b):
-        nonlocal drawn
-        out = torch.zeros(b.shape[0], 1, dtype=torch.float64)
-        for row in range(b.shape[0]):
-            j = drawn - n_center
-            if 0 <= j < n_check and j % 5 >= 2:
-                out[row, 0] = 10.0
-            drawn += 1
-        return out
-
+    forty_percent_at_zero = CheckShare(n_center, n_check, 0.4)
     for mass, abstains in ((0.3, False), (0.5, True)):
-        drawn = 0
-        smoother = CenterSmoothing(forty_percent_at_zero, sigma=1.0, delta=0.05, seed=0,
+        smoother = CenterSmoothing(forty_percent_at_zero.reset(), sigma=1.0, delta=0.05, seed=0,
                                    n_center=n_center, n_check=n_check, n_certify=1_000,
                                    batch_size=100, ball_mass=mass)  # fmt: skip
         pred = smoother.predict(torch.zeros(1))

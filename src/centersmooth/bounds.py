@@ -3,6 +3,13 @@
 Two families: ``"binomial"`` (exact binomial / Clopper-Pearson terms, our default) and
 ``"hoeffding"`` (the paper's). Every function here is pure arithmetic on counts and levels;
 nothing of the rest of the package is imported (the dependency arrows point inward).
+
+Floating point is rounded on the side of the guarantee (docs/algorithm.md, "Rounding on the side
+of the guarantee"): a level that enters a mass or a quantile rank is raised by ``LEVEL_MARGIN``
+relative, a lower confidence bound is lowered until the tail it rests on is at most
+``alpha (1 - TAIL_MARGIN)`` as computed, and a rank is the smallest whose computed tail is at
+most ``alpha (1 - TAIL_MARGIN)``. Both margins are orders of magnitude above the stated error of
+the special functions involved, so the exact quantities are on the right side.
 """
 
 from __future__ import annotations
@@ -16,6 +23,16 @@ from scipy import stats
 
 Bound = Literal["binomial", "hoeffding"]
 BOUNDS: tuple[str, ...] = ("binomial", "hoeffding")
+
+# Relative margin of a level computed through Phi and Phi^-1 (SciPy's ndtr and ndtri) or a square
+# root and a logarithm: their combined error is below 3e-12 relative wherever a level can lie
+# (docs/algorithm.md), so raising the computed value by 1e-10 puts it above the exact one.
+LEVEL_MARGIN = 1e-10
+# Relative margin of a binomial tail (SciPy's binomial and beta distributions, Boost's
+# incomplete beta, stated accurate to about 1e3 units in the last place, 2e-13 relative): a
+# tail computed at most alpha (1 - 1e-9) is below alpha exactly.
+TAIL_MARGIN = 1e-9
+_TINY = 1e-300  # absolute part of the level margin, for results in the subnormal range
 
 
 def check_bound(bound: str) -> Bound:
@@ -56,18 +73,21 @@ def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float =
 
     * binomial: ``P(Bin(n, q) < m) <= alpha`` iff ``I_q(m, n - m + 1) >= 1 - alpha`` (the
       binomial-beta identity), so the smallest such ``q`` is the ``1 - alpha`` quantile of
-      ``Beta(m, n - m + 1)`` and ``Delta1 = q - mass``.
+      ``Beta(m, n - m + 1)`` and ``Delta1 = q - mass``; ``q`` is raised until the computed tail
+      is at most ``alpha (1 - TAIL_MARGIN)``, so the exact one is at most ``alpha``.
     * hoeffding: ``sqrt(ln(1 / alpha) / (2 n))`` (the paper's term with ``alpha = alpha_center/2``;
-      fewer than ``m`` hits means a hit rate below ``mass``, ``Delta1`` under the true rate).
+      fewer than ``m`` hits means a hit rate below ``mass``, ``Delta1`` under the true rate),
+      raised by ``LEVEL_MARGIN``.
     """
     _check_count("n_center", n_center)
     _check_level("alpha", alpha)
     _check_level("mass", mass)
     if check_bound(bound) == "hoeffding":
-        return math.sqrt(math.log(1.0 / alpha) / (2.0 * n_center))
+        return hoeffding_term(n_center, alpha)
     m = ball_rank(n_center, mass)
     q = float(stats.beta.isf(alpha, m, n_center - m + 1))
-    q = _raise_until(lambda t: stats.binom.cdf(m - 1, n_center, t) <= alpha, q)
+    limit = alpha * (1.0 - TAIL_MARGIN)
+    q = _raise_until(lambda t: stats.binom.cdf(m - 1, n_center, t) <= limit, q)
     margin = q - mass
     while mass + margin < q:  # rounded so that the level ``mass + Delta1`` is not below ``q``
         margin = math.nextafter(margin, math.inf)
@@ -81,18 +101,36 @@ def mass_lower_bound(count: int, n: int, alpha: float, bound: Bound = "binomial"
     drawn (the check set ``Z2`` is fresh, so the ball from ``Z1`` is fixed).
 
     * binomial: one-sided Clopper-Pearson, the ``alpha`` quantile of ``Beta(c, n - c + 1)``
-      (0 when ``c = 0``).
-    * hoeffding: ``c / n - sqrt(ln(1 / alpha) / (2 n))``.
+      (0 when ``c = 0``), lowered until the computed ``P(Bin(n, p_low) >= c)`` is at most
+      ``alpha (1 - TAIL_MARGIN)``: the exact tail is then below ``alpha``, so ``p_low`` is below
+      the exact Clopper-Pearson bound (the tail grows with ``p``).
+    * hoeffding: ``c / n - sqrt(ln(1 / alpha) / (2 n))``, each term rounded on its side.
     """
     _check_count("n", n)
     _check_level("alpha", alpha)
     if not 0 <= count <= n:
         raise ValueError(f"count must lie in [0, n={n}], got {count}")
     if check_bound(bound) == "hoeffding":
-        return count / n - math.sqrt(math.log(1.0 / alpha) / (2.0 * n))
+        rate = count / n
+        low = rate - abs(rate) * LEVEL_MARGIN - hoeffding_term(n, alpha)
+        return math.nextafter(low, -math.inf)  # the subtraction's rounding
     if count == 0:
         return 0.0
-    return float(stats.beta.ppf(alpha, count, n - count + 1))
+    limit = alpha * (1.0 - TAIL_MARGIN)
+    p = float(stats.beta.ppf(alpha, count, n - count + 1))
+    return _lower_until(lambda t: stats.binom.sf(count - 1, n, t) <= limit, p)
+
+
+def hoeffding_term(n: int, alpha: float) -> float:
+    """``sqrt(ln(1 / alpha) / (2 n))``, raised by ``LEVEL_MARGIN`` (``-log(alpha)``, not
+    ``log(1 / alpha)``: the rounding of ``1 / alpha`` would dominate for ``alpha`` near 1)."""
+    return round_up(math.sqrt(-math.log(alpha) / (2.0 * n)))
+
+
+def round_up(value: float) -> float:
+    """``value`` raised by ``LEVEL_MARGIN`` relative (and 1e-300 absolute): above the exact
+    quantity that ``value`` computes up to a relative error below the margin."""
+    return value + abs(value) * LEVEL_MARGIN + _TINY
 
 
 def certified_mass(
@@ -138,12 +176,24 @@ def shifted_mass(
 
     ``slack > 0`` (inputs on a grid, docs/algorithm.md): the noise is within total variation
     ``slack`` of a distribution for which the lemma holds, at ``x`` and at ``x'``, so the mass
-    needed is ``Phi(Phi^-1(level + slack) + eps_in / sigma) + slack`` (capped at 1)."""
+    needed is ``Phi(Phi^-1(level + slack) + eps_in / sigma) + slack`` (capped at 1).
+
+    Rounded up: ``level + slack`` is rounded up exactly before ``Phi^-1`` (which is increasing)
+    and the result raised by ``LEVEL_MARGIN``, which exceeds the error of ``Phi(Phi^-1(.) + h)``
+    in floating point (below 3e-12 relative, docs/algorithm.md), so the value returned is never
+    below the exact mass."""
     eps = np.asarray(eps_in, dtype=float)
-    if slack == 0.0:
-        return np.asarray(stats.norm.cdf(stats.norm.ppf(level) + eps / sigma))
-    inner = stats.norm.ppf(min(level + slack, 1.0)) + eps / sigma
-    return np.asarray(np.minimum(stats.norm.cdf(inner) + slack, 1.0))
+    start = level if slack == 0.0 else min(_sum_up(level, slack), 1.0)
+    mass = stats.norm.cdf(stats.norm.ppf(start) + eps / sigma) + slack
+    return np.asarray(np.minimum(mass + mass * LEVEL_MARGIN + _TINY, 1.0))
+
+
+def _sum_up(a: float, b: float) -> float:
+    """``a + b`` rounded up: the smallest float not below the exact sum."""
+    total = a + b
+    while Fraction(total) < Fraction(a) + Fraction(b):
+        total = math.nextafter(total, math.inf)
+    return total
 
 
 def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomial") -> int:
@@ -154,25 +204,52 @@ def quantile_rank(p: float, n_certify: int, alpha: float, bound: Bound = "binomi
     (the quantile cannot be bounded with this many samples).
 
     * binomial: ``r_(k) < q_p`` needs at least ``k`` samples below ``q_p``, a count that is at most
-      ``Bin(n, p)``; the smallest ``k`` with ``P(Bin(n, p) >= k) <= alpha`` is
-      ``binom.ppf(1 - alpha, n, p) + 1`` (verified against the cdf, exact and distribution free).
+      ``Bin(n, p)``; we take the smallest ``k`` whose computed tail ``P(Bin(n, p) >= k)`` (the
+      survival function, accurate in relative terms even for a tiny ``alpha``, where
+      ``1 - alpha`` would round) is at most ``alpha (1 - TAIL_MARGIN)``: its exact tail is then at
+      most ``alpha``, and it is the exact smallest such rank unless the exact tail at ``k - 1``
+      lies within the margin of ``alpha`` (exact and distribution free).
     * hoeffding: ``k = ceil((p + sqrt(ln(1 / alpha) / (2 n))) * n)`` (the paper's quantile, taken
-      as an order statistic rather than an interpolated quantile).
+      as an order statistic rather than an interpolated quantile), the sum raised by
+      ``LEVEL_MARGIN`` so that the rounding cannot lower ``k``.
     """
     _check_count("n_certify", n_certify)
     _check_level("alpha", alpha)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}")
+    n = n_certify
     if check_bound(bound) == "hoeffding":
-        q = p + math.sqrt(math.log(1.0 / alpha) / (2.0 * n_certify))
-        return min(max(math.ceil(q * n_certify), 1), n_certify + 1)
-    j = int(stats.binom.ppf(1.0 - alpha, n_certify, p))
-    # binom.ppf is computed numerically: settle on the exact smallest j with cdf(j) >= 1 - alpha.
-    while j > 0 and stats.binom.cdf(j - 1, n_certify, p) >= 1.0 - alpha:
-        j -= 1
-    while stats.binom.cdf(j, n_certify, p) < 1.0 - alpha:
-        j += 1
-    return min(j + 1, n_certify + 1)
+        q = round_up(p + hoeffding_term(n, alpha))
+        return min(max(math.ceil(q * n), 1), n + 1)
+    limit = alpha * (1.0 - TAIL_MARGIN)
+
+    def small(j: int) -> bool:  # P(Bin(n, p) > j) = P(Bin(n, p) >= j + 1) at most the limit
+        return bool(stats.binom.sf(j, n, p) <= limit)
+
+    # start from the normal approximation, gallop to bracket the answer, then bisect: the
+    # smallest j in [0, n] whose computed tail qualifies (small(n) holds: P(Bin > n) = 0)
+    guess = n * p + float(stats.norm.isf(limit)) * math.sqrt(n * p * (1.0 - p))
+    j = min(max(int(guess), 0), n) if math.isfinite(guess) else n
+    step = 1
+    if small(j):  # the answer is at most j: find a probe below it that fails
+        lo, hi = 0, j
+        while hi > 0:
+            probe = max(hi - step, 0)
+            if not small(probe):
+                lo = probe + 1
+                break
+            hi, step = probe, 2 * step
+    else:  # the answer is above j: find a probe at or above it that qualifies
+        lo = hi = j + 1
+        while not small(hi):
+            lo, hi, step = hi + 1, min(hi + step, n), 2 * step
+    while lo < hi:  # every j below lo fails, hi qualifies
+        mid = (lo + hi) // 2
+        if small(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi + 1
 
 
 def max_certifiable_eps(
@@ -216,9 +293,16 @@ def candidate_miss_probability(delta1_value: float, k: int, mass: float = 0.5) -
     """Chance ``(1 - mass - Delta1)^k`` that none of ``k`` candidates falls in the optimal ball.
 
     Each candidate is an independent sample, inside a ball of mass ``>= mass + Delta1`` with
-    probability at least ``mass + Delta1``.
+    probability at least ``mass + Delta1``. The base is exact (rational arithmetic, rounded up)
+    and the power, correctly rounded to within one unit, is raised by ``LEVEL_MARGIN``.
     """
-    return max(1.0 - mass - delta1_value, 0.0) ** k
+    base = Fraction(1) - Fraction(mass) - Fraction(delta1_value)
+    if base <= 0:
+        return 0.0
+    b = float(base)
+    if b < base:
+        b = math.nextafter(b, math.inf)
+    return min(round_up(b**k), 1.0)
 
 
 def nearest_mass(alpha: float, k: int) -> float:
@@ -273,9 +357,10 @@ def split_center_alpha(
     if candidates is None:
         return CenterAlphas(share, near, half)
 
-    def excess(a1: float) -> float:
+    def excess(a1: float) -> Fraction:  # exact: the terms must add up to at most the share
         d1 = delta1(n_center, a1, bound, mass)
-        return a1 + candidate_miss_probability(d1, candidates, mass) - share
+        miss = candidate_miss_probability(d1, candidates, mass)
+        return Fraction(a1) + Fraction(miss) - Fraction(share)
 
     lo = share * 1e-12
     if excess(lo) > 0:
@@ -363,7 +448,8 @@ def check_samples_for(
 ) -> int | None:
     """Smallest ``n`` at which ``floor(share n)`` hits in ``n`` check samples give
     ``p_low > level``: how many check samples bound a ball's mass above ``level`` if its mass
-    is ``share`` (``None`` when ``share <= level``: no count does)."""
+    is ``share`` (``None`` when ``share <= level``: no count does; and when no count up to
+    ``2**53`` does, a share within rounding of the level)."""
     if not share > level:
         return None
 
@@ -372,6 +458,8 @@ def check_samples_for(
 
     n = 1
     while not passes(n):
+        if n >= _LARGEST_COUNT:
+            return None
         n *= 2
     lo = n // 2
     while n - lo > 1:
@@ -381,6 +469,9 @@ def check_samples_for(
         else:
             lo = mid
     return n
+
+
+_LARGEST_COUNT = 2**53  # counts up to here are exact in floating point
 
 
 def min_certify_samples(
@@ -412,6 +503,19 @@ def _raise_until(holds: object, q: float) -> float:
         if q >= 1.0:
             return 1.0
         q = min(q + step, 1.0)
+        step *= 2.0
+    return q
+
+
+def _lower_until(holds: object, q: float) -> float:
+    """Nudge a numerically computed ``q`` downwards until ``holds(q)``, in steps relative to
+    ``q`` (a lower confidence bound can be 1e-9 or less), starting near the move that
+    ``TAIL_MARGIN`` asks for."""
+    step = max(q, 0.0) * 1e-11
+    while not holds(q):  # type: ignore[operator]
+        if q <= 0.0 or step == 0.0:
+            return 0.0
+        q = max(q - step, 0.0)
         step *= 2.0
     return q
 

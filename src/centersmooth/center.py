@@ -28,7 +28,11 @@ from .metrics.base import PAIRWISE_BUDGET, Metric, Outputs
 
 EXACT_RECHECK = 8  # best candidates whose median is always recomputed with the exact distance
 RECHECK_SLACK = 1e-3  # and any other within this relative margin of the best exact median
-MAX_RECHECK = 256  # at most this many (a cloud of near-duplicates would otherwise recheck all)
+# What the search assumes of a metric (docs/algorithm.md, "The all-pairs search without the
+# all-pairs cost"): its pairwise form, its elementwise form and (where it has one) its Euclidean
+# embedding agree within this relative error. Ten times below the margins above; a rechecked
+# candidate that shows a larger disagreement makes the search score every candidate exactly.
+FORM_AGREEMENT = 1e-4
 SLOW_SEARCH_SECONDS = 60.0  # a search estimated to take longer raises SlowCenterSearchWarning
 PROBE_ROWS = 16  # candidates in the first block; the next ones grow fourfold (_SearchPace)
 BLOCK_SECONDS = 1.0  # until one takes this long and its time grew with its size
@@ -121,7 +125,10 @@ def find_center(
     first; a sample whose median provably exceeds the best so far is skipped (``_SamplePruner``),
     which leaves the result unchanged and in high dimension skips nearly all of them. The best few
     are then recomputed with the exact elementwise distance (``_exact_minimum``), so the returned
-    radius is exact.
+    radius is exact, and it is the smallest exact median of all candidates: proved from
+    ``FORM_AGREEMENT`` and the low-rank bound's own rounding error (docs/algorithm.md, "The
+    all-pairs search without the all-pairs cost"); where a margin cannot be shown the search
+    falls back to exact distances.
     Candidates are indexed samples first, then ``extra``; neither is copied. ``mass`` (1/2 by
     default) is the share of the samples the center's ball must hold.
 
@@ -164,22 +171,37 @@ def find_center(
 def _exact_minimum(
     medians: torch.Tensor, exact_median: Callable[[int], float]
 ) -> tuple[float, int]:
-    """The smallest exact median among the candidates the pairwise medians leave in the race.
+    """The smallest exact median among all candidates, from their pairwise medians.
 
     Candidates are recomputed with the exact elementwise distance in increasing order of their
     pairwise median: at least ``EXACT_RECHECK``, and then every one whose pairwise median is
-    within ``RECHECK_SLACK`` of the best exact median so far (rounding in a product form can
-    reorder close medians; it cannot move one by that much), up to ``MAX_RECHECK``.
+    within ``RECHECK_SLACK`` of the best exact median so far. One beyond it has an exact median
+    above the best as long as the forms agree within ``FORM_AGREEMENT``; pruned candidates
+    (``inf``) were ruled out with the same margins. A rechecked candidate whose two medians
+    disagree by more than that shows the assumption failing: every candidate is then scored
+    exactly (the plain search). Ties go to the smaller index.
     """
     order = torch.argsort(medians).tolist()
     finite = [i for i in order if math.isfinite(float(medians[i]))] or order[:1]
     best = (math.inf, finite[0])
-    for rank, i in enumerate(finite[:MAX_RECHECK]):
+    exact: dict[int, float] = {}
+    for rank, i in enumerate(finite):
         beyond = float(medians[i]) > best[0] * (1 + RECHECK_SLACK)
         if rank >= EXACT_RECHECK and (beyond or best[0] == 0.0):
             break
-        best = min(best, (exact_median(i), i))
+        exact[i] = exact_median(i)
+        if abs(float(medians[i]) - exact[i]) > FORM_AGREEMENT * exact[i]:
+            return _plain_minimum(medians.shape[0], exact_median, exact)
+        best = min(best, (exact[i], i))
     return best
+
+
+def _plain_minimum(
+    n_candidates: int, exact_median: Callable[[int], float], known: dict[int, float]
+) -> tuple[float, int]:
+    """The smallest exact median of every candidate (ties to the smaller index): the fallback
+    where the pairwise form cannot be trusted to the search's margins."""
+    return min((known[i] if i in known else exact_median(i), i) for i in range(n_candidates))
 
 
 class _SearchPace:
@@ -395,28 +417,26 @@ class _SamplePruner:
     counted the same way, which still saves the order statistic of those that cannot win. Rows
     are visited from the cloud's middle out, so ``best`` drops early when no central point was
     given.
+
+    The low-rank bound is computed in float64 and compared in float32; ``_LowRankBound`` proves
+    an upper bound on its rounding, and where that bound does not fit in the additive margin
+    ``SLACK / 10 * scale^2`` (norms beyond float32's range, a cloud so small that its squares
+    underflow) the rows are counted from the exact pairwise block instead.
     """
 
     LOW_RANK = 32
     MIN_POOL = 256  # below this, pruning costs more than it saves
-    # margin (relative to ``best``, and a tenth of it squared relative to the cloud's extent) far
-    # above the float32 rounding of the bound and of ``pairwise``: it can only keep more rows
+    # relative margin on the threshold, ten times FORM_AGREEMENT (the metric's rounding), and a
+    # tenth of it times the cloud's squared extent for the low-rank bound's own rounding
     SLACK = 1e-3
 
     def __init__(self, metric: Metric, pool: Outputs, samples: Outputs, m: int) -> None:
         self.metric, self.pool, self.samples, self.m = metric, pool, samples, m
-        self.coords: torch.Tensor | None = None
-        self.sq_norms: torch.Tensor | None = None
-        self.scale = 0.0
+        self.bound: _LowRankBound | None = None
         if batch_len(pool) >= self.MIN_POOL and pool is samples:
             embedding = metric.euclidean_embedding(samples)
             if embedding is not None:
-                # centred in the embedding's own type, then float32 (a float64 cloud far from
-                # the origin would lose its spread if cast first)
-                points = embedding if embedding.is_floating_point() else embedding.float()
-                self.coords = _low_rank_coordinates(points, self.LOW_RANK).float()
-                self.sq_norms = self.coords.square().sum(dim=1)
-                self.scale = float(self.sq_norms.max().sqrt())
+                self.bound = _LowRankBound.of(embedding, self.LOW_RANK)
 
     def medians(self, best: float, pace: _SearchPace) -> torch.Tensor:
         n_pool = batch_len(self.pool)
@@ -436,8 +456,9 @@ class _SamplePruner:
     def _score(self, idx: torch.Tensor, best: float, medians: torch.Tensor) -> tuple[float, int]:
         """Medians of the rows ``idx`` that may beat ``best`` into ``medians``; the new best, and
         how many rows had their exact distances computed."""
-        if self.coords is not None and math.isfinite(best):
-            idx = idx[self._may_beat(idx, best)]
+        if self.bound is not None and math.isfinite(best):
+            radius = self.metric.euclidean_radius(best) * (1 + self.SLACK)
+            idx = idx[self.bound.may_reach(idx, radius, self.m, self.SLACK / 10)]
             if idx.numel() == 0:
                 return best, 0
         computed = idx.numel()
@@ -452,51 +473,144 @@ class _SamplePruner:
         return min(best, float(block.min())), computed
 
     def _middle_out(self) -> torch.Tensor:
-        if self.coords is None:
+        if self.bound is None:
             return torch.arange(batch_len(self.pool))
-        assert self.sq_norms is not None
-        return torch.argsort(self.sq_norms).cpu()
+        return torch.argsort(self.bound.sq_norms).cpu()
 
     def _rows(self, idx: torch.Tensor) -> Outputs:
         if isinstance(self.pool, torch.Tensor):
             return self.pool[idx.to(self.pool.device)]
         return [self.pool[i] for i in idx.tolist()]
 
-    def _may_beat(self, idx: torch.Tensor, best: float) -> torch.Tensor:
-        """Rows with at least ``m`` lower bounds within the Euclidean image of ``best``."""
-        assert self.coords is not None and self.sq_norms is not None
-        limit = self.metric.euclidean_radius(best) * (1 + self.SLACK)
-        limit2 = limit * limit + self.SLACK / 10 * self.scale**2
+
+_U64 = 2.0**-53  # unit roundoff of float64
+
+
+def _gamma(k: int, unit: float) -> float:
+    """``k u / (1 - k u)``: the relative error of a sum or dot product of ``k`` terms, in any
+    order of summation (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1)."""
+    return k * unit / (1.0 - k * unit)
+
+
+def _product_dtype() -> torch.dtype:
+    """float32 for the low-rank products, unless float32 matrix products may run at reduced
+    precision (``torch.set_float32_matmul_precision`` other than ``"highest"``, TF32 on CUDA):
+    then float64, whose rounding the bound can state."""
+    reduced = torch.get_float32_matmul_precision() != "highest"
+    return _F64 if reduced or torch.backends.cuda.matmul.allow_tf32 else torch.float32
+
+
+@dataclass(frozen=True)
+class _LowRankBound:
+    """Low-rank coordinates of an embedding, and what their rounding can cost.
+
+    ``coords`` holds, per point ``e_i``, its centred coordinates on ``r`` orthonormal directions
+    and the norm of the rest, computed in float64 and rounded to float32 (``_product_dtype``).
+    Each lies within ``zeta`` of the exact image of ``e_i`` under a map that never lengthens a
+    distance (docs/algorithm.md), and the squared distances computed from them (``may_reach``)
+    within ``product_error`` of the squared distances of ``coords``. ``of`` returns ``None``
+    where these bounds cannot be had: a basis far from orthonormal, norms beyond the range of
+    the products or not finite, or a cloud of a single point.
+    """
+
+    coords: torch.Tensor  # (n, r + 1)
+    sq_norms: torch.Tensor
+    scale: float  # the largest norm of the coordinates (the centred points' up to 5%)
+    zeta: float
+    product_error: float
+
+    @classmethod
+    def of(cls, embedding: torch.Tensor, rank: int) -> _LowRankBound | None:
+        coords64, omega = _low_rank_coordinates(embedding, rank)
+        dim, k = embedding.shape[1], coords64.shape[1]
+        dtype = _product_dtype()
+        info = torch.finfo(dtype)
+        unit, subnormal = info.eps / 2, info.smallest_normal * info.eps
+        if coords64.shape[0] == 0:
+            return None
+        largest = float(coords64.norm(dim=1).max())
+        # the centred points' norms are the coordinates' up to O(omega + gamma) <= 3%
+        bound = 1.05 * largest
+        if not (math.isfinite(bound) and 0.0 < bound <= math.sqrt(info.max) / 4 and omega <= 0.01):
+            return None
+        # float64: centring, projection and the remainder's norm (docs/algorithm.md)
+        zeta = bound * (4 * omega + 8 * math.sqrt(k) * _gamma(dim + k + 1, _U64) + 8 * _U64)
+        # rounding the coordinates to the products' type (relative, or absolute on underflow)
+        zeta += unit * bound + math.sqrt(k) * subnormal
+        # |a|^2 + |b|^2 - 2 a.b: k + 3 terms, at most (|a| + |b|)^2 <= 4 bound^2, and every
+        # product or square that underflows
+        product_error = 4.04 * _gamma(k + 3, unit) * bound**2 + (3 * k + 4) * subnormal
+        coords = coords64.to(dtype)
+        return cls(coords, coords.square().sum(dim=1), largest, zeta, product_error)
+
+    def may_reach(self, idx: torch.Tensor, radius: float, m: int, margin: float) -> torch.Tensor:
+        """Rows of ``idx`` that may have at least ``m`` points within ``radius`` (Euclidean, in the
+        embedding): at least ``m`` squared low-rank distances within ``radius^2 + margin *
+        scale^2``. All rows when that allowance cannot be shown to cover the rounding: then
+        ``radius`` plus the coordinates' error ``2 zeta`` squared, the products, and the rounding
+        of the threshold to the products' type must fit in ``margin * scale^2``."""
+        info = torch.finfo(self.coords.dtype)
+        allowance = margin * self.scale**2
+        limit2 = radius * radius + allowance
+        needed = 4 * self.zeta * radius + 4 * self.zeta**2 + self.product_error
+        needed += info.eps / 2 * limit2 + info.smallest_normal * info.eps
+        if not (needed <= allowance and limit2 <= info.max / 4):
+            return torch.ones(idx.shape[0], dtype=torch.bool)
         rows = idx.to(self.coords.device)
         sq = torch.addmm(self.sq_norms[None, :], self.coords[rows], self.coords.T, alpha=-2.0)
         sq.add_(self.sq_norms[rows, None]).le_(limit2)
-        return (sq.sum(dim=1) >= self.m).cpu()
+        return (sq.sum(dim=1) >= m).cpu()
 
 
-def _low_rank_coordinates(points: torch.Tensor, rank: int, rows: int = 1024) -> torch.Tensor:
-    """Coordinates whose pairwise l2 distances never exceed those of ``points``.
+def _low_rank_coordinates(
+    points: torch.Tensor, rank: int, budget: int = 2**22
+) -> tuple[torch.Tensor, float]:
+    """Float64 coordinates whose pairwise l2 distances never exceed those of ``points`` (up to
+    the rounding ``_LowRankBound`` bounds), and ``omega``, a bound on ``||Q^T Q - I||`` for the
+    basis ``Q`` used.
 
-    The centred points projected on an orthonormal basis of their top ``rank`` principal
+    The points minus their mean, projected on a basis of their top ``rank`` principal
     directions (subspace iteration started from the first rows: deterministic, no random state),
-    plus one coordinate holding the norm of what the projection leaves out. Works through the
-    points in row blocks, so no copy of the size of ``points`` is made.
+    plus one coordinate holding the norm of what the projection leaves out. The mean and the
+    directions are found in the points' own type (at least float32; any reference point and any
+    basis will do, so their rounding costs nothing), the basis is orthonormalised again in float64
+    and the coordinates are computed in float64. Works in row blocks of at most ``budget``
+    numbers, so no copy of the size of ``points`` is made.
     """
-    mean = points.mean(dim=0)
     n, dim = points.shape
-    if dim <= rank + 1:
-        return points - mean
+    rows = max(1, min(1024, budget // max(dim, 1)))
     blocks = [(start, min(start + rows, n)) for start in range(0, n, rows)]
-    basis = torch.linalg.qr((points[: min(rank, n)] - mean).T).Q
-    for _ in range(2):
-        spread = torch.zeros(dim, basis.shape[1], dtype=points.dtype, device=points.device)
-        for lo, hi in blocks:
-            centred = points[lo:hi] - mean
-            spread += centred.T @ (centred @ basis)
-        basis = torch.linalg.qr(spread).Q
-    coords = []
+    work = torch.promote_types(points.dtype, torch.float32)
+    mean = torch.zeros(dim, dtype=work, device=points.device)
     for lo, hi in blocks:
-        centred = points[lo:hi] - mean
-        projected = centred @ basis
-        rest = (centred - projected @ basis.T).norm(dim=1, keepdim=True)
-        coords.append(torch.cat([projected, rest], dim=1))
-    return torch.cat(coords)
+        mean += points[lo:hi].to(work).sum(dim=0)
+    mean /= max(n, 1)
+    mean64 = mean.to(_F64)
+
+    def coordinates(basis: torch.Tensor | None) -> torch.Tensor:
+        parts = []
+        for lo, hi in blocks:
+            part = points[lo:hi].to(_F64) - mean64
+            if basis is None:
+                parts.append(part)
+                continue
+            projected = part @ basis
+            rest = (part - projected @ basis.T).norm(dim=1, keepdim=True)
+            parts.append(torch.cat([projected, rest], dim=1))
+        return torch.cat(parts)
+
+    if dim <= rank + 1:
+        return coordinates(None), 0.0
+    basis = torch.linalg.qr((points[: min(rank, n)].to(work) - mean).T).Q
+    for _ in range(2):
+        spread = torch.zeros(dim, basis.shape[1], dtype=work, device=points.device)
+        for lo, hi in blocks:
+            part = points[lo:hi].to(work) - mean
+            spread += part.T @ (part @ basis)
+        basis = torch.linalg.qr(spread).Q
+    basis = torch.linalg.qr(basis.to(_F64)).Q
+    gram = basis.T @ basis
+    eye = torch.eye(basis.shape[1], dtype=_F64, device=basis.device)
+    # the computed Gram matrix is within gamma_dim (1 + omega) of the exact one, entrywise
+    omega = float(torch.linalg.matrix_norm(gram - eye)) + 2 * basis.shape[1] * _gamma(dim, _U64)
+    return coordinates(basis), omega

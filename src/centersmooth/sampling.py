@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -86,7 +86,6 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-DEFAULT_BATCH_SIZE = 1_000
 
 
 def seed_at(seed: int, index: int) -> int:
@@ -97,6 +96,135 @@ def seed_at(seed: int, index: int) -> int:
     noise comes from its own seed alone (``NoiseStream``), so it is the same whichever worker
     or batch the input lands in."""
     return (int(seed) + int(index)) % 2**64
+
+
+ESTIMATOR_METHODS = ("transform", "predict")  # tried in this order on a model that is no callable
+
+
+def model_function(model: Any) -> Callable[..., Any]:
+    """The function of a batch that ``model`` stands for: the model itself when it is callable
+    (a function, an ``nn.Module``), else the ``transform`` of a scikit-learn estimator (PCA, a
+    pipeline ending in a transformer), else its ``predict``."""
+    if callable(model):
+        return model
+    for name in ESTIMATOR_METHODS:
+        method = getattr(model, name, None)  # a pipeline hides the methods its last step lacks
+        if callable(method):
+            return method
+    raise TypeError(
+        f"base_function must be an nn.Module, a function of a batch or an estimator with a "
+        f"transform or predict method, got a {type(model).__name__} without either; pass the "
+        "method that maps a batch of inputs to a batch of outputs (for example "
+        f"{type(model).__name__.lower()}.decision_function)"
+    )
+
+
+OutputSelector = str | int | Callable[[Any], Any] | None
+
+
+class SeveralOutputsError(TypeError):
+    """The model returns several outputs (a dict or a tuple of batches) and none was chosen, or
+    the one chosen is not among them; the message names the outputs there are."""
+
+
+def check_output_selector(output: OutputSelector) -> OutputSelector:
+    if output is None or callable(output):
+        return output
+    if isinstance(output, bool) or not isinstance(output, str | int):
+        raise TypeError(
+            "output must be a key or a position (str or int) of the model's outputs, or a "
+            f"function of them, got {type(output).__name__}"
+        )
+    return output
+
+
+def _parts(raw: Any) -> dict[Any, Any] | None:
+    """The outputs of a model that returns several, by key or position (``None`` for one): a
+    dict, a named tuple, or a tuple whose items are all batches (tensors or arrays)."""
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    if isinstance(raw, tuple):
+        fields = getattr(raw, "_fields", None)
+        if fields is not None:
+            return dict(zip(fields, raw, strict=True))
+        if raw and all(isinstance(item, torch.Tensor | np.ndarray) for item in raw):
+            return dict(enumerate(raw))
+    return None
+
+
+def _describe_part(value: Any) -> str:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return f"{'tensor' if isinstance(value, torch.Tensor) else 'array'} {tuple(value.shape)}"
+    if isinstance(value, list | tuple):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _choices(parts: dict[Any, Any], per_input: bool = False) -> str:
+    described = ", ".join(f"{key!r} ({_describe_part(v)})" for key, v in parts.items())
+    return f"for each input {described}" if per_input else described
+
+
+def _pick(parts: dict[Any, Any], output: str | int, per_input: bool = False) -> Any:
+    keys = [output]
+    if isinstance(output, str) and output.lstrip("-").isdigit():
+        keys.append(int(output))  # "0" from the command line is a position
+    positions = list(parts.values())
+    for key in keys:
+        if key in parts:
+            return parts[key]
+        if isinstance(key, int) and all(isinstance(k, str) for k in parts):  # a named tuple
+            if -len(positions) <= key < len(positions):
+                return positions[key]
+    raise SeveralOutputsError(
+        f"output={output!r} names none of the model's outputs: it returns "
+        f"{_choices(parts, per_input)}"
+    )
+
+
+def _stacked(items: list[Any]) -> Any:
+    """Per-input tensors (or arrays) of one shape as one batch; anything else as the list."""
+    if all(isinstance(item, torch.Tensor) for item in items):
+        if len({tuple(item.shape) for item in items}) == 1:
+            return torch.stack(items)
+    elif all(isinstance(item, np.ndarray) and item.dtype != object for item in items):
+        if len({item.shape for item in items}) == 1:
+            return np.stack(items)
+    return items
+
+
+def select_output(raw: Any, output: OutputSelector) -> Any:
+    """The output of ``raw`` (what the model returned for a batch) that is certified.
+
+    Without ``output`` a dict, a named tuple or a tuple of batches is refused
+    (``SeveralOutputsError``) with the names to choose from: a tuple of two batches would
+    otherwise read as two outputs. With it: ``output(raw)`` for a function, else the key or
+    position ``output`` of ``raw``, or of each item of a list of per-input dicts or tuples (a
+    detector's ``[{"boxes": ..., "scores": ...}, ...]``; stacked into a batch where they are
+    tensors of one shape).
+    """
+    if callable(output):
+        return output(raw)
+    parts = _parts(raw)
+    if output is None:
+        if parts is None:
+            return raw
+        first = next(iter(parts))
+        kind = "a dict" if isinstance(raw, Mapping) else "a tuple"
+        raise SeveralOutputsError(
+            f"the model returns {kind} of outputs, not a batch: {_choices(parts)}; choose the "
+            f"one to certify with output={first!r} (on the command line --output {first})"
+            + (", and certify another in a run of its own" if len(parts) > 1 else "")
+        )
+    if parts is not None:
+        return _pick(parts, output)
+    if isinstance(raw, list) and raw and all(_parts(item) is not None for item in raw):
+        picked = [_pick(_parts(item) or {}, output, per_input=True) for item in raw]
+        return _stacked(picked)
+    raise SeveralOutputsError(
+        f"output={output!r} picks one of several outputs, but the model returns one: "
+        f"{_describe_part(raw)}; leave output out"
+    )
 
 
 class BaseFunction:
@@ -114,15 +242,14 @@ class BaseFunction:
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: Any,
         device: torch.device,
         autocast: str | None = None,
         compile: bool | str = False,
+        output: OutputSelector = None,
     ) -> None:
-        if not callable(fn):
-            raise TypeError(
-                f"base_function must be an nn.Module or a callable, got {type(fn).__name__}"
-            )
+        fn = model_function(fn)
+        self.output = check_output_selector(output)
         if autocast is not None and autocast not in AUTOCAST_DTYPES:
             raise ValueError(
                 f"autocast must be None or one of {sorted(AUTOCAST_DTYPES)}, got {autocast!r}"
@@ -142,7 +269,10 @@ class BaseFunction:
                 # noise first would move x and quantise the noise.
                 self.noise_dtype = torch.float32
         if compile:
-            fn = torch.compile(fn) if compile is True else torch.compile(fn, backend=str(compile))
+            # dynamic shapes: the last batch of each stage (and of each number of inputs per
+            # call) has another size, which would otherwise compile the model again
+            backend = "inductor" if compile is True else str(compile)
+            fn = torch.compile(fn, backend=backend, dynamic=True)
         self.fn: Callable[..., Any] = fn
         self.device = device
         self.autocast_dtype = None if autocast is None else AUTOCAST_DTYPES[autocast]
@@ -189,20 +319,26 @@ class BaseFunction:
             if numpy_dtype is not None:
                 raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
             else:
-                if self.input_dtype in HALF_DTYPES:
-                    batch = batch.to(self.input_dtype)
-                with torch.autocast(
-                    self.device.type,
-                    dtype=self.autocast_dtype or torch.bfloat16,
-                    enabled=self.autocast_dtype is not None,
-                ):
-                    raw = self.fn(batch)
+                raw = self.forward(batch)
         out = self._check(raw, batch.shape[0])
         if isinstance(out, torch.Tensor) and out.dtype in (torch.float16, torch.bfloat16):
             out = out.float()
         if check_finite:
             OutputMonitor(self.device).outputs(out).raise_if_bad()
         return out
+
+    def forward(self, batch: torch.Tensor) -> Any:
+        """The model on a torch batch as certified: cast to a half-precision module's type and
+        under the autocast asked for, with gradients if the caller enables them (the attack
+        differentiates this very function); the chosen output, unchecked."""
+        if self.input_dtype in HALF_DTYPES:
+            batch = batch.to(self.input_dtype)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.bfloat16,
+            enabled=self.autocast_dtype is not None,
+        ):
+            return select_output(self.fn(batch), self.output)
 
     def _check(self, raw: Any, expected: int) -> Outputs:
         if isinstance(raw, np.ndarray) and raw.dtype != object:
@@ -404,9 +540,34 @@ class NoiseStream:
         torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype, out=out)
         out.mul_(self.sigma).add_(self.x)
 
-    def blocks_for(self, size: int) -> int:
-        """New blocks needed to hand out ``size`` more samples."""
-        return max(0, -(-(size - self.buffer.shape[0]) // self.block))
+    def fill(self, target: torch.Tensor) -> list[Callable[[], None]]:
+        """Jobs that write the next ``len(target)`` noisy samples into ``target``: the samples
+        left from the last block are copied now, whole blocks are drawn straight into
+        ``target``, and a last block partly needed is drawn into a buffer whose rest waits for
+        the next call. So a batch holds its own samples and at most one block besides (a
+        concatenation would hold them twice)."""
+        size = target.shape[0]
+        used = min(size, self.buffer.shape[0])
+        if used:
+            target[:used] = self.buffer[:used]
+        self.buffer = _rest(self.buffer, used)
+        jobs: list[Callable[[], None]] = []
+        at = used
+        while at < size:
+            b, self.next_block = self.next_block, self.next_block + 1
+            if size - at >= self.block:
+                jobs.append(functools.partial(self.draw_block, b, target[at : at + self.block]))
+                at += self.block
+                continue
+            block = self.x.new_empty((self.block, *self.x.shape))
+            jobs.append(functools.partial(self._draw_head, b, block, target[at:]))
+            self.buffer = block[size - at :]
+            at = size
+        return jobs
+
+    def _draw_head(self, b: int, block: torch.Tensor, head: torch.Tensor) -> None:
+        self.draw_block(b, block)
+        head.copy_(block[: head.shape[0]])
 
     def take(self, size: int) -> torch.Tensor:
         """The next ``size`` noisy samples."""
@@ -437,59 +598,24 @@ def draw_noisy(streams: list[Any], size: int) -> torch.Tensor:
     operations (multiply, then add), which give the same bits however the work is split.
     Streams other than :class:`NoiseStream` (``GridNoiseStream``) are taken one by one.
     """
-    fresh: list[torch.Tensor | None] = []
+    if not all(isinstance(stream, NoiseStream) for stream in streams):
+        parts = [stream.take(size) for stream in streams]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    x = streams[0].x  # inputs of one call share shape, type and device
+    out = x.new_empty((len(streams) * size, *x.shape))
     jobs: list[Callable[[], None]] = []
-    on_cpu = True
-    for stream in streams:
-        if not isinstance(stream, NoiseStream):
-            fresh.append(None)
-            continue
-        count = stream.blocks_for(size)
-        new = stream.x.new_empty((count * stream.block, *stream.x.shape))
-        for k in range(count):
-            out = new[k * stream.block : (k + 1) * stream.block]
-            jobs.append(functools.partial(stream.draw_block, stream.next_block + k, out))
-        stream.next_block += count
-        fresh.append(new)
-        on_cpu = on_cpu and stream.x.device.type == "cpu"
-    _run(jobs, torch.get_num_threads() if on_cpu else 1)
-    parts = []
-    for stream, drawn in zip(streams, fresh, strict=True):
-        if drawn is None:
-            parts.append(stream.take(size))
-            continue
-        if drawn.shape[0]:
-            stream.buffer = torch.cat([stream.buffer, drawn]) if stream.buffer.shape[0] else drawn
-        parts.append(stream.buffer[:size])
-        stream.buffer = stream.buffer[size:]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    for i, stream in enumerate(streams):
+        jobs += stream.fill(out[i * size : (i + 1) * size])
+    _run(jobs, torch.get_num_threads() if x.device.type == "cpu" else 1)
+    return out
 
 
-def find_batch_size(
-    base_function: BaseFunction,
-    x: torch.Tensor,
-    sigma: float,
-    numpy_dtype: np.dtype | None = None,
-    start: int = 256,
-    limit: int = 2**16,
-) -> int:
-    """Half the largest power-of-two batch (``start`` .. ``limit``) the model runs without
-    running out of device memory; the other half is left for distances and the center search."""
-    gen = torch.Generator(device=x.device)
-    gen.manual_seed(0)
-    size, fits = start, 0
-    while size <= limit:
-        try:
-            base_function(noisy_batch(x, sigma, size, gen), numpy_dtype, check_finite=False)
-        except torch.cuda.OutOfMemoryError:
-            break
-        finally:
-            if x.device.type == "cuda":
-                torch.cuda.empty_cache()
-        fits, size = size, size * 2
-    if fits == 0:
-        raise RuntimeError(f"the base function runs out of device memory on a batch of {start}")
-    return max(fits // 2, 1) if fits < limit else fits
+def _rest(buffer: torch.Tensor, taken: int) -> torch.Tensor:
+    """What is left of ``buffer`` after its first ``taken`` samples; a fresh empty tensor when
+    nothing is (an empty view would keep the whole block's memory alive until the next draw,
+    so that two batches would be held at once)."""
+    rest = buffer[taken:]
+    return rest if rest.shape[0] else buffer.new_empty((0, *buffer.shape[1:]))
 
 
 # ----------------------------------------------------------------------------- inputs of one call
@@ -580,7 +706,9 @@ class PreparedInputs:
             else:
                 k = grid_noise.snap_to_grid(x, input_grid)
                 streams.append(
-                    grid_noise.GridNoiseStream(k, input_grid, sigma, x.dtype, seed, NOISE_BLOCK)
+                    # blocks as large as the standard noise's (the same integers whatever
+                    # the block: the generator's words are used in order)
+                    grid_noise.GridNoiseStream(k, input_grid, sigma, x.dtype, seed, noise_block(x))
                 )
         return cls(tensors, prepared[0][1], streams)
 
@@ -608,6 +736,7 @@ def noisy_outputs(
         size = min(per_input, n - done)
         noisy = draw_noisy(inputs.streams, size)
         out = base_function(noisy, inputs.np_dtype, check_finite=False)
+        del noisy  # not held while the next batch is drawn (``batch_size`` plans for one)
         monitor.outputs(out)
         yield [out[i * size : (i + 1) * size] for i in range(len(inputs.xs))]
         done += size
@@ -616,6 +745,71 @@ def noisy_outputs(
             on_batch(size * len(inputs.xs))
     bar.close()
     monitor.raise_if_bad()
+
+
+CHUNK_ELEMENTS = 2**22  # numbers in one chunk of outputs handed to a distance (16 MB in float32)
+MAX_CHUNK_ROWS = 256
+
+
+def chunk_rows(out: Outputs) -> int:
+    """Outputs per chunk for outputs like ``out``: as many as hold ``CHUNK_ELEMENTS`` numbers,
+    between 2 and ``MAX_CHUNK_ROWS``. It depends only on the size of one output, never on the
+    batch."""
+    if not isinstance(out, torch.Tensor) or out.shape[0] == 0:
+        return MAX_CHUNK_ROWS
+    per_row = max(1, out[0].numel())
+    return max(2, min(MAX_CHUNK_ROWS, CHUNK_ELEMENTS // per_row))
+
+
+def in_fixed_chunks(stream: Iterator[list[Outputs]]) -> Iterator[list[Outputs]]:
+    """The per-input output slices of ``stream`` cut again into chunks of ``chunk_rows`` outputs
+    at fixed sample positions (samples 0 to R - 1, R to 2R - 1, ...; the last chunk holds what
+    is left).
+
+    A distance computed on a batch of outputs may round each row differently with the batch's
+    size (torch splits a long row over threads when the batch has one row; a GPU lays out a
+    reduction by the number of rows; a network such as LPIPS picks kernels by batch). Handed
+    chunks of one size at the same positions, whatever the forward batches were, every distance
+    has the same bits for any ``batch_size`` and any grouping of inputs. Chunks are views where
+    they lie within one forward batch; the outputs a batch leaves over (fewer than a chunk per
+    input) are copied and held until the next one, so no batch outlives its turn.
+    """
+    pending: list[list[Outputs]] | None = None  # per input: the slices not yet handed out
+    held = 0  # outputs per input in ``pending``
+    rows = MAX_CHUNK_ROWS
+    for outputs in stream:
+        if pending is None:
+            pending = [[] for _ in outputs]
+            rows = chunk_rows(outputs[0])
+        size = len(outputs[0])
+        start = 0
+        if held:  # complete the chunk begun in earlier batches
+            take = min(rows - held, size)
+            for parts, out in zip(pending, outputs, strict=True):
+                parts.append(out[:take])
+            held, start = held + take, take
+            if held < rows:
+                continue
+            yield [_joined(parts) for parts in pending]
+            pending, held = [[] for _ in outputs], 0
+        while size - start >= rows:
+            yield [out[start : start + rows] for out in outputs]
+            start += rows
+        if start < size:  # a copy, so that the batch it comes from can be freed
+            for parts, out in zip(pending, outputs, strict=True):
+                rest = out[start:]
+                parts.append(rest.clone() if isinstance(rest, torch.Tensor) else rest)
+            held = size - start
+    if pending is not None and held:
+        yield [_joined(parts) for parts in pending]
+
+
+def _joined(parts: list[Outputs]) -> Outputs:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return [item for part in parts for item in part]
 
 
 class SampleCollector:

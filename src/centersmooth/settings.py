@@ -51,7 +51,7 @@ class SmoothingSettings:
     bound: bounds.Bound = "binomial"
     candidates: int | Mapping[str, int] | None = None
     central_candidates: bool = True
-    batch_size: int | None = 1_000
+    batch_size: int | None = None
     seed: int | None = None
     ball_mass: float = 0.5
     nearest_candidate: bool = True
@@ -87,7 +87,8 @@ class SmoothingSettings:
         if self.input_grid is not None:
             _check_positive_real("input_grid", self.input_grid)
             _check_grid_scale(float(self.sigma), float(self.input_grid))
-            grid_noise.noise_table(float(self.sigma) / float(self.input_grid))  # a bad ratio
+            scale = grid_noise.noise_scale(float(self.sigma), float(self.input_grid))
+            grid_noise.noise_table(scale)  # refuses a bad ratio
         auto = self.n_certify == AUTO
         for name in ("n_center", "n_check", "n_certify_cap") + (() if auto else ("n_certify",)):
             _check_positive_int(name, getattr(self, name))
@@ -239,7 +240,7 @@ class SmoothingSettings:
         bound for 2**31 coordinates when ``dim`` is ``None``)."""
         if self.input_grid is None:
             return 0.0
-        return grid_noise.grid_slack(self.sigma / self.input_grid, dim)
+        return grid_noise.grid_slack(grid_noise.noise_scale(self.sigma, self.input_grid), dim)
 
     def nearest_mass(self, metric: Metric) -> float:
         """Mass at ``x'`` of a ball around the center that one of ``metric``'s sample candidates

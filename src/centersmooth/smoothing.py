@@ -19,20 +19,22 @@ import numpy as np
 import torch
 
 from . import bounds, rounds
+from .batch_size import find_batch_size
 from .center import Center, batch_len, distances_to, find_center, outside_caller
 from .certificate import Certificate, Prediction, UncertifiableRadiusWarning, radius_advice
+from .determinism import fix_cublas_workspace, seeded_kernels
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
 from .planning import reachable, samples_needed_text, warn_abstention_risk
 from .sampling import (
-    DEFAULT_BATCH_SIZE,
     BaseFunction,
     OutputMonitor,
+    OutputSelector,
     PreparedInputs,
     SampleCollector,
-    find_batch_size,
     finite_outputs,
+    in_fixed_chunks,
     noisy_outputs,
     outside_distances,
     resolve_device,
@@ -63,9 +65,11 @@ class CenterSmoothing:
     The common arguments (the signature gives the defaults):
 
     * ``base_function``: the model, a batch of inputs to a batch of outputs: an ``nn.Module``
-      (run in eval mode, without gradients, on ``device``), a callable on torch batches, or a
-      callable on NumPy batches (pass ``x`` as a NumPy array). Outputs: a tensor or array with
-      one row per input, or a list of Python objects (strings, token sequences, sets).
+      (run in eval mode, without gradients, on ``device``), a callable on torch batches, a
+      callable on NumPy batches (pass ``x`` as a NumPy array), or a fitted scikit-learn
+      estimator (its ``transform``, else its ``predict``, on NumPy batches). Outputs: a tensor
+      or array with one row per input, or a list of Python objects (strings, token sequences,
+      sets); a model with several outputs needs ``output``.
     * ``metric``: the distance on outputs, a registered name (``"l2"``, ``"angular"``,
       ``"jaccard"``, ``"levenshtein"``, ...; ``available_metrics()`` lists them, in any case),
       a ``Metric``, or a callable ``d(a_batch, b_batch)`` (checked before it is trusted, see
@@ -93,8 +97,11 @@ class CenterSmoothing:
       ``{"tv2": 30}`` sets it per distance name in ``certify_metrics``.
     * ``central_candidates``: also score central points of the samples (mean, medians, majority
       set, ...): a better center, the same guarantee ("Predict (Algorithm 1)").
-    * ``batch_size``: noisy inputs per forward pass (``None``: the largest that fits on a CUDA
-      device, found once; a fixed count on the CPU). Results do not depend on it.
+    * ``batch_size``: noisy inputs per forward pass (``None``, the default: chosen from the
+      memory one sample needs, the largest that fits on a CUDA device, at most 1,000 and 1 GiB
+      on the CPU, once per shape of input). Every step of the library gives the same bits
+      whatever it is; a model whose kernels round by batch size may move ``eps_out`` in its
+      last digits ("Reproducibility").
     * ``device``: where the noise is drawn and the model runs (``"cpu"``, ``"cuda"``,
       ``"cuda:1"``; ``None``: where a module's parameters are, else the CPU). A device this
       machine lacks is refused here.
@@ -122,6 +129,11 @@ class CenterSmoothing:
       function evaluated in floating point, against perturbations on the same grid; inputs must
       lie on the grid as the model gets them, and ``sigma / input_grid`` must be at least 1/4
       ("Inputs on a grid: exact noise").
+    * ``output`` (none): for a model that returns several outputs (a dict, a tuple or a named
+      tuple of batches, such as a detector's boxes and scores, or a list of per-input dicts),
+      the one to certify: a key (``"boxes"``), a position (``0``) or a function of what the
+      model returns. Such a model is refused without it; certify another output in a smoother
+      of its own.
     * ``nan_outputs`` (``"error"``): ``"outside"`` counts an output holding a NaN or an infinity
       as one outside every ball instead of stopping ("Outputs with a NaN").
     * ``share_check_samples`` (on; off in the paper preset): the certification's samples start
@@ -155,7 +167,7 @@ class CenterSmoothing:
         bound: str = "binomial",
         candidates: int | Mapping[str, int] | None = None,
         central_candidates: bool = True,
-        batch_size: int | None = 1_000,
+        batch_size: int | None = None,
         device: str | torch.device | None = None,
         seed: int | None = None,
         progress: bool = False,
@@ -169,6 +181,7 @@ class CenterSmoothing:
         share_check_samples: bool = True,
         n_certify_cap: int = rounds.DEFAULT_CAP,
         n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE,
+        output: OutputSelector = None,
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -196,8 +209,12 @@ class CenterSmoothing:
         self.metric = get_metric(metric)
         self.progress = progress
         self.device = resolve_device(device, base_function)
-        self.base_function = BaseFunction(base_function, self.device, autocast, compile)
-        self._auto_batch_size: int | None = None
+        fix_cublas_workspace(self.device)  # before the model below starts CUDA
+        self.base_function = BaseFunction(base_function, self.device, autocast, compile, output)
+        # the part of the device's memory the automatic batch size plans for (a runner with
+        # several workers on one device gives each its share)
+        self.memory_share = 1.0
+        self._auto_batch_sizes: dict[tuple[Any, ...], int] = {}
         # called with the number of forward passes after each one (a progress bar's hook)
         self.pass_counter: Callable[[int], None] | None = None
 
@@ -232,7 +249,10 @@ class CenterSmoothing:
         ``seed`` overrides the constructor's seed for this call.
         """
         inputs = self._inputs([x], None if seed is None else [seed])
-        with self.base_function.evaluating():  # a module's train/eval flags come back after
+        seeded = seed is not None or self.settings.seed is not None
+        # a module's train/eval flags come back after; a seeded call asks for deterministic
+        # kernels on a CUDA device (``determinism``)
+        with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
             pred = self._predict(inputs, [self.metric])[0][0][0]
         return replace(pred, center=inputs.returned(pred.center))
 
@@ -262,7 +282,7 @@ class CenterSmoothing:
         """Step 1: ``n_center`` outputs of the base function under noise, per input."""
         n_center = self.settings.n_center
         collected = [SampleCollector(n_center) for _ in inputs.xs]
-        for outputs in self._stream(inputs, n_center, "center", self._monitor(metrics)):
+        for outputs in self._stream(inputs, n_center, "center", self._monitor(metrics), metrics):
             for collector, out in zip(collected, outputs, strict=True):
                 collector.add(out)
         return collected
@@ -324,7 +344,8 @@ class CenterSmoothing:
         kept = torch.zeros(shape, dtype=torch.float64, device=self.device) if keep else None
         monitor = self._monitor(metrics)
         done = 0
-        for outputs in self._stream(inputs, n_check, "check", monitor):
+        stream = self._stream(inputs, n_check, "check", monitor, metrics)
+        for outputs in in_fixed_chunks(stream):  # the same distances whatever the batches
             size = batch_len(outputs[0])
             for i, out in enumerate(outputs):
                 for j, (metric, center) in enumerate(zip(metrics, centers[i], strict=True)):
@@ -336,6 +357,7 @@ class CenterSmoothing:
                     if kept is not None:
                         kept[i, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
+        monitor.raise_if_bad()  # the last chunk comes after the stream's own check
         counts: list[list[int]] = hits.tolist()
         return counts, kept
 
@@ -444,7 +466,10 @@ class CenterSmoothing:
         self._warn_beyond_max_eps_in(eps)
         inputs = self._inputs(xs, seeds)
         shared = self.settings.share_check_samples
-        with self.base_function.evaluating():  # a module's train/eval flags come back after
+        seeded = seeds is not None or self.settings.seed is not None
+        # a module's train/eval flags come back after; a seeded call asks for deterministic
+        # kernels on a CUDA device (``determinism``)
+        with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
             preds, diameters, check_distances = self._predict(inputs, resolved, keep_check=shared)
             found, drawn = self._certify_rounds(inputs, resolved, preds, check_distances, eps)
             # one clean pass per input: f(x) must not depend on which inputs share a batch
@@ -591,7 +616,8 @@ class CenterSmoothing:
         distances = torch.zeros(shape, dtype=torch.float64, device=self.device)
         done = 0
         monitor = self._monitor(metrics)
-        for outputs in self._stream(inputs.subset(live), count, "certify", monitor):
+        stream = self._stream(inputs.subset(live), count, "certify", monitor, metrics)
+        for outputs in in_fixed_chunks(stream):  # the same distances whatever the batches
             size = batch_len(outputs[0])
             for row, (i, out) in enumerate(zip(live, outputs, strict=True)):
                 for j, metric in enumerate(metrics):
@@ -600,6 +626,7 @@ class CenterSmoothing:
                         d = monitor.distances(distances_to(metric, point, out, check=False), out)
                         distances[row, j, done : done + size] = d.to(self.device, torch.float64)
             done += size
+        monitor.raise_if_bad()  # the last chunk comes after the stream's own check
         return distances
 
     def _radii(
@@ -665,10 +692,16 @@ class CenterSmoothing:
         return OutputMonitor(self.device, metrics, rounding, self.settings.nan_outputs)
 
     def _stream(
-        self, inputs: PreparedInputs, n: int, stage: str, monitor: OutputMonitor
+        self,
+        inputs: PreparedInputs,
+        n: int,
+        stage: str,
+        monitor: OutputMonitor,
+        metrics: Sequence[Metric] = (),
     ) -> Iterator[list[Outputs]]:
-        """``n`` noisy outputs per input of ``stage`` (see ``sampling.noisy_outputs``)."""
-        batch_size = self._batch_size(inputs)
+        """``n`` noisy outputs per input of ``stage`` (see ``sampling.noisy_outputs``), in
+        batches that leave room for ``metrics``."""
+        batch_size = self._batch_size(inputs, metrics)
         return noisy_outputs(
             self.base_function,
             inputs,
@@ -685,16 +718,27 @@ class CenterSmoothing:
         if self.pass_counter is not None:
             self.pass_counter(n)
 
-    def _batch_size(self, inputs: PreparedInputs) -> int:
+    def _batch_size(self, inputs: PreparedInputs, metrics: Sequence[Metric] = ()) -> int:
+        """``batch_size``, or the automatic one, found once per shape and type of input, number
+        of inputs and distances (``batch_size.find_batch_size``)."""
         if self.settings.batch_size is not None:
             return self.settings.batch_size
-        if self.device.type != "cuda":
-            return DEFAULT_BATCH_SIZE
-        if self._auto_batch_size is None:
-            self._auto_batch_size = find_batch_size(
-                self.base_function, inputs.xs[0], self.settings.sigma, inputs.np_dtype
+        metrics = list(metrics) or [self.metric]
+        x = inputs.xs[0]
+        key: tuple[Any, ...] = (tuple(x.shape), x.dtype, str(inputs.np_dtype), len(inputs.xs))
+        key = (*key, *(m.name for m in metrics))
+        if key not in self._auto_batch_sizes:
+            self._auto_batch_sizes[key] = find_batch_size(
+                self.base_function,
+                x,
+                self.settings.sigma,
+                inputs.np_dtype,
+                metrics=metrics,
+                held_samples=self.settings.n_center * len(inputs.xs),
+                streams=len(inputs.xs),
+                share=self.memory_share,
             )
-        return self._auto_batch_size
+        return self._auto_batch_sizes[key]
 
     def __repr__(self) -> str:
         s = self.settings

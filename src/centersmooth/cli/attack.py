@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..evaluation.attack import attack
-    from ..runs.runner import check_device
+    from ..runs.runner import check_device, check_results_path
+    from ..sampling import prepare_input
     from ..smoothing import CenterSmoothing
     from ..tasks import get_task
     from .commands import CLIError, smoothing_settings
@@ -135,10 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     out: Path = args.out
+    check_results_path(out, "--out")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if out.exists() and out.is_dir():
-        raise IsADirectoryError(f"--out {out} is a directory")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"the directory of --out ({out.parent}) does not exist")
     check_device(args.device)
@@ -176,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
             fh.write(json.dumps(header) + "\n")
             for k, (index, item) in enumerate(zip(indices, inputs, strict=True)):
                 start = time.monotonic()
-                x = torch.as_tensor(np.asarray(item))
+                # fed as certify feeds it: a module gets its weights' float type
+                x, _ = prepare_input(
+                    torch.from_numpy(np.array(item)), smoother.base_function, smoother.device
+                )
                 seed = args.seed * 1_000_003 + 7 * k
                 cert = smoother.certify(x, eps_in, seed=seed)
                 floor = math.nan

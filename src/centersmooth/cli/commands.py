@@ -89,7 +89,23 @@ def _number_type(
     return parse
 
 
-_positive_int = _number_type(int, lambda v: v >= 1, "a positive integer")
+def _whole(text: str) -> int:
+    """An integer, also written as a power of ten or in exponent form: ``10000``, ``10_000``,
+    ``1e4``, ``10^4`` (as the help writes counts); ``2.5`` or ``1e-3`` are not whole."""
+    base, caret, power = text.partition("^")
+    if caret:
+        value = float(int(base)) ** int(power)
+    else:
+        try:
+            return int(text)
+        except ValueError:
+            value = float(text)
+    if not (math.isfinite(value) and value == int(value)):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
+
+
+_positive_int = _number_type(_whole, lambda v: v >= 1, "a positive integer")
 _nonneg_int = _number_type(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number_type(float, lambda v: v > 0 and math.isfinite(v), "a positive number")
 _nonneg_float = _number_type(float, lambda v: v >= 0 and math.isfinite(v), "a number >= 0")
@@ -254,6 +270,11 @@ def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse.
         "--n-inputs", type=_positive_int, default=n_inputs, help="seeded test inputs of the task"
     )
     src.add_argument(
+        "--detector",
+        help="the face-boxes task's face detector: mtcnn (MTCNN, the paper's), haar (OpenCV's "
+        "Haar cascade) or hog (dlib) (default: mtcnn)",
+    )
+    src.add_argument(
         "--model",
         help="your own model: path/to/file.py:factory, a zero-argument function returning the "
         "base function; it must build the same model every call (seeded, or saved weights) "
@@ -277,11 +298,6 @@ def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse.
 
 def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
     """Sample counts and the other CenterSmoothing settings shared by certify and attack."""
-    where = (
-        "the task's default, else the library's; the paper's with --preset paper"
-        if preset
-        else "the task's default, else the library's"
-    )
     counts = {
         "n-center": ("samples for the center (Algorithm 1)", "10^4", "10^4"),
         "n-check": ("samples checking the center's ball", "10^4", "10^4"),
@@ -313,14 +329,14 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
     cert.add_argument(
         "--batch-size",
         type=_positive_int,
-        help="noisy copies per forward pass (default: 1000, or the task's)",
+        help="noisy copies per forward pass (default: the task's, else from the memory one "
+        "sample needs: the largest that fits on a GPU, at most 1000 on the CPU)",
     )
     cert.add_argument(
         "--bound",
         choices=("binomial", "hoeffding"),
-        help=f"confidence bounds (default: binomial; hoeffding with --preset paper; {where})"
-        if preset
-        else "confidence bounds (default: binomial)",
+        help="confidence bounds: exact binomial ones, or the paper's Hoeffding bounds (default: "
+        + ("binomial, hoeffding with --preset paper)" if preset else "binomial)"),
     )
     levels = {
         "alpha-center": "failure probability of the center (default: 0.005)",
@@ -396,6 +412,14 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="optional clean targets of --inputs: a .npy array (N, ...) with one output of the "
         "model's shape per input (default: none, no base or smoothed error)",
+    )
+    src.add_argument(
+        "--output",
+        metavar="NAME",
+        help="for a --model that returns several outputs (a dict, a tuple or a named tuple of "
+        "batches, such as a detector's boxes and scores): the key, field or position of the "
+        "one to certify; run once per output to certify several (default: none, the model "
+        "returns one output)",
     )
 
     cert = p.add_argument_group("certificate")
@@ -499,6 +523,7 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         "device",
         "autocast",
         "input_grid",
+        "output",
     ):
         value = getattr(args, key, None)
         if value is not None:
@@ -529,14 +554,19 @@ def _load_array(path: Path, what: str) -> np.ndarray:
 
 def user_inputs(args: argparse.Namespace) -> np.ndarray:
     """The ``--inputs`` array of a ``--model`` run (``certify``, ``attack``), after checking that
-    the source arguments name a user model and not also a task."""
+    the source arguments name a user model and not also a task, and that every row is finite."""
+    from ..runs.runner import check_finite_rows
+
     if args.task is not None:
         raise CLIError("give either a TASK or --model with --inputs, not both")
     if args.model is None or args.inputs is None:
         raise CLIError("--model and --inputs go together")
+    if args.detector is not None:
+        raise CLIError("--detector goes with the face-boxes task, not with --model")
     inputs = _load_array(args.inputs, "--inputs")
     if inputs.ndim < 2 or len(inputs) == 0:
         raise CLIError(f"--inputs must hold an array (N, ...) of N >= 1 inputs, got {inputs.shape}")
+    check_finite_rows(inputs, "--inputs")
     return inputs
 
 
@@ -547,6 +577,12 @@ def task_setup(args: argparse.Namespace) -> tuple[Task, CertifySetup]:
     if args.task is None:
         raise CLIError("name a TASK, or give --model and --inputs")
     task = get_task(args.task)
+    if args.detector is not None:
+        from ..tasks.face_boxes import FaceBoxesTask
+
+        if not isinstance(task, FaceBoxesTask):
+            raise CLIError(f"--detector goes with the face-boxes task, not {args.task}")
+        task = FaceBoxesTask(args.detector)
     setup = task.certify_setup(
         checkpoint=args.checkpoint,
         dataset=args.dataset,
@@ -628,18 +664,27 @@ def _certify_run(args: argparse.Namespace) -> int:
 
     from ..data.datasets import file_sha256
     from ..planning import AbstentionRiskWarning
-    from ..runs.runner import certify_dataset
+    from ..runs.runner import certify_dataset, check_device, check_results_path
     from ..runs.tables import format_table, summarize
+    from ..runs.workers import resolve_metric
     from ..smoothing import CenterSmoothing
     from ..tasks.user import parse_model_spec, probed_user_model
 
     _set_threads(args.threads)
+    check_results_path(args.out, "--out")
     task: Task | None = None
     numpy_inputs = False
     if args.model is not None or args.inputs is not None:
         inputs = user_inputs(args)
         numpy_inputs = args.numpy_model
-        factory, outputs = probed_user_model(args.model, inputs[:2], numpy_model=numpy_inputs)
+        check_device(args.device)  # the probe below runs the model there
+        factory, outputs = probed_user_model(
+            args.model,
+            inputs[:2],
+            numpy_model=numpy_inputs,
+            device=args.device,
+            output=args.output,
+        )
         targets = None if args.targets is None else _load_array(args.targets, "--targets")
         if targets is not None:
             check_targets(targets, inputs, outputs)
@@ -656,8 +701,8 @@ def _certify_run(args: argparse.Namespace) -> int:
             run_info["numpy_model"] = True
         metrics = args.metric or ["l2"]
     else:
-        if args.targets is not None or args.numpy_model:
-            raise CLIError("--targets and --numpy-model go with --model and --inputs")
+        if args.targets is not None or args.numpy_model or args.output is not None:
+            raise CLIError("--targets, --numpy-model and --output go with --model and --inputs")
         task, setup = task_setup(args)
         factory, inputs, targets, indices = (
             setup.model_factory,
@@ -673,7 +718,7 @@ def _certify_run(args: argparse.Namespace) -> int:
     probe_settings = {k: v for k, v in settings.items() if k not in ("device", "compile")}
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always", AbstentionRiskWarning)
-        probe = CenterSmoothing(lambda b: b, metric=metrics[0], **probe_settings)
+        probe = CenterSmoothing(lambda b: b, metric=resolve_metric(metrics[0]), **probe_settings)
     for warning in said:
         warn(str(warning.message))
     check_eps_in(eps_in, probe.settings)
@@ -867,6 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command. A user error is one line on stderr, exit status 2; a run that started
     and stopped on an error of the model (its rows kept, resumable) exits with status 1. With
     ``--debug`` or ``CENTERSMOOTH_DEBUG=1`` the traceback is printed too."""
+    from ..runs.results_file import ResultsFileExists
     from ..runs.runner import RunStopped
 
     parser = build_parser()
@@ -879,5 +925,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         if _debug(args):
             traceback.print_exc()
-        print(f"centersmooth {args.command}: error: {err}", file=sys.stderr)
+        message = str(err)
+        if isinstance(err, RunStopped):
+            message = err.advice("run the same command again with --resume to continue")
+        elif isinstance(err, ResultsFileExists):
+            message = err.advice("--resume")
+        print(f"centersmooth {args.command}: error: {message}", file=sys.stderr)
         return EXIT_FAILED if isinstance(err, RunStopped) else EXIT_USAGE

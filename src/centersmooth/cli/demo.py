@@ -78,7 +78,8 @@ def run_demo(
                 }
             )
         center = None if cert.abstained else torch.as_tensor(cert.center)
-        panels.append((int(data.y_test[i]), x, noisy, base, center, eps_out))
+        name = f"#{int(i)} (a {int(data.y_test[i])})"  # two test digits may show one numeral
+        panels.append((name, x, noisy, base, center, eps_out))
 
     columns = (
         "digit",
@@ -98,48 +99,56 @@ def run_demo(
     log(format_table(rows, columns))
     digits_png = out_dir / "demo_digits.png"
     curve_png = out_dir / "demo_eps_out.png"
-    _plot_digits(panels, sigma, digits_png)
-    _plot_curves(panels, eps_in, sigma, curve_png)
+    from ..runs.plotting import save
+
+    save(digits_figure(panels, sigma), digits_png, dpi=120)
+    save(curves_figure(panels, eps_in, sigma), curve_png, dpi=120)
     log(f"\nwrote {digits_png} and {curve_png} in {time.perf_counter() - start:.1f} s")
     return {"rows": rows, "figures": [digits_png, curve_png], "checkpoint": ckpt, "meta": meta}
 
 
-def _plot_digits(panels: list[Any], sigma: float, path: Path) -> None:
+def digits_figure(panels: list[Any], sigma: float) -> Any:
+    """A row per test digit (input, a noisy input, base and smoothed outputs), named by its
+    test index and numeral in the colour of its curve in ``curves_figure``."""
     from ..runs.plotting import pyplot
 
     plt = pyplot()
-
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     titles = ("input x", f"x + N(0, {sigma:g}^2)", "base f(x)", "smoothed")
-    fig, axes = plt.subplots(len(panels), 4, figsize=(6.4, 1.7 * len(panels)), squeeze=False)
-    for r, (label, *images, _) in enumerate(panels):
+    fig, axes = plt.subplots(len(panels), 4, figsize=(6.8, 1.7 * len(panels)), squeeze=False)
+    for r, (name, *images, _) in enumerate(panels):
         for c, image in enumerate(images):
             ax = axes[r, c]
             ax.axis("off")
+            if r == 0:
+                ax.set_title(titles[c], fontsize=8)
             if image is None:
                 ax.text(0.5, 0.5, "abstained", ha="center", va="center")
                 continue
             ax.imshow(np.asarray(image).reshape(8, 8), cmap="gray", vmin=0, vmax=1)
-            if r == 0:
-                ax.set_title(titles[c], fontsize=8)
-        axes[r, 0].text(-1.5, 3.5, str(label), fontsize=12, ha="right", va="center")
+        axes[r, 0].text(
+            -0.08, 0.5, name.replace(" ", "\n", 1), transform=axes[r, 0].transAxes,
+            fontsize=9, ha="right", va="center", color=colors[r % len(colors)],
+        )  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def _plot_curves(panels: list[Any], eps_in: list[float], sigma: float, path: Path) -> None:
+def curves_figure(panels: list[Any], eps_in: list[float], sigma: float) -> Any:
+    """Certified eps_out against eps_in, a curve per test digit (an abstention is named in the
+    legend and draws no curve)."""
     from ..runs.plotting import pyplot
 
     plt = pyplot()
-
     fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    for label, *_, eps_out in panels:
-        ax.plot(eps_in, eps_out, marker="o", alpha=0.7, label=f"digit {label}")
+    for name, *images, eps_out in panels:
+        abstained = images[-1] is None
+        label = f"test digit {name}" + (": abstained" if abstained else "")
+        ax.plot(eps_in, eps_out, marker="o", alpha=0.7, label=label)
     ax.set_xlabel("eps_in (l2 norm of the input perturbation)")
     ax.set_ylabel("certified eps_out (l2)")
     ax.set_title(f"digits autoencoder, sigma = {sigma:g}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig

@@ -120,6 +120,31 @@ LPIPS_REFERENCE_HEADS = WeightFile(
     ),
 )
 
+# the facenet-pytorch 2.6.0 wheel, unpacked under the cache: the library reads MTCNN's weights
+# there, the tests import its MTCNN from there (installing it would leave torchvision unmet)
+MTCNN_REFERENCE_DIR = "facenet-pytorch-2.6.0"
+MTCNN_INSTALL = (
+    f"pip install --no-deps --target $CENTERSMOOTH_CACHE/{MTCNN_REFERENCE_DIR} "
+    "facenet-pytorch==2.6.0 (the library never imports it)"
+)
+
+
+def _mtcnn_file(net: str, sha256: str) -> WeightFile:
+    return WeightFile(
+        name=f"facenet-pytorch 2.6.0 {net}.pt",
+        sha256=sha256,
+        package_paths=(f"facenet_pytorch/data/{net}.pt",),
+        cache_paths=(f"{MTCNN_REFERENCE_DIR}/facenet_pytorch/data/{net}.pt",),
+        install=MTCNN_INSTALL,
+    )
+
+
+MTCNN_FILES = {
+    "pnet": _mtcnn_file("pnet", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f"),
+    "rnet": _mtcnn_file("rnet", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86"),
+    "onet": _mtcnn_file("onet", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"),
+}  # the P-, R- and O-net state dicts of MTCNN (torch.save of plain tensors)
+
 ALL_FILES = (
     LPIPS_ALEX,
     LPIPS_VGG,
@@ -127,6 +152,7 @@ ALL_FILES = (
     DLIB_FACE_DESCRIPTOR,
     DLIB_LANDMARKS_5,
     LPIPS_REFERENCE_HEADS,
+    *MTCNN_FILES.values(),
 )
 LPIPS_FILES = {"alex": LPIPS_ALEX, "vgg": LPIPS_VGG}
 
@@ -279,6 +305,20 @@ def gan_faces_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ValueError(f"{file} has no 'netG_state_dict'")
     return {k.removeprefix("main."): v for k, v in state.items()}
+
+
+def mtcnn_state(net: str, folder: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of MTCNN's ``net`` ("pnet", "rnet" or "onet") from facenet-pytorch 2.6.0,
+    read with ``weights_only=True`` after the hash check; ``folder`` holds an explicit copy of the
+    three files (default: the cache, then an installed facenet-pytorch)."""
+    if net not in MTCNN_FILES:
+        raise ValueError(f"net must be one of {tuple(MTCNN_FILES)}, got {net!r}")
+    path = None if folder is None else Path(folder).expanduser() / f"{net}.pt"
+    file = verified(MTCNN_FILES[net], path)
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{file} holds no state dict")
+    return {str(k): v for k, v in state.items()}
 
 
 def prepare(quiet: bool = False) -> int:

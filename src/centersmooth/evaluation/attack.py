@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..metrics import Metric
-from ..sampling import make_generator
+from ..sampling import HALF_DTYPES, make_generator
 from ..smoothing import CenterSmoothing, Certificate
 
 
@@ -130,17 +130,19 @@ def _attack(
     seed: int | None,
 ) -> AttackResult:
     """``attack``'s body, run with the model in eval mode."""
-    xt = _as_tensor(x, smoother.device)
+    base = smoother.base_function
+    xt = _as_tensor(x, smoother.device, base.noise_dtype)
     metric = smoother.metric
     gen = make_generator(smoother.device, None if seed is None else seed + 1)
-    _Objective.check(smoother.base_function.fn, metric, xt, smoother.sigma, gen)
+    # the function certified: a half-precision module's cast and the autocast included
+    _Objective.check(base.forward, metric, xt, smoother.sigma, gen)
     if certificate is None:
         certificate = smoother.certify(x, eps_in, seed=seed)
     eps_out = _eps_out_for(certificate, eps_in)
     if certificate.abstained:
         return _abstained_result(eps_in, eps_out, steps, restarts)
     center = _as_tensor_output(certificate.center)
-    objective = _Objective(smoother.base_function.fn, metric, center, smoother.sigma)
+    objective = _Objective(base.forward, metric, center, smoother.sigma)
 
     score_noise = torch.randn((n_score, *xt.shape), generator=gen, device=xt.device, dtype=xt.dtype)
     clean_score = objective.score(xt, score_noise)
@@ -207,6 +209,8 @@ class _Objective:
                 f"{type(out).__name__} (NumPy models and models returning Python objects cannot be "
                 "differentiated)"
             )
+        if out.dtype in HALF_DTYPES:  # as the certified function's outputs: compared in float32
+            out = out.float()
         ref = self.center.to(out.device).unsqueeze(0).expand(out.shape[0], *self.center.shape)
         d = self.metric(out, ref.to(out.dtype))
         if not isinstance(d, torch.Tensor):
@@ -326,12 +330,15 @@ def _eps_out_for(certificate: Certificate, eps_in: float) -> float:
     return float(np.atleast_1d(np.asarray(certificate.eps_out, dtype=float))[match[0]])
 
 
-def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
+def _as_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x`` on ``device`` in ``dtype`` (a module's noise type, as ``certify`` prepares it)."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.asarray(x))
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor or a NumPy array, got {type(x).__name__}")
-    if not x.is_floating_point():
+    if dtype is not None:
+        x = x.to(dtype)
+    elif not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or infinite values")

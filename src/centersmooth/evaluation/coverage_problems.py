@@ -486,7 +486,7 @@ class GridProblem(Problem):
         self.k = torch.round(base.x / self.grid).to(torch.int64)  # x moved to the nearest point
         self.x = grid_noise.lattice_to_float(self.k, self.grid, DTYPE)
         self.n_reference = n_reference
-        table = grid_noise.noise_table(self.sigma / self.grid)
+        table = grid_noise.noise_table(grid_noise.noise_scale(self.sigma, self.grid))
         rng = np.random.Generator(np.random.PCG64(10_007 + seed))
         chunks, chunk = [], 250_000
         for i in range(0, n_reference, chunk):

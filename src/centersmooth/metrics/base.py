@@ -8,9 +8,13 @@ and the central points of a cloud of outputs that may join the center candidates
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import sys
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -249,3 +253,66 @@ def float_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
     return a.to(dtype), b.to(dtype)
+
+
+# ----------------------------------------------------------------------------- from a file
+def parse_file_spec(spec: str, flag: str, what: str = "name") -> tuple[Path, str]:
+    """``"path/to/file.py:name"`` -> (resolved path, name), with checked parts; ``flag`` (such
+    as ``--model``) names the option in the messages."""
+    path_text, sep, name = spec.rpartition(":")
+    if not sep or not path_text or not name:
+        raise ValueError(f"{flag} must look like path/to/file.py:{what}, got {spec!r}")
+    if not name.isidentifier():
+        raise ValueError(f"{flag}: {name!r} is not a Python name (in {spec!r})")
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{flag}: file {path_text} does not exist")
+    if path.suffix != ".py":
+        raise ValueError(f"{flag}: {path_text} is not a Python file (.py)")
+    return path, name
+
+
+def import_file(path: Path, flag: str) -> Any:
+    """The Python file at ``path`` as a module, imported once per process (under a name made
+    from its path, so that two files of one name do not clash)."""
+    key = "centersmooth_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{flag}: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[key]
+        raise
+    return module
+
+
+def is_file_spec(metric: object) -> bool:
+    """Whether ``metric`` names a distance in a Python file (``path/to/file.py:name``)."""
+    return isinstance(metric, str) and ".py:" in metric
+
+
+def load_metric_file(spec: str) -> Metric:
+    """The distance ``name`` of the Python file in ``spec`` (``path/to/file.py:name``), as the
+    command line's ``--metric`` takes it: a :class:`Metric` object or subclass (its declared
+    ``gamma``), or a function ``d(a_batch, b_batch) -> distances`` (``gamma = 1``, named after
+    ``name``). Not built in, it is checked like any distance of yours before a certificate rests
+    on it (``checks.check_distance``)."""
+    path, name = parse_file_spec(spec, "--metric")
+    value = getattr(import_file(path, "--metric"), name, None)
+    if value is None:
+        raise ValueError(f"--metric: {path} defines no {name!r}")
+    if isinstance(value, type) and issubclass(value, Metric):
+        value = value()
+    if isinstance(value, Metric):
+        return check_constants(value)
+    if not callable(value):
+        raise ValueError(
+            f"--metric: {name!r} in {path} is not callable: give a distance d(a_batch, b_batch) "
+            "-> distances, or a Metric (FunctionMetric(d, gamma=...) to declare its constant)"
+        )
+    return FunctionMetric(value, name=name)

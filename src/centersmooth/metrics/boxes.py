@@ -25,8 +25,9 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Broadcasting ``1 - IoU`` of boxes ``(..., 4)``."""
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Broadcasting intersection over union of boxes ``(..., 4)`` (at least float32); two empty
+    boxes are the same set, IoU 1."""
     a = a.to(torch.promote_types(a.dtype, torch.float32))
     b = b.to(a.dtype)
     w = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
@@ -35,7 +36,12 @@ def _jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     union = box_area(a) + box_area(b) - inter
     both_empty = union <= 0
     iou = inter / torch.where(both_empty, torch.ones_like(union), union)
-    return torch.where(both_empty, torch.zeros_like(iou), 1.0 - iou).clamp(0.0, 1.0)
+    return torch.where(both_empty, torch.ones_like(iou), iou)
+
+
+def _jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Broadcasting ``1 - IoU`` of boxes ``(..., 4)``."""
+    return (1.0 - box_iou(a, b)).clamp(0.0, 1.0)
 
 
 class BoxJaccardDistance(Metric):

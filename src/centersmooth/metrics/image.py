@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import TENSORS, Metric, flat, float_pair
+from .base import PAIRWISE_BUDGET, TENSORS, Metric, flat, float_pair
 from .vector import vector_centers
+
+EXACT_DIFFERENCES = "donot_use_mm_for_euclid_dist"  # torch.cdist without the product form
 
 
 def image_gradients(images: torch.Tensor) -> torch.Tensor:
@@ -50,16 +52,24 @@ class TotalVariationDistance(Metric):
             # TV1(a - b) = ||grad a - grad b||_1 since the gradient is linear.
             ga, gb = float_pair(image_gradients(a), image_gradients(b))
             return torch.cdist(flat(ga), flat(gb), p=1)
-        # TV2 of a difference from the difference of the gradients (linear), grouped per pixel
-        # as (dx / dy, channel): one row of ``a`` at a time against all of ``b``, a temporary
-        # the size of ``b``'s gradients. 4x faster than differencing the images pair by pair.
+        # TV2 of a difference from the difference of the gradients (linear): at each pixel the
+        # Euclidean distance between the (dx, dy) x channel vectors of the two images, computed
+        # by torch.cdist batched over pixels, with exact differences (no product form), then
+        # summed over pixels. Blocks of rows keep the (pixels, rows, samples) distances within
+        # PAIRWISE_BUDGET; no Python loop runs over single rows.
         left, right = float_pair(image_gradients(a), image_gradients(b))
-        n, channels, height, width = right.shape
-        right = right.reshape(n, 2, channels // 2, height * width)
-        left = left.reshape(left.shape[0], 2, channels // 2, height * width)
+        n, components, height, width = right.shape
+        pixels = height * width
         out = right.new_empty(left.shape[0], n)
-        for i, row in enumerate(left):
-            out[i] = (right - row).square_().sum(dim=(1, 2)).sqrt_().sum(dim=1)
+        if n == 0 or left.shape[0] == 0:
+            return out
+        per_pixel_right = right.reshape(n, components, pixels).permute(2, 0, 1).contiguous()
+        per_pixel_left = left.reshape(left.shape[0], components, pixels).permute(2, 0, 1)
+        rows = max(1, PAIRWISE_BUDGET // (pixels * n))
+        for start in range(0, left.shape[0], rows):
+            block = per_pixel_left[:, start : start + rows].contiguous()
+            d = torch.cdist(block, per_pixel_right, compute_mode=EXACT_DIFFERENCES)
+            out[start : start + rows] = d.sum(dim=0)
         return out
 
     def _total_variation(self, e: torch.Tensor) -> torch.Tensor:

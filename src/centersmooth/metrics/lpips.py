@@ -193,14 +193,13 @@ class LPIPSDistance(Metric):
         return max(1, EMBED_BUDGET // max(per_image, 1))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``phi(x)`` for a batch (computed in chunks, on the batch's device)."""
+        """``phi(x)`` for a batch (computed in chunks, on the batch's device). The network's
+        weights need no gradient, so only an input that requires one (the attack's) builds a
+        graph, and gradients flow back to it."""
         images = self._images(x)
         net = self.network(images.device)
         step = self._chunk(images)
-        with torch.no_grad():
-            return torch.cat(
-                [net.embed(images[i : i + step]) for i in range(0, images.shape[0], step)]
-            )
+        return torch.cat([net.embed(images[i : i + step]) for i in range(0, images.shape[0], step)])
 
     def _embed_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of a batch; a batch of one repeated image (``expand``) is embedded once,

@@ -109,8 +109,12 @@ class HellingerDistance(Metric):
         return (ra - rb).norm(dim=1) / 2**0.5
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The product form measured from a central point (``euclidean_pairwise``): from the
+        origin, near-identical distributions lose their small distances to rounding."""
+        from .vector import euclidean_pairwise  # vector imports this module
+
         ra, rb = flat(self.accept(a)).clamp(min=0).sqrt(), flat(self.accept(b)).clamp(min=0).sqrt()
-        return torch.cdist(ra, rb, compute_mode="use_mm_for_euclid_dist") / 2**0.5
+        return euclidean_pairwise(ra, rb) / 2**0.5
 
     def central_candidates(self, samples: torch.Tensor) -> torch.Tensor:
         return probability_centers(self.accept(samples))

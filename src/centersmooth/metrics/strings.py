@@ -1,15 +1,30 @@
 """Edit distances between strings or between sequences of tokens (outputs are lists of ``str``,
-or lists of token lists / tuples, such as the words of a transcript), computed by rapidfuzz."""
+or lists of token lists / tuples, such as the words of a transcript), computed by rapidfuzz.
+
+rapidfuzz is imported when a string distance is first computed, not with the package: a model
+with tensor outputs runs where rapidfuzz is not installed.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from rapidfuzz.distance import Levenshtein
-from rapidfuzz.process import cdist
 
 from .base import STRINGS, TOKENS, Metric, Outputs
+
+
+def _rapidfuzz() -> tuple[Any, Any]:
+    """rapidfuzz's Levenshtein scorer and its all-pairs ``cdist``, imported on first use."""
+    try:
+        from rapidfuzz.distance import Levenshtein
+        from rapidfuzz.process import cdist
+    except ImportError:
+        raise ImportError(
+            "the Levenshtein distances need rapidfuzz: pip install rapidfuzz "
+            "(a dependency of centersmooth; it was left out of this environment)"
+        ) from None
+    return Levenshtein, cdist
 
 
 class LevenshteinDistance(Metric):
@@ -21,12 +36,14 @@ class LevenshteinDistance(Metric):
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)
-        d = [Levenshtein.distance(x, y) for x, y in zip(xs, ys, strict=True)]
+        levenshtein, _ = _rapidfuzz()
+        d = [levenshtein.distance(x, y) for x, y in zip(xs, ys, strict=True)]
         return torch.tensor(d, dtype=torch.float64)
 
     def pairwise(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)
-        return torch.from_numpy(cdist(xs, ys, scorer=Levenshtein.distance)).to(torch.float64)
+        levenshtein, cdist = _rapidfuzz()
+        return torch.from_numpy(cdist(xs, ys, scorer=levenshtein.distance)).to(torch.float64)
 
     def diameter(self, samples: Outputs) -> float | None:
         """The length ``L`` of the longest sample (characters or tokens): two outputs of at

@@ -90,8 +90,16 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def task_label(row: dict[str, Any]) -> str:
     """The task a row belongs to in the tables: ``task / dataset`` when the run named its data
-    set (so that MNIST and Fashion-MNIST runs of one task stay apart), else the task."""
+    set (so that MNIST and Fashion-MNIST runs of one task stay apart); for a model of your own
+    (``--model``), its file and factory and the inputs' file (``model.py:make on x.npy``);
+    else the task."""
     task = str(row.get("task") or "(no task)")
+    model = row.get("model")
+    if task == "user" and model:
+        path, _, factory = str(model).rpartition(":")
+        label = f"{Path(path).name}:{factory}" if path else str(model)
+        inputs = row.get("inputs")
+        return f"{label} on {Path(str(inputs)).name}" if inputs else label
     dataset = row.get("dataset")
     return f"{task} / {dataset}" if dataset else task
 
@@ -215,9 +223,18 @@ def _slug(text: str) -> str:
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
-    """File stems, with the parent folder added where two stems collide."""
-    stems = [p.stem for p in paths]
-    labels = [f"{p.parent.name}/{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    """File stems; where two stems collide, with as many parent folders as tell them apart, and
+    a number for the same file given twice (``r``, ``r (2)``)."""
+    resolved = [p.resolve() for p in paths]
+    labels = []
+    for p, full in zip(paths, resolved, strict=True):
+        twins = {r for q, r in zip(paths, resolved, strict=True) if q.stem == p.stem} - {full}
+        label, depth = p.stem, 1
+        while twins and depth < len(full.parts):
+            label = "/".join([*full.parts[-1 - depth : -1], p.stem])
+            twins = {t for t in twins if "/".join([*t.parts[-1 - depth : -1], t.stem]) == label}
+            depth += 1
+        labels.append(label)
     seen: dict[str, int] = {}
     unique = []
     for label in labels:
@@ -306,104 +323,56 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
     return "\n".join(lines)
 
 
-RUN_STYLES = (  # line style and marker per run (file), so runs differ beyond colour
-    ("-", "o"),
-    ("--", "s"),
-    (":", "^"),
-    ("-.", "D"),
-    ((0, (5, 1, 1, 1, 1, 1)), "v"),
-    ((0, (1, 1)), "P"),
-)
+def curves(group: list[Summary], runs: list[str]) -> list[Any]:
+    """The lines of the eps_out-against-eps_in figure of one (task, metric): one per (sigma,
+    run) with rows, in sigma then run order (``plotting.Curve``)."""
+    from .plotting import Curve
 
-
-def _plot_curves(group: list[Summary], title: str, path: Path, runs: list[str]) -> None:
-    """Median eps_out against eps_in with its IQR band: a colour per sigma, a line style and
-    marker per run."""
-    from .plotting import pyplot
-
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    sigmas = sorted({s.sigma for s in group})
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, sigma in enumerate(sigmas):
+    out = []
+    for sigma in sorted({s.sigma for s in group}):
         for j, run in enumerate(runs):
             pts = sorted(
                 (s for s in group if s.sigma == sigma and s.run == run), key=lambda s: s.eps_in
             )
-            if not pts:
-                continue
-            x = np.array([s.eps_in for s in pts])
-            med, lo, hi = (
-                np.array([v if math.isfinite(v) else np.nan for v in vals])
-                for vals in zip(*(s.eps_out for s in pts), strict=True)
-            )
-            color = colors[i % len(colors)]
-            style, marker = RUN_STYLES[j % len(RUN_STYLES)]
-            label = f"sigma={sigma:g}" + (f" ({run})" if len(runs) > 1 else "")
-            ax.plot(x, med, linestyle=style, color=color, marker=marker, label=label)
-            ax.fill_between(x, lo, hi, color=color, alpha=0.15)
-    ax.set_xlabel("eps_in")
-    ax.set_ylabel("eps_out (median, IQR band)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, handlelength=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            if pts:
+                out.append(
+                    Curve(
+                        label=f"sigma={sigma:g}" + (f" ({run})" if len(runs) > 1 else ""),
+                        run=j,
+                        eps_in=[s.eps_in for s in pts],
+                        median=[s.eps_out[0] for s in pts],
+                        low=[s.eps_out[1] for s in pts],
+                        high=[s.eps_out[2] for s in pts],
+                        not_certified=[1.0 - s.certified_rate for s in pts],
+                    )
+                )
+    return out
 
 
-def _plot_distribution(runs: list[RunFile], task: str, metric: str, title: str, path: Path) -> None:
-    """Empirical CDF of eps_out per (run, eps_in), one panel per sigma. Uncertified inputs and
-    vacuous certificates count in the denominator, so a curve ends at the certified rate."""
-    from .plotting import pyplot
-
-    plt = pyplot()
+def distributions(runs: list[RunFile], task: str, metric: str) -> list[Any]:
+    """The panels of the distribution figure of one (task, metric), one per sigma: per (eps_in,
+    run), the eps_out of its inputs as certificates (``inf`` for an input not certified; they
+    count in the denominator, so a curve ends at the certified rate)."""
+    from .plotting import Distribution, Step
 
     rows = [
-        (run.label, r)
-        for run in runs
+        (j, r)
+        for j, run in enumerate(runs)
         for r in run.rows
         if task_label(r) == task and r["metric"] == metric
     ]
-    sigmas = sorted({float(r["sigma"]) for _, r in rows})
-    fig, axes = plt.subplots(1, len(sigmas), figsize=(4.6 * len(sigmas), 3.8), squeeze=False)
-    labels = [run.label for run in runs]
-    for ax, sigma in zip(axes[0], sigmas, strict=True):
-        eps_values = sorted({float(r["eps_in"]) for _, r in rows if float(r["sigma"]) == sigma})
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, eps in enumerate(eps_values):
-            for j, label in enumerate(labels):
-                vals = [
-                    certified_eps_out(r)
-                    for lab, r in rows
-                    if lab == label and float(r["sigma"]) == sigma and float(r["eps_in"]) == eps
-                ]
-                if not vals:
-                    continue
-                finite = np.sort([v for v in vals if math.isfinite(v)])
-                if finite.size == 0:
-                    continue
-                y = np.arange(1, finite.size + 1) / len(vals)
-                name = f"eps_in={eps:g}" + (f" ({label})" if len(labels) > 1 else "")
-                ax.step(
-                    finite,
-                    y,
-                    linestyle=RUN_STYLES[j % len(RUN_STYLES)][0],
-                    where="post",
-                    color=colors[i % len(colors)],
-                    label=name,
-                )
-        ax.set_title(f"sigma={sigma:g}")
-        ax.set_xlabel("eps_out")
-        ax.set_ylabel("fraction of inputs certified within")
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, handlelength=4)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    panels = []
+    for sigma in sorted({float(r["sigma"]) for _, r in rows}):
+        at_sigma = [(j, r) for j, r in rows if float(r["sigma"]) == sigma]
+        steps = []
+        for i, eps in enumerate(sorted({float(r["eps_in"]) for _, r in at_sigma})):
+            for j, run in enumerate(runs):
+                vals = [certified_eps_out(r) for k, r in at_sigma if k == j and r["eps_in"] == eps]
+                if vals:
+                    name = f"eps_in={eps:g}" + (f" ({run.label})" if len(runs) > 1 else "")
+                    steps.append(Step(name, i, j, vals, len(vals)))
+        panels.append(Distribution(f"sigma={sigma:g}", steps))
+    return panels
 
 
 def as_image(array: np.ndarray) -> np.ndarray | None:
@@ -498,7 +467,7 @@ def _plot_examples(run: RunFile, path: Path) -> bool:
     columns = [k for k in keys if any(k in e and as_image(e[k]) is not None for _, e in examples)]
     if "base_output" not in columns:
         return False
-    from .plotting import pyplot
+    from .plotting import pyplot, save
 
     plt = pyplot()
 
@@ -532,8 +501,7 @@ def _plot_examples(run: RunFile, path: Path) -> bool:
             0.5, 0.01, "* min-max scaled per image (not on the input's scale)",
             ha="center", va="bottom", fontsize=7,
         )  # fmt: skip
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
@@ -561,7 +529,11 @@ def no_rows_message(run: RunFile) -> str:
 def write_report(runs: Sequence[RunFile], out_dir: str | Path) -> Path:
     """Write ``report.md`` and the PNG plots of ``runs`` into ``out_dir``; return the markdown
     path. Files without rows yet are named in the report and left out of its tables; if no file
-    has rows, ``ValueError`` (``no rows yet in ...``)."""
+    has rows, ``ValueError`` (``no rows yet in ...``). Without matplotlib (the ``plots`` extra)
+    the tables are written alone, with a note in the report on how to get the figures
+    (:data:`NO_FIGURES`)."""
+    from .plotting import available, curves_figure, distribution_figure, save
+
     full = [run for run in runs if run.rows]
     if not full:
         raise ValueError("; ".join(no_rows_message(run) for run in runs))
@@ -570,19 +542,22 @@ def write_report(runs: Sequence[RunFile], out_dir: str | Path) -> Path:
     summaries = [s for run in full for s in summarize(run)]
     plots: dict[str, list[str]] = {}
     tables = sorted({(s.task, s.metric) for s in summaries})
-    for task, metric in tables:
+    draw = available()
+    for task, metric in tables if draw else ():
         group = [s for s in summaries if s.task == task and s.metric == metric]
         title = f"{task} — {metric}"
         curve = f"eps_out_vs_eps_in_{_slug(task)}_{_slug(metric)}.png"
-        _plot_curves(group, title, out / curve, [run.label for run in full])
+        save(curves_figure(curves(group, [run.label for run in full]), title), out / curve)
         dist = f"eps_out_distribution_{_slug(task)}_{_slug(metric)}.png"
-        _plot_distribution(full, task, metric, title, out / dist)
+        save(distribution_figure(distributions(full, task, metric), title), out / dist)
         plots[f"{task}|{metric}"] = [curve, dist]
-    for run in full:
+    for run in full if draw else ():
         name = f"examples_{_slug(run.label)}.png"
         if _plot_examples(run, out / name):
             plots.setdefault("examples", []).append(name)
     text = markdown(full, summaries, plots)
+    if not draw:
+        text += f"\n{NO_FIGURES}\n"
     empty = [run for run in runs if not run.rows]
     if empty:
         notes = ["", "## Files without rows", ""]
@@ -591,6 +566,12 @@ def write_report(runs: Sequence[RunFile], out_dir: str | Path) -> Path:
     report = out / "report.md"
     report.write_text(text, encoding="utf-8")
     return report
+
+
+NO_FIGURES = (
+    "No figures: drawing them needs matplotlib, which is not installed "
+    "(pip install 'centersmooth[plots]')."
+)
 
 
 def make_report(
@@ -650,8 +631,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for r in empty:
         print(f"centersmooth report: {no_rows_message(r)}; left out", file=sys.stderr)
+    from .plotting import available
+
     path = write_report(runs, args.out)
-    print(f"wrote {path} and its plots")
+    if available():
+        print(f"wrote {path} and its plots")
+    else:
+        print(f"centersmooth report: warning: {NO_FIGURES}", file=sys.stderr)
+        print(f"wrote {path} (tables only)")
     return 0
 
 

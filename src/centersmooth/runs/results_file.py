@@ -166,6 +166,28 @@ class RunnerError(RuntimeError):
     a worker. The message says which input and why."""
 
 
+class PlatformMismatchError(RunnerError):
+    """Rows of one results file would come from different platforms (GPU model, torch or CUDA
+    version): seeded noise and model outputs differ between them, so a resumed run or a Ray
+    worker elsewhere would not add the rows of one run."""
+
+
+def describe_platform(platform: dict[str, Any]) -> str:
+    """``NVIDIA H100 80GB HBM3, torch 2.11.0+cu130, CUDA 13.0`` (or ``cpu, torch ...``)."""
+    cuda = platform.get("cuda")
+    return f"{platform.get('device')}, torch {platform.get('torch')}" + (
+        f", CUDA {cuda}" if cuda else ""
+    )
+
+
+def platforms_differ(expected: dict[str, Any] | None, got: dict[str, Any] | None) -> bool:
+    """Whether rows of ``got`` may not join rows of ``expected``: another device name, torch or
+    CUDA version (a file of an older version, without the record, takes anything)."""
+    if not expected or not got:
+        return False
+    return any(expected.get(k) != got.get(k) for k in ("device", "torch", "cuda"))
+
+
 class Writer:
     """Appends records to the results file; each call is one write, flushed and fsynced. Holds an
     exclusive lock on the file (POSIX ``flock``) so that two runs never append to the same file;
@@ -196,6 +218,18 @@ class Writer:
         self.file.close()
 
 
+class ResultsFileExists(FileExistsError):
+    """The results file exists and the run was not asked to resume it; :meth:`advice` words
+    the message for a command (``--resume``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(self.advice("resume=True"))
+
+    def advice(self, resume: str) -> str:
+        return f"{self.path} already exists; resume it ({resume}) or choose another output"
+
+
 def prepare_file(path: Path, config: dict[str, Any], resume: bool) -> list[dict[str, Any]]:
     """Rows already in ``path`` (after dropping a torn last line) if resuming; else [] for a new
     file. Refuses to overwrite, and refuses a header with another configuration."""
@@ -210,9 +244,7 @@ def prepare_file_header(
         path.parent.mkdir(parents=True, exist_ok=True)
         return [], None
     if not resume:
-        raise FileExistsError(
-            f"{path} already exists; resume it (resume=True, --resume) or choose another output"
-        )
+        raise ResultsFileExists(path)
     existing = read_results(path)
     if existing.header is None:
         if not path.read_bytes()[: existing.valid_bytes].strip():
@@ -231,7 +263,7 @@ def prepare_file_header(
             f"this version of centersmooth draws {stream!r}: start a new file, or resume it with "
             f"the centersmooth version that wrote it ({existing.header.get('version', 'unknown')})"
         )
-    diffs = _mismatch(old_config, config)
+    diffs = _mismatch(_compared(old_config), _compared(config))
     if diffs:
         raise ValueError(
             f"cannot resume {path}: it was written with another configuration ("
@@ -241,6 +273,20 @@ def prepare_file_header(
     if existing.torn:
         _truncate(path, existing.valid_bytes)
     return existing.rows, existing.header
+
+
+# Settings a resumed run may change: the batch size changes no certificate (on the CPU not even
+# a bit of one), and the automatic one (None) depends on the memory free at the time.
+FREE_ON_RESUME = ("batch_size",)
+
+
+def _compared(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the settings a resume may change (``FREE_ON_RESUME``)."""
+    smoothing = config.get("smoothing")
+    if not isinstance(smoothing, dict):
+        return config
+    kept = {k: v for k, v in smoothing.items() if k not in FREE_ON_RESUME}
+    return {**config, "smoothing": kept}
 
 
 def _mismatch(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

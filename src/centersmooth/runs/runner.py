@@ -41,11 +41,14 @@ from .results_file import (
     NOISE_STREAM,
     ROW_FIELDS,
     SCHEMA_VERSION,
+    PlatformMismatchError,
     Results,
     RunnerError,
     Writer,
+    describe_platform,
     jsonable,
     package_version,
+    platforms_differ,
     prepare_file_header,
     read_results,
 )
@@ -202,7 +205,8 @@ def certify_dataset(
     ``address`` if given; ``gpus_per_worker`` GPUs each). The first ``examples`` inputs have their
     input, base output, target and centers saved in ``<out stem>.examples/`` for the report.
     ``inputs_per_batch > 1`` certifies that many inputs together (local backend, one worker), their
-    samples sharing forward passes: faster for small models, the same rows. ``numpy_inputs``
+    samples sharing forward passes: faster for small models, and the same rows where the model's
+    outputs do not depend on its batch (README, "What the batch size changes"). ``numpy_inputs``
     hands each input to :class:`CenterSmoothing` as a NumPy array (the model then receives NumPy
     batches of the inputs' dtype: scikit-learn and other NumPy models); by default it is a torch
     tensor (an ``nn.Module`` receives its parameters' float dtype).
@@ -210,14 +214,20 @@ def certify_dataset(
     The model is built once here and fingerprinted (the SHA-256 of an ``nn.Module``'s weights,
     else its outputs on the first input); the fingerprint goes into the header, and a worker or a
     resumed run that builds another model is refused (``ModelMismatchError``): the factory must
-    build the same model every call. A device this machine lacks is refused before the file is
-    created. An error of the model or the distance on an input stops the run with
+    build the same model every call. A device this machine lacks, an input row with NaN or
+    infinite values, and settings the model's outputs refute (a distance that does not take them,
+    a distance of yours that fails its test, candidate counts for distances not in use: tried on
+    noisy copies of the first input, ``Worker.preflight``) are refused before the file is
+    created. ``metrics`` are registered names, or ``path/to/file.py:name`` for a distance in a
+    Python file (``metrics.base.load_metric_file``; the file's SHA-256 goes into the header and a
+    resume must see the same). An error of the model or the distance on an input stops the run with
     :class:`RunStopped` naming the input; the rows already written stay, and ``resume=True``
     continues.
 
     Returns the rows of every requested (input, metric, eps_in), in input, metric, eps_in order.
     """
-    inputs, eps_list, metric_names, indices_list, run_info = _check_arguments(
+    check_results_path(Path(out))
+    inputs, eps_list, metric_specs, indices_list, run_info, targets = _check_arguments(
         inputs, eps_in, metrics, indices, targets, run_info, seed, backend, workers, gpus_per_worker
     )
     if isinstance(inputs_per_batch, bool) or not isinstance(inputs_per_batch, int):
@@ -238,17 +248,25 @@ def certify_dataset(
         WorkerOptions,
         fingerprint_mismatch,
         import_ray,
+        resolve_metric,
         run_inline,
         run_processes,
         run_ray,
     )
 
+    resolved = [resolve_metric(m) for m in metric_specs]
+    metric_names = [m.name for m in resolved]
     full_smoothing = _normalise_smoothing(dict(smoothing))
     check_device(full_smoothing.get("device"))
     # Build one smoother here: checks every argument before any worker starts.
-    planned = CenterSmoothing(lambda b: b, metric=metric_names[0], **full_smoothing).settings
+    probe = CenterSmoothing(lambda b: b, metric=resolved[0], **full_smoothing)
+    probe.settings.check_candidate_names(resolved)
+    planned = probe.settings
     digest = _digest(indices_list, inputs, targets)
     config = _config(eps_list, metric_names, full_smoothing, seed, run_info, digest)
+    files = _metric_files(metric_specs, resolved)
+    if files:  # a resume must see the same distance files (absent otherwise: older files match)
+        config["metric_files"] = files
     path = Path(out)
     examples_dir = path.with_name(path.stem + ".examples")
 
@@ -257,24 +275,31 @@ def certify_dataset(
     # The model this run certifies, built here once before the file is touched (a factory that
     # fails leaves no file behind): its fingerprint goes into the header, and every worker (and
     # every resumed run) must build the same model.
-    worker_args: tuple[Any, ...] = (model_factory, full_smoothing, metric_names, eps_list, seed)
+    worker_args: tuple[Any, ...] = (model_factory, full_smoothing, metric_specs, eps_list, seed)
     wanted = [(m, e) for m in metric_names for e in eps_list]
+    share = _memory_share(backend, workers, gpus_per_worker)
     fingerprint: dict[str, Any] | None = None
+    # where the rows are computed: known here for the local backend; a Ray run takes its
+    # workers' (the header is then written with the first rows)
+    platform: dict[str, Any] | None = None
     local: Worker | None = None
     if not (resume and _all_done(path, indices_list, wanted)):
         reference = Worker(
             model_factory,
             full_smoothing,
-            metric_names,
+            metric_specs,
             eps_list,
             seed,
-            WorkerOptions(numpy_inputs, inputs[0]),
+            WorkerOptions(numpy_inputs, inputs[0], memory_share=share),
         )
+        reference.preflight(inputs[0])  # the settings against the model's outputs, up front
         fingerprint = reference.fingerprint
+        if backend == "local":
+            platform = reference.platform
         if backend == "local" and workers == 1:
             local = reference
         del reference  # else the workers build their own
-    worker_args = (*worker_args, WorkerOptions(numpy_inputs, inputs[0], fingerprint))
+    worker_args = (*worker_args, WorkerOptions(numpy_inputs, inputs[0], fingerprint, share))
 
     writer = Writer(path)  # lock the file before reading it
     try:
@@ -287,6 +312,8 @@ def certify_dataset(
                     f"cannot resume {path}: the model built now differs from the one that wrote "
                     f"it ({problem}). " + SAME_MODEL_HINT
                 )
+        expected = None if old_header is None else old_header.get("platform")
+        _check_platform(expected, platform, f"cannot resume {path}")
     except BaseException:
         writer.close()
         raise
@@ -306,6 +333,7 @@ def certify_dataset(
             )
         )
 
+    header: dict[str, Any] | None = None
     if path.stat().st_size == 0:  # a new file (or one that held only a torn header)
         header = {
             "record": "header",
@@ -318,8 +346,12 @@ def certify_dataset(
             "examples_dir": examples_dir.name if examples > 0 else None,
             "config": config,
             "model_fingerprint": fingerprint,
+            "platform": platform,
         }
-        writer.append([header])
+        expected = platform
+        if platform is not None:
+            writer.append([header])
+            header = None
     finished = len(indices_list) - len(jobs)
     bar = PassProgress(planned.forward_passes, len(indices_list), finished, progress)
     if local is not None:
@@ -332,6 +364,9 @@ def certify_dataset(
         else:
             results = run_inline(jobs, worker_args, inputs_per_batch, worker=local)
         for result in results:
+            if expected is None:
+                expected = result.platform
+            _check_platform(expected, result.platform, f"input {result.index}")
             if result.example is not None:
                 _save_example(examples_dir, result.index, result.example)
             new_rows = []
@@ -340,15 +375,19 @@ def certify_dataset(
                     continue
                 new_rows.append(_full_row(row, run_info))
                 done.add(_key(row))
-            writer.append(new_rows)
+            records = new_rows
+            if header is not None:  # a Ray run's new file: the header takes its workers' platform
+                records = [{**header, "platform": result.platform}, *new_rows]
+                header = None
+            writer.append(records)
             existing.extend(new_rows)
             finished += 1
             bar.input_done(result.rows)
     except (RunnerError, ValueError, TypeError, RuntimeError, OSError) as err:
-        if isinstance(err, ModelMismatchError):
+        if isinstance(err, ModelMismatchError | PlatformMismatchError):
             raise
         kept = f"{finished} of {len(indices_list)} inputs are done and kept in {path}"
-        raise RunStopped(f"{err}. {kept}; {RESUME_HINT}") from err
+        raise RunStopped(str(err), kept) from err
     finally:
         if local is not None:
             local.smoother.pass_counter = None
@@ -456,6 +495,27 @@ class PassProgress:
         self.bar.close()
 
 
+def _memory_share(backend: str, workers: int, gpus_per_worker: float) -> float:
+    """The part of its device's memory one worker's automatic batch size may plan for: local
+    workers share this machine's device, a Ray actor with a fraction of a GPU gets that
+    fraction."""
+    if backend == "local":
+        return 1.0 / workers
+    return float(gpus_per_worker) if 0 < gpus_per_worker < 1 else 1.0
+
+
+def _check_platform(expected: dict[str, Any] | None, got: dict[str, Any] | None, what: str) -> None:
+    """Refuse rows of another platform than the file's (see ``workers.platform_of``)."""
+    if expected is not None and got is not None and platforms_differ(expected, got):
+        raise PlatformMismatchError(
+            f"{what}: the file's rows were computed on {describe_platform(expected)}, these on "
+            f"{describe_platform(got)}. Seeded noise and model outputs differ between GPU models "
+            "and torch or CUDA versions, so the rows would not be those of one run: continue the "
+            "file where it was made (a Ray cluster needs workers of one GPU model and torch "
+            "version), or write a new file"
+        )
+
+
 def _all_done(path: Path, indices: list[int], wanted: list[tuple[str, float]]) -> bool:
     """Whether ``path`` holds every row asked for (then a resume builds no model)."""
     try:
@@ -466,12 +526,65 @@ def _all_done(path: Path, indices: list[int], wanted: list[tuple[str, float]]) -
     return all((i, m, e) in done for i in indices for m, e in wanted)
 
 
-RESUME_HINT = "run the same command again with --resume (resume=True) to continue"
-
-
 class RunStopped(RunnerError):
     """The run stopped on an error (the model failed on an input, a worker kept dying); the rows
-    of the inputs done are in the file, and the message says how to continue."""
+    of the inputs done are in the file, and the message says how to continue: call
+    ``certify_dataset`` again with ``resume=True`` (:meth:`advice` words it for a command)."""
+
+    def __init__(self, reason: str, kept: str) -> None:
+        self.reason, self.kept = reason, kept
+        super().__init__(self.advice("call certify_dataset again with resume=True to continue"))
+
+    def advice(self, how: str) -> str:
+        """The message with ``how`` to continue, such as a command's ``--resume``."""
+        return f"{self.reason}. {self.kept}; {how}"
+
+
+def check_results_path(path: Path, what: str = "out") -> None:
+    """Refuse a results path that cannot hold a results file (a folder, a device such as
+    ``/dev/null``, a pipe) before any work; ``what`` names it in the message."""
+    if path.is_dir():
+        raise ValueError(
+            f"{what} {path} is a folder; name a file in it, such as {path / 'results.jsonl'}"
+        )
+    if path.exists() and not path.is_file():
+        raise ValueError(
+            f"{what} {path} is not a regular file (a device, a pipe or a socket): a results file "
+            "is appended to, locked and read back to resume; name a file"
+        )
+
+
+def check_finite_rows(inputs: np.ndarray, what: str = "inputs") -> None:
+    """Refuse inputs with NaN or infinite values, naming the first row that has one (``what``
+    names the inputs in the message)."""
+    if not (
+        np.issubdtype(inputs.dtype, np.floating) or np.issubdtype(inputs.dtype, np.complexfloating)
+    ):
+        return
+    bad = np.flatnonzero(~np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1))
+    if bad.size:
+        where = np.argwhere(~np.isfinite(inputs[bad[0]]))[0]
+        more = f" (and {bad.size - 1} more rows)" if bad.size > 1 else ""
+        raise ValueError(
+            f"{what} row {bad[0]} holds NaN or infinite values (at {tuple(int(i) for i in where)})"
+            f"{more}; every input must be finite"
+        )
+
+
+def _metric_files(specs: Sequence[Any], metrics: Sequence[Any]) -> dict[str, Any]:
+    """For the distances loaded from Python files, their name -> the file and its SHA-256."""
+    from ..metrics.base import is_file_spec, parse_file_spec
+
+    files = {}
+    for spec, metric in zip(specs, metrics, strict=True):
+        if is_file_spec(spec):
+            path = parse_file_spec(spec, "--metric")[0]
+            files[metric.name] = {"spec": spec, "sha256": _file_sha256(path)}
+    return files
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def check_device(device: Any) -> None:
@@ -512,12 +625,13 @@ def _check_arguments(
     backend: str,
     workers: int,
     gpus_per_worker: float,
-) -> tuple[np.ndarray, list[float], list[str], list[int], dict[str, Any]]:
-    from ..metrics import get_metric
+) -> tuple[np.ndarray, list[float], list[Any], list[int], dict[str, Any], Any]:
+    from .workers import resolve_metric
 
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
+    targets = _on_host(targets)
     if not isinstance(inputs, np.ndarray) or inputs.ndim < 2:
         raise ValueError("inputs must be a NumPy array of shape (N, ...) with one input per row")
     n = inputs.shape[0]
@@ -526,9 +640,10 @@ def _check_arguments(
         raise ValueError(f"eps_in must be a non-empty list of finite numbers, got {eps_in!r}")
     if np.any(eps_arr < 0) or len(set(eps_arr.tolist())) != eps_arr.size:
         raise ValueError(f"eps_in must be distinct non-negative numbers, got {eps_in!r}")
+    check_finite_rows(inputs)
     if isinstance(metrics, str):
         metrics = [metrics]
-    names = [get_metric(m).name for m in metrics]
+    names = [resolve_metric(m).name for m in metrics]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"metrics must be a non-empty list of distinct names, got {metrics!r}")
     idx = list(range(n)) if indices is None else [int(i) for i in indices]
@@ -552,7 +667,20 @@ def _check_arguments(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if not (isinstance(gpus_per_worker, int | float) and gpus_per_worker >= 0):
         raise ValueError(f"gpus_per_worker must be a non-negative number, got {gpus_per_worker!r}")
-    return inputs, [float(e) for e in eps_arr], names, idx, run_info
+    return inputs, [float(e) for e in eps_arr], list(metrics), idx, run_info, targets
+
+
+def _on_host(targets: Any) -> Any:
+    """Targets as the workers get them: tensors (on any device, CUDA included) as NumPy arrays,
+    like the inputs, so that no CUDA tensor is pickled into a worker or a Ray actor."""
+    torch = sys.modules.get("torch")
+    if torch is None or targets is None:
+        return targets
+    if isinstance(targets, torch.Tensor):
+        return targets.detach().cpu().numpy()
+    if isinstance(targets, list | tuple) and any(isinstance(t, torch.Tensor) for t in targets):
+        return [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t for t in targets]
+    return targets
 
 
 def _save_example(directory: Path, index: int, arrays: dict[str, np.ndarray]) -> None:

@@ -10,28 +10,41 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..center import distances_to, repeat
+from ..center import batch_len, distances_to, repeat, take
 from ..certificate import UncertifiableRadiusWarning
-from ..metrics import get_metric
+from ..metrics import Metric, check_distance, get_metric, needs_check
+from ..metrics.base import describe_outputs, is_file_spec, load_metric_file
 from ..planning import AbstentionRiskWarning
-from ..sampling import prepare_input
+from ..sampling import PreparedInputs, draw_noisy, finite_outputs, prepare_input
 from ..smoothing import CenterSmoothing
 from .results_file import RunnerError, json_float, package_version
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3  # tries per input when the worker running it dies (not when the model raises)
+PREFLIGHT_SAMPLES = 32  # noisy outputs of the first input the settings are tried on (preflight)
+
+
+def resolve_metric(metric: str | Metric) -> Metric:
+    """A distance of a run: a registered name, a :class:`Metric`, or ``path/to/file.py:name``
+    (a distance in a Python file, ``metrics.base.load_metric_file``; each worker loads it)."""
+    if isinstance(metric, str) and is_file_spec(metric):
+        return load_metric_file(metric)
+    return get_metric(metric)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class Result:
     index: int
     rows: list[dict[str, Any]]
     example: dict[str, np.ndarray] | None = None
+    platform: dict[str, Any] | None = None  # where the rows were computed (``platform_of``)
 
 
 class Worker:
@@ -81,7 +95,7 @@ class Worker:
     ) -> None:
         self.error: Exception | None = None
         self.options = options or WorkerOptions()
-        self.metrics = [get_metric(m) for m in metrics]
+        self.metrics = [resolve_metric(m) for m in metrics]
         self.eps_in = list(eps_in)
         self.run_seed = int(run_seed)
         self.version = package_version()
@@ -104,16 +118,18 @@ class Worker:
         if threads is not None:
             torch.set_num_threads(threads)
         kwargs = dict(smoothing)
-        if kwargs.get("device") is None and gpus > 0 and torch.cuda.is_available():
-            kwargs["device"] = "cuda"
+        if gpus > 0:
+            kwargs["device"] = actor_device(kwargs.get("device"))
         try:
             model = model_factory()
         except Exception as err:
             raise ModelFailure(f"the model factory failed: {_describe(err)}") from err
         with warnings.catch_warnings():  # the run said it once, before it started
             warnings.simplefilter("ignore", AbstentionRiskWarning)
-            self.smoother = CenterSmoothing(model, metric=metrics[0], **kwargs)
+            self.smoother = CenterSmoothing(model, metric=self.metrics[0], **kwargs)
         opts = self.options
+        self.smoother.memory_share = opts.memory_share
+        self.platform = platform_of(self.smoother.device)
         if opts.probe is not None:
             self.fingerprint = model_fingerprint(
                 model, self.smoother, self.model_input(opts.probe), repeat=opts.fingerprint is None
@@ -128,6 +144,44 @@ class Worker:
 
     def ready(self) -> bool:
         return True
+
+    def preflight(self, x: np.ndarray) -> None:
+        """Before the run, what its first input would show: the candidate counts name distances
+        in use, the model's outputs on ``PREFLIGHT_SAMPLES`` noisy copies of ``x`` are of a kind
+        and shape each distance takes, and a distance that is not built in passes its check
+        (``check_distance``). So a mistake in the settings is reported before the results file
+        exists, not as a failure of the run at its first input."""
+        sm = self.smoother
+        sm.settings.check_candidate_names(self.metrics)
+        prepared = PreparedInputs.build(
+            [self.model_input(x)], [0], None, sm.sigma, sm.base_function, sm.device, sm.input_grid
+        )
+        tolerate_nan = sm.nan_outputs == "outside"  # such outputs are left out of the tries
+        try:
+            with sm.base_function.evaluating():
+                noisy = draw_noisy(prepared.streams, PREFLIGHT_SAMPLES)
+                out = sm.base_function(noisy, prepared.np_dtype, check_finite=not tolerate_nan)
+        except (ValueError, TypeError):
+            raise
+        except Exception as err:
+            raise ModelFailure(
+                f"the model fails on noisy copies of the first input: {_describe(err)}"
+            ) from err
+        out = finite_outputs(out) if tolerate_nan else out
+        if batch_len(out) < 2:
+            return  # nothing to try the distances on
+        for metric in self.metrics:
+            try:
+                distances_to(metric, take(out, 0), out)
+                if sm.check_metric and needs_check(metric):
+                    check_distance(metric, out)
+            except (ValueError, TypeError):
+                raise
+            except Exception as err:
+                raise ValueError(
+                    f"the distance {metric.name!r} fails on the model's outputs "
+                    f"({describe_outputs(out)}): {_describe(err)}"
+                ) from err
 
     def model_input(self, x: np.ndarray) -> Any:
         """One input as the run hands it to ``CenterSmoothing`` (:func:`model_input`)."""
@@ -233,7 +287,7 @@ class Worker:
                         "version": self.version,
                     }
                 )
-        return Result(job.position, job.index, rows, example)
+        return Result(job.position, job.index, rows, example, self.platform)
 
 
 def model_input(x: np.ndarray, numpy_inputs: bool = False) -> Any:
@@ -271,11 +325,14 @@ class WorkerOptions:
     else torch tensors. ``probe``: the run's first input, on which the model's fingerprint is
     taken (none without it). ``fingerprint``: the fingerprint the run started with (``None``:
     nothing to compare with; the worker's own is then taken and kept in ``Worker.fingerprint``).
+    ``memory_share``: the part of its device's memory a worker's automatic batch size may plan
+    for (several workers on one device each take their share, not the whole).
     """
 
     numpy_inputs: bool = False
     probe: np.ndarray | None = None
     fingerprint: dict[str, Any] | None = None
+    memory_share: float = 1.0  # of the device's memory, for the automatic batch size
 
 
 def _describe(err: BaseException) -> str:
@@ -377,13 +434,40 @@ def fingerprint_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str |
 
 
 def _as_batch(target: Any, like: Any) -> Any:
-    """One target as a batch of one, on the device and in the dtype of the model's outputs."""
+    """One target as a batch of one, on the device and in the dtype of the model's outputs
+    (a tensor target may sit on any device)."""
     if isinstance(like, torch.Tensor):
-        t = torch.as_tensor(np.array(target))
+        t = (
+            target.detach()
+            if isinstance(target, torch.Tensor)
+            else torch.as_tensor(np.array(target))
+        )
         if like.is_floating_point():
             t = t.to(like.dtype)
         return t.to(like.device).unsqueeze(0)
     return repeat(target, 1)
+
+
+def actor_device(device: Any) -> str | None:
+    """The device a Ray actor given GPUs uses for ``device``: Ray makes only the actor's own
+    GPUs visible to it, numbered from 0, so ``cuda:1`` (the machine's numbering) would name a
+    GPU the actor cannot see ("invalid device ordinal"); any CUDA device, or none given, means
+    the actor's first GPU. Other devices are kept."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else None
+    return "cuda" if torch.device(device).type == "cuda" else str(device)
+
+
+def platform_of(device: torch.device) -> dict[str, Any]:
+    """Where rows are computed: the device's name (``cpu`` or the GPU model), the torch version
+    and its CUDA version. Seeded noise and model outputs are bit for bit the same only on the
+    same platform (docs/distributed.md), so a results file records it and a resumed run or a Ray
+    worker elsewhere is refused."""
+    device = torch.device(device)
+    name = device.type
+    if device.type == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(device)
+    return {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda}
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -396,6 +480,11 @@ _PROCESS_WORKER: Worker | None = None
 
 def _process_init(*args: Any) -> None:
     global _PROCESS_WORKER
+    from tqdm.auto import tqdm
+
+    # tqdm's default lock is a named semaphore, which a worker stopped by the run (Ctrl-C)
+    # would leave behind ("leaked semaphore" warnings); a worker's bars need a thread lock only
+    tqdm.set_lock(threading.RLock())
     options: dict[str, Any] = {"defer_errors": True}  # errors reach the run, not the pool
     _PROCESS_WORKER = Worker(*args, **options)
 
@@ -444,12 +533,13 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
             initargs=(*worker_args, threads),
         )
         futures: dict[Future[Result], Job] = {}
-        queued, retry, broken = pending, [], False
+        queued, retry, broken, stopped = pending, [], False, False
         try:
             while True:
                 while queued and not broken and len(futures) < workers:
                     try:
-                        future = pool.submit(_process_certify, queued[0])
+                        with _workers_ignore_ctrl_c():  # a submit may start a worker process
+                            future = pool.submit(_process_certify, queued[0])
                     except (BrokenProcessPool, RuntimeError):
                         # a worker died before its future reported it (RuntimeError: the
                         # broken pool had begun to shut down); the job stays queued
@@ -476,12 +566,47 @@ def run_processes(jobs: list[Job], worker_args: tuple[Any, ...], workers: int) -
                         retry.append(job)
                         continue
                     yield result
+        except BaseException:
+            # the run stops early (an error, Ctrl-C): the workers ignore Ctrl-C, so stop them
+            # here rather than wait for the inputs they are certifying
+            _stop_workers(pool)
+            stopped = True
+            raise
         finally:
-            # do not wait for queued inputs when the run stops early (an error, Ctrl-C)
-            pool.shutdown(wait=not futures, cancel_futures=True)
+            # with the workers stopped, waiting is short and lets the pool release its queues
+            pool.shutdown(wait=stopped or not futures, cancel_futures=True)
         pending = queued + retry
         if pending:
             logger.warning("a worker process died; retrying %d inputs", len(pending))
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ctrl-C ignored while worker processes start, so that they start ignoring it: a process
+    that finds SIGINT ignored at its start never turns it into ``KeyboardInterrupt``, and so
+    never prints a traceback when the terminal sends Ctrl-C to every process of the command.
+    This process handles Ctrl-C and stops the workers (``_stop_workers``). Only the main thread
+    may set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (they ignore Ctrl-C, and a run that stops early
+    must not wait for the inputs they are certifying)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _settle(

@@ -118,6 +118,9 @@ def experiment_parser(
     parser.add_argument("--n-certify", type=int, help="certification samples (default: preset)")
     parser.add_argument("--delta", type=float, help="default: the preset's")
     parser.add_argument("--seed", type=int, default=0, help="inputs and smoothing seed")
+    parser.add_argument(
+        "--device", help="cpu, cuda, cuda:1, ... (default: the CPU) where the samples are computed"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
@@ -135,7 +138,18 @@ def experiment_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["n_certify"] = args.n_certify
     if args.delta is not None:
         overrides["delta"] = args.delta
+    if args.device is not None:
+        overrides["device"] = args.device
     return overrides
+
+
+def library_counts() -> dict[str, int]:
+    """The library's default sample counts (``SmoothingSettings``'s), for a driver run of a task
+    whose own defaults set other counts."""
+    from ..settings import SmoothingSettings
+
+    defaults = SmoothingSettings()
+    return {name: getattr(defaults, name) for name in ("n_center", "n_check", "n_certify")}
 
 
 def experiment_main(args: argparse.Namespace, run: Callable[[], object]) -> None:

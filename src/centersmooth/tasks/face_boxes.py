@@ -3,17 +3,21 @@
 Base function: a deterministic face detector that returns the most confident face box
 ``(x1, y1, x2, y2)`` in pixels (floats), or the empty box ``EMPTY_BOX = (0, 0, 0, 0)`` when it
 finds no face, so that the Jaccard distance (``1 - IoU``; an empty box is at distance 1 from any
-face and 0 from another empty box) is always defined. Two detectors ship their models offline:
+face and 0 from another empty box) is always defined. Three detectors ship their models offline:
 
+- ``"mtcnn"`` (the default, the paper's): MTCNN (:mod:`.mtcnn`) with the weights of
+  ``facenet-pytorch`` 2.6.0; confidence = O-net's face probability. Batched, on the CPU or CUDA.
 - ``"haar"``: OpenCV's Viola-Jones cascade ``haarcascade_frontalface_default.xml`` (from
-  ``opencv-python-headless`` < 5); confidence = the cascade's level weight.
-- ``"hog"``: dlib's HOG + linear SVM frontal face detector; confidence = the SVM score.
+  ``opencv-python-headless`` < 5); confidence = the cascade's level weight. CPU, one image at a
+  time.
+- ``"hog"``: dlib's HOG + linear SVM frontal face detector; confidence = the SVM score. CPU, one
+  image at a time.
 
 Units: images are float tensors ``(C, H, W)`` (C = 1 or 3) with pixel values in ``[0, 1]``. The
 smoothing noise is added in these units, so ``sigma = 0.1`` is a tenth of the full pixel range per
 pixel and channel, and ``eps_in`` is the l2 norm of a perturbation over all ``C * H * W`` values in
-the same units. The detector clips the noisy image to ``[0, 1]`` and quantises it to 8 bits (part of
-the base function, so the certificate covers it).
+the same units. Every detector clips the noisy image to ``[0, 1]`` and quantises it to 8 bits (part
+of the base function, so the certificate covers it).
 
 Inputs (CelebA is not obtainable offline): scikit-image's ``astronaut`` photograph (a 256x256 crop
 around the face, downsampled to 128x128), faces of its ``lfw_subset`` (25x25 Labeled Faces in the
@@ -42,10 +46,13 @@ from .experiments import (
     experiment_overrides,
     experiment_parser,
     experiment_path,
+    library_counts,
     run_experiment,
 )
 
-DETECTORS = ("haar", "hog")
+DETECTORS = ("mtcnn", "haar", "hog")  # the first is the default
+CLASSICAL = ("haar", "hog")  # the detectors of FaceDetector (CPU, one image at a time)
+DETECTOR_NAMES = {"mtcnn": "MTCNN", "haar": "Haar cascade", "hog": "dlib HOG"}
 PAPER_BOXES: dict[str, Any] = dict(
     n_center=5_000, n_check=5_000, n_certify=10_000
 )  # the paper's face-detection counts; the task's default counts too
@@ -72,8 +79,9 @@ def _import_dlib() -> Any:
 
 
 class FaceDetector:
-    """Batch of images ``(n, C, H, W)`` in ``[0, 1]`` -> boxes ``(n, 4)`` float32 (most confident
-    face, or ``EMPTY_BOX``). Deterministic; runs on the CPU.
+    """The classical detectors, ``"haar"`` or ``"hog"``: a batch of images ``(n, C, H, W)`` in
+    ``[0, 1]`` -> boxes ``(n, 4)`` float32 (most confident face, or ``EMPTY_BOX``), one image at a
+    time on the CPU. Deterministic. (MTCNN: :func:`face_detector` or :class:`.mtcnn.MTCNN`.)
 
     ``min_size`` is the smallest face searched, as a fraction of the shorter image side (fewer
     scales: faster, and no tiny false detections in noise). ``cascade`` is an explicit path to a
@@ -88,8 +96,9 @@ class FaceDetector:
         min_neighbors: int = 3,
         cascade: str | None = None,
     ) -> None:
-        if kind not in DETECTORS:
-            raise ValueError(f"kind must be one of {DETECTORS}, got {kind!r}")
+        if kind not in CLASSICAL:
+            hint = " (MTCNN is face_detector('mtcnn'))" if kind == "mtcnn" else ""
+            raise ValueError(f"kind must be one of {CLASSICAL}, got {kind!r}{hint}")
         if not 0.0 < min_size <= 1.0:
             raise ValueError(f"min_size must lie in (0, 1], got {min_size!r}")
         self.kind = kind
@@ -148,6 +157,19 @@ class FaceDetector:
         return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
 
+def face_detector(kind: str = "mtcnn", checkpoint: str | None = None) -> Any:
+    """The base function of ``face-boxes``: ``MTCNN`` for ``"mtcnn"`` (``checkpoint``: a folder
+    with its three weight files), else ``FaceDetector(kind)`` (``checkpoint``: a Haar cascade XML
+    file). Top-level, so that ``functools.partial(face_detector, ...)`` is a picklable factory."""
+    if kind not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {kind!r}")
+    if kind == "mtcnn":
+        from .mtcnn import MTCNN
+
+        return MTCNN(checkpoint)
+    return FaceDetector(kind, cascade=checkpoint)
+
+
 def astronaut() -> torch.Tensor:
     """scikit-image's astronaut: the 256x256 crop around her face, downsampled to 128x128."""
     from skimage import data
@@ -177,14 +199,15 @@ def generated_faces(n: int, seed: int = 0, size: int = 128) -> torch.Tensor:
 
 
 def make_smoother(
-    sigma: float, detector: FaceDetector | str = "haar", preset: str = "default", **overrides: Any
+    sigma: float, detector: Any = "mtcnn", preset: str = "default", **overrides: Any
 ) -> CenterSmoothing:
-    """Center smoothing of the detector in pixel space under the Jaccard distance, with the
-    settings of ``centersmooth certify face-boxes --preset PRESET`` (by default the paper's
-    face-detection counts, 5,000 / 5,000 / 10,000, with our bounds; override any argument)."""
+    """Center smoothing of the detector (a name of ``DETECTORS`` or a built detector) in pixel
+    space under the Jaccard distance, with the settings of ``centersmooth certify face-boxes
+    --preset PRESET`` (by default the paper's face-detection counts, 5,000 / 5,000 / 10,000, with
+    our bounds; override any argument)."""
     settings = FaceBoxesTask().preset_settings(preset)
     settings.update(overrides)
-    det = FaceDetector(detector) if isinstance(detector, str) else detector
+    det = face_detector(detector) if isinstance(detector, str) else detector
     return CenterSmoothing(det, metric="jaccard", sigma=sigma, **settings)
 
 
@@ -219,28 +242,29 @@ def input_sets(specs: Sequence[str]) -> list[tuple[str, int]]:
 
 
 class FaceBoxesTask(Task):
-    """``centersmooth certify face-boxes``: the Haar face detector under the Jaccard distance.
+    """``centersmooth certify face-boxes``: a face detector under the Jaccard distance, MTCNN
+    unless ``--detector haar`` or ``hog`` (``FaceBoxesTask(detector)``).
 
     ``--dataset`` picks the images: ``lfw`` (default; the first ``--n-inputs`` LFW faces, grey
     100x100), ``gan`` (generated faces, 128x128) or ``astronaut`` (one photograph). ``--checkpoint``
-    an explicit Haar cascade XML file. Inputs must share one shape, hence one set per run.
-    Pixel values are in ``[0, 1]``; ``--sigma`` and ``--eps-in`` are in those units.
+    an explicit copy of the detector's files: for MTCNN a folder with ``pnet.pt``, ``rnet.pt`` and
+    ``onet.pt`` (checked against the pinned hashes), for Haar a cascade XML file. Inputs must share
+    one shape, hence one set per run. Pixel values are in ``[0, 1]``; ``--sigma`` and ``--eps-in``
+    are in those units.
 
     Settings: the paper's face-detection counts (``PAPER_BOXES``: 5,000 / 5,000 / 10,000) by
     default, with our binomial bounds and central candidates, in batches of 250; ``--preset
     paper`` keeps those counts with the paper's Hoeffding bounds and samples-only centers.
-    ``FaceBoxesTask("hog")`` uses dlib's HOG detector instead (the experiment driver's
-    ``--detector``).
     """
 
     name = "face-boxes"
-    description = "Haar cascade face detector (OpenCV), most confident box, Jaccard distance"
+    description = "face detector (MTCNN; --detector haar or hog), most confident box, Jaccard"
     default_metrics = ("jaccard",)
     default_dataset = "lfw"
     default_settings = dict(PAPER_BOXES, batch_size=250)
     paper_settings = PAPER_BOXES
 
-    def __init__(self, detector: str = "haar") -> None:
+    def __init__(self, detector: str = DETECTORS[0]) -> None:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         self.detector = detector
@@ -256,11 +280,11 @@ class FaceBoxesTask(Task):
         sigma: float,
     ) -> CertifySetup:
         kind = dataset or self.default_dataset or ""
-        cascade = None if checkpoint is None else str(checkpoint)
-        FaceDetector(self.detector, cascade=cascade)  # fail early if the detector is missing
+        files = None if checkpoint is None else str(checkpoint)
+        face_detector(self.detector, files)  # fail early if the detector is missing
         images = input_set(kind, n_inputs, self.name)
         return CertifySetup(
-            functools.partial(FaceDetector, self.detector, cascade=cascade),
+            functools.partial(face_detector, self.detector, files),
             images,
             None,
             np.arange(len(images)),
@@ -280,7 +304,7 @@ def experiment(
     out: Path,
     names: Sequence[str] = ("astronaut", "lfw:3", "gan:2"),
     sigmas: Sequence[float] = (0.05, 0.1),
-    detector: str = "haar",
+    detector: str = DETECTORS[0],
     seed: int = 0,
     presets: Sequence[str] = ("default",),
     progress: bool = True,
@@ -326,6 +350,24 @@ def certified_band(
     return inner, outer
 
 
+def panel_title(
+    name: str, eps_in: float, box: Sequence[float] | None, eps_out: float | None
+) -> str:
+    """What a panel of the figure shows: the smoothed detector's abstention, a smoothed output
+    with no box (no face found, certified to stay so when ``eps_out`` is 0), a certificate that
+    says nothing (``eps_out`` at 1, the largest Jaccard distance), or the certified radius."""
+    title = f"{name}: eps_in={eps_in:g}"
+    if box is None:
+        return title + "\nabstained"
+    if not (box[2] > box[0] and box[3] > box[1]):
+        title += "\nsmoothed: no face"
+    if eps_out is None:
+        return title + ", not certified"
+    if eps_out >= 1.0:
+        return title + f", eps_out={eps_out:.3f}: vacuous"
+    return title + f", eps_out={eps_out:.3f}"
+
+
 def figure(
     out: Path,
     results: Path,
@@ -333,23 +375,24 @@ def figure(
     sigma: float = 0.05,
     h: float = 1.0,
     preset: str = "default",
+    detector: str = DETECTORS[0],
     **overrides: Any,
 ) -> None:
     """Each input with its detection (red), the smoothed box (green) and the certified band at
     ``eps_in = h sigma`` (yellow: every edge of the smoothed box at any ``x'`` lies between the
     dashed boxes), ``eps_out`` read from the results files the experiment driver wrote in the
-    folder ``results`` (Haar detector, ``preset``; ``overrides`` as there, and each input's seed
+    folder ``results`` (``detector``, ``preset``; ``overrides`` as there, and each input's seed
     read from its row, so that the smoothed box is the certified center)."""
     from ..runs.plotting import pyplot
 
     plt = pyplot()
     from matplotlib.patches import Rectangle
 
-    det = FaceDetector("haar")
+    det = face_detector(detector)
     smoother = make_smoother(sigma, det, preset, **overrides)
     shown = []
     for kind, count in input_sets(names):
-        rows = read_results(experiment_path(results, preset, sigma, kind, "haar")).rows
+        rows = read_results(experiment_path(results, preset, sigma, kind, detector)).rows
         for i, img in enumerate(torch.from_numpy(input_set(kind, count, "face-boxes"))):
             row = next(
                 r
@@ -358,12 +401,12 @@ def figure(
             )
             label = kind if kind == "astronaut" else f"{kind}{i}"
             shown.append((label, img, row["eps_out"], row["input_seed"]))
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(3.2 * len(shown), 6.4), 3.6))
 
     def draw(ax: Any, b: Sequence[float], color: str, style: str = "-") -> None:
-        ax.add_patch(
-            Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec=color, ls=style)
-        )
+        # boxes are in pixel edges, imshow puts pixel (i, j) on [j - 0.5, j + 0.5]
+        corner = (b[0] - 0.5, b[1] - 0.5)
+        ax.add_patch(Rectangle(corner, b[2] - b[0], b[3] - b[1], fill=False, ec=color, ls=style))
 
     for ax, (name, img, eps_out, input_seed_i) in zip(np.atleast_1d(axes), shown, strict=True):
         center = smoother.predict(img, seed=input_seed_i).center
@@ -373,11 +416,8 @@ def figure(
 
         if clean[2] > clean[0]:
             draw(ax, clean, "red")
-        title = f"{name}: eps_in={h * sigma:g}"
-        if center is None:
-            title += "\nabstained"
-        else:
-            box = center.tolist()
+        box = None if center is None else center.tolist()
+        if box is not None:
             band = certified_band(box, eps_out) if eps_out is not None else None
             if box[2] > box[0]:
                 draw(ax, box, "lime")
@@ -385,15 +425,14 @@ def figure(
                 if band[0][2] > band[0][0] and band[0][3] > band[0][1]:
                     draw(ax, band[0], "yellow", "--")
                 draw(ax, band[1], "yellow", "--")
-            title += f", eps_out={eps_out:.3f}" if eps_out is not None else ", not certified"
-        ax.set_title(title, fontsize=8)
+        ax.set_title(panel_title(name, h * sigma, box, eps_out), fontsize=9)
         ax.axis("off")
     fig.suptitle(
-        "Haar face detector, Jaccard distance: detection (red), smoothed box (green), "
-        "certified band (yellow)",
-        fontsize=8,
+        f"{DETECTOR_NAMES[detector]} face detector, Jaccard distance: detection (red), smoothed "
+        "box (green), certified band (yellow, dashed)",
+        fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.9))  # the title above two-line panel titles
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130)
     plt.close(fig)
@@ -416,12 +455,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=["astronaut", "lfw:3", "gan:2"],
         help="astronaut, lfw:N, gan:N",
     )
-    parser.add_argument("--detector", choices=DETECTORS, default="haar")
+    parser.add_argument("--detector", choices=DETECTORS, default=DETECTORS[0])
+    parser.add_argument(
+        "--library-counts",
+        action="store_true",
+        help="the library's default sample counts instead of the task's (the paper's 5,000 / "
+        "5,000 / 10,000); --n-center and --n-certify still go over them",
+    )
     parser.add_argument("--figure", type=Path, help="draw the figure from --out (first sigma)")
     args = parser.parse_args(argv)
-    overrides = experiment_overrides(args)
+    overrides = {**(library_counts() if args.library_counts else {}), **experiment_overrides(args)}
     if args.figure is not None:
-        figure(args.figure, args.out, args.inputs, args.sigmas[0], **overrides)
+        figure(
+            args.figure,
+            args.out,
+            args.inputs,
+            args.sigmas[0],
+            preset=args.presets[0],
+            detector=args.detector,
+            **overrides,
+        )
         return
     experiment_main(
         args,

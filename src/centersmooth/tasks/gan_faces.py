@@ -226,15 +226,17 @@ def figure(
     0), base images of ``neighbours`` latent points at distance ``eps_in = h sigma``, and the
     smoothed image at the first of them, with their LPIPS distances to the center; the certified
     ``eps_out`` of input 0 is quoted from the driver's folder ``results`` when given. Returns
-    the distances (and ``eps_out``).
+    the distances (and ``eps_out``). ``overrides`` may name a ``device``: every image is then
+    computed there.
     """
     from ..runs.plotting import pyplot
 
     plt = pyplot()
 
-    net = load_generator()
+    net = load_generator(device=overrides.get("device"))
     smoother = make_smoother(sigma, preset, generator=net, **overrides)
-    z = latent_inputs(n_inputs, seed)[0]  # from the run's own set (see latent_inputs)
+    device = smoother.device  # where the generator now is
+    z = latent_inputs(n_inputs, seed)[0].to(device)  # the run's own set (see latent_inputs)
     eps_out = None
     if results is not None:
         rows = read_results(experiment_path(results, preset, sigma)).rows
@@ -248,7 +250,7 @@ def figure(
         )
     center = smoother.predict(z, seed=input_seed(seed, 0)).center
     gen = torch.Generator().manual_seed(seed + 1)
-    directions = torch.randn(neighbours, NZ, generator=gen)
+    directions = torch.randn(neighbours, NZ, generator=gen).to(device)
     shifted = z + h * sigma * directions / directions.norm(dim=1, keepdim=True)
     with torch.no_grad():
         base = net(z[None])[0]

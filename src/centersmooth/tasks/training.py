@@ -3,8 +3,10 @@ bar, ending in a checkpoint that records how the model was made."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +86,7 @@ def train(
     steps_per_epoch = math.ceil(len(images) / batch_size)
 
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded_global_generators(dev, seed):
         model = task.build(**full_arch).to(dev)
         gen = torch.Generator(device=dev)
         gen.manual_seed(seed)
@@ -135,6 +136,23 @@ def train(
     )
     save_checkpoint(path, model, meta)
     return TrainResult(path, meta)
+
+
+@contextlib.contextmanager
+def _seeded_global_generators(device: torch.device, seed: int) -> Iterator[None]:
+    """torch's global generators seeded for the block and restored after it: the CPU's (weights
+    are initialised there) and, when training on a CUDA device, that device's (dropout and other
+    random layers draw from it). ``torch.manual_seed`` would also seed every CUDA device, even
+    before CUDA starts, and leave them changed."""
+    cuda: list[int] = []
+    if device.type == "cuda":
+        cuda = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def _version() -> str:

@@ -1,0 +1,407 @@
+"""What a GPU user relies on: each device path checked on the CPU as far as its logic allows
+(half-precision modules, autocast, targets that cannot become NumPy arrays, device names a Ray
+actor cannot see, seeded kernels), and on a CUDA device by the ``cuda`` tests (run by
+``benchmarks/device_check.sh``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import LinearFactory
+from seeded_settings import TINY
+from torch import nn
+
+import centersmooth.determinism as determinism
+from centersmooth import CenterSmoothing
+from centersmooth.evaluation.attack import attack
+from centersmooth.metrics import get_metric
+from centersmooth.runs import runner, workers
+from centersmooth.runs.results_file import PlatformMismatchError, read_results
+from centersmooth.runs.workers import Result, actor_device, platform_of
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+ATTACK = dict(steps=4, restarts=1, n_noise=8, n_score=32, noise_floor=False, random_baseline=False)
+COUNTS = dict(n_center=1_000, n_check=1_000, n_certify=2_000, delta=0.1)
+
+
+def linear(dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)).to(dtype)
+
+
+# ----------------------------------------------------------------------------- imports
+def test_the_package_imports_and_certifies_without_rapidfuzz():
+    """rapidfuzz is imported when a string distance is first computed, not with the package."""
+    code = (
+        "import sys; sys.modules['rapidfuzz'] = None\n"
+        "import torch, centersmooth.cli.commands, centersmooth.runs.runner\n"
+        "from centersmooth import CenterSmoothing\n"
+        "from centersmooth.metrics import get_metric\n"
+        "c = CenterSmoothing(lambda b: b, n_center=2000, n_check=2000, n_certify=2000, seed=0,\n"
+        "                    delta=0.1)\n"
+        "assert not c.certify(torch.zeros(3), 0.1).abstained\n"
+        "try:\n"
+        "    get_metric('levenshtein').pairwise(['ab'], ['b'])\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "need rapidfuzz: pip install rapidfuzz" in result.stdout
+
+
+# ----------------------------------------------------------------------------- the attack
+def test_attack_runs_a_half_precision_module_as_certified():
+    """A bfloat16 module gets its inputs cast as certify casts them (it failed on float32)."""
+    smoother = CenterSmoothing(linear(torch.bfloat16), seed=0, **COUNTS)
+    result = attack(smoother, torch.zeros(6), 0.1, seed=1, **ATTACK)
+    assert not result.abstained and np.isfinite(result.surrogate_attacked)
+    assert result.perturbation_norm <= 0.1 * (1 + 1e-6)
+
+
+def test_attack_follows_the_autocast_model():
+    """With autocast, every forward pass of the attack runs under autocast, as certify's do."""
+    net = linear()
+    seen: list[bool] = []
+    net.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+    smoother = CenterSmoothing(net, autocast="bf16", seed=0, **COUNTS)
+    result = attack(smoother, torch.zeros(6), 0.1, seed=1, **ATTACK)
+    assert not result.abstained and seen and all(seen)
+
+
+def test_lpips_lets_the_attack_gradient_through():
+    """The LPIPS embedding no longer runs under no_grad: a gradient reaches the input."""
+    from centersmooth.data.weights import MissingWeightsError
+
+    lpips = get_metric("lpips")
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    try:
+        loss = lpips(images, torch.zeros(2, 3, 32, 32)).sum()
+    except MissingWeightsError:
+        pytest.skip("LPIPS weights are not installed")
+    (grad,) = torch.autograd.grad(loss, images)
+    assert float(grad.abs().sum()) > 0
+    with torch.no_grad():  # the center search's passes build no graph
+        assert not lpips(images, images).requires_grad
+
+
+# ----------------------------------------------------------------------------- runner, workers
+def test_targets_reach_the_workers_as_host_arrays(monkeypatch):
+    """A tensor that cannot become a NumPy array directly (as a CUDA tensor cannot) is moved to
+    the host once, in the runner, and every target of a worker is a plain array."""
+    x = np.random.default_rng(0).random((2, 16), dtype=np.float32)
+    targets = torch.from_numpy(x)
+    args = (x, [0.1], ["l2"], None, targets, {}, 0, "local", 1, 0.0)
+    on_host = runner._check_arguments(*args)[-1]
+    assert isinstance(on_host, np.ndarray) and np.array_equal(on_host, x)
+    listed = runner._check_arguments(*args[:4], list(targets), *args[5:])[-1]
+    assert all(isinstance(t, np.ndarray) for t in listed)
+
+    def no_numpy(self, *a, **k):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    monkeypatch.setattr(torch.Tensor, "__array__", no_numpy)
+    batch = workers._as_batch(targets[0], torch.zeros(1, 16, dtype=torch.float64))
+    assert batch.shape == (1, 16) and batch.dtype == torch.float64
+
+
+def test_a_ray_actor_uses_its_own_gpu_whatever_cuda_index_is_named():
+    assert actor_device("cuda:1") == "cuda" and actor_device("cuda") == "cuda"
+    assert actor_device("cpu") == "cpu"
+    assert actor_device(None) == ("cuda" if torch.cuda.is_available() else None)
+
+
+def run_toy(out: Path, **kw):
+    x = np.random.default_rng(0).random((3, 16), dtype=np.float32)
+    return runner.certify_dataset(
+        LinearFactory(),
+        x,
+        [0.1],
+        ["l2"],
+        dict(sigma=0.25, **TINY),
+        out,
+        {"task": "toy"},
+        progress=False,
+        examples=0,
+        **kw,
+    )
+
+
+def test_the_header_records_the_platform_and_a_resume_elsewhere_is_refused(tmp_path):
+    out = tmp_path / "r.jsonl"
+    run_toy(out, indices=[0, 1, 2])
+    header = read_results(out).header
+    assert header is not None and header["platform"] == platform_of(torch.device("cpu"))
+    assert header["platform"]["torch"] == torch.__version__
+    lines = out.read_text().splitlines()
+    elsewhere = dict(header, platform={"device": "NVIDIA H100 80GB HBM3", "torch": "2.11.0",
+                                       "cuda": "13.0"})  # fmt: skip
+    out.write_text("\n".join([json.dumps(elsewhere), *lines[1:2]]) + "\n")
+    with pytest.raises(PlatformMismatchError, match="NVIDIA H100 80GB HBM3, torch 2.11.0"):
+        run_toy(out, resume=True)
+    old = {k: v for k, v in header.items() if k != "platform"}  # a file of an older version
+    out.write_text("\n".join([json.dumps(old), *lines[1:2]]) + "\n")
+    assert len(run_toy(out, resume=True)) == 3
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_rows_from_another_platform_are_refused(tmp_path, monkeypatch, backend):
+    """Workers on another platform than the file's (a Ray cluster of mixed GPUs) stop the run;
+    a Ray run's new file takes its header's platform from the first rows."""
+    gpu = {"device": "NVIDIA A100-SXM4-40GB", "torch": "2.11.0+cu130", "cuda": "13.0"}
+    other = dict(gpu, device="NVIDIA H100 80GB HBM3")
+    platforms = [gpu, gpu, other] if backend == "ray" else [gpu]
+
+    def fake_workers(jobs, worker_args, *rest, **kwargs):
+        worker = workers.Worker(*worker_args)
+        for job, platform in zip(jobs, platforms, strict=False):
+            result = worker.certify(job)
+            yield Result(result.position, result.index, result.rows, None, platform)
+
+    monkeypatch.setattr(workers, "run_inline", fake_workers)
+    monkeypatch.setattr(workers, "run_ray", fake_workers)
+    monkeypatch.setattr(workers, "import_ray", lambda: None)
+    out = tmp_path / "r.jsonl"
+    refused = "NVIDIA H100 80GB HBM3" if backend == "ray" else "NVIDIA A100-SXM4-40GB"
+    with pytest.raises(PlatformMismatchError, match=f"these on {refused}"):
+        run_toy(out, backend=backend)
+    kept = read_results(out)
+    if backend == "ray":
+        assert kept.header is not None and kept.header["platform"] == gpu
+        assert {r["input_index"] for r in kept.rows} == {0, 1}
+    else:  # the local header holds this machine's platform: the first rows are refused
+        assert kept.header["platform"]["device"] == "cpu" and kept.rows == []
+
+
+def test_workers_on_one_device_share_its_memory():
+    assert runner._memory_share("local", 4, 0.0) == 0.25
+    assert runner._memory_share("ray", 4, 0.5) == 0.5 and runner._memory_share("ray", 4, 2) == 1
+    worker = workers.Worker(
+        LinearFactory(), dict(sigma=0.25, **TINY), ["l2"], [0.1], 0,
+        workers.WorkerOptions(memory_share=0.25),
+    )  # fmt: skip
+    assert worker.smoother.memory_share == 0.25
+
+
+# ----------------------------------------------------------------------------- tasks
+def test_the_model_probe_feeds_the_model_on_the_runs_device(monkeypatch):
+    import centersmooth.sampling as sampling
+    from centersmooth.tasks.user import model_batch
+
+    asked = []
+    real = sampling.resolve_device
+
+    def spy(device, fn):
+        asked.append(device)
+        return real("cpu", fn)
+
+    monkeypatch.setattr(sampling, "resolve_device", spy)
+    out = model_batch(linear(), np.zeros((2, 6), dtype=np.float32), device="cuda:1")
+    assert asked == ["cuda:1"] and out.shape == (2, 4)
+
+
+def test_experiment_drivers_take_a_device():
+    from centersmooth.tasks.experiments import experiment_overrides, experiment_parser
+
+    parser = experiment_parser("gan_faces", "", Path("out"), (0.25,), ("default",))
+    assert experiment_overrides(parser.parse_args(["--device", "cuda:1"])) == {"device": "cuda:1"}
+    assert experiment_overrides(parser.parse_args([])) == {}
+
+
+def test_training_on_the_cpu_leaves_every_global_generator_as_it_was(monkeypatch):
+    """Only the CPU generator is seeded (and restored): torch.manual_seed would also seed every
+    CUDA device, even before CUDA starts."""
+    from centersmooth.tasks.training import train
+
+    def no_cuda_seed(*args, **kwargs):
+        raise AssertionError("a CPU training seeded a CUDA generator")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", no_cuda_seed)
+    monkeypatch.setattr(torch.cuda, "manual_seed", no_cuda_seed)
+    state = torch.random.get_rng_state()
+    result = train("autoencoder", "digits", 0.25, epochs=1, n_train=64, progress=False,
+                   out=Path(pytest.importorskip("tempfile").mkdtemp()) / "m.pt")  # fmt: skip
+    assert result.path.is_file() and torch.equal(torch.random.get_rng_state(), state)
+
+
+# ----------------------------------------------------------------------------- kernels
+def test_a_seeded_call_asks_for_deterministic_kernels_on_cuda_only(monkeypatch):
+    cudnn = torch.backends.cudnn
+    monkeypatch.setattr(determinism, "_WARNED", set())
+    monkeypatch.delenv(determinism.CUBLAS_WORKSPACE, raising=False)
+    before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    with pytest.warns(determinism.DeterminismWarning, match="CUBLAS_WORKSPACE_CONFIG=:4096:8"):
+        with determinism.seeded_kernels(torch.device("cuda"), seeded=True):
+            assert cudnn.deterministic and not cudnn.benchmark
+            assert torch.are_deterministic_algorithms_enabled()
+            assert torch.is_deterministic_algorithms_warn_only_enabled()
+            assert not torch.utils.deterministic.fill_uninitialized_memory
+    assert (
+        cudnn.deterministic,
+        cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+    ) == before
+    assert torch.utils.deterministic.fill_uninitialized_memory
+    monkeypatch.setenv(determinism.CUBLAS_WORKSPACE, ":4096:8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for device, seeded in (("cuda", True), ("cuda", False), ("cpu", True)):
+            with determinism.seeded_kernels(torch.device(device), seeded):
+                assert torch.are_deterministic_algorithms_enabled() == (device == "cuda" and seeded)
+
+
+def test_cublas_is_fixed_before_cuda_starts(monkeypatch):
+    monkeypatch.delenv(determinism.CUBLAS_WORKSPACE, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    determinism.fix_cublas_workspace(torch.device("cpu"))
+    assert determinism.CUBLAS_WORKSPACE not in __import__("os").environ
+    determinism.fix_cublas_workspace(torch.device("cuda"))
+    assert __import__("os").environ[determinism.CUBLAS_WORKSPACE] == ":4096:8"
+
+
+def test_seeded_calls_are_the_ones_that_ask(monkeypatch):
+    import centersmooth.smoothing as smoothing
+
+    asked = []
+    real = smoothing.seeded_kernels
+
+    def spy(device, seeded):
+        asked.append(seeded)
+        return real(device, seeded)
+
+    monkeypatch.setattr(smoothing, "seeded_kernels", spy)
+    unseeded = CenterSmoothing(linear(), **COUNTS)
+    unseeded.certify(torch.zeros(6), 0.1)
+    unseeded.predict(torch.zeros(6), seed=3)
+    unseeded.certify_batch([torch.zeros(6)], 0.1, seeds=[4])
+    CenterSmoothing(linear(), seed=0, **COUNTS).certify(torch.zeros(6), 0.1)
+    assert asked == [False, True, True, True]
+
+
+def test_compile_has_dynamic_batch_sizes():
+    """One graph for every batch size of the run (300, then the last batch of each stage), and
+    one for the single clean input: no recompilation per batch shape."""
+    from torch._dynamo import register_backend
+
+    graphs: list[list[object]] = []
+
+    @register_backend
+    def counting_graphs(gm, example_inputs):
+        graphs.append(list(example_inputs))
+        return gm.forward
+
+    # delta 0.2: the check needs p_low above 0.3 where the ball holds about half the mass, so
+    # the run cannot abstain by chance and every stage (the certification too) is compiled
+    smoother = CenterSmoothing(linear(), compile="counting_graphs", batch_size=300, seed=0,
+                               n_center=1_000, n_check=1_100, n_certify=1_270,
+                               delta=0.2)  # fmt: skip
+    assert not smoother.certify(torch.zeros(6), 0.1).abstained
+    assert len(graphs) == 2
+    assert any(isinstance(t, torch.SymInt) for t in graphs[0])  # the batch is symbolic
+
+
+# ----------------------------------------------------------------------------- on a CUDA device
+@pytest.mark.cuda
+@CUDA
+def test_cuda_attack_on_bf16_and_autocast_models():
+    for net, autocast in ((linear(torch.bfloat16), None), (linear(), "bf16")):
+        smoother = CenterSmoothing(net, autocast=autocast, device="cuda", seed=0, **COUNTS)
+        result = attack(smoother, torch.zeros(6), 0.1, seed=1, **ATTACK)
+        assert not result.abstained and result.x_adv.device.type == "cuda"
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_lpips_attack_gradient():
+    from centersmooth.data.weights import MissingWeightsError
+
+    images = torch.rand(2, 3, 32, 32, device="cuda", requires_grad=True)
+    try:
+        loss = get_metric("lpips")(images, torch.zeros_like(images)).sum()
+    except MissingWeightsError:
+        pytest.skip("LPIPS weights are not installed")
+    (grad,) = torch.autograd.grad(loss, images)
+    assert grad.device.type == "cuda" and float(grad.abs().sum()) > 0
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_targets_and_the_platform_in_the_header(tmp_path):
+    x = np.random.default_rng(0).random((2, 16), dtype=np.float32)
+    rows = runner.certify_dataset(
+        LinearFactory(), x, [0.1], ["l2"], dict(sigma=0.25, device="cuda", **TINY),
+        tmp_path / "r.jsonl", {"task": "toy"}, targets=torch.from_numpy(x).cuda(),
+        progress=False, examples=1,
+    )  # fmt: skip
+    assert len(rows) == 2 and all(r["base_error"] is not None for r in rows)
+    header = read_results(tmp_path / "r.jsonl").header
+    assert header["platform"]["device"] == torch.cuda.get_device_name()
+    assert header["platform"]["cuda"] == torch.version.cuda
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_seeded_certificates_repeat_bit_for_bit():
+    from centersmooth.tasks.models import ConvAutoencoder
+
+    torch.manual_seed(0)
+    net = ConvAutoencoder().eval()
+    x = torch.rand(1, 28, 28)
+    first, again = (
+        CenterSmoothing(net, device="cuda", seed=5, **COUNTS).certify(x, [0.1, 0.2])
+        for _ in range(2)
+    )
+    assert not first.abstained
+    np.testing.assert_array_equal(first.eps_out, again.eps_out)
+    assert torch.equal(first.center, again.center)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_hamming_and_tv2_match_the_cpu():
+    labels = torch.randint(0, 5, (300, 8, 8), generator=torch.Generator().manual_seed(0))
+    hamming = get_metric("hamming")
+    assert torch.equal(hamming.pairwise(labels[:40].cuda(), labels.cuda()).cpu(),
+                       hamming.pairwise(labels[:40], labels))  # fmt: skip
+    assert torch.equal(hamming.central_candidates(labels.cuda()).cpu(),
+                       hamming.central_candidates(labels))  # fmt: skip
+    images = torch.rand(300, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    tv2 = get_metric("tv2")
+    torch.testing.assert_close(tv2.pairwise(images[:40].cuda(), images.cuda()).cpu(),
+                               tv2.pairwise(images[:40], images), rtol=1e-5, atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_training_restores_the_cuda_generator(tmp_path):
+    from centersmooth.tasks.training import train
+
+    torch.cuda.manual_seed(123)
+    state = torch.cuda.get_rng_state()
+    train("autoencoder", "digits", 0.25, epochs=1, n_train=64, progress=False, device="cuda",
+          out=tmp_path / "m.pt")  # fmt: skip
+    assert torch.equal(torch.cuda.get_rng_state(), state)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_gan_figure(tmp_path):
+    from centersmooth.data.weights import MissingWeightsError
+    from centersmooth.tasks import gan_faces
+
+    try:
+        distances = gan_faces.figure(
+            tmp_path / "f.png", 0.25, "paper", h=0.5, neighbours=1, device="cuda",
+            n_center=400, n_check=400, n_certify=400, delta=0.25, candidates=8,
+        )  # fmt: skip
+    except MissingWeightsError:
+        pytest.skip("the DCGAN or LPIPS weights are not installed")
+    assert (tmp_path / "f.png").stat().st_size > 0 and np.isfinite(distances["base"])
