@@ -54,9 +54,9 @@ def test_an_abstention_within_the_sampling_error_asks_for_the_check_count_that_h
     """52% of the check samples in the center's ball, above the level 0.484, but 1,000 check
     samples cannot bound that share above the level: the cause is the count, not spread.
     (Scripted: the count is 520 at every seed.)"""
-    scripted = CheckShare(n_center=1_000, n_check=1_000, share=0.52)
-    smoother = CenterSmoothing(
-        scripted, sigma=1.0, seed=0, delta=0.016, n_center=1_000, n_check=1_000, n_certify=1_000
+    scripted = CheckShare(n_center=10_000, n_check=1_000, share=0.52)
+    smoother = CenterSmoothing(  # 10^4 center samples: Delta1 within delta 0.016
+        scripted, sigma=1.0, seed=0, delta=0.016, n_center=10_000, n_check=1_000, n_certify=1_000
     )
     pred = smoother.certify(torch.zeros(1), 0.1).prediction
     assert pred.check_count == 520
