@@ -139,12 +139,14 @@ def test_a_batch_dependent_model_is_reproducible_at_one_batch_size_only() -> Non
 
 
 def test_bad_distances_in_the_last_chunk_are_caught() -> None:
-    """The last chunk (44 of 300 outputs) is measured after the forward passes have ended."""
+    """The last chunk is measured after the forward passes have ended: the certification draws
+    300 samples after the check's 100 (shared check samples), in chunks of 256 and 44."""
 
     def nan_at_the_end(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         d = (a - b).norm(dim=1)
         return d * math.nan if len(a) == 300 - 256 else d
 
-    smoother = CenterSmoothing(Spread(8), metric=nan_at_the_end, check_metric=False, **COUNTS)
+    counts = dict(COUNTS, n_certify=COUNTS["n_check"] + 300)
+    smoother = CenterSmoothing(Spread(8), metric=nan_at_the_end, check_metric=False, **counts)
     with pytest.raises(ValueError, match="NaN or infinite distances"):
         smoother.certify(inputs(1)[0], 0.05)
