@@ -228,7 +228,10 @@ def test_the_bare_passes_are_counted_from_the_certify_call() -> None:
 
     model = linear_4_to_3()
     smoother = linear_4_to_3_smoother(model, LINEAR_4_TO_3.seed)  # accepts: seeded_settings
-    assert certify_passes(smoother, model, torch.zeros(4)) == (5001, False)
+    # the check's 1,000 samples are the first of the 3,000 certification samples (shared check
+    # samples, the default): 1,000 + 3,000 + the clean input
+    assert certify_passes(smoother, model, torch.zeros(4)) == (4001, False)
+    assert smoother.settings.forward_passes == 4001
 
     seen = [0]
 

@@ -6,6 +6,7 @@ actor cannot see, seeded kernels), and on a CUDA device by the ``cuda`` tests (r
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import warnings
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import LinearFactory
-from seeded_settings import TINY
+from seeded_settings import SIX_TO_FOUR_BATCH, SMALL, TINY, six_to_four, small
 from torch import nn
 
 import centersmooth.determinism as determinism
@@ -405,3 +406,82 @@ def test_cuda_gan_figure(tmp_path):
     except MissingWeightsError:
         pytest.skip("the DCGAN or LPIPS weights are not installed")
     assert (tmp_path / "f.png").stat().st_size > 0 and np.isfinite(distances["base"])
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_auto_rounds_on_shared_check_samples_stay_on_the_device():
+    """``n_certify="auto"`` over shared check samples on a CUDA device: the check's distances
+    (kept on the device in float64) start the first round, each round's join them there and are
+    sorted there, and two inputs go on round by round on their own streams. The passes the
+    counter hears are the certificates' own, and a second run repeats them bit for bit.
+    ``SIX_TO_FOUR_BATCH``'s setting (seeded_settings: its check cannot fail by chance)."""
+    heard: list[int] = []
+
+    def run() -> tuple[CenterSmoothing, list]:
+        smoother = small(six_to_four(), SIX_TO_FOUR_BATCH.seed, device="cuda",
+                         n_certify="auto", n_certify_cap=16_000)  # fmt: skip
+        smoother.pass_counter = heard.append
+        return smoother, smoother.certify_batch([torch.ones(6), torch.ones(6)], [0.1, 0.5])
+
+    smoother, certs = run()
+    s = smoother.settings
+    assert s.rounds == (2_000, 4_000, 8_000, 16_000)
+    for cert in certs:
+        assert not cert.abstained and cert.center.device.type == "cuda"
+        assert cert.certification_samples in s.rounds
+        assert cert.forward_passes == s.n_center + cert.certification_samples + 1
+        assert np.all(np.isfinite(cert.eps_out))  # both radii within the first round's reach
+    assert sum(heard) == sum(cert.forward_passes for cert in certs)
+    _, again = run()
+    for first, second in zip(certs, again, strict=True):
+        np.testing.assert_array_equal(first.eps_out, second.eps_out)
+        assert first.certification_samples == second.certification_samples
+        assert torch.equal(first.center, second.center)
+
+
+class TwoHeads(nn.Module):
+    """A detector-like module returning a dict of batches on its device: ``"boxes"``, the same
+    box for every input but NaN where the first coordinate passes 0.5 (about 2% of the noise at
+    ``x = 0``, sigma 0.25), and ``"scores"``."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        far = x[:, :1] > 0.5
+        boxes = torch.where(far, math.nan, 1.0).expand(-1, 4).contiguous()
+        return {"boxes": boxes, "scores": x.sum(dim=1)}
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_output_selector_and_outputs_outside_every_ball():
+    """``output`` picks the boxes of a CUDA module's dict, and ``nan_outputs="outside"`` counts
+    its NaN boxes outside every ball, with shared check samples. Every finite box is the same,
+    so the center is that box (radius 0) and the check counts the finite check samples, about
+    98% against a level of 35%: it cannot go the other way by chance; the certification's
+    finite distances are 0, and at ``eps_in = 0.1`` every order statistic's level (at most 0.78)
+    lies well inside the finite share, so ``eps_out`` is 0."""
+    smoother = CenterSmoothing(TwoHeads(), sigma=0.25, output="boxes", nan_outputs="outside",
+                               device="cuda", seed=0, **SMALL)  # fmt: skip
+    cert = smoother.certify(torch.zeros(6), 0.1)
+    assert not cert.abstained and cert.eps_out == 0.0 and cert.smoothing_error == 0.0
+    assert cert.center.device.type == "cuda"
+    assert torch.equal(cert.center.cpu(), torch.ones(4))
+    assert 0 < smoother.n_check - cert.prediction.check_count < smoother.n_check // 10
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_model_probe_feeds_a_callable_on_the_runs_device():
+    """A callable wrapping a CUDA network has no parameters to say where it runs: the probe
+    feeds it on the run's ``--device``."""
+    from centersmooth.tasks.user import model_batch
+
+    net = linear().cuda()
+    seen = []
+
+    def wrapped(batch: torch.Tensor) -> torch.Tensor:
+        seen.append(batch.device.type)
+        return net(batch)
+
+    out = model_batch(wrapped, np.zeros((2, 6), dtype=np.float32), device="cuda")
+    assert seen == ["cuda"] and out.device.type == "cuda" and tuple(out.shape) == (2, 4)

@@ -7,11 +7,13 @@ import json
 import math
 import warnings
 
+import numpy as np
 import pytest
 from scipy import integrate, stats
 
 from centersmooth import CenterSmoothing, bounds, planning
 from centersmooth.cli import commands as cli
+from centersmooth.metrics import get_metric
 from centersmooth.settings import SmoothingSettings
 
 
@@ -63,15 +65,25 @@ def test_the_check_count_that_keeps_abstentions_below_two_percent() -> None:
 
 def test_the_samples_an_eps_in_needs() -> None:
     """sigma 0.25, the default confidence: eps_in = 0.5 (2 sigma) needs N = 379 certification
-    samples, 1 (4 sigma) 346,085; n_certify="auto" needs a cap of 608,164 for the latter (its
-    last round spends less of alpha_certify), and at least n_check where the rounds start."""
+    samples, 1 (4 sigma) 346,087; n_certify="auto" needs a cap of 608,167 for the latter (its
+    last round spends less of alpha_certify), and at least n_check where the rounds start. The
+    counts are the certificate's own: at them every rank is within the samples, one fewer and
+    ``R_outer``'s is not (the closed form of ``max_eps_in``, without the rounding margins, said
+    346,085 and 608,164, where the certificate's eps_out is inf)."""
     s = SmoothingSettings()
     alpha = 0.005 / 3
     assert planning.certify_samples_needed(s, 0.5) == 379
     assert s.max_eps_in_for(379, alpha) >= 0.5 > s.max_eps_in_for(378, alpha)
-    assert planning.certify_samples_needed(s, 1.0) == 346_085
-    assert planning.cap_needed(s, 1.0) == 608_164
-    assert planning.auto_max_eps_in(s, 608_164) >= 1.0 > planning.auto_max_eps_in(s, 608_163)
+    assert planning.certify_samples_needed(s, 1.0) == 346_087
+    assert planning.cap_needed(s, 1.0) == 608_167
+    l2 = get_metric("l2")
+    for fixed, auto in ((346_087, 608_167), (346_086, 608_166)):
+        for counts in (dict(n_certify=fixed), dict(n_certify="auto", n_certify_cap=auto)):
+            n = SmoothingSettings(**counts).certification_samples
+            ranks = SmoothingSettings(**counts).quantile_ranks(np.array([1.0]), l2)
+            assert planning.reachable(ranks, n)[0] == (fixed == 346_087), counts
+    assert planning.auto_certifies(s, 1.0, 608_167) and not planning.auto_certifies(s, 1.0, 608_166)
+    assert planning.auto_max_eps_in(s, 608_164) >= 1.0  # the closed form, a hair optimistic
     assert planning.cap_needed(s, 0.5) == 10_000
     assert planning.certify_samples_needed(s, 100.0) is None  # more than 2^50
 
@@ -82,13 +94,13 @@ def test_the_plan_puts_it_together() -> None:
     assert (result.forward_passes, result.abstained_passes) == (21_001, 3_001)
     assert result.max_eps_in == s.max_eps_in and 0.5 < s.max_eps_in < 1.0
     assert [r.certifiable for r in result.radii] == [True, False]
-    assert [r.samples_needed for r in result.radii] == [379, 346_085]
+    assert [r.samples_needed for r in result.radii] == [379, 346_087]
     assert result.check_samples_for_target == 8_509
     text = planning.format_plan(result)
     assert "forward passes per certificate: 21,001" in text
     assert "chance that a well-behaved input abstains: 0.18 (n_check >= 8,509" in text
     assert "a center chosen by minimising over its own samples does worse" in text
-    assert json.loads(json.dumps(result.to_dict()))["radii"][1]["samples_needed"] == 346_085
+    assert json.loads(json.dumps(result.to_dict()))["radii"][1]["samples_needed"] == 346_087
 
 
 def test_settings_likely_to_abstain_warn_with_the_count_that_fixes_it() -> None:
@@ -103,7 +115,7 @@ def test_plan_from_the_shell(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["plan", "--sigma", "0.25", "--eps-in", "2", "4", "--eps-in-relative"]) == 0
     out = capsys.readouterr().out
     assert "largest certifiable eps_in: 0.7737 (3.09 sigma)" in out  # 10^4 samples
-    assert "346,085" in out and "608,164" in out
+    assert "346,087" in out and "608,167" in out
     assert cli.main(["plan", "--sigma", "0.25", "--eps-in", "0.5", "--preset", "paper",
                      "--json"]) == 0  # fmt: skip
     record = json.loads(capsys.readouterr().out)

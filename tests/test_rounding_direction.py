@@ -7,6 +7,7 @@ below what a seeded certificate could notice, so each comparison is decided, not
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import mpmath
@@ -14,7 +15,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from centersmooth import bounds
+from centersmooth import bounds, planning, rounds
+from centersmooth.metrics import get_metric
+from centersmooth.settings import SmoothingSettings
 
 DIGITS = 30
 
@@ -177,3 +180,64 @@ def test_the_candidate_miss_probability_is_never_below_the_exact_one():
         exact = (1 - mp(mass) - mp(d1)) ** k
         got = bounds.candidate_miss_probability(d1, k, mass)
         assert exact <= mp(got) <= exact * (1 + mpmath.mpf(1e-9)) + mpmath.mpf(1e-299)
+
+
+def test_each_round_of_auto_keeps_its_tails_within_alpha_certify():
+    """``n_certify="auto"``: at 60 random confidences, round counts and levels, every round's
+    rank ``k`` (at ``alpha_r / s``, the share divided in floating point) has an exact tail
+    ``P(Bin(n_r, p) >= k)`` of at most the exact ``alpha_r / s``, and the shares add up to at
+    most ``alpha_certify`` exactly: the union over rounds and statistics stays within it."""
+    rng = np.random.default_rng(6)
+    for _ in range(60):
+        alpha = float(10 ** rng.uniform(-9, np.log10(0.3)))
+        statistics = int(rng.choice([1, 2, 3]))
+        first = int(10 ** rng.uniform(1, 3))
+        counts = rounds.schedule(first, int(first * 2 ** rng.uniform(0, 4)))
+        shares = rounds.spend(alpha, len(counts))
+        assert sum(Fraction(a) for a in shares) <= Fraction(alpha)
+        p = float(random_levels(rng, 1)[0])
+        for n, share in zip(counts, shares, strict=True):
+            k = bounds.quantile_rank(p, n, share / statistics)
+            exact = mpmath.mpf(Fraction(share).numerator) / Fraction(share).denominator
+            assert upper_tail(n, p, k) <= exact / statistics, (alpha, n, p, statistics)
+
+
+def _random_settings(rng: np.random.Generator) -> SmoothingSettings:
+    bound = str(rng.choice(["binomial", "hoeffding"]))
+    delta = float(rng.uniform(0.05, 0.2))
+    return SmoothingSettings(
+        sigma=float(10 ** rng.uniform(-2, 0)),
+        delta=delta,
+        alpha_certify=float(10 ** rng.uniform(-4, -1)),
+        bound=bound,  # type: ignore[arg-type]
+        ball_mass=float(rng.choice([0.5, rng.uniform(delta + 0.05, 0.5)])),
+        nearest_candidate=bool(rng.uniform() < 0.7),
+        n_center=100_000 if bound == "hoeffding" else 10_000,
+        n_check=100_000 if bound == "hoeffding" else 10_000,
+        n_certify=10**6,
+        share_check_samples=False,
+        input_grid=1 / 255 if rng.uniform() < 0.2 else None,
+    )
+
+
+def test_the_planners_counts_are_the_certificates_own():
+    """At 25 random settings and radii, the planner's ``N`` for an ``eps_in``
+    (``planning.certify_samples_needed``) is a count at which the certificate's own ranks, on
+    its rounded levels, all lie within the samples, and below which ``R_outer``'s does not: the
+    planner rounds as the certificate does (the closed form behind ``max_eps_in`` does not, and
+    fell a few samples short, 346,085 for 346,087 at the defaults' 4 sigma)."""
+    rng = np.random.default_rng(7)
+    metric = get_metric("l2")
+    for _ in range(25):
+        s = _random_settings(rng)
+        eps = float(rng.uniform(0, 0.9) * s.max_eps_in_for(10**7))
+        n = planning.certify_samples_needed(s, eps)
+        assert n is not None
+        for count, holds in ((n, True), (n - 1, False)):
+            try:
+                at = dataclasses.replace(s, n_certify=count)
+            except ValueError:  # too few for any eps_in: certifies nothing
+                assert not holds
+                continue
+            ranks = at.quantile_ranks(np.array([eps]), metric, dim=2**31)
+            assert planning.reachable(ranks, count)[0] == holds, (s, eps, count)

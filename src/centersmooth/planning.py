@@ -25,26 +25,59 @@ def reachable(ranks: bounds.QuantileRanks, n: int) -> np.ndarray:
     return np.array([max(ks) <= n for ks in zip(*columns, strict=True)], dtype=bool)
 
 
+def certifies(settings: SmoothingSettings, eps_in: float, n: int, alpha: float) -> bool:
+    """Whether ``n`` certification samples, each order statistic at ``alpha``, certify
+    ``eps_in``: the certificate's own test, every rank within ``n`` (``bounds.quantile_ranks``
+    on the levels rounded up by ``bounds.quantile_levels``), for the distance with the fewest
+    sample candidates (the highest ``R_near`` level) and the grid slack of the largest input
+    (``SmoothingSettings.grid_slack``). ``max_eps_in`` solves the same test in closed form
+    without the rounding margins, so near its edge only this says what a certificate will do."""
+    near = None
+    if settings.nearest_candidate:
+        k = settings.fewest_candidates() or settings.n_center
+        near = bounds.nearest_mass(settings.alpha_nearest, k)
+    levels = bounds.quantile_levels(
+        np.array([float(eps_in)]),
+        settings.sigma,
+        settings.delta,
+        settings.ball_mass,
+        settings.delta1,
+        near,
+        settings.grid_slack(),
+    )
+    return bool(reachable(bounds.quantile_ranks(levels, n, alpha, settings.bound), n)[0])
+
+
 def certify_samples_needed(settings: SmoothingSettings, eps_in: float) -> int | None:
     """The fewest certification samples ``N`` with which one round (each order statistic at
-    ``alpha_certify`` shared as in these settings) certifies ``eps_in``: ``R_outer``'s level is
-    the highest, so it decides (``bounds.max_certifiable_eps``). ``None`` beyond 2^50."""
+    ``alpha_certify`` shared as in these settings) certifies ``eps_in`` (``certifies``: the
+    certificate's ranks, rounded as it rounds them). ``None`` beyond 2^50."""
     alpha = settings.alpha_certify / settings.statistics
-    return _smallest(lambda n: settings.max_eps_in_for(n, alpha) >= eps_in)
+    return _smallest(lambda n: certifies(settings, eps_in, n, alpha))
 
 
 def cap_needed(settings: SmoothingSettings, eps_in: float) -> int | None:
     """The smallest ``n_certify_cap`` with which ``n_certify="auto"`` can certify ``eps_in``:
     its last round, at the share of ``alpha_certify`` the schedule leaves it, must reach the
-    level (a few percent above ``certify_samples_needed``); with shared check samples at least
-    ``n_check``, where the rounds start. ``None`` beyond 2^50."""
+    level (a few percent above ``certify_samples_needed``; ``certifies``); with shared check
+    samples at least ``n_check``, where the rounds start. ``None`` beyond 2^50."""
     floor = settings.n_check if settings.share_check_samples else 1
-    found = _smallest(lambda cap: auto_max_eps_in(settings, cap) >= eps_in)
+    found = _smallest(lambda cap: auto_certifies(settings, eps_in, cap))
     return None if found is None else max(found, floor)
 
 
+def auto_certifies(settings: SmoothingSettings, eps_in: float, cap: int) -> bool:
+    """Whether ``n_certify="auto"`` with the cap ``cap`` can certify ``eps_in``: its last round
+    (the most samples; the earlier ones have at most half as many for at most all of
+    ``alpha_certify``) passes ``certifies`` at its share of ``alpha_certify``."""
+    counts = settings.auto_rounds(cap)
+    alpha = rounds.spend(settings.alpha_certify, len(counts))[-1] / settings.statistics
+    return certifies(settings, eps_in, counts[-1], alpha)
+
+
 def auto_max_eps_in(settings: SmoothingSettings, cap: int) -> float:
-    """The largest ``eps_in`` ``n_certify="auto"`` certifies with the cap ``cap``."""
+    """The largest ``eps_in`` ``n_certify="auto"`` certifies with the cap ``cap`` (in closed
+    form, a report like ``max_eps_in``; ``auto_certifies`` decides)."""
     counts = settings.auto_rounds(cap)
     alpha = rounds.spend(settings.alpha_certify, len(counts))[-1] / settings.statistics
     return settings.max_eps_in_for(counts[-1], alpha)
@@ -185,7 +218,7 @@ class RadiusPlan:
     """What one requested ``eps_in`` needs."""
 
     eps_in: float
-    certifiable: bool  # with these counts
+    certifiable: bool  # with these counts (the certificate's ranks: ``certifies``)
     samples_needed: int | None  # a fixed N (certification samples) that certifies it
     cap_needed: int | None  # the n_certify_cap with which n_certify="auto" certifies it
 
@@ -229,7 +262,12 @@ def plan(settings: SmoothingSettings, eps_in: Sequence[float]) -> Plan:
     radii = [
         RadiusPlan(
             float(e),
-            bool(e <= settings.max_eps_in),
+            certifies(
+                settings,
+                float(e),
+                settings.rounds[-1],
+                settings.round_alphas[-1] / settings.statistics,
+            ),
             certify_samples_needed(settings, float(e)),
             cap_needed(settings, float(e)),
         )
