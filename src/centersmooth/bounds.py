@@ -15,6 +15,7 @@ the special functions involved, so the exact quantities are on the right side.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Literal, NamedTuple
 
@@ -456,19 +457,25 @@ def check_samples_for(
     def passes(n: int) -> bool:
         return mass_lower_bound(math.floor(share * n), n, alpha, bound) > level
 
-    n = 1
-    while not passes(n):
-        if n >= _LARGEST_COUNT:
+    return smallest_count(passes, _LARGEST_COUNT)
+
+
+def smallest_count(holds: Callable[[int], bool], limit: int) -> int | None:
+    """The smallest positive integer where ``holds`` (assumed to hold from some point on):
+    doubling, then bisection; ``None`` when it fails at every power of two up to ``limit``."""
+    hi = 1
+    while not holds(hi):
+        if hi >= limit:
             return None
-        n *= 2
-    lo = n // 2
-    while n - lo > 1:
-        mid = (lo + n) // 2
-        if passes(mid):
-            n = mid
+        hi *= 2
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if holds(mid):
+            hi = mid
         else:
             lo = mid
-    return n
+    return hi
 
 
 _LARGEST_COUNT = 2**53  # counts up to here are exact in floating point

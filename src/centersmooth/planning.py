@@ -84,22 +84,8 @@ def auto_max_eps_in(settings: SmoothingSettings, cap: int) -> float:
 
 
 def _smallest(holds: Callable[[int], bool], limit: int = 2**50) -> int | None:
-    """The smallest positive integer where ``holds`` (assumed to hold from some point on):
-    doubling, then bisection; a count that holds is always returned, ``None`` beyond
-    ``limit``."""
-    hi = 1
-    while not holds(hi):
-        if hi > limit:
-            return None
-        hi *= 2
-    lo = hi // 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if holds(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    """The smallest count where ``holds`` (``bounds.smallest_count``), ``None`` past ``limit``."""
+    return bounds.smallest_count(holds, limit)
 
 
 def samples_needed_text(settings: SmoothingSettings, over: Sequence[float]) -> str:
