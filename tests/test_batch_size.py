@@ -4,6 +4,7 @@ on the CPU as on a CUDA device, with the out-of-memory errors of every CUDA libr
 import numpy as np
 import pytest
 import torch
+from seeded_settings import CONV, DEVICE_COUNTS, SIX_TO_FOUR_WIDE, conv_autoencoder, six_to_four
 from torch import nn
 
 import centersmooth.batch_size as batch_size
@@ -118,11 +119,9 @@ def test_automatic_batch_is_found_once_per_shape_and_distances(monkeypatch):
 
 def test_the_batch_size_changes_no_certificate():
     x = torch.linspace(-1, 1, 6)
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 4))
-    # delta 0.2: p_low must only exceed 0.3 for a ball of about half the mass (no abstention
-    # by chance), so both runs certify and their numbers can be compared
-    counts = dict(n_center=1_000, n_check=1_000, n_certify=2_000, seed=3, delta=0.2)
+    net = six_to_four()
+    # both runs certify (seeded_settings.SIX_TO_FOUR_WIDE), so their numbers can be compared
+    counts = dict(DEVICE_COUNTS, seed=SIX_TO_FOUR_WIDE.seed)
     auto = CenterSmoothing(net, **counts).certify(x, [0.1, 0.2])
     fixed = CenterSmoothing(net, batch_size=77, **counts).certify(x, [0.1, 0.2])
     assert not auto.abstained and not fixed.abstained
@@ -131,17 +130,15 @@ def test_the_batch_size_changes_no_certificate():
 
 @pytest.mark.cuda
 def test_cuda_batch_fits_with_headroom_and_shares_the_device():
-    from centersmooth.tasks.models import ConvAutoencoder
-
     device = torch.device("cuda")
-    torch.manual_seed(0)
-    base = BaseFunction(ConvAutoencoder().eval(), device)
-    x = torch.rand(1, 28, 28, device=device)
+    net, x = conv_autoencoder()
+    net, x = net.to(device), x.to(device)
+    base = BaseFunction(net, device)
     whole = find_batch_size(base, x, 0.25, held_samples=10_000)
     half = find_batch_size(base, x, 0.25, held_samples=10_000, share=0.5)
     assert 256 <= whole <= batch_size.CUDA_LIMIT and whole & (whole - 1) == 0
     assert half <= whole
-    smoother = CenterSmoothing(ConvAutoencoder().eval(), device="cuda", seed=0, n_center=2_000,
-                               n_check=2_000, n_certify=2_000)  # fmt: skip
+    # the setting of seeded_settings.CONV (on another noise stream): it accepts
+    smoother = CenterSmoothing(net, device="cuda", seed=CONV.seed, **DEVICE_COUNTS)
     assert smoother.batch_size is None
     assert not smoother.certify(x, 0.1).abstained

@@ -228,8 +228,8 @@ def test_the_bare_passes_are_counted_from_the_certify_call() -> None:
 
     model = linear_4_to_3()
     smoother = linear_4_to_3_smoother(model, LINEAR_4_TO_3.seed)  # accepts: seeded_settings
-    # the check's 1,000 samples are the first of the 3,000 certification samples (shared check
-    # samples, the default): 1,000 + 3,000 + the clean input
+    # 1,000 center samples, 3,000 certification samples (the check's 1,000 first), f(x)
+    assert smoother.share_check_samples and smoother.certification_samples == 3_000
     assert certify_passes(smoother, model, torch.zeros(4)) == (4001, False)
     assert smoother.settings.forward_passes == 4001
 

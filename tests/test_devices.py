@@ -16,7 +16,21 @@ import numpy as np
 import pytest
 import torch
 from helpers import LinearFactory
-from seeded_settings import SIX_TO_FOUR_BATCH, SMALL, TINY, six_to_four, small
+from seeded_settings import (
+    COMPILED,
+    COMPILED_COUNTS,
+    CONV,
+    DEVICE_AUTOCAST,
+    DEVICE_BF16,
+    DEVICE_COUNTS,
+    SIX_TO_FOUR_BATCH,
+    SMALL,
+    TINY,
+    conv_autoencoder,
+    six_to_four,
+    small,
+    small_tanh_net,
+)
 from torch import nn
 
 import centersmooth.determinism as determinism
@@ -27,14 +41,9 @@ from centersmooth.runs import runner, workers
 from centersmooth.runs.results_file import PlatformMismatchError, read_results
 from centersmooth.runs.workers import Result, actor_device, platform_of
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 ATTACK = dict(steps=4, restarts=1, n_noise=8, n_score=32, noise_floor=False, random_baseline=False)
-COUNTS = dict(n_center=1_000, n_check=1_000, n_certify=2_000, delta=0.1)
-
-
-def linear(dtype: torch.dtype = torch.float32) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)).to(dtype)
+COUNTS = DEVICE_COUNTS  # the attacked certificates accept (seeded_settings.DEVICE_BF16, ...)
+linear = small_tanh_net
 
 
 # ----------------------------------------------------------------------------- imports
@@ -43,11 +52,11 @@ def test_the_package_imports_and_certifies_without_rapidfuzz():
     code = (
         "import sys; sys.modules['rapidfuzz'] = None\n"
         "import torch, centersmooth.cli.commands, centersmooth.runs.runner\n"
-        "from centersmooth import CenterSmoothing\n"
         "from centersmooth.metrics import get_metric\n"
-        "c = CenterSmoothing(lambda b: b, n_center=2000, n_check=2000, n_certify=2000, seed=0,\n"
-        "                    delta=0.1)\n"
-        "assert not c.certify(torch.zeros(3), 0.1).abstained\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from seeded_settings import NO_BATCH_SIZE, identity, small\n"
+        "c = small(identity, NO_BATCH_SIZE.seed, batch_size=None)\n"
+        "assert not c.certify(torch.zeros(2), 0.1).abstained\n"
         "try:\n"
         "    get_metric('levenshtein').pairwise(['ab'], ['b'])\n"
         "except ImportError as err:\n"
@@ -63,7 +72,7 @@ def test_the_package_imports_and_certifies_without_rapidfuzz():
 def test_attack_runs_a_half_precision_module_as_certified():
     """A bfloat16 module gets its inputs cast as certify casts them (it failed on float32)."""
     smoother = CenterSmoothing(linear(torch.bfloat16), seed=0, **COUNTS)
-    result = attack(smoother, torch.zeros(6), 0.1, seed=1, **ATTACK)
+    result = attack(smoother, torch.zeros(6), 0.1, seed=DEVICE_BF16.seed, **ATTACK)
     assert not result.abstained and np.isfinite(result.surrogate_attacked)
     assert result.perturbation_norm <= 0.1 * (1 + 1e-6)
 
@@ -74,20 +83,16 @@ def test_attack_follows_the_autocast_model():
     seen: list[bool] = []
     net.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
     smoother = CenterSmoothing(net, autocast="bf16", seed=0, **COUNTS)
-    result = attack(smoother, torch.zeros(6), 0.1, seed=1, **ATTACK)
+    result = attack(smoother, torch.zeros(6), 0.1, seed=DEVICE_AUTOCAST.seed, **ATTACK)
     assert not result.abstained and seen and all(seen)
 
 
+@pytest.mark.needs("lpips")
 def test_lpips_lets_the_attack_gradient_through():
     """The LPIPS embedding no longer runs under no_grad: a gradient reaches the input."""
-    from centersmooth.data.weights import MissingWeightsError
-
     lpips = get_metric("lpips")
     images = torch.rand(2, 3, 32, 32, requires_grad=True)
-    try:
-        loss = lpips(images, torch.zeros(2, 3, 32, 32)).sum()
-    except MissingWeightsError:
-        pytest.skip("LPIPS weights are not installed")
+    loss = lpips(images, torch.zeros(2, 3, 32, 32)).sum()
     (grad,) = torch.autograd.grad(loss, images)
     assert float(grad.abs().sum()) > 0
     with torch.no_grad():  # the center search's passes build no graph
@@ -217,7 +222,7 @@ def test_experiment_drivers_take_a_device():
     assert experiment_overrides(parser.parse_args([])) == {}
 
 
-def test_training_on_the_cpu_leaves_every_global_generator_as_it_was(monkeypatch):
+def test_training_on_the_cpu_leaves_every_global_generator_as_it_was(monkeypatch, tmp_path):
     """Only the CPU generator is seeded (and restored): torch.manual_seed would also seed every
     CUDA device, even before CUDA starts."""
     from centersmooth.tasks.training import train
@@ -229,7 +234,7 @@ def test_training_on_the_cpu_leaves_every_global_generator_as_it_was(monkeypatch
     monkeypatch.setattr(torch.cuda, "manual_seed", no_cuda_seed)
     state = torch.random.get_rng_state()
     result = train("autoencoder", "digits", 0.25, epochs=1, n_train=64, progress=False,
-                   out=Path(pytest.importorskip("tempfile").mkdtemp()) / "m.pt")  # fmt: skip
+                   out=tmp_path / "m.pt")  # fmt: skip
     assert result.path.is_file() and torch.equal(torch.random.get_rng_state(), state)
 
 
@@ -299,11 +304,10 @@ def test_compile_has_dynamic_batch_sizes():
         graphs.append(list(example_inputs))
         return gm.forward
 
-    # delta 0.2: the check needs p_low above 0.3 where the ball holds about half the mass, so
-    # the run cannot abstain by chance and every stage (the certification too) is compiled
-    smoother = CenterSmoothing(linear(), compile="counting_graphs", batch_size=300, seed=0,
-                               n_center=1_000, n_check=1_100, n_certify=1_270,
-                               delta=0.2)  # fmt: skip
+    # the run accepts (seeded_settings.COMPILED), so every stage (the certification too) is
+    # compiled
+    smoother = CenterSmoothing(linear(), compile="counting_graphs", batch_size=300,
+                               seed=COMPILED.seed, **COMPILED_COUNTS)  # fmt: skip
     assert not smoother.certify(torch.zeros(6), 0.1).abstained
     assert len(graphs) == 2
     assert any(isinstance(t, torch.SymInt) for t in graphs[0])  # the batch is symbolic
@@ -311,30 +315,24 @@ def test_compile_has_dynamic_batch_sizes():
 
 # ----------------------------------------------------------------------------- on a CUDA device
 @pytest.mark.cuda
-@CUDA
 def test_cuda_attack_on_bf16_and_autocast_models():
+    # the settings of seeded_settings.DEVICE_BF16 and DEVICE_AUTOCAST (on another noise stream)
     for net, autocast in ((linear(torch.bfloat16), None), (linear(), "bf16")):
         smoother = CenterSmoothing(net, autocast=autocast, device="cuda", seed=0, **COUNTS)
-        result = attack(smoother, torch.zeros(6), 0.1, seed=1, **ATTACK)
+        result = attack(smoother, torch.zeros(6), 0.1, seed=DEVICE_BF16.seed, **ATTACK)
         assert not result.abstained and result.x_adv.device.type == "cuda"
 
 
 @pytest.mark.cuda
-@CUDA
+@pytest.mark.needs("lpips")
 def test_cuda_lpips_attack_gradient():
-    from centersmooth.data.weights import MissingWeightsError
-
     images = torch.rand(2, 3, 32, 32, device="cuda", requires_grad=True)
-    try:
-        loss = get_metric("lpips")(images, torch.zeros_like(images)).sum()
-    except MissingWeightsError:
-        pytest.skip("LPIPS weights are not installed")
+    loss = get_metric("lpips")(images, torch.zeros_like(images)).sum()
     (grad,) = torch.autograd.grad(loss, images)
     assert grad.device.type == "cuda" and float(grad.abs().sum()) > 0
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_targets_and_the_platform_in_the_header(tmp_path):
     x = np.random.default_rng(0).random((2, 16), dtype=np.float32)
     rows = runner.certify_dataset(
@@ -349,24 +347,18 @@ def test_cuda_targets_and_the_platform_in_the_header(tmp_path):
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_seeded_certificates_repeat_bit_for_bit():
-    from centersmooth.tasks.models import ConvAutoencoder
-
-    torch.manual_seed(0)
-    net = ConvAutoencoder().eval()
-    x = torch.rand(1, 28, 28)
+    net, x = conv_autoencoder()
     first, again = (
-        CenterSmoothing(net, device="cuda", seed=5, **COUNTS).certify(x, [0.1, 0.2])
+        CenterSmoothing(net, device="cuda", seed=CONV.seed, **COUNTS).certify(x, [0.1, 0.2])
         for _ in range(2)
     )
-    assert not first.abstained
+    assert not first.abstained and not again.abstained  # seeded_settings.CONV
     np.testing.assert_array_equal(first.eps_out, again.eps_out)
     assert torch.equal(first.center, again.center)
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_hamming_and_tv2_match_the_cpu():
     labels = torch.randint(0, 5, (300, 8, 8), generator=torch.Generator().manual_seed(0))
     hamming = get_metric("hamming")
@@ -381,7 +373,6 @@ def test_cuda_hamming_and_tv2_match_the_cpu():
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_training_restores_the_cuda_generator(tmp_path):
     from centersmooth.tasks.training import train
 
@@ -393,23 +384,18 @@ def test_cuda_training_restores_the_cuda_generator(tmp_path):
 
 
 @pytest.mark.cuda
-@CUDA
+@pytest.mark.needs("gan-faces", "lpips")
 def test_cuda_gan_figure(tmp_path):
-    from centersmooth.data.weights import MissingWeightsError
     from centersmooth.tasks import gan_faces
 
-    try:
-        distances = gan_faces.figure(
-            tmp_path / "f.png", 0.25, "paper", h=0.5, neighbours=1, device="cuda",
-            n_center=400, n_check=400, n_certify=400, delta=0.25, candidates=8,
-        )  # fmt: skip
-    except MissingWeightsError:
-        pytest.skip("the DCGAN or LPIPS weights are not installed")
+    distances = gan_faces.figure(
+        tmp_path / "f.png", 0.25, "paper", h=0.5, neighbours=1, device="cuda",
+        n_center=400, n_check=400, n_certify=400, delta=0.25, candidates=8,
+    )  # fmt: skip
     assert (tmp_path / "f.png").stat().st_size > 0 and np.isfinite(distances["base"])
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_auto_rounds_on_shared_check_samples_stay_on_the_device():
     """``n_certify="auto"`` over shared check samples on a CUDA device: the check's distances
     (kept on the device in float64) start the first round, each round's join them there and are
@@ -452,7 +438,6 @@ class TwoHeads(nn.Module):
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_output_selector_and_outputs_outside_every_ball():
     """``output`` picks the boxes of a CUDA module's dict, and ``nan_outputs="outside"`` counts
     its NaN boxes outside every ball, with shared check samples. Every finite box is the same,
@@ -470,7 +455,6 @@ def test_cuda_output_selector_and_outputs_outside_every_ball():
 
 
 @pytest.mark.cuda
-@CUDA
 def test_cuda_model_probe_feeds_a_callable_on_the_runs_device():
     """A callable wrapping a CUDA network has no parameters to say where it runs: the probe
     feeds it on the run's ``--device``."""

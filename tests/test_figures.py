@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("matplotlib")
-
-from centersmooth.cli import demo  # noqa: E402
-from centersmooth.runs.plotting import curves_figure, distribution_figure, pyplot  # noqa: E402
-from centersmooth.runs.report import (  # noqa: E402
+from centersmooth.cli import demo  # matplotlib is a test dependency (pyproject.toml)
+from centersmooth.runs.plotting import curves_figure, distribution_figure, pyplot
+from centersmooth.runs.report import (
     _labels,
     curves,
     distributions,

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from seeded_settings import GRID_PIXELS, GRID_PIXELS_COUNTS, float32_pixels, linear_4_to_3
 
 from centersmooth import CenterSmoothing
 from centersmooth.grid_noise import grid_text
 
-COUNTS = dict(n_center=1_000, n_check=1_000, n_certify=1_000, delta=0.15, batch_size=500)
+COUNTS = GRID_PIXELS_COUNTS
 CLI_COUNTS = ["--n-center", "1000", "--n-check", "1000", "--n-certify", "1000", "--delta", "0.15"]
 
 MODEL = """
@@ -48,11 +49,6 @@ def certify(tmp_path: Path, inputs: np.ndarray, grid: str) -> subprocess.Complet
         "--eps-in", "0.01", "--input-grid", grid, *CLI_COUNTS, "--out", "r.jsonl", "--quiet",
         cwd=tmp_path,
     )  # fmt: skip
-
-
-def float32_pixels(levels: np.ndarray) -> np.ndarray:
-    """``k / 255`` computed in float32, then saved as float64 (as NumPy code often does)."""
-    return (levels.astype(np.float32) / np.float32(255)).astype(np.float64)
 
 
 @pytest.mark.parametrize(
@@ -96,10 +92,10 @@ def test_float32_pixels_saved_as_float64_are_on_the_grid_for_a_float32_module(tm
     rounding does not explain; the float32 module gets it rounded back to float32, where it
     lies on the grid (as in the run). A float64 model refuses it."""
     pixels = float32_pixels(np.arange(200, 208).reshape(2, 4))  # up to 3.3e-6 steps off
-    torch.manual_seed(0)
-    module = torch.nn.Linear(4, 3)
-    smoother = CenterSmoothing(module, sigma=0.25, input_grid=1 / 255, seed=0, **COUNTS)
-    assert not smoother.predict(torch.from_numpy(pixels[0])).abstained
+    module = linear_4_to_3()
+    smoother = CenterSmoothing(module, sigma=0.25, input_grid=1 / 255, seed=GRID_PIXELS.seed,
+                               **COUNTS)  # fmt: skip
+    assert not smoother.predict(torch.from_numpy(pixels[0])).abstained  # GRID_PIXELS
     float64 = CenterSmoothing(lambda b: b, sigma=0.25, input_grid=1 / 255, **COUNTS)
     with pytest.raises(ValueError, match="not on the grid input_grid=1/255"):
         float64.predict(torch.from_numpy(pixels[0]))

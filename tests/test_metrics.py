@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial import distance as sp
-from seeded_settings import PROBABILITY_STEP, TWO_DISTRIBUTIONS, two_distributions
+from seeded_settings import (
+    PROBABILITY_STEP,
+    SOFTMAX_LOGITS,
+    TWO_DISTRIBUTIONS,
+    softmax_logits_smoother,
+    two_distributions,
+)
 
 from centersmooth import CenterSmoothing
 from centersmooth.metrics import (
@@ -590,9 +596,7 @@ def test_logits_are_refused_by_the_probability_distances_with_the_advice_to_add_
     )  # fmt: skip
     with pytest.raises(ValueError, match="softmax"):
         numpy_model.certify(np.zeros(10), 0.1)
-    softmax = CenterSmoothing(lambda b: torch.softmax(logits(b), dim=-1), metric=name,
-                              sigma=0.25, seed=0, n_center=1_000, n_check=1_000,
-                              n_certify=1_000, delta=0.15)  # fmt: skip
+    softmax = softmax_logits_smoother(name, SOFTMAX_LOGITS[name].seed)  # the same logits
     assert not softmax.certify(torch.zeros(10), 0.1).abstained
 
 

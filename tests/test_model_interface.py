@@ -12,43 +12,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from seeded_settings import (
+    DETECTOR,
+    DETECTOR_X,
+    EDGE,
+    ESTIMATORS,
+    detector,
+    estimator_data,
+    estimators,
+)
 
 from centersmooth import CenterSmoothing
 from centersmooth.sampling import SeveralOutputsError, model_function, select_output
 
-# 0 of 300 seeds abstained with these counts on each model below (delta 0.4: the check must
-# exceed a level of 0.1)
-COUNTS = dict(n_center=100, n_check=100, n_certify=300, delta=0.4, seed=0)
+# every prediction below accepts (seeded_settings.ESTIMATORS and DETECTOR)
+COUNTS = dict(EDGE, seed=DETECTOR.seed)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 # ----------------------------------------------------------------------------- scikit-learn
-@pytest.fixture(scope="module")
-def data() -> np.ndarray:
-    return np.random.default_rng(0).normal(size=(60, 4))
-
-
-def test_an_estimator_is_certified_through_its_transform(data) -> None:
-    from sklearn.decomposition import PCA
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    for estimator in (PCA(2).fit(data), make_pipeline(StandardScaler(), PCA(2)).fit(data)):
+def test_an_estimator_is_certified_through_its_transform() -> None:
+    x = estimator_data()[0]
+    fitted = estimators()
+    for estimator in (fitted["pca"], fitted["pipeline"]):
         assert model_function(estimator).__name__ == "transform"
-        cert = CenterSmoothing(estimator, **COUNTS).certify(data[0], 0.1)
+        cert = CenterSmoothing(estimator, seed=ESTIMATORS.seed, **EDGE).certify(x, 0.1)
         assert not cert.abstained and isinstance(cert.center, np.ndarray)
         assert cert.center.shape == (2,)
 
 
-def test_an_estimator_without_transform_is_certified_through_its_predict(data) -> None:
-    from sklearn.linear_model import LinearRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    targets = data @ np.arange(4.0)
-    pipeline = make_pipeline(StandardScaler(), LinearRegression()).fit(data, targets)
+def test_an_estimator_without_transform_is_certified_through_its_predict() -> None:
+    pipeline = estimators()["regression"]
     assert model_function(pipeline).__name__ == "predict"  # the pipeline hides its transform
-    cert = CenterSmoothing(pipeline, **COUNTS).certify(data[0], 0.1)
+    cert = CenterSmoothing(pipeline, seed=ESTIMATORS.seed, **EDGE).certify(estimator_data()[0], 0.1)
     assert not cert.abstained
 
 
@@ -62,13 +58,6 @@ def test_an_object_that_is_no_model_is_refused_with_the_methods_to_pass() -> Non
 
 
 # ----------------------------------------------------------------------------- several outputs
-def detector(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One box per input, and its score."""
-    corner = torch.sigmoid(batch[:, :2])
-    boxes = torch.cat([corner, corner + 0.5 + 0.1 * torch.tanh(batch[:, 2:4])], dim=1)
-    return {"boxes": boxes, "scores": torch.sigmoid(batch.sum(1, keepdim=True))}
-
-
 Detection = collections.namedtuple("Detection", "boxes scores")
 
 
@@ -82,7 +71,7 @@ def per_input(batch: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     return [{"boxes": b, "scores": s} for b, s in zip(out["boxes"], out["scores"], strict=True)]
 
 
-X = torch.tensor([0.1, -0.2, 0.3, 0.0])
+X = DETECTOR_X
 
 
 @pytest.mark.parametrize(
@@ -150,4 +139,7 @@ def test_the_examples_run(name: str) -> None:
         [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    assert "eps_out" in result.stdout or "abstained" in result.stdout
+    # each output says what it got: a certificate or an abstention (the example's own counts)
+    assert "without output=:" in result.stdout
+    for output in ("boxes under jaccard", "scores under l2"):
+        assert f"{output}: center" in result.stdout or f"{output}: abstained" in result.stdout

@@ -28,9 +28,10 @@ from centersmooth.data import weights
 from centersmooth.metrics import EMPTY_BOX
 from centersmooth.metrics.boxes import box_iou
 from centersmooth.runs.runner import read_results
+from centersmooth.tasks import face_boxes, mtcnn
 
-pytest.importorskip("skimage")
-from centersmooth.tasks import face_boxes, mtcnn  # noqa: E402
+pytestmark = pytest.mark.needs("scikit-image")  # the photographs (astronaut, LFW crops)
+WEIGHTS = pytest.mark.needs("mtcnn")  # the weights, in the facenet-pytorch 2.6.0 the set-up unpacks
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL_PX = 1e-3
@@ -39,10 +40,7 @@ RESULTS_INPUTS = ("astronaut", "lfw:5", "gan:2")  # the images of results/face-b
 
 @pytest.fixture(scope="module")
 def detector() -> mtcnn.MTCNN:
-    try:
-        return mtcnn.MTCNN()
-    except weights.MissingWeightsError as error:
-        pytest.skip(str(error))
+    return mtcnn.MTCNN()  # its tests are marked WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +94,20 @@ def facenet_mtcnn() -> Iterator[object]:
     its torchvision requirement would be unmet), its torchvision imports supplied by a stand-in:
     it uses torchvision only for ``batched_nms`` (given above, with torchvision's rule) and, in
     ``extract_face``, ``to_tensor`` (not used here)."""
-    pytest.importorskip("requests")  # facenet_pytorch/__init__ imports it
-    names = ("torchvision", "torchvision.ops", "torchvision.ops.boxes")
+    names: tuple[str, ...] = ("torchvision", "torchvision.ops", "torchvision.ops.boxes")
     names += ("torchvision.transforms", "torchvision.transforms.functional")
+    if importlib.util.find_spec("requests") is None:  # imported, for downloads we never make
+        names += ("requests", "requests.adapters")
     stand_in = {name: types.ModuleType(name) for name in names}
     stand_in["torchvision.ops.boxes"].batched_nms = stub_batched_nms  # type: ignore[attr-defined]
+    if "requests.adapters" in stand_in:
+        stand_in["requests.adapters"].HTTPAdapter = object  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(weights.cache_dir() / weights.MTCNN_REFERENCE_DIR))
         for name, module in stand_in.items():
             patch.setitem(sys.modules, name, module)
-        try:
-            from facenet_pytorch import MTCNN as FacenetMTCNN
-        except ImportError as error:
-            pytest.skip(f"facenet-pytorch 2.6.0 is not there ({error}): {weights.MTCNN_INSTALL}")
+        from facenet_pytorch import MTCNN as FacenetMTCNN
+
         yield FacenetMTCNN(select_largest=False)
         for name in [n for n in sys.modules if n.startswith("facenet_pytorch")]:
             del sys.modules[name]
@@ -131,6 +130,7 @@ def facenet_boxes(reference: object, images: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the detector
+@WEIGHTS
 def test_the_boxes_of_facenet_pytorchs_mtcnn(
     detector: mtcnn.MTCNN, facenet_mtcnn: object, face_sets: list[tuple[str, torch.Tensor]]
 ) -> None:
@@ -147,13 +147,15 @@ def test_the_boxes_of_facenet_pytorchs_mtcnn(
     assert checked >= 18  # of 24 images: faces, not empty boxes, were compared
 
 
+@pytest.mark.needs("mtcnn", "dlib")
 def test_finds_the_faces_dlib_finds(
     detector: mtcnn.MTCNN, face_sets: list[tuple[str, torch.Tensor]]
 ) -> None:
     """Every bundled face image has a face box, and where dlib's HOG detector (one upsampling)
     finds a face, IoU >= 0.5 with its box (the usual criterion for two detections of one object;
     measured 0.55-0.90: dlib's boxes are tighter, from the brows to the chin)."""
-    dlib = pytest.importorskip("dlib")
+    import dlib
+
     hog = dlib.get_frontal_face_detector()
     compared = []
     for kind, images in face_sets:
@@ -176,6 +178,7 @@ def test_finds_the_faces_dlib_finds(
     assert min(compared) >= 0.5
 
 
+@WEIGHTS
 def test_a_batch_gives_each_image_its_own_box(
     detector: mtcnn.MTCNN, face_sets: list[tuple[str, torch.Tensor]]
 ) -> None:
@@ -202,6 +205,7 @@ def non_faces(n: int) -> torch.Tensor:
     return F.interpolate(crops, size=(100, 100), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+@WEIGHTS
 def test_no_face_gives_the_empty_box(detector: mtcnn.MTCNN) -> None:
     """The documented path: the empty box and probability 0, for non-face crops and blank images
     (its certificate: ``test_face_tasks.test_certifies_the_empty_box_when_no_face``)."""
@@ -266,6 +270,7 @@ def test_missing_or_altered_weights_and_bad_arguments(tmp_path: Path) -> None:
     assert mtcnn.pyramid_scales(11, 100, 12.0, 0.709) == []
 
 
+@WEIGHTS
 def test_rejects_images_of_the_wrong_shape(detector: mtcnn.MTCNN) -> None:
     with pytest.raises(ValueError, match="images must be"):
         detector(torch.zeros(2, 2, 50, 50))
@@ -273,6 +278,7 @@ def test_rejects_images_of_the_wrong_shape(detector: mtcnn.MTCNN) -> None:
 
 
 # ----------------------------------------------------------------------------- face-boxes
+@WEIGHTS
 def test_face_boxes_runs_mtcnn_by_default(
     detector: mtcnn.MTCNN,
     tmp_path: Path,
@@ -334,13 +340,12 @@ def test_library_counts_are_the_settings_defaults() -> None:
 
 
 @pytest.mark.cuda
+@WEIGHTS
 def test_mtcnn_on_cuda_finds_the_boxes_it_finds_on_the_cpu(
     detector: mtcnn.MTCNN, face_sets: list[tuple[str, torch.Tensor]]
 ) -> None:
     """The same detections on a CUDA device (TF32 convolutions may move a box by a small
     fraction of a pixel: IoU >= 0.98)."""
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     on_cuda = mtcnn.MTCNN().to("cuda")
     for seed, (_, images) in enumerate(face_sets):
         batch = noisy(images, 4, 0.05, seed)

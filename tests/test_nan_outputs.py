@@ -9,24 +9,20 @@ import math
 import numpy as np
 import pytest
 import torch
+from seeded_settings import (
+    NAN_CENTRAL,
+    NAN_CLEAN,
+    NAN_COUNTS,
+    NAN_SAMPLES,
+    broken_where,
+    nan_at_zero,
+)
 
 from centersmooth import CenterSmoothing
 
-COUNTS = dict(n_center=2_000, n_check=2_000, n_certify=5_000, delta=0.15, batch_size=700)
+COUNTS = NAN_COUNTS
 FAR = 1e6  # farther from every other output than any radius these certificates reach
 EPS = [0.1, 0.25, 0.5]
-
-
-def broken_where(value: float):
-    """tanh of the input, with ``value`` in every coordinate where the first input coordinate
-    exceeds 1.2 (about 12% of the noise at x = 0, sigma = 1): a model that fails now and then."""
-
-    def f(batch: torch.Tensor) -> torch.Tensor:
-        out = torch.tanh(batch.double())
-        out[batch[:, 0] > 1.2] = value
-        return out
-
-    return f
 
 
 def test_a_nan_output_is_an_error_by_default_that_names_the_option():
@@ -41,7 +37,8 @@ def test_outside_counts_them_as_outputs_beyond_every_ball(bad):
     away that no ball reaches it give the same center, radius, check count and radii: NaN
     outputs are put at infinite distance, nothing else changes."""
     x = torch.zeros(3)
-    same = dict(sigma=1.0, seed=0, central_candidates=False, **COUNTS)
+    # both accept (seeded_settings.NAN_SAMPLES; the check counts of the three outputs agree)
+    same = dict(sigma=1.0, seed=NAN_SAMPLES.seed, central_candidates=False, **COUNTS)
     outside = CenterSmoothing(broken_where(bad), nan_outputs="outside", **same)
     far = CenterSmoothing(broken_where(FAR), **same)
     ours, theirs = outside.certify(x, EPS), far.certify(x, EPS)
@@ -54,8 +51,8 @@ def test_outside_counts_them_as_outputs_beyond_every_ball(bad):
 
 def test_outside_certifies_with_the_central_candidates_of_the_finite_outputs():
     smoother = CenterSmoothing(
-        broken_where(math.nan), sigma=1.0, seed=0, nan_outputs="outside", **COUNTS
-    )
+        broken_where(math.nan), sigma=1.0, seed=NAN_CENTRAL.seed, nan_outputs="outside", **COUNTS
+    )  # accepts: seeded_settings.NAN_CENTRAL
     cert = smoother.certify(torch.zeros(3), EPS)
     assert not cert.abstained and torch.isfinite(cert.center).all()
     assert np.all(np.isfinite(cert.eps_out)) and math.isfinite(cert.smoothing_error)
@@ -74,12 +71,10 @@ def test_too_few_finite_outputs_abstain_and_say_why():
 
 
 def test_a_nan_clean_output_gives_an_infinite_smoothing_error_not_an_error():
-    def nan_at_zero(batch: torch.Tensor) -> torch.Tensor:
-        out = torch.tanh(batch.double())
-        out[batch.abs().sum(dim=1) == 0] = math.nan
-        return out
-
-    smoother = CenterSmoothing(nan_at_zero, sigma=1.0, seed=0, nan_outputs="outside", **COUNTS)
+    # accepts: seeded_settings.NAN_CLEAN
+    smoother = CenterSmoothing(
+        nan_at_zero, sigma=1.0, seed=NAN_CLEAN.seed, nan_outputs="outside", **COUNTS
+    )
     cert = smoother.certify(torch.zeros(3), 0.1)
     assert not cert.abstained and cert.smoothing_error == math.inf
 

@@ -24,11 +24,13 @@ from seeded_settings import (
     LINEAR_MAP_X,
     MIXED_CANDIDATES,
     PCA,
+    SHARED_COUNTS,
     SINE,
     SMALL,
     SMALL_BATCHED,
     STEP,
     TANH,
+    TANH_12_TO_6,
     CheckShare,
     batchnorm_model,
     box_or_nothing,
@@ -44,6 +46,7 @@ from seeded_settings import (
     small,
     step,
     tanh,
+    tanh_12_to_6,
 )
 
 from centersmooth import (
@@ -508,18 +511,16 @@ def test_shared_samples_leave_predict_and_the_check_bit_for_bit():
     """On a real model the certificate's prediction (center, radius, p_low) is the one predict
     returns with the same seed, with shared samples and without; the separate mode draws the
     n_certify certification samples after the check, the shared one N - n_check after it."""
-    gen = torch.Generator().manual_seed(5)
-    weights = torch.randn(12, 6, generator=gen, dtype=torch.float64)
-    x = torch.rand(12, generator=gen, dtype=torch.float64)
+    tanh_map, x = tanh_12_to_6()
     calls = []
 
     def model(b):
         calls.append(b.shape[0])
-        return torch.tanh(b @ weights)
+        return tanh_map(b)
 
-    counts = dict(n_center=1_000, n_check=1_500, n_certify=3_000, batch_size=500, delta=0.1)
+    counts = dict(SHARED_COUNTS, batch_size=500, seed=TANH_12_TO_6.seed)  # accepts: the registry
     for shared, certification in ((True, 3_000), (False, 1_500 + 3_000)):
-        smoother = CenterSmoothing(model, sigma=0.25, seed=7, share_check_samples=shared, **counts)
+        smoother = CenterSmoothing(model, sigma=0.25, share_check_samples=shared, **counts)
         calls.clear()
         cert = smoother.certify(x, [0.1, 0.2])
         assert sum(calls) == 1_000 + certification + 1 == cert.forward_passes
