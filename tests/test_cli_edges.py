@@ -407,6 +407,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """Ctrl-C handled by default in the command, as a terminal starts it, even where the tests
+    run with SIGINT ignored (started with ``&`` from a script, as a background job ignores it):
+    an ignored SIGINT is inherited, and the command would run to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 @pytest.mark.parametrize("when", ["starting", "running"])
 def test_ctrl_c_with_two_workers_prints_one_line(user, tmp_path, when) -> None:
@@ -421,6 +428,7 @@ def test_ctrl_c_with_two_workers_prints_one_line(user, tmp_path, when) -> None:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         deadline = time.monotonic() + 120
