@@ -336,10 +336,8 @@ def test_a_check_likely_to_abstain_is_said_once_with_the_count_that_fixes_it(
     user, tmp_path, capsys
 ) -> None:
     model, inputs = user
-    # 200 check samples at delta 0.15 (TINY's 400 center samples): an abstention chance of 11.8%
-    argv = certify(
-        model, "seeded", inputs, tmp_path / "r.jsonl", "--n-check", "200", "--delta", "0.15"
-    )
+    extra = ("--n-check", "200", "--delta", "0.15")  # 400 center samples, delta 0.15
+    argv = certify(model, "seeded", inputs, tmp_path / "r.jsonl", *extra)
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert err.count("abstains on about 11.8% of well-behaved inputs") == 1

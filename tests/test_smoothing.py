@@ -276,7 +276,7 @@ def test_bad_eps_in(eps):
         (lambda b: b[:-1], "batch of"),
         (lambda b: b * float("nan"), "NaN or infinite outputs"),
         (lambda b: b.sum(), "scalar"),
-        (lambda b: {"a": 1}, "must return"),
+        (lambda b: {"a": 1}, "returns a dict of outputs"),
     ],
 )
 def test_bad_base_function_outputs(fn, match):
