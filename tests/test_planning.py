@@ -104,6 +104,10 @@ def test_the_plan_puts_it_together() -> None:
 
 
 def test_settings_likely_to_abstain_warn_with_the_count_that_fixes_it() -> None:
+    import centersmooth
+
+    # the smoother's own warnings are public names, to filter or to catch
+    assert centersmooth.AbstentionRiskWarning is planning.AbstentionRiskWarning
     with pytest.warns(planning.AbstentionRiskWarning, match=r"about 18\.0% .* n_check >= 8,509"):
         CenterSmoothing(lambda b: b, n_center=1_000, n_check=2_000)
     with warnings.catch_warnings():

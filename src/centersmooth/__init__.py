@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "AbstentionRiskWarning": "planning",
     "CenterSmoothing": "smoothing",
     "Certificate": "certificate",
     "Prediction": "certificate",
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .certificate import Certificate, Prediction, UncertifiableRadiusWarning
     from .metrics import FunctionMetric, Metric, available_metrics, get_metric
     from .metrics.checks import DistanceCheckError
+    from .planning import AbstentionRiskWarning
     from .smoothing import CenterSmoothing
 
 
@@ -46,6 +48,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AbstentionRiskWarning",
     "CenterSmoothing",
     "Certificate",
     "DistanceCheckError",

@@ -427,8 +427,9 @@ class OutputMonitor:
     def raise_if_bad(self) -> None:
         if bool(self.bad_outputs):
             raise ValueError(
-                "base function returned NaN or infinite outputs (nan_outputs='outside' counts "
-                "such an output as one outside every ball instead)"
+                "base function returned NaN or infinite outputs (nan_outputs='outside', on "
+                "the command line --nan-outputs outside, counts such an output as one outside "
+                "every ball instead)"
             )
         for metric, flag in zip(self.metrics, self.invalid, strict=True):
             if bool(flag):

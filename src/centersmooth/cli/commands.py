@@ -360,6 +360,12 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         + "; --no-share-check-samples draws them apart, as the paper's code does)",
     )
     cert.add_argument(
+        "--nan-outputs",
+        choices=("error", "outside"),
+        help="an output of the model holding a NaN or an infinity: stop with an error, or count "
+        "it as an output outside every ball, which keeps the guarantee (default: error)",
+    )
+    cert.add_argument(
         "--no-check-metric",
         dest="check_metric",
         action="store_false",
@@ -530,6 +536,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
             settings[key] = value
     if getattr(args, "check_metric", True) is False:
         settings["check_metric"] = False
+    if getattr(args, "nan_outputs", None) == "outside":  # "error", the default, adds nothing
+        settings["nan_outputs"] = "outside"
     for flag in ("central_candidates", "nearest_candidate", "share_check_samples"):
         if getattr(args, flag, None) is not None:
             settings[flag] = getattr(args, flag)
