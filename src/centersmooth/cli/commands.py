@@ -297,7 +297,16 @@ def add_source_arguments(p: argparse.ArgumentParser, n_inputs: int) -> argparse.
 
 
 def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
-    """Sample counts and the other CenterSmoothing settings shared by certify and attack."""
+    """Sample counts and the other CenterSmoothing settings shared by certify, plan and attack
+    (with ``preset``, the ``--preset`` they default from)."""
+    if preset:
+        cert.add_argument(
+            "--preset",
+            choices=("default", "paper"),
+            default="default",
+            help="default: our binomial bounds and central candidates; paper: the paper's "
+            "constants",
+        )
     counts = {
         "n-center": ("samples for the center (Algorithm 1)", "10^4", "10^4"),
         "n-check": ("samples checking the center's ball", "10^4", "10^4"),
@@ -434,12 +443,6 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         "--metric", nargs="+", help="distances (default: the task's; l2 with --model)"
     )
     cert.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
-    cert.add_argument(
-        "--preset",
-        choices=("default", "paper"),
-        default="default",
-        help="default: our binomial bounds and central candidates; paper: the paper's constants",
-    )
     _add_sample_arguments(cert, preset=True)
     cert.add_argument(
         "--candidates",
@@ -765,12 +768,6 @@ def _certify_run(args: argparse.Namespace) -> int:
 def _plan_arguments(p: argparse.ArgumentParser) -> None:
     cert = p.add_argument_group("what to plan for")
     add_radius_arguments(cert, "certify")
-    cert.add_argument(
-        "--preset",
-        choices=("default", "paper"),
-        default="default",
-        help="default: our binomial bounds; paper: the paper's constants",
-    )
     _add_sample_arguments(cert, preset=True)
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
 
