@@ -94,11 +94,12 @@ def main(root: Path = ROOT) -> None:
             *few_inputs_note(n_inputs),
             "What was run, on which machine and with which commands: `results/README.md`.",
             "`h` = eps_in / sigma; `eps_out`, errors: medians (an abstention, and a vacuous "
-            "certificate, count as infinite eps_out); `certified`: fraction of inputs with a "
-            "finite eps_out below the largest distance two outputs can have; `vacuous`: fraction "
-            "with a finite eps_out at or above it (the certificate says nothing; for rows written"
+            "certificate, count as infinite eps_out); `certified`: share of inputs (percent) "
+            "with a finite eps_out below the largest distance two outputs can have; "
+            "`vacuous`: share with a finite eps_out at or above it (the certificate says "
+            "nothing; for rows written"
             " before the `vacuous` field, inferred for the distances with a known largest value, "
-            "angular among them); `abstain`: fraction of inputs; `seconds`: median wall time per "
+            "angular among them); `abstain`: share of inputs; `seconds`: median wall time per "
             "input, all metrics of the file together (they share the forward passes); `passes`: "
             "median forward passes per input (`-` for files written before they were recorded); "
             "`counts`: n_center / n_check / n_certify and bound (and `--ball-mass` where set; "

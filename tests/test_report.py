@@ -238,6 +238,11 @@ def test_vacuous_certificates_are_counted_apart(tmp_path: Path) -> None:
     assert (t["certified"], t["vacuous"], t["abstain"], t["eps_out"]) == (0.5, 0.5, 0.0, math.inf)
     text = tables.format_table([t])
     assert "certified" in text and "vacuous" in text
+    # rates in percent, passes as a count: a share of inputs is not read as a number of them
+    line = text.splitlines()[1]
+    assert line.split()[4:7] == ["50%", "50%", "0%"]
+    t["passes"] = 20_001.0
+    assert "20,001" in tables.format_table([t])
 
 
 def test_known_diameters_match_the_distances() -> None:

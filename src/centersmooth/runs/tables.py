@@ -116,9 +116,16 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(value: Any) -> str:
+RATE_COLUMNS = ("certified", "vacuous", "abstain")  # shares of the inputs, shown in percent
+
+
+def _fmt(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
+    if column in RATE_COLUMNS:
+        return f"{value:.0%}"
+    if column == "passes":
+        return f"{value:,.0f}"
     if isinstance(value, float):
         if math.isinf(value):
             return "inf"
@@ -132,7 +139,7 @@ def format_table(
     markdown: bool = False,
 ) -> str:
     """The summaries as an aligned text table, or as a markdown table."""
-    cells = [[_fmt(s.get(c)) for c in columns] for s in summaries]
+    cells = [[_fmt(s.get(c), c) for c in columns] for s in summaries]
     if markdown:
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(row) + " |" for row in cells]
