@@ -474,7 +474,7 @@ class PassProgress:
         self.bar.set_postfix_str(f"{self.done}/{self.n_inputs} inputs", refresh=False)
 
     def _check_slow(self, seconds: float, source: str) -> None:
-        from ..center import _duration
+        from ..center import _duration, outside_caller
 
         self.warned = True
         if seconds <= SLOW_CERTIFICATE_SECONDS:
@@ -486,9 +486,10 @@ class PassProgress:
             f"{_duration(seconds * left)} on this worker. Fewer samples shorten it in "
             "proportion (`centersmooth plan` shows what given counts certify, and "
             "n_certify='auto' draws what each input needs); a small model gains from "
-            "--inputs-per-batch, a large one from a GPU (--device cuda) or more --workers",
+            "inputs_per_batch (--inputs-per-batch), a large one from a GPU (device='cuda') or "
+            "more workers",
             SlowCertificateWarning,
-            stacklevel=2,
+            stacklevel=outside_caller(),
         )
 
     def close(self) -> None:
