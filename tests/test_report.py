@@ -135,7 +135,7 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
     md = md_path.read_text()
     assert "## digits-ae — l2" in md
     assert (
-        "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 1401 | 75% | 0% | 25% | 0.2 [0.15, 0.25] "
+        "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 1,401 | 75% | 0% | 25% | 0.2 [0.15, 0.25] "
         "| 0.65 | 0.2 | 2.5 |" in md
     )
     assert "| paper | 0.25 | 0.25 | 4 | 6 [3.5, inf] | 1401 | 75% |" in md

@@ -212,6 +212,11 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+def _count(v: float) -> str:
+    """A count such as the forward passes, written out (20,001, not 2e+04)."""
+    return "–" if math.isnan(v) else f"{v:,.0f}"
+
+
 def _fmt3(t: tuple[float, float, float]) -> str:
     if math.isnan(t[0]):
         return "–"
@@ -306,7 +311,7 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
         for s in sorted(group, key=lambda s: (s.sigma, s.eps_in, order[s.run])):
             lines.append(
                 f"| {s.run} | {_fmt(s.sigma)} | {_fmt(s.eps_in)} | {s.n_inputs} | "
-                f"{_fmt3(s.eps_out)} | {_fmt(s.passes_per_input)} | "
+                f"{_fmt3(s.eps_out)} | {_count(s.passes_per_input)} | "
                 f"{s.certified_rate:.0%} | {s.vacuous_rate:.0%} | "
                 f"{s.abstain_rate:.0%} | "
                 f"{_fmt3(s.smoothing_error)} | {_fmt(s.base_error)} | {_fmt(s.smoothed_error)} | "
