@@ -138,7 +138,7 @@ def test_report_markdown_and_plots(tmp_path: Path) -> None:
         "| ours | 0.25 | 0.25 | 4 | 3 [1.75, inf] | 1,401 | 75% | 0% | 25% | 0.2 [0.15, 0.25] "
         "| 0.65 | 0.2 | 2.5 |" in md
     )
-    assert "| paper | 0.25 | 0.25 | 4 | 6 [3.5, inf] | 1401 | 75% |" in md
+    assert "| paper | 0.25 | 0.25 | 4 | 6 [3.5, inf] | 1,401 | 75% |" in md
     assert "| ours | 0.25 | 0.5 | 4 | inf [2.75, inf] | – | 50% |" in md
     assert "| paper | 0.5 | 0.5 | 4 | inf [" in md
     # runs side by side: at each (sigma, eps_in), ours then paper
