@@ -261,3 +261,16 @@ def test_face_drivers_summary_and_input_specs(
         face_boxes.input_sets(["celeba:2"])
     with pytest.raises(ValueError, match="detector"):
         face_boxes.FaceBoxesTask("yolo")
+
+
+@pytest.mark.needs("opencv")
+def test_the_driver_says_a_settings_mistake_in_one_line(tmp_path: Path, capsys) -> None:
+    """Counts the procedure refuses end the experiment driver with one line and status 2, before
+    any results file, not with a traceback."""
+    argv = ["--out", str(tmp_path / "r"), "--inputs", "astronaut", "--sigmas", "0.05"]
+    with pytest.raises(SystemExit) as exit_:
+        face_boxes.main([*argv, "--detector", "haar", "--n-center", "300", "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: n_center=300 is too small" in err
+    assert "Traceback" not in err and not list((tmp_path / "r").glob("*.jsonl"))

@@ -339,13 +339,16 @@ class _SearchPace:
 
 def outside_caller() -> int:
     """The ``stacklevel`` of the first caller outside this package, for ``warnings.warn`` called
-    by the function that calls this one: the warning then names the user's line."""
+    by the function that calls this one: the warning then names the user's line (the
+    package's own command line for ``python -m``, whose caller is the interpreter's runpy)."""
     package = os.path.dirname(os.path.abspath(__file__))  # the centersmooth/ directory
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
         package + os.sep
     ):
         frame, level = frame.f_back, level + 1
+    if frame.f_code.co_filename.startswith("<frozen"):  # python -m centersmooth...: its line
+        level -= 1
     return level
 
 

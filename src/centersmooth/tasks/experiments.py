@@ -152,6 +152,19 @@ def library_counts() -> dict[str, int]:
     return {name: getattr(defaults, name) for name in ("n_center", "n_check", "n_certify")}
 
 
+def guarded(parser: argparse.ArgumentParser, work: Callable[[], object]) -> None:
+    """Run a driver's ``work``: a mistake in its settings ends in one line and exit status 2, a
+    run that stopped (the model failed on an input) in one line and 1, never a traceback."""
+    from ..runs.runner import RunStopped
+
+    try:
+        work()
+    except RunStopped as err:
+        parser.exit(1, f"{parser.prog}: error: {err.advice('the same command continues it')}\n")
+    except (ValueError, TypeError) as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+
 def experiment_main(args: argparse.Namespace, run: Callable[[], object]) -> None:
     """A driver's ``main`` after parsing: ``run()`` its experiment (unless ``--summary``), then
     print the tables of every results file in ``--out``."""

@@ -46,6 +46,7 @@ from .experiments import (
     experiment_overrides,
     experiment_parser,
     experiment_path,
+    guarded,
     library_counts,
     run_experiment,
 )
@@ -464,31 +465,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--figure", type=Path, help="draw the figure from --out (first sigma)")
     args = parser.parse_args(argv)
-    overrides = {**(library_counts() if args.library_counts else {}), **experiment_overrides(args)}
-    if args.figure is not None:
-        figure(
-            args.figure,
-            args.out,
-            args.inputs,
-            args.sigmas[0],
-            preset=args.presets[0],
-            detector=args.detector,
-            **overrides,
+
+    def work() -> None:
+        overrides = {
+            **(library_counts() if args.library_counts else {}),
+            **experiment_overrides(args),
+        }
+        if args.figure is not None:
+            figure(
+                args.figure,
+                args.out,
+                args.inputs,
+                args.sigmas[0],
+                preset=args.presets[0],
+                detector=args.detector,
+                **overrides,
+            )
+            return
+        experiment_main(
+            args,
+            lambda: experiment(
+                args.out,
+                args.inputs,
+                args.sigmas,
+                args.detector,
+                args.seed,
+                args.presets,
+                not args.quiet,
+                **overrides,
+            ),
         )
-        return
-    experiment_main(
-        args,
-        lambda: experiment(
-            args.out,
-            args.inputs,
-            args.sigmas,
-            args.detector,
-            args.seed,
-            args.presets,
-            not args.quiet,
-            **overrides,
-        ),
-    )
+
+    guarded(parser, work)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .experiments import (
     experiment_overrides,
     experiment_parser,
     experiment_path,
+    guarded,
     run_experiment,
 )
 from .inference import inference_form
@@ -304,26 +305,36 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--figure", type=Path, help="draw the figure of input 0 from --out (first sigma and preset)"
     )
     args = parser.parse_args(argv)
-    overrides = experiment_overrides(args)
-    if args.figure is not None:
-        print(
-            figure(
-                args.figure,
-                args.sigmas[0],
-                args.presets[0],
-                seed=args.seed,
-                n_inputs=args.inputs,
-                results=args.out,
-                **overrides,
+
+    def work() -> None:
+        overrides = experiment_overrides(args)
+        if args.figure is not None:
+            print(
+                figure(
+                    args.figure,
+                    args.sigmas[0],
+                    args.presets[0],
+                    seed=args.seed,
+                    n_inputs=args.inputs,
+                    results=args.out,
+                    **overrides,
+                )
             )
+            return
+        experiment_main(
+            args,
+            lambda: experiment(
+                args.out,
+                args.inputs,
+                args.sigmas,
+                args.presets,
+                args.seed,
+                not args.quiet,
+                **overrides,
+            ),
         )
-        return
-    experiment_main(
-        args,
-        lambda: experiment(
-            args.out, args.inputs, args.sigmas, args.presets, args.seed, not args.quiet, **overrides
-        ),
-    )
+
+    guarded(parser, work)
 
 
 if __name__ == "__main__":
