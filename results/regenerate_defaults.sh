@@ -46,7 +46,7 @@ PY=.venv/bin/python
 rename() {  # rename OLD NEW: a results file and its example arrays, the header following
   local old=$1 new=$2
   [ -f "$old" ] || { echo "skip $old (not there)"; return 0; }
-  [ -e "$new" ] && { echo "refusing: $new exists" >&2; exit 1; }
+  [ -e "$new" ] && { echo "skip $old ($new is there: renamed before)"; return 0; }
   git mv "$old" "$new"
   local old_examples="${old%.jsonl}.examples" new_examples="${new%.jsonl}.examples"
   if [ -d "$old_examples" ]; then
