@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Issue 4's results on a CPU without a GPU, one torch thread per stream; every step resumes where
+# The GAN and face results on a CPU without a GPU, one torch thread per stream; every step resumes where
 # it stopped and the drivers print their tables at the end.
 #   stream gan: gan-faces at the paper's GAN counts (2,000 / 2,000 / 10,000, 30 candidates): the
 #     paper's constants (Hoeffding, delta 0.08, samples-only centers) and ours (binomial, delta
 #     0.05, central candidates), 5 latent inputs, sigma 0.25 and 0.5; then the figure
 #   stream gan-defaults [SIGMA ...]: gan-faces with our defaults at the library's counts (10^4 /
-#     10^4 / 10^5), 3 latent inputs, sigma 0.25 and 0.5 (or the SIGMAs given: one stream per
+#     10^4 / 10^4, the check's samples the first of the certification's), 3 latent inputs, sigma 0.25 and 0.5 (or the SIGMAs given: one stream per
 #     sigma runs them side by side, each writing its own file)
 #   stream faces:
 #     1. face boxes (Haar cascade, Jaccard) at the task's defaults, the paper's face counts
