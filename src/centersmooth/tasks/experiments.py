@@ -165,12 +165,14 @@ def guarded(parser: argparse.ArgumentParser, work: Callable[[], object]) -> None
         parser.exit(2, f"{parser.prog}: error: {err}\n")
 
 
-def experiment_main(args: argparse.Namespace, run: Callable[[], object]) -> None:
-    """A driver's ``main`` after parsing: ``run()`` its experiment (unless ``--summary``), then
-    print the tables of every results file in ``--out``."""
+def experiment_main(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, run: Callable[[], object]
+) -> None:
+    """A driver's ``main`` after parsing: ``run()`` its experiment (unless ``--summary``,
+    ``guarded``), then print the tables of every results file in ``--out``."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not args.summary:
-        run()
+        guarded(parser, run)
     paths = sorted(Path(args.out).glob("*.jsonl"))
     print(experiment_report(paths) if paths else f"no results files in {args.out}")

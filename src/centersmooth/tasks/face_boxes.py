@@ -465,38 +465,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--figure", type=Path, help="draw the figure from --out (first sigma)")
     args = parser.parse_args(argv)
-
-    def work() -> None:
-        overrides = {
-            **(library_counts() if args.library_counts else {}),
-            **experiment_overrides(args),
-        }
-        if args.figure is not None:
-            figure(
-                args.figure,
-                args.out,
-                args.inputs,
-                args.sigmas[0],
-                preset=args.presets[0],
-                detector=args.detector,
-                **overrides,
-            )
-            return
-        experiment_main(
-            args,
-            lambda: experiment(
-                args.out,
-                args.inputs,
-                args.sigmas,
-                args.detector,
-                args.seed,
-                args.presets,
-                not args.quiet,
-                **overrides,
-            ),
-        )
-
-    guarded(parser, work)
+    overrides = {**(library_counts() if args.library_counts else {}), **experiment_overrides(args)}
+    if args.figure is not None:
+        figure_args = (args.figure, args.out, args.inputs, args.sigmas[0])
+        drawn = dict(preset=args.presets[0], detector=args.detector, **overrides)
+        guarded(parser, lambda: figure(*figure_args, **drawn))
+        return
+    experiment_main(
+        parser,
+        args,
+        lambda: experiment(
+            args.out,
+            args.inputs,
+            args.sigmas,
+            args.detector,
+            args.seed,
+            args.presets,
+            not args.quiet,
+            **overrides,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ from .experiments import (
     experiment_main,
     experiment_overrides,
     experiment_parser,
-    guarded,
     run_experiment,
 )
 from .face_boxes import _import_dlib, input_set, input_sets
@@ -180,23 +179,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--inputs", nargs="+", default=["lfw:2"], help="astronaut, lfw:N, gan:N")
     args = parser.parse_args(argv)
-
-    def work() -> None:
-        overrides = experiment_overrides(args)
-        experiment_main(
-            args,
-            lambda: experiment(
-                args.out,
-                args.inputs,
-                args.sigmas,
-                args.seed,
-                args.presets,
-                not args.quiet,
-                **overrides,
-            ),
-        )
-
-    guarded(parser, work)
+    overrides = experiment_overrides(args)
+    experiment_main(
+        parser,
+        args,
+        lambda: experiment(
+            args.out, args.inputs, args.sigmas, args.seed, args.presets, not args.quiet, **overrides
+        ),
+    )
 
 
 if __name__ == "__main__":

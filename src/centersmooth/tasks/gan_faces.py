@@ -305,36 +305,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--figure", type=Path, help="draw the figure of input 0 from --out (first sigma and preset)"
     )
     args = parser.parse_args(argv)
-
-    def work() -> None:
-        overrides = experiment_overrides(args)
-        if args.figure is not None:
-            print(
-                figure(
-                    args.figure,
-                    args.sigmas[0],
-                    args.presets[0],
-                    seed=args.seed,
-                    n_inputs=args.inputs,
-                    results=args.out,
-                    **overrides,
-                )
-            )
-            return
-        experiment_main(
-            args,
-            lambda: experiment(
-                args.out,
-                args.inputs,
-                args.sigmas,
-                args.presets,
-                args.seed,
-                not args.quiet,
-                **overrides,
-            ),
-        )
-
-    guarded(parser, work)
+    overrides = experiment_overrides(args)
+    if args.figure is not None:
+        figure_args = (args.figure, args.sigmas[0], args.presets[0])
+        drawn = dict(seed=args.seed, n_inputs=args.inputs, results=args.out, **overrides)
+        guarded(parser, lambda: print(figure(*figure_args, **drawn)))
+        return
+    experiment_main(
+        parser,
+        args,
+        lambda: experiment(
+            args.out, args.inputs, args.sigmas, args.presets, args.seed, not args.quiet, **overrides
+        ),
+    )
 
 
 if __name__ == "__main__":
