@@ -10,13 +10,14 @@
 #     haar-paper      the Haar rows at the same counts (the files of results/face-boxes.md; run
 #                     again only where they are missing)
 #     mtcnn-library   MTCNN at the library's default counts (SmoothingSettings: 10^4 / 10^4 /
-#                     10^5 when this was written) -> results/face-boxes/library-counts/
+#                     10^4) -> results/face-boxes/library-counts/
 #     haar-library    the Haar cascade at the library's counts, for the side by side
 #     figure          results/face-boxes/figure-mtcnn.png: sigma 0.05, eps_in = sigma, paper counts
 #     summary         the markdown tables of results/face-boxes.md from all these files
-# On a 2-core machine run two shells side by side, `... mtcnn-library` and `... mtcnn-paper
-# haar-paper haar-library figure`, then `... summary`: about 5.5 to 7 hours on a quiet machine
-# (results/face-boxes.md gives the estimate and how it was measured).
+# On a 2-core machine run two shells side by side (INPUTS="lfw:5" in one, INPUTS="astronaut gan:2"
+# in the other: each input set has its own files), then `... summary`: about 2.3 hours of CPU for
+# every step, a little over an hour on two cores (results/face-boxes.md, "MTCNN beside the
+# cascade").
 #
 # Environment (for a check at toy size): OUT (default results/face-boxes), INPUTS (default
 # "astronaut lfw:5 gan:2"), SIGMAS (default "0.05 0.1"), EXTRA (more driver flags, e.g.
