@@ -143,3 +143,22 @@ def test_the_examples_run(name: str) -> None:
     assert "without output=:" in result.stdout
     for output in ("boxes under jaccard", "scores under l2"):
         assert f"{output}: center" in result.stdout or f"{output}: abstained" in result.stdout
+
+
+def test_output_chooses_the_output_of_a_numpy_model() -> None:
+    """A NumPy model (fed NumPy arrays) returning a dict has its output chosen as a torch model's
+    is: the certificate is the one of the model that returns that output alone, bit for bit."""
+
+    def both(b: np.ndarray) -> dict[str, np.ndarray]:
+        return {"y": 2.0 * b[:, :2], "s": b.sum(axis=1, keepdims=True)}
+
+    def alone(b: np.ndarray) -> np.ndarray:
+        return 2.0 * b[:, :2]
+
+    x = np.linspace(-1.0, 1.0, 4)
+    chosen = CenterSmoothing(both, output="y", **COUNTS).certify(x, 0.1)
+    plain = CenterSmoothing(alone, **COUNTS).certify(x, 0.1)
+    assert chosen.abstained == plain.abstained
+    np.testing.assert_array_equal(chosen.eps_out, plain.eps_out)
+    if not plain.abstained:
+        np.testing.assert_array_equal(chosen.center, plain.center)

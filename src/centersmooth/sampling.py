@@ -317,7 +317,8 @@ class BaseFunction:
         """
         with self.evaluating(), torch.no_grad():
             if numpy_dtype is not None:
-                raw = self.fn(batch.detach().cpu().numpy().astype(numpy_dtype, copy=False))
+                arrays = batch.detach().cpu().numpy().astype(numpy_dtype, copy=False)
+                raw = select_output(self.fn(arrays), self.output)
             else:
                 raw = self.forward(batch)
         out = self._check(raw, batch.shape[0])
