@@ -110,6 +110,9 @@ def measure(args: argparse.Namespace) -> None:
     metrics = args.metric or list(task.default_metrics)
     eps = [h * args.sigma for h in args.h]
     base = {k: v for k, v in task.preset_settings("default").items() if k != "n_certify"}
+    if args.candidates:
+        pairs = (item.split("=") for item in args.candidates)
+        base["candidates"] = {name: int(k) for name, k in pairs}
     smoothers = {}
     for name in args.configs:
         settings = {**base, **CONFIGS[name][0]}
@@ -224,6 +227,13 @@ def main() -> None:
     parser.add_argument("--n-inputs", type=int, default=5)
     parser.add_argument("--h", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     parser.add_argument("--metric", nargs="+")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=[],
+        metavar="DISTANCE=K",
+        help="center candidates per distance (the grid: tv1=30 tv2=30)",
+    )
     parser.add_argument("--configs", nargs="+", default=["today", "1e4x2", "5e3-1.5e4"],
                         choices=list(CONFIGS))  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The paper's image-experiment grid on a CPU without a GPU: 20 seeded test inputs per cell,
-# our DEFAULT settings (10^4 / 10^4 / 10^5 samples, binomial bounds, central candidates, all-pairs
-# center search), the four distances sharing one set of forward passes per input. tv1 and tv2
-# search their center among 30 candidates plus the central points (`--candidates tv1=30 tv2=30`):
-# all pairs would cost about 8 min per input on a CPU thread for the two (no matrix-product form).
-#   stream mnist | fashion-mnist : both tasks, sigma 0.25, 0.1, 0.5
+# the four distances sharing one set of forward passes per input. tv1 and tv2 search their
+# center among 30 candidates plus the central points (`--candidates tv1=30 tv2=30`): all pairs
+# would cost about 8 min per input on a CPU thread for the two (no matrix-product form).
+#   stream mnist | fashion-mnist : both tasks, sigma 0.25, 0.1, 0.5, at the library's defaults
+#                  (10^4 / 10^4 / 10^4, the check's samples the first of the certification's;
+#                  binomial bounds, central candidates, all-pairs center search):
+#                  sigma<S>.jsonl, with the arrays of 4 example inputs
+#   stream separate-1e5 DATASET : the same at the defaults before shared check samples
+#                  (10^4 / 10^4 / 10^5, separate samples): sigma<S>-separate-1e5.jsonl
+#   stream auto DATASET : the same with --n-certify auto: sigma<S>-auto.jsonl
 #   stream paper DATASET TASK SIGMA : one cell in l2 with --preset paper (10^4 / 10^4 / 10^6,
 #                  Hoeffding, samples-only centers) on the same inputs (the runner goes through
 #                  them in order, so a stopped run holds the first k of the 20)
@@ -14,15 +19,16 @@
 #                  `reverse` goes through the cells from the other end; a cell that one stream is
 #                  running is skipped by the other (the runner locks its results file)
 #   stream ball-mass MASS DATASET : both tasks of DATASET at every sigma in l2 with
-#                  --ball-mass MASS (our defaults otherwise) on the same inputs, beside the others
-#                  as sigma<S>-mass<MASS>.jsonl (the sample-efficiency comparison)
-#   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 samples (the
+#                  --ball-mass MASS (10^4 / 10^4 / 10^5 separate samples, the counts of the
+#                  time, as in the classifier stream) on the same inputs, beside the others as
+#                  sigma<S>-mass<MASS>.jsonl (the sample-efficiency comparison)
+#   stream ncertify1e4 : the same with our bounds and 10^4 / 10^4 / 10^4 separate samples (the
 #                  sample-efficiency comparison at 10^4 certification samples)
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
 #                  (run earlier with this command; its file moved here)
-# The 4-distance files sigma<S>.jsonl hold our defaults (the nearest-candidate bound), drawn
-# with the noise stream blocks-v2 on 2 Dec 2026; sigma<S>-torch-mt-v1.jsonl the same run of
-# 26 Nov with the earlier stream and the models as first trained, and sigma<S>-3rhat.jsonl that
+# sigma<S>.jsonl, -separate-1e5 and -auto were drawn on 6 Dec 2026 on the models of
+# results/train_cpu.sh as trained that day; sigma<S>-torch-mt-v1.jsonl is the run of 26 Nov
+# with the earlier noise stream and the models as first trained, and sigma<S>-3rhat.jsonl that
 # run's samples certified before the bound changed, with the paper's 3 R-hat.
 # One torch thread per stream; each file resumes where it stopped.
 set -euo pipefail
@@ -34,12 +40,23 @@ N_INPUTS=20
 COMMON=(--eps-in 0.5 1 1.5 2 --eps-in-relative --n-inputs "$N_INPUTS" --seed 0 --threads 1
   --quiet --resume)
 
-run() {  # run DATASET TASK SIGMA
-  local dataset=$1 task=$2 sigma=$3
+run() {  # run DATASET TASK SIGMA NAME [ARGS...]: the four distances, into sigma<S><NAME>.jsonl
+  local dataset=$1 task=$2 sigma=$3 name=$4
+  shift 4
   mkdir -p "results/grid/$dataset-$task"
   $CS certify "$task" --checkpoint "$MODELS/$task-$dataset-sigma$sigma-seed0.pt" --sigma "$sigma" \
-    --metric l2 angular tv1 tv2 --candidates tv1=30 tv2=30 --examples 4 "${COMMON[@]}" \
-    --out "results/grid/$dataset-$task/sigma$sigma.jsonl"
+    --metric l2 angular tv1 tv2 --candidates tv1=30 tv2=30 "${COMMON[@]}" "$@" \
+    --out "results/grid/$dataset-$task/sigma$sigma$name.jsonl"
+}
+
+cells() {  # cells DATASET NAME [ARGS...]: run both tasks of DATASET at every sigma
+  local dataset=$1
+  shift
+  for sigma in 0.25 0.1 0.5; do
+    for task in autoencoder reconstruction; do
+      run "$dataset" "$task" "$sigma" "$@"
+    done
+  done
 }
 
 paper() {  # paper DATASET TASK SIGMA
@@ -51,20 +68,18 @@ paper() {  # paper DATASET TASK SIGMA
 }
 
 case "${1:-}" in
-  mnist | fashion-mnist)
-    for sigma in 0.25 0.1 0.5; do
-      for task in autoencoder reconstruction; do
-        run "$1" "$task" "$sigma"
-      done
-    done
-    ;;
+  mnist | fashion-mnist) cells "$1" "" --examples 4 ;;
+  separate-1e5) cells "${2:?separate-1e5 needs mnist or fashion-mnist}" -separate-1e5 \
+    --n-certify 100000 --no-share-check-samples --examples 0 ;;
+  auto) cells "${2:?auto needs mnist or fashion-mnist}" -auto --n-certify auto --examples 0 ;;
   paper) paper "$2" "$3" "$4" ;;
   ball-mass)
     for sigma in 0.25 0.1 0.5; do
       for task in autoencoder reconstruction; do
         mkdir -p "results/grid/$3-$task"
         $CS certify "$task" --checkpoint "$MODELS/$task-$3-sigma$sigma-seed0.pt" \
-          --sigma "$sigma" --metric l2 --ball-mass "$2" --examples 0 "${COMMON[@]}" \
+          --sigma "$sigma" --metric l2 --ball-mass "$2" --n-certify 100000 \
+          --no-share-check-samples --examples 0 "${COMMON[@]}" \
           --out "results/grid/$3-$task/sigma$sigma-mass$2.jsonl"
       done
     done
@@ -90,15 +105,17 @@ case "${1:-}" in
   ncertify1e4)
     mkdir -p results/grid/mnist-autoencoder
     $CS certify autoencoder --checkpoint "$MODELS/autoencoder-mnist-sigma0.25-seed0.pt" \
-      --sigma 0.25 --metric l2 --n-certify 10000 --examples 0 "${COMMON[@]}" \
+      --sigma 0.25 --metric l2 --n-certify 10000 --no-share-check-samples --examples 0 \
+      "${COMMON[@]}" \
       --out results/grid/mnist-autoencoder/sigma0.25-ncertify1e4.jsonl
     ;;
   classifier)
     mkdir -p results/grid/mnist-classifier
     $CS certify classifier --checkpoint "$MODELS/classifier-mnist-sigma0.25-seed0.pt" \
       --sigma 0.25 --metric total_variation --eps-in 0.5 1 1.5 2 --eps-in-relative \
-      --n-inputs 10 --seed 0 --threads 1 --examples 0 --quiet --resume \
+      --n-certify 100000 --no-share-check-samples --n-inputs 10 --seed 0 --threads 1 \
+      --examples 0 --quiet --resume \
       --out results/grid/mnist-classifier/sigma0.25.jsonl
     ;;
-  *) echo "usage: $0 mnist|fashion-mnist|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ball-mass MASS DATASET|ncertify1e4|classifier" >&2; exit 2 ;;
+  *) echo "usage: $0 mnist|fashion-mnist|separate-1e5 DATASET|auto DATASET|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ball-mass MASS DATASET|ncertify1e4|classifier" >&2; exit 2 ;;
 esac

@@ -7,37 +7,39 @@
 # resumes where it stopped (the same command again).
 #   step rename : move the files of the earlier defaults aside (git mv), keeping their example
 #                 arrays (the header's examples_dir follows the rename):
-#                   results/grid/<dataset>-<task>/sigma<S>.jsonl -> sigma<S>-separate-1e5.jsonl
 #                   results/gan-faces/library-counts/default-sigma<S>.jsonl
 #                                                         -> default-sigma<S>-separate-1e5.jsonl
 #                   results/gan-faces/paper-counts/default-sigma<S>.jsonl
 #                                                         -> default-sigma<S>-separate.jsonl
 #                   results/face-boxes/haar-default-<src>-sigma<S>.jsonl -> ...-separate.jsonl
 #                   results/face-embeddings/default-lfw-sigma0.05.jsonl -> ...-separate.jsonl
-#   step grid mnist | grid fashion-mnist : the 12-cell image grid at the new defaults, one
-#                 stream per data set (results/certify_grid_cpu.sh mnist|fashion-mnist: 20
-#                 inputs per cell, four distances, tv1 / tv2 among 30 candidates)
+#   step grid mnist | grid fashion-mnist : the 12-cell image grid, one stream per data set
+#                 (20 inputs per cell, four distances, tv1 / tv2 among 30 candidates), three
+#                 times on the same models and inputs: at the new defaults, at the earlier ones
+#                 (10^4 / 10^4 / 10^5, separate samples) and with --n-certify auto
+#                 (results/certify_grid_cpu.sh DATASET, separate-1e5 DATASET, auto DATASET);
+#                 the models first (results/train_cpu.sh: it gives the grid's models bit for bit)
 #   step gan    : the GAN at the library's counts, both sigmas, and ours at the paper's GAN
 #                 counts (2,000 / 2,000 / 10,000, now shared: 12,001 passes), with the figure
 #                 (results/perceptual_cpu.sh gan-defaults, then gan; the paper preset's files
 #                 are complete and are not redrawn)
 #   step faces  : face boxes and face embeddings at their tasks' counts, now shared
 #                 (results/perceptual_cpu.sh faces)
-#   step tables : the grid's tables and figures (results/summarize.py), the GAN's and the
+#   step tables : the grid's tables and figures (results/summarize.py, compare_defaults.py and
+#                 benchmarks/sample_efficiency.py --grid), the GAN's and the
 #                 faces' summaries; then update the numbers quoted from them in README.md,
 #                 results/README.md, results/gan-faces.md, results/face-boxes.md,
 #                 results/face-embeddings.md and benchmarks/RESULTS.md
-# Estimated on the project's 2-core CPU, quiet, one torch thread per stream: grid about
-# 20 min per data set (two streams side by side: about 20 min), gan about 35 min, faces about
-# 35 min; about 1.5 hours in all run one after the other (benchmarks/RESULTS.md, "Forward
+# Measured on the project's 2-core CPU, one torch thread per stream: grid about 70 min per data
+# set (two streams side by side: about 70 min; the earlier defaults' run is half of it), gan
+# about 35 min, faces about 35 min; about 2.5 hours in all run one after the other (benchmarks/RESULTS.md, "Forward
 # passes per certificate", has the measured cost per certificate). Measured on 6 Dec 2026, gan
 # and faces side by side beside other jobs: gan 43 min, faces 41 min.
-# Done on 6 Dec 2026: rename (the GAN and face files only), the result runs of gan and faces
-# (their driver commands; the figures were not redrawn) and the GAN's and faces' tables. The
-# grid was not redrawn: the checkpoints it was drawn with were not in that machine's cache, and
-# retraining gives other weights, so its files stay at the earlier defaults. With those
-# checkpoints in place, `rename` now moves the grid's files and then stops at the GAN's
-# (refusing: their -separate names exist), which is harmless; run `grid` after it.
+# Done on 6 Dec 2026: rename, the result runs of gan and faces (their driver commands; the
+# figures were not redrawn), grid for both data sets (14:14-15:27 UTC, the two streams side by
+# side) and the tables. The grid's earlier run at the earlier defaults (2 Dec) is not renamed:
+# it ran on models the same training command had given other weights, so it was replaced by
+# the run at the earlier defaults on today's models (in the git history at commit b7b03bd).
 set -euo pipefail
 SELF_DIR="$(cd "$(dirname "$0")" && pwd)"
 cd "$SELF_DIR/.."
@@ -68,11 +70,6 @@ EOF
 
 case "${1:-}" in
   rename)
-    for cell in results/grid/{mnist,fashion-mnist}-{autoencoder,reconstruction}; do
-      for sigma in 0.1 0.25 0.5; do
-        rename "$cell/sigma$sigma.jsonl" "$cell/sigma$sigma-separate-1e5.jsonl"
-      done
-    done
     for sigma in 0.25 0.5; do
       rename "results/gan-faces/library-counts/default-sigma$sigma.jsonl" \
         "results/gan-faces/library-counts/default-sigma$sigma-separate-1e5.jsonl"
@@ -87,7 +84,10 @@ case "${1:-}" in
       results/face-embeddings/default-lfw-sigma0.05-separate.jsonl
     ;;
   grid)
-    bash results/certify_grid_cpu.sh "${2:?grid needs mnist or fashion-mnist}"
+    bash results/train_cpu.sh
+    for stream in "" separate-1e5 auto; do
+      bash results/certify_grid_cpu.sh $stream "${2:?grid needs mnist or fashion-mnist}"
+    done
     ;;
   gan)
     bash results/perceptual_cpu.sh gan-defaults 0.25 0.5
@@ -98,6 +98,8 @@ case "${1:-}" in
     ;;
   tables)
     $PY results/summarize.py
+    $PY results/compare_defaults.py
+    $PY benchmarks/sample_efficiency.py --grid results/grid  # its table in grid/sample_efficiency.md
     $PY -m centersmooth.tasks.gan_faces --out results/gan-faces/paper-counts --summary
     $PY -m centersmooth.tasks.gan_faces --out results/gan-faces/library-counts --summary
     $PY -m centersmooth.tasks.face_boxes --out results/face-boxes --summary

@@ -52,8 +52,9 @@ def main(root: Path = ROOT) -> None:
         if not data.rows or data.header is None:
             continue
         first = data.rows[0]
-        counts = f"{first['n_center']}/{first['n_check']}/{first['n_certify']} {first['bound']}"
         smoothing = data.header["config"]["smoothing"]
+        counts = "/".join(str(smoothing[k]) for k in ("n_center", "n_check", "n_certify"))
+        counts += f" {first['bound']}"
         if smoothing.get("ball_mass", 0.5) != 0.5:  # a run with --ball-mass: its own rows, lines
             counts += f", ball_mass {smoothing['ball_mass']:g}"
         if smoothing.get("nearest_candidate", False):  # absent: written before that bound
@@ -147,7 +148,15 @@ def center_search(smoothing: dict, metric: str) -> str:
 
 
 # The library's defaults, for the legend: the variant that matches them is "defaults".
-DEFAULTS = {"n_center": 10_000, "n_check": 10_000, "n_certify": 100_000, "bound": "binomial"}
+# the defaults since shared check samples, and the earlier ones (separate samples)
+DEFAULTS = {
+    "n_center": 10_000,
+    "n_check": 10_000,
+    "n_certify": 10_000,
+    "bound": "binomial",
+    "share_check_samples": True,
+}
+EARLIER = dict(DEFAULTS, n_certify=100_000, share_check_samples=False)
 PAPER = ("black", "--", "X")  # the paper preset: black, dashed, crosses
 VARIANT_STYLES = (  # colour, line style, marker: every other variant differs in all three
     ("C0", "-", "o"),
@@ -164,8 +173,10 @@ VARIANT_STYLES = (  # colour, line style, marker: every other variant differs in
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-def _count(n: int) -> str:
-    """10000 -> 10⁴; other numbers as they are."""
+def _count(n: int | str) -> str:
+    """10000 -> 10⁴; other numbers (and ``auto``) as they are."""
+    if isinstance(n, str):
+        return n
     k = round(math.log10(n)) if n > 0 else 0
     return f"10{str(k).translate(SUPERSCRIPTS)}" if 10**k == n else f"{n:,}"
 
@@ -173,18 +184,22 @@ def _count(n: int) -> str:
 def variant_label(preset: str, smoothing: dict[str, Any]) -> str:
     """The legend's name of a file's settings: sample counts, bound, radius bound, ball mass;
     ``paper preset: ...`` or ``defaults: ...`` where they are those."""
-    counts = "/".join(_count(int(smoothing[k])) for k in ("n_center", "n_check", "n_certify"))
+    counts = "/".join(_count(smoothing[k]) for k in ("n_center", "n_check", "n_certify"))
     nearest = bool(smoothing.get("nearest_candidate", False))
     text = f"{counts}, {smoothing['bound']}, " + (
         "nearest-candidate bound" if nearest else "3 R-hat"
     )
+    if smoothing.get("share_check_samples", False):
+        text += ", shared"
     mass = smoothing.get("ball_mass", 0.5)
     if mass != 0.5:
         text += f", ball_mass {mass:g}"
     if preset == "paper":
         return f"paper preset: {text}"
-    if nearest and mass == 0.5 and all(smoothing.get(k) == v for k, v in DEFAULTS.items()):
-        return f"defaults: {text}"
+    if nearest and mass == 0.5:
+        for name, settings in (("defaults", DEFAULTS), ("earlier defaults", EARLIER)):
+            if all(smoothing.get(k, False) == v for k, v in settings.items()):
+                return f"{name}: {text}"
     return text
 
 

@@ -10,6 +10,7 @@ from torch import nn
 import centersmooth.batch_size as batch_size
 from centersmooth import CenterSmoothing
 from centersmooth.batch_size import find_batch_size, is_out_of_memory
+from centersmooth.metrics import get_metric
 from centersmooth.sampling import BaseFunction
 
 CPU = torch.device("cpu")
@@ -65,8 +66,37 @@ def test_the_center_samples_and_the_memory_left_bound_the_batch(monkeypatch):
     base = BaseFunction(fn, CPU)
     assert find_batch_size(base, torch.zeros(3), 0.1) == 128
     assert find_batch_size(base, torch.zeros(3), 0.1, held_samples=20_000) == 64
-    with pytest.warns(RuntimeWarning, match="center samples alone"):
+    with pytest.warns(RuntimeWarning, match="certification distances alone"):
         assert find_batch_size(base, torch.zeros(3), 0.1, held_samples=50_000) == 1
+
+
+@pytest.mark.skipif(not resident_peak_is_readable(), reason="needs Linux's /proc/self")
+def test_held_certification_distances_bound_the_batch(monkeypatch):
+    """312 MiB held as distances bound the batch as 20,000 held outputs of 16 KiB do: 64."""
+    monkeypatch.setattr(batch_size, "available_memory", lambda device, share=1.0: 700 * MIB)
+    base = BaseFunction(lambda b: holds_per_sample(3)(b).expand(-1, 4096).contiguous(), CPU)
+    assert find_batch_size(base, torch.zeros(3), 0.1, held_bytes=312 * MIB) == 64
+
+
+def test_the_smoother_counts_its_certification_distances(monkeypatch):
+    """What the automatic batch size is told is held: the center outputs of every input, and
+    float64 distances twice over per certification sample (the cap with auto), distance and
+    input."""
+    told = []
+
+    def record(*args, **kwargs):
+        told.append((kwargs["held_samples"], kwargs["held_bytes"]))
+        return 64
+
+    monkeypatch.setattr("centersmooth.smoothing.find_batch_size", record)
+    net = nn.Linear(3, 2)
+    xs = [torch.zeros(3), torch.ones(3)]
+    counts = dict(n_center=1_000, n_check=2_000, delta=0.25)
+    fixed = CenterSmoothing(net, n_certify=3_000, **counts)
+    auto = CenterSmoothing(net, n_certify="auto", n_certify_cap=32_000, **counts)
+    for smoother in (fixed, auto):
+        smoother._batch_size(smoother._inputs(xs, None), [get_metric("l2"), get_metric("l1")])
+    assert told == [(2_000, 2 * 8 * 3_000 * 2 * 2), (2_000, 2 * 8 * 32_000 * 2 * 2)]
 
 
 def test_probes_shrink_until_the_model_runs():

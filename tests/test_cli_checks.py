@@ -313,7 +313,7 @@ def test_a_bad_n_certify_is_refused(user, tmp_path, capsys) -> None:
         cli.main(argv)
     assert (
         stop.value.code == 2
-        and "expected a positive integer, got 'many'" in capsys.readouterr().err
+        and "expected a positive integer or auto, got 'many'" in capsys.readouterr().err
     )
 
 

@@ -11,8 +11,11 @@ from seeded_settings import (
     PROBABILITY_STEP,
     SOFTMAX_LOGITS,
     TWO_DISTRIBUTIONS,
+    WORDS,
+    WORDS_X,
     softmax_logits_smoother,
     two_distributions,
+    words_smoother,
 )
 
 from centersmooth import CenterSmoothing
@@ -540,15 +543,18 @@ def test_hamming_pairwise_and_mode_match_the_direct_forms(labels):
     assert torch.equal(metric.central_candidates(labels[:6]), mode.unsqueeze(0))
 
 
-def test_tv2_pairwise_stays_within_its_memory_blocks(monkeypatch):
-    """Rows split into blocks (forced tiny here) give the matrix of one block (to rounding: the
-    sums over pixels may run in another order) and of the elementwise distance."""
+@pytest.mark.parametrize("name", ["tv1", "tv2"])
+def test_tv_pairwise_blocks_give_the_same_matrix(monkeypatch, name):
+    """Blocks of rows and columns (forced tiny here: 2 rows, 3 columns of 3 x 5 x 4 images with
+    two gradient components) give the matrix of one block (to rounding: the sums may run in
+    another order) and of the elementwise distance."""
     import centersmooth.metrics.image as image
 
-    metric = get_metric("tv2")
+    metric = get_metric(name)
     a, b = rand(7, 3, 5, 4).float(), rand(9, 3, 5, 4).float()
     whole = metric.pairwise(a, b)
-    monkeypatch.setattr(image, "PAIRWISE_BUDGET", 2 * 20 * 9)
+    monkeypatch.setattr(image, "PAIRWISE_ROWS", 2)
+    monkeypatch.setattr(image, "PAIRWISE_BLOCK", 2 * 3 * 6 * 20)
     torch.testing.assert_close(metric.pairwise(a, b), whole, atol=1e-6, rtol=1e-6)
     rows = torch.stack([metric(a[i : i + 1].expand_as(b), b) for i in range(7)])
     torch.testing.assert_close(whole, rows, atol=1e-5, rtol=1e-6)
@@ -653,11 +659,6 @@ def test_edit_distances_take_sequences_of_tokens(name):
 
 
 def test_a_model_returning_words_is_certified_in_edit_distance():
-    def words(batch):
-        return [tuple("up" if v > 0 else "down" for v in row[:4].tolist()) for row in batch]
-
-    smoother = CenterSmoothing(words, metric="levenshtein", sigma=0.5, seed=0, n_center=1_000,
-                               n_check=1_000, n_certify=2_000, delta=0.15)  # fmt: skip
-    cert = smoother.certify(torch.tensor([2.0, 2.0, -2.0, 2.0]), 0.1)
+    cert = words_smoother(WORDS.seed).certify(WORDS_X, 0.1)
     assert not cert.abstained and cert.center == ("up", "up", "down", "up")
     assert cert.output_diameter == 4.0 and 0 <= cert.eps_out

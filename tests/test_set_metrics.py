@@ -7,7 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from seeded_settings import TAG_SETTINGS, TAGS, TAGS_X, tag_smoother, tags
+from seeded_settings import (
+    MIXED_TAGS,
+    MIXED_TAGS_X,
+    TAG_SETTINGS,
+    TAGS,
+    TAGS_X,
+    mixed_tags,
+    tag_smoother,
+    tags,
+)
 
 from centersmooth import CenterSmoothing
 from centersmooth.metrics import OutputTypeError, get_metric
@@ -139,14 +148,11 @@ def test_a_set_valued_center_is_a_frozenset_whichever_candidate_wins(central):
     assert type(smoother.predict(x).center) is frozenset
 
 
-def mixed_tags(batch):
-    """Sets of items of several types (strings, ints, tuples), which ``jaccard`` takes."""
-    return [{"up" if row[0] > 0 else 0, ("pair", int(row[1] > 0)), 3} for row in batch]
-
-
 def test_a_set_center_of_mixed_item_types_goes_to_json_in_a_fixed_order():
-    smoother = CenterSmoothing(mixed_tags, metric="jaccard", **SETTINGS)
-    cert = smoother.certify(torch.tensor([2.0, 2.0]), 0.1)
+    smoother = CenterSmoothing(
+        mixed_tags, metric="jaccard", **dict(TAG_SETTINGS, seed=MIXED_TAGS.seed)
+    )
+    cert = smoother.certify(MIXED_TAGS_X, 0.1)
     assert not cert.abstained and cert.center == frozenset({"up", ("pair", 1), 3})
     record = json.loads(cert.to_json())
     assert sorted(map(json.dumps, record["center"])) == sorted(

@@ -6,7 +6,9 @@ and the distances of those outputs) are measured; a straight line through their 
 memory one more sample costs and what a batch costs whatever its size (workspaces), and the
 outputs of the batch before, which the caller still holds, are added per sample. The batch is
 what then fits in the memory left after the center samples (``n_center`` outputs per input, held
-through the first stage) and a block of noise per input (``sampling.noise_block``), with
+through the first stage), the certification distances (one float per sample, distance and input,
+up to ``n_certify_cap`` with ``n_certify="auto"``, kept sorted beside each round's fresh ones)
+and a block of noise per input (``sampling.noise_block``), with
 ``HEADROOM`` to spare, within the share of the device this worker may use:
 
 - on a CUDA device, peaks come from torch's allocator; the memory is what the device has free
@@ -63,6 +65,7 @@ def find_batch_size(
     *,
     metrics: Sequence[Any] = (),
     held_samples: int = 0,
+    held_bytes: int = 0,
     streams: int = 1,
     share: float = 1.0,
     limit: int | None = None,
@@ -71,11 +74,11 @@ def find_batch_size(
 
     ``metrics``: the distances computed on each batch (their memory counts per sample);
     ``held_samples``: outputs kept while batches run (the center samples of every input of the
-    call); ``streams``: inputs whose noise streams each hold a block of noisy samples beside the
-    batch (``sampling.noise_block``); ``share``: the part of the device's memory this worker may
-    plan for (several
-    workers on one device); ``limit``: the largest batch (default ``CUDA_LIMIT`` on a CUDA
-    device, ``CPU_LIMIT`` elsewhere).
+    call); ``held_bytes``: other memory kept on the device while batches run (the certification
+    distances); ``streams``: inputs whose noise streams each hold a block of noisy samples
+    beside the batch (``sampling.noise_block``); ``share``: the part of the device's memory this
+    worker may plan for (several workers on one device); ``limit``: the largest batch (default
+    ``CUDA_LIMIT`` on a CUDA device, ``CPU_LIMIT`` elsewhere).
     """
     cuda = x.device.type == "cuda"
     limit = int(limit or (CUDA_LIMIT if cuda else CPU_LIMIT))
@@ -95,14 +98,15 @@ def find_batch_size(
     fixed = max(0.0, first.peak - small * per_sample)
     # the caller still holds the outputs of the batch before while a batch runs
     per_sample += second.output_bytes
-    held = held_samples * second.output_bytes
+    held = held_samples * second.output_bytes + held_bytes
     blocks = streams * noise_block(x) * x.numel() * x.element_size()
     available = available_memory(x.device, share)
     if held > available:
         warnings.warn(
-            f"the center samples alone ({held_samples} outputs, {held / 2**30:.1f} GiB) need more "
-            f"memory than this {x.device.type.upper()} has available ({available / 2**30:.1f} "
-            "GiB): lower n_center, or certify fewer inputs together",
+            f"the center samples ({held_samples} outputs) and the certification distances alone "
+            f"({held / 2**30:.1f} GiB) need more memory than this {x.device.type.upper()} has "
+            f"available ({available / 2**30:.1f} GiB): lower n_center or n_certify (the cap "
+            "with n_certify='auto'), or certify fewer inputs together",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -735,10 +735,17 @@ class CenterSmoothing:
                 inputs.np_dtype,
                 metrics=metrics,
                 held_samples=self.settings.n_center * len(inputs.xs),
+                held_bytes=self._distance_bytes(len(inputs.xs), len(metrics)),
                 streams=len(inputs.xs),
                 share=self.memory_share,
             )
         return self._auto_batch_sizes[key]
+
+    def _distance_bytes(self, n_inputs: int, n_metrics: int) -> int:
+        """The device memory the certification distances can take: float64 per sample (up to
+        the last round's count), distance and input, twice (the sorted ones kept and the next
+        round's fresh ones with their concatenation; ``_certify_rounds``)."""
+        return 2 * 8 * self.settings.rounds[-1] * n_metrics * n_inputs
 
     def __repr__(self) -> str:
         s = self.settings

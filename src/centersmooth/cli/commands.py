@@ -125,9 +125,12 @@ _grid_step = _number_type(_ratio, lambda v: v > 0 and math.isfinite(v), "a posit
 _tolerance = _number_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+_positive_count = _number_type(_whole, lambda v: v >= 1, "a positive integer or auto")
+
+
 def _count_or_auto(text: str) -> int | str:
     """A positive integer, or ``auto`` (``--n-certify auto``)."""
-    return "auto" if text.strip().lower() == "auto" else _positive_int(text)
+    return "auto" if text.strip().lower() == "auto" else _positive_count(text)
 
 
 def _candidate_count(text: str) -> tuple[str, int]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import PAIRWISE_BUDGET, TENSORS, Metric, flat, float_pair
+from .base import TENSORS, Metric, float_pair
 from .vector import vector_centers
 
-EXACT_DIFFERENCES = "donot_use_mm_for_euclid_dist"  # torch.cdist without the product form
+PAIRWISE_ROWS = 64  # rows of a pairwise block
+PAIRWISE_BLOCK = 2**18  # elements of a block's differences (rows x columns x features)
 
 
 def image_gradients(images: torch.Tensor) -> torch.Tensor:
@@ -47,29 +48,28 @@ class TotalVariationDistance(Metric):
         return self._total_variation(_channels_first(fa - fb))
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        a, b = self.accept(a), self.accept(b)
-        if self.p == 1:
-            # TV1(a - b) = ||grad a - grad b||_1 since the gradient is linear.
-            ga, gb = float_pair(image_gradients(a), image_gradients(b))
-            return torch.cdist(flat(ga), flat(gb), p=1)
-        # TV2 of a difference from the difference of the gradients (linear): at each pixel the
-        # Euclidean distance between the (dx, dy) x channel vectors of the two images, computed
-        # by torch.cdist batched over pixels, with exact differences (no product form), then
-        # summed over pixels. Blocks of rows keep the (pixels, rows, samples) distances within
-        # PAIRWISE_BUDGET; no Python loop runs over single rows.
-        left, right = float_pair(image_gradients(a), image_gradients(b))
-        n, components, height, width = right.shape
-        pixels = height * width
-        out = right.new_empty(left.shape[0], n)
-        if n == 0 or left.shape[0] == 0:
+        # TV_p(a - b) from the difference of the gradients (the gradient is linear): per pixel
+        # the p-norm over the (dx, dy) x channel components, summed over pixels. Blocks of up
+        # to PAIRWISE_ROWS rows against as many columns as PAIRWISE_BLOCK elements allow keep
+        # each column block in cache while every row of the block reads it (memory, not
+        # arithmetic, bounds this form).
+        left, right = float_pair(image_gradients(self.accept(a)), image_gradients(self.accept(b)))
+        out = right.new_empty(left.shape[0], right.shape[0])
+        if out.numel() == 0:
             return out
-        per_pixel_right = right.reshape(n, components, pixels).permute(2, 0, 1).contiguous()
-        per_pixel_left = left.reshape(left.shape[0], components, pixels).permute(2, 0, 1)
-        rows = max(1, PAIRWISE_BUDGET // (pixels * n))
-        for start in range(0, left.shape[0], rows):
-            block = per_pixel_left[:, start : start + rows].contiguous()
-            d = torch.cdist(block, per_pixel_right, compute_mode=EXACT_DIFFERENCES)
-            out[start : start + rows] = d.sum(dim=0)
+        # (n, components, pixels)
+        left, right = left.flatten(start_dim=2), right.flatten(start_dim=2)
+        features = left.shape[1] * left.shape[2]
+        for start in range(0, left.shape[0], PAIRWISE_ROWS):
+            rows = left[start : start + PAIRWISE_ROWS, None]
+            step = max(1, PAIRWISE_BLOCK // (rows.shape[0] * features))
+            for first in range(0, right.shape[0], step):
+                diff = right[None, first : first + step] - rows
+                if self.p == 1:
+                    d = diff.abs_().sum(dim=(2, 3))
+                else:
+                    d = diff.square_().sum(dim=2).sqrt_().sum(dim=2)
+                out[start : start + PAIRWISE_ROWS, first : first + step] = d
         return out
 
     def _total_variation(self, e: torch.Tensor) -> torch.Tensor:
