@@ -54,6 +54,14 @@ CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
         {"n_center": 10_000, "n_check": 10_000, "n_certify": 10_000},
         "10^4 / 10^4 / 10^4, shared",
     ),
+    "1e4-2e4": (
+        {"n_center": 10_000, "n_check": 10_000, "n_certify": 20_000},
+        "10^4 / 10^4 / 2 10^4, shared",
+    ),
+    "1e4-3e4": (
+        {"n_center": 10_000, "n_check": 10_000, "n_certify": 30_000},
+        "10^4 / 10^4 / 3 10^4, shared",
+    ),
     "5e3-1.5e4": (
         {"n_center": 5_000, "n_check": 15_000, "n_certify": 15_000},
         "5,000 / 1.5 10^4 / 1.5 10^4, shared",
