@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from centersmooth import CenterSmoothing
+from centersmooth.cli.commands import _candidate_count, _CandidatesAction
 from centersmooth.runs.runner import input_seed
 from centersmooth.tasks import get_task
 
@@ -118,9 +119,8 @@ def measure(args: argparse.Namespace) -> None:
     metrics = args.metric or list(task.default_metrics)
     eps = [h * args.sigma for h in args.h]
     base = {k: v for k, v in task.preset_settings("default").items() if k != "n_certify"}
-    if args.candidates:
-        pairs = (item.split("=") for item in args.candidates)
-        base["candidates"] = {name: int(k) for name, k in pairs}
+    if args.candidates is not None:
+        base["candidates"] = args.candidates
     smoothers = {}
     for name in args.configs:
         settings = {**base, **CONFIGS[name][0]}
@@ -238,9 +238,10 @@ def main() -> None:
     parser.add_argument(
         "--candidates",
         nargs="+",
-        default=[],
-        metavar="DISTANCE=K",
-        help="center candidates per distance (the grid: tv1=30 tv2=30)",
+        type=_candidate_count,
+        action=_CandidatesAction,
+        metavar="[DISTANCE=]K",
+        help="center candidates, as centersmooth certify takes them (the grid: tv1=30 tv2=30)",
     )
     parser.add_argument("--configs", nargs="+", default=["today", "1e4x2", "5e3-1.5e4"],
                         choices=list(CONFIGS))  # fmt: skip

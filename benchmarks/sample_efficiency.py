@@ -82,17 +82,17 @@ def from_results(specs: list[str], metric: str = "l2") -> None:
     print_table(f"{metric}, sigma={sigma}, {n_shared} shared inputs", medians)
 
 
-# a cell's files beside ``sigma<S>-paper.jsonl``, each the first of its suffixes present: the
-# 4-distance grid with our defaults (its l2 rows; ``-torch-mt-v1``, the run on the same model
-# weights as the paper preset's, where the grid was later redrawn with retrained models), then,
-# where present, runs made before the nearest-candidate bound with the 2-approximation bound's
-# ``eps_out`` (the same grid, and ``--ball-mass 0.25``)
-GRID_VARIANTS = {  # name: the file's suffix after sigma<S>
-    "ours": ("",),  # the library's defaults
-    "ours, earlier defaults": ("-separate-1e5",),  # 10^4 / 10^4 / 10^5, separate samples
-    "ours, earlier defaults, first run": ("-torch-mt-v1",),  # the same, earlier noise stream
-    "ours, 2-approximation bound": ("-3rhat",),
-    "ball_mass 0.25, 2-approximation bound": ("-mass0.25",),
+# a cell's files beside ``sigma<S>-paper.jsonl``, by the suffix after ``sigma<S>``: the
+# 4-distance grid at the library's defaults (its l2 rows), at the earlier defaults on the same
+# models and seeds, their first run with the earlier noise stream, and runs made before the
+# nearest-candidate bound with the 2-approximation bound's ``eps_out`` (the same grid, and
+# ``--ball-mass 0.25``)
+GRID_VARIANTS = {
+    "ours": "",  # the library's defaults
+    "ours, earlier defaults": "-separate-1e5",  # 10^4 / 10^4 / 10^5, separate samples
+    "ours, earlier defaults, first run": "-torch-mt-v1",  # the same, earlier noise stream
+    "ours, 2-approximation bound": "-3rhat",
+    "ball_mass 0.25, 2-approximation bound": "-mass0.25",
 }
 
 
@@ -107,12 +107,10 @@ def from_grid(root: Path) -> None:
     print("|---|---|---|---|---|---|")
     for paper in sorted(root.glob("*/sigma*-paper.jsonl")):
         files: dict[str, str | Path] = {}
-        for name, suffixes in GRID_VARIANTS.items():
-            for suffix in suffixes:
-                path = paper.with_name(paper.name.replace("-paper", suffix))
-                if path.is_file():
-                    files[name] = path
-                    break
+        for name, suffix in GRID_VARIANTS.items():
+            path = paper.with_name(paper.name.replace("-paper", suffix))
+            if path.is_file():
+                files[name] = path
         if "ours" not in files:
             continue
         sigma, n_shared, med = shared_medians({**files, "paper": paper})

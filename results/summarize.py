@@ -18,6 +18,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from centersmooth.runs.results_file import read_results  # noqa: E402
 from centersmooth.runs.tables import format_table, summarize  # noqa: E402
+from centersmooth.settings import SmoothingSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent / "grid"
 TASKS = ("autoencoder", "reconstruction", "classifier")
@@ -147,14 +148,12 @@ def center_search(smoothing: dict, metric: str) -> str:
     return mode + (" + central" if smoothing.get("central_candidates", True) else "")
 
 
-# The library's defaults, for the legend: the variant that matches them is "defaults".
-# the defaults since shared check samples, and the earlier ones (separate samples)
+# For the legend: the variant that matches the library's defaults is "defaults", the one that
+# matches the defaults before shared check samples "earlier defaults".
+_LIBRARY = SmoothingSettings()
 DEFAULTS = {
-    "n_center": 10_000,
-    "n_check": 10_000,
-    "n_certify": 10_000,
-    "bound": "binomial",
-    "share_check_samples": True,
+    k: getattr(_LIBRARY, k)
+    for k in ("n_center", "n_check", "n_certify", "bound", "share_check_samples")
 }
 EARLIER = dict(DEFAULTS, n_certify=100_000, share_check_samples=False)
 PAPER = ("black", "--", "X")  # the paper preset: black, dashed, crosses
