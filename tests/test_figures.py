@@ -81,6 +81,26 @@ def test_abstentions_are_shown_on_the_curves(two_runs) -> None:
         pyplot().close(fig)
 
 
+def test_a_share_written_above_the_axes_clears_the_title(tmp_path: Path) -> None:
+    """Every input abstained: the 100% labels sit above the axes, under the title, not on it."""
+    run = load_runs([write(tmp_path / "none.jsonl", [header(), *rows(10)])])
+    summaries = [s for r in run for s in summarize(r)]
+    fig = curves_figure(
+        curves(summaries, [r.label for r in run]),
+        "a title long enough to reach across the whole width of these axes",
+    )
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        title = ax.title.get_window_extent(renderer)
+        labels = [t for t in ax.texts if t.get_text() == "100%"]
+        assert len(labels) == 2
+        assert all(not t.get_window_extent(renderer).overlaps(title) for t in labels)
+    finally:
+        pyplot().close(fig)
+
+
 def test_every_curve_has_a_colour_of_its_own(two_runs) -> None:
     summaries = [s for run in two_runs for s in summarize(run)]
     fig = curves_figure(curves(summaries, [run.label for run in two_runs]), "title")

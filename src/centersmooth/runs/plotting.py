@@ -90,6 +90,7 @@ def curves_figure(curves: Sequence[Curve], title: str) -> Any:
     lo, hi = min(finite), max(finite)
     pad = 0.08 * ((hi - lo) or abs(hi) or 1.0)
     bottom, top = lo - pad, hi + 3 * pad  # room above for open bands and their labels
+    labelled_top = False  # a share written above the axes: the title moves up to clear it
     for k, curve in enumerate(curves):
         color = colors[k % len(colors)]
         style, marker = RUN_STYLES[curve.run % len(RUN_STYLES)]
@@ -104,6 +105,7 @@ def curves_figure(curves: Sequence[Curve], title: str) -> Any:
                 ax.plot([xi], [top], marker="^", color=color, clip_on=False)
             if share > 0:
                 y = m if math.isfinite(m) else top
+                labelled_top |= y >= top
                 ax.annotate(
                     f"{share:.0%}", (xi, y), textcoords="offset points", xytext=(0, 7),
                     ha="center", fontsize=7, color=color, annotation_clip=False,
@@ -111,7 +113,7 @@ def curves_figure(curves: Sequence[Curve], title: str) -> Any:
     ax.set_ylim(bottom, top)
     ax.set_xlabel("eps_in")
     ax.set_ylabel("eps_out (median and interquartile band)")
-    ax.set_title(title)
+    ax.set_title(title, pad=18 if labelled_top else 6)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, handlelength=4, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if any(share > 0 for c in curves for share in c.not_certified):
