@@ -200,6 +200,7 @@ def test_string_distance_on_tensor_outputs():
         (dict(n_center=0), ValueError, "n_center must be a positive integer"),
         (dict(n_check=2.5), ValueError, "n_check must be a positive integer"),
         (dict(n_certify=-10), ValueError, "n_certify must be a positive integer"),
+        (dict(n_certify="autox"), ValueError, "n_certify must be a positive integer or 'auto'"),
         (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
         (dict(alpha_center=0.0), ValueError, "alpha_center must lie in"),
         (dict(alpha_certify=1.5), ValueError, "alpha_certify must lie in"),

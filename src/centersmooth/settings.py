@@ -90,8 +90,10 @@ class SmoothingSettings:
             scale = grid_noise.noise_scale(float(self.sigma), float(self.input_grid))
             grid_noise.noise_table(scale)  # refuses a bad ratio
         auto = self.n_certify == AUTO
-        for name in ("n_center", "n_check", "n_certify_cap") + (() if auto else ("n_certify",)):
+        for name in ("n_center", "n_check", "n_certify_cap"):
             _check_positive_int(name, getattr(self, name))
+        if not auto:
+            _check_positive_int("n_certify", self.n_certify, f" or {AUTO!r}")
         tolerance = self.n_certify_tolerance
         if not (is_real(tolerance) and 0.0 <= tolerance < 1.0):
             raise ValueError(f"n_certify_tolerance must lie in [0, 1), got {tolerance!r}")
@@ -439,6 +441,6 @@ def _check_candidate_count(label: str, k: Any, n_center: int) -> int:
     return int(k)
 
 
-def _check_positive_int(name: str, value: Any) -> None:
+def _check_positive_int(name: str, value: Any, alternative: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer{alternative}, got {value!r}")
