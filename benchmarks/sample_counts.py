@@ -55,6 +55,10 @@ CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
         {"n_center": 10_000, "n_check": 10_000, "n_certify": 10_000},
         "10^4 / 10^4 / 10^4, shared",
     ),
+    "1e4x2-pairwise": (
+        {"n_center": 10_000, "n_check": 10_000, "n_certify": 10_000, "pairwise_bound": True},
+        "10^4 / 10^4 / 10^4, shared, the pairwise bound (1,000 rows x 2,000 columns)",
+    ),
     "1e4-2e4": (
         {"n_center": 10_000, "n_check": 10_000, "n_certify": 20_000},
         "10^4 / 10^4 / 2 10^4, shared",
@@ -151,6 +155,7 @@ def measure(args: argparse.Namespace) -> None:
                     "outer": _floats(cert.quantile_radius),
                     "inner": _floats(cert.inner_radius),
                     "near": _floats(cert.near_radius),
+                    "pair": _floats(cert.pair_radius),
                     "radius": _float(cert.radius),
                     "delta1": cert.prediction.delta1,
                     "abstained": cert.abstained,

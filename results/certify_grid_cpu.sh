@@ -10,6 +10,8 @@
 #   stream separate-1e5 DATASET : the same at the defaults before shared check samples
 #                  (10^4 / 10^4 / 10^5, separate samples): sigma<S>-separate-1e5.jsonl
 #   stream auto DATASET : the same with --n-certify auto: sigma<S>-auto.jsonl
+#   stream pairwise DATASET : the defaults with --pairwise-bound (R_pair from 1,000 of the
+#                  center samples against 2,000 others): sigma<S>-pairwise.jsonl
 #   stream paper DATASET TASK SIGMA : one cell in l2 with --preset paper (10^4 / 10^4 / 10^6,
 #                  Hoeffding, samples-only centers) on the same inputs (the runner goes through
 #                  them in order, so a stopped run holds the first k of the 20)
@@ -72,6 +74,8 @@ case "${1:-}" in
   separate-1e5) cells "${2:?separate-1e5 needs mnist or fashion-mnist}" -separate-1e5 \
     --n-certify 100000 --no-share-check-samples --examples 0 ;;
   auto) cells "${2:?auto needs mnist or fashion-mnist}" -auto --n-certify auto --examples 0 ;;
+  pairwise) cells "${2:?pairwise needs mnist or fashion-mnist}" -pairwise --pairwise-bound \
+    --examples 0 ;;
   paper) paper "$2" "$3" "$4" ;;
   ball-mass)
     for sigma in 0.25 0.1 0.5; do

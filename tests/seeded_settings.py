@@ -1421,6 +1421,9 @@ def record_cases() -> dict[str, tuple[int, Callable[[int], list[Any]]]]:
         smoother = CenterSmoothing(_numpy_record_model(), seed=seed, **RECORD_COUNTS)
         return [smoother.certify(xs[2].double().numpy(), RECORD_EPS_IN)]
 
+    def pairwise(seed: int) -> CenterSmoothing:
+        return plain(seed, pairwise_bound=True, pair_rows=500, pair_columns=1_000)
+
     def abstains(seed: int) -> list[Any]:
         return [
             CenterSmoothing(coin, sigma=1.0, seed=seed, **COIN_COUNTS).certify(
@@ -1438,6 +1441,7 @@ def record_cases() -> dict[str, tuple[int, Callable[[int], list[Any]]]]:
         "numpy_model": (2, numpy_model),
         "input_grid": (4, lambda s: [plain(s, input_grid=1 / 256).certify(on_grid, RECORD_EPS_IN)]),
         "abstains": (COIN.seed, abstains),
+        "pairwise": (0, lambda s: [pairwise(s).certify(xs[0], RECORD_EPS_IN)]),
     }
 
 

@@ -245,7 +245,16 @@ def test_the_seed_reuse_settings_come_last():
     nan = default_settings(list(PROBLEMS), "nan-outputs")
     shared = default_settings(list(PROBLEMS), "shared-samples")
     auto = default_settings(list(PROBLEMS), "auto-samples")
-    assert every == standard + reuse + grid + nan + shared + auto and len(standard) == 20
+    pairwise = default_settings(list(PROBLEMS), "pairwise")
+    assert every == standard + reuse + grid + nan + shared + auto + pairwise
+    assert len(standard) == 20
+    assert all(s.pairwise_bound and s.share_check_samples for s in pairwise)
+    assert not any(s.pairwise_bound for s in standard + reuse + grid + nan + shared + auto)
+    assert [(s.problem, s.reuse_seed) for s in pairwise if s.candidates is None][-3:] == [
+        ("linear", True),
+        ("sine", False),
+        ("sine", True),
+    ]
     assert [s.nan_outputs for s in nan] == ["outside"] * 3
     assert [(s.problem, s.n_certify, s.n_certify_tolerance) for s in auto] == [
         ("rare-mode", "auto", 0.01), ("rare-mode", "auto", 0.0),

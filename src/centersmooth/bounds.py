@@ -602,19 +602,27 @@ def order_statistics(nearest_candidate: bool, mass: float) -> int:
 
 
 def eps_out_from_radii(
-    gamma: float, outer: float, inner: float, near: float, upper: float | None = None
+    gamma: float,
+    outer: float,
+    inner: float,
+    near: float,
+    upper: float | None = None,
+    pair: float | None = None,
 ) -> float:
     """The certified bound from the order statistics, capped at ``upper``, the largest value the
     distance can take (no two outputs exceed it anyway: a Jaccard certificate never says more
     than 1).
 
+    * pairwise bound (``pair`` given): ``gamma (R_outer + R_pair)``;
     * nearest-candidate bound (``near`` finite): ``gamma (R_outer + gamma (R_near + R_inner))``;
     * the paper's (``near = inf``): ``gamma (R_outer + beta R_inner)`` with ``beta = 2 gamma``,
       written ``gamma (1 + beta) R-hat`` when both are one order statistic (3 R-hat for metrics,
       10 R-hat for ``gamma = 2``).
     """
     g = gamma
-    if math.isfinite(near):
+    if pair is not None:
+        bound = g * (outer + pair)
+    elif math.isfinite(near):
         bound = g * (outer + g * (near + inner))
     elif outer == inner:  # one order statistic: the paper's expression
         bound = g * (1.0 + 2.0 * g) * outer

@@ -128,6 +128,8 @@ class Certificate:
     forward_passes: int = 0
     # the certification samples whose distances gave the order statistics (0 when abstained)
     certification_samples: int = 0
+    # R_pair: the pairwise bound's radius at x', from the center samples (inf without it)
+    pair_radius: float | np.ndarray = math.inf
 
     @property
     def abstain_reason(self) -> str | None:
@@ -193,6 +195,8 @@ class Certificate:
         }
         for name in aligned:
             values[name] = _numbers(record[name])
+        if "pair_radius" in record:  # records from before the pairwise bound have none
+            values["pair_radius"] = _numbers(record["pair_radius"])
         values["vacuous"] = _flags(record.get("vacuous", False))
         values["radius"] = _number(record["radius"])
         values["max_eps_in"] = _number(record["max_eps_in"])

@@ -90,17 +90,32 @@ def _smallest(holds: Callable[[int], bool], limit: int = 2**50) -> int | None:
 
 def samples_needed_text(settings: SmoothingSettings, over: Sequence[float]) -> str:
     """What each ``eps_in`` beyond ``max_eps_in`` would need: a fixed ``n_certify`` (the ``N``
-    of ``certify_samples_needed``), and with ``n_certify="auto"`` the cap (``cap_needed``)."""
-    if settings.auto:
-        return "; ".join(
-            f"eps_in {e:g} needs n_certify_cap >= {_count(cap_needed(settings, e))} (a fixed "
-            f"n_certify >= {_count(certify_samples_needed(settings, e))})"
-            for e in over
+    of ``certify_samples_needed``), and with ``n_certify="auto"`` the cap (``cap_needed``);
+    beyond the pairwise bound's reach, which certification samples do not move, more
+    ``pair_columns``."""
+    beyond = [e for e in over if e > settings.pair_limit]
+    parts = []
+    if beyond:
+        parts.append(
+            f"eps_in {', '.join(f'{e:g}' for e in beyond)} "
+            + ("is" if len(beyond) == 1 else "are")
+            + f" beyond the pairwise bound's reach ({settings.pair_limit:.4g}) with "
+            f"pair_columns={settings.pair_columns:,}, which more certification samples do not "
+            "move: more pair_columns (with n_center to hold them) or pairwise_bound=False"
         )
-    return "; ".join(
-        f"eps_in {e:g} needs n_certify >= {_count(certify_samples_needed(settings, e))}"
-        for e in over
-    )
+    for e in over:
+        if e in beyond:
+            continue
+        if settings.auto:
+            parts.append(
+                f"eps_in {e:g} needs n_certify_cap >= {_count(cap_needed(settings, e))} (a fixed "
+                f"n_certify >= {_count(certify_samples_needed(settings, e))})"
+            )
+        else:
+            parts.append(
+                f"eps_in {e:g} needs n_certify >= {_count(certify_samples_needed(settings, e))}"
+            )
+    return "; ".join(parts)
 
 
 def uncertifiable_message(settings: SmoothingSettings, eps: np.ndarray) -> str | None:

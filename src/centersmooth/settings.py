@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import bounds, grid_noise, rounds
+from . import bounds, grid_noise, pair_bound, rounds
 from .metrics import Metric, available_metrics
 from .metrics.base import is_real
 
@@ -66,6 +66,12 @@ class SmoothingSettings:
     # where an input needs them")
     n_certify_cap: int = rounds.DEFAULT_CAP
     n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE
+    # the radius at x' bounded between samples (docs/algorithm.md, "The pairwise bound"):
+    # eps_out = gamma (R_outer + R_pair), R_pair from the first pair_rows center samples (the
+    # rows) and the next pair_columns
+    pairwise_bound: bool = False
+    pair_rows: int = pair_bound.PAIR_ROWS
+    pair_columns: int = pair_bound.PAIR_COLUMNS
     # alpha_center's three parts: Delta1, the nearest candidate, the check
     alpha_delta1: float = field(init=False)
     alpha_nearest: float = field(init=False)
@@ -81,6 +87,9 @@ class SmoothingSettings:
     rounds: tuple[int, ...] = field(init=False)
     round_alphas: tuple[float, ...] = field(init=False)
     max_eps_in: float = field(init=False)  # the largest eps_in N certification samples can certify
+    # with the pairwise bound, the largest eps_in its ranks reach (inf without it): more
+    # certification samples do not move it
+    pair_limit: float = field(init=False)
 
     def __post_init__(self) -> None:
         _check_positive_real("sigma", self.sigma)
@@ -120,6 +129,7 @@ class SmoothingSettings:
                 f"{self.ball_mass!r}: the checked ball must keep a positive mass ball_mass - delta"
             )
         seed = None if self.seed is None else check_seed(self.seed)
+        _check_pairwise(self)
         if self.nan_outputs not in NAN_OUTPUTS:
             raise ValueError(
                 f"nan_outputs must be one of {NAN_OUTPUTS}, got {self.nan_outputs!r}: 'error' "
@@ -147,6 +157,9 @@ class SmoothingSettings:
             "share_check_samples": bool(self.share_check_samples),
             "n_certify_cap": int(self.n_certify_cap),
             "n_certify_tolerance": float(tolerance),
+            "pairwise_bound": bool(self.pairwise_bound),
+            "pair_rows": int(self.pair_rows),
+            "pair_columns": int(self.pair_columns),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)
@@ -158,7 +171,7 @@ class SmoothingSettings:
             self.ball_mass,
             self.nearest_candidate,
         )
-        statistics = bounds.order_statistics(self.nearest_candidate, self.ball_mass)
+        statistics = self.statistics
         derived = {
             "alpha_delta1": alphas.delta1,
             "alpha_nearest": alphas.nearest,
@@ -173,9 +186,10 @@ class SmoothingSettings:
         object.__setattr__(self, "rounds", counts)
         object.__setattr__(self, "round_alphas", spent)
         object.__setattr__(self, "certification_samples", counts[-1])
-        object.__setattr__(
-            self, "max_eps_in", self.max_eps_in_for(counts[-1], spent[-1] / statistics)
-        )
+        limit = self.pair_max_eps_in() if self.pairwise_bound else math.inf
+        largest = min(self.max_eps_in_for(counts[-1], spent[-1] / statistics), limit)
+        object.__setattr__(self, "pair_limit", limit)
+        object.__setattr__(self, "max_eps_in", largest)
         self._check_sample_counts()
 
     # ----------------------------------------------------------------------------- candidates
@@ -256,8 +270,14 @@ class SmoothingSettings:
     ) -> bounds.QuantileLevels:
         """``bounds.quantile_levels`` for these settings and ``metric`` (its candidate count
         sets ``R_near``'s level); with ``input_grid``, ``dim`` (the input's number of
-        coordinates) sets ``grid_slack``."""
+        coordinates) sets ``grid_slack``. With the pairwise bound only ``R_outer`` is read
+        from the certification samples (``R_pair`` comes from the center samples)."""
         near = self.nearest_mass(metric) if self.nearest_candidate else None
+        if self.pairwise_bound:
+            outer = bounds.certified_mass(
+                eps, self.sigma, self.delta, self.ball_mass, self.grid_slack(dim)
+            )
+            return bounds.QuantileLevels(outer, outer, None)
         return bounds.quantile_levels(
             eps, self.sigma, self.delta, self.ball_mass, self.delta1, near, self.grid_slack(dim)
         )
@@ -275,8 +295,61 @@ class SmoothingSettings:
 
     @property
     def statistics(self) -> int:
-        """How many order statistics share each round's alpha (see ``bounds.order_statistics``)."""
+        """How many order statistics share each round's alpha (see ``bounds.order_statistics``);
+        with the pairwise bound ``R_outer`` gets half of ``alpha_certify``, ``R_pair`` the other
+        half."""
+        if self.pairwise_bound:
+            return 2
         return bounds.order_statistics(self.nearest_candidate, self.ball_mass)
+
+    # ----------------------------------------------------------------------------- pairwise
+    def pair_levels(self, metric: Metric | None = None) -> pair_bound.PairLevels:
+        """The pairwise bound's levels for ``metric``'s sample candidates (all ``n_center``
+        samples, or its ``candidates``; the fewest in use without ``metric``)."""
+        k = self.fewest_candidates() if metric is None else self.candidates_for(metric)
+        return self._pair_levels(k or self.n_center)
+
+    def _pair_levels(self, k: int) -> pair_bound.PairLevels:
+        return pair_bound.pair_levels(
+            self.n_center,
+            k,
+            self.alpha_nearest,
+            self.alpha_delta1,
+            self.pair_rows,
+            self.pair_columns,
+            self.ball_mass,
+        )
+
+    def pair_ranks(
+        self, eps: np.ndarray, metric: Metric, dim: int | None = None
+    ) -> pair_bound.PairRanks:
+        """Ranks of ``R_pair`` per ``eps_in`` (see ``pair_bound.pair_ranks``), at half of
+        ``alpha_certify``."""
+        return pair_bound.pair_ranks(
+            eps,
+            self.sigma,
+            self.pair_levels(metric),
+            self.alpha_certify / 2.0,
+            self.ball_mass,
+            self.grid_slack(dim),
+            self.bound,
+        )
+
+    def pair_max_eps_in(self) -> float:
+        """Largest ``eps_in`` whose pairwise ranks fit, for every candidate count in use."""
+        slack = self.grid_slack()
+
+        def largest(levels: pair_bound.PairLevels) -> float:
+            def ranks_at(eps: np.ndarray) -> pair_bound.PairRanks:
+                return pair_bound.pair_ranks(
+                    eps, self.sigma, levels, self.alpha_certify / 2.0, self.ball_mass, slack,
+                    self.bound,
+                )  # fmt: skip
+
+            return pair_bound.pair_max_eps(self.sigma, levels, ranks_at)
+
+        counts = {self.fewest_candidates() or self.n_center, self.n_center}
+        return min(largest(self._pair_levels(k)) for k in counts)
 
     def max_eps_in_for(self, n_certify: int, alpha_quantile: float | None = None) -> float:
         """Largest certifiable ``eps_in`` with ``n_certify`` certification samples (the
@@ -408,6 +481,30 @@ def _check_grid_scale(sigma: float, grid: float) -> None:
         f"step, and no perturbation on the grid could be certified (that needs sigma / "
         f"input_grid >= {MIN_GRID_SCALE:g}); {advice}"
     )
+
+
+def _check_pairwise(settings: SmoothingSettings) -> None:
+    """The pairwise bound's own requirements: it spends the nearest candidate's shares of
+    ``alpha_center``, splits the center samples into rows and the rest, and is proved for
+    outputs that are all finite."""
+    if not settings.pairwise_bound:
+        return
+    if not settings.nearest_candidate:
+        raise ValueError(
+            "pairwise_bound=True needs nearest_candidate=True: it takes the nearest candidate's "
+            "shares of alpha_center"
+        )
+    if settings.nan_outputs != "error":
+        raise ValueError(
+            "pairwise_bound=True is proved for finite outputs only: use nan_outputs='error' with it"
+        )
+    _check_positive_int("pair_rows", settings.pair_rows)
+    _check_positive_int("pair_columns", settings.pair_columns)
+    if settings.pair_rows + settings.pair_columns > settings.n_center:
+        raise ValueError(
+            f"pair_rows + pair_columns = {settings.pair_rows + settings.pair_columns} exceeds "
+            f"n_center={settings.n_center}: both are parts of the center samples"
+        )
 
 
 def _check_positive_real(name: str, value: Any) -> None:

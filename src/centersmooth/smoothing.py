@@ -26,6 +26,7 @@ from .determinism import fix_cublas_workspace, seeded_kernels
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
+from .pair_bound import PAIR_COLUMNS, PAIR_ROWS, pair_radii
 from .planning import reachable, samples_needed_text, warn_abstention_risk
 from .sampling import (
     BaseFunction,
@@ -48,6 +49,9 @@ from .settings import (
 )
 
 __all__ = ["PAPER_SETTINGS", "CenterSmoothing", "Certificate", "Prediction"]
+
+# the radii a certificate reads: the three order statistics and, with the pairwise bound, R_pair
+RADII = (*bounds.QuantileRanks._fields, "pair")
 
 
 class CenterSmoothing:
@@ -146,6 +150,13 @@ class CenterSmoothing:
       by default) and stop when another round is expected to lower no requested ``eps_out`` by
       ``n_certify_tolerance`` (1%); the rounds share ``alpha_certify``, so the certificate keeps
       its confidence whatever the samples show ("Samples where an input needs them").
+    * ``pairwise_bound`` (off): bound the radius the smoothed function finds at ``x'`` by
+      ``R_pair``, measured between center samples (the first ``pair_rows``, 1,000, against the
+      next ``pair_columns``, 2,000) instead of through the triangle inequality:
+      ``eps_out = gamma (R_outer + R_pair)``, at the same confidence ("The pairwise bound").
+      It needs ``nearest_candidate`` and finite outputs, certifies up to a smaller
+      ``max_eps_in``, and costs up to ``pair_rows x pair_columns`` more distances per input and
+      distance.
     * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
       precision or compiled; the certificate then holds for that model, as evaluated.
 
@@ -182,6 +193,9 @@ class CenterSmoothing:
         n_certify_cap: int = rounds.DEFAULT_CAP,
         n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE,
         output: OutputSelector = None,
+        pairwise_bound: bool = False,
+        pair_rows: int = PAIR_ROWS,
+        pair_columns: int = PAIR_COLUMNS,
     ) -> None:
         self.settings = SmoothingSettings(
             sigma=sigma,
@@ -204,6 +218,9 @@ class CenterSmoothing:
             share_check_samples=share_check_samples,
             n_certify_cap=n_certify_cap,
             n_certify_tolerance=n_certify_tolerance,
+            pairwise_bound=pairwise_bound,
+            pair_rows=pair_rows,
+            pair_columns=pair_columns,
         )
         warn_abstention_risk(self.settings)
         self.metric = get_metric(metric)
@@ -257,24 +274,59 @@ class CenterSmoothing:
         return replace(pred, center=inputs.returned(pred.center))
 
     def _predict(
-        self, inputs: PreparedInputs, metrics: list[Metric], keep_check: bool = False
-    ) -> tuple[list[list[Prediction]], list[dict[str, float | None]], torch.Tensor | None]:
+        self,
+        inputs: PreparedInputs,
+        metrics: list[Metric],
+        keep_check: bool = False,
+        pair_eps: np.ndarray | None = None,
+    ) -> tuple[
+        list[list[Prediction]],
+        list[dict[str, float | None]],
+        torch.Tensor | None,
+        list[list[np.ndarray]],
+    ]:
         """Algorithm 1 for every input and metric, on one shared pair of sample sets per input
         (center, then check), indexed ``[input][metric]``, the output diameter per input and
-        distance name (see ``Metric.diameter``), and with ``keep_check`` the check's distances to
-        each center (``(inputs, metrics, n_check)``, float64; ``None`` without it)."""
+        distance name (see ``Metric.diameter``), with ``keep_check`` the check's distances to
+        each center (``(inputs, metrics, n_check)``, float64; ``None`` without it), and with
+        ``pair_eps`` (the pairwise bound) ``R_pair`` at those radii from the center samples
+        (``[input][metric]``; empty without it)."""
         self.settings.check_candidate_names(metrics)
-        centers, diameters = [], []
+        centers, diameters, pairs = [], [], []
         for collector in self._center_samples(inputs, metrics):
-            row, diameter = self._find_centers(collector.take(), metrics)
+            samples = collector.take()
+            row, diameter = self._find_centers(samples, metrics)
             centers.append(row)
             diameters.append(diameter)
+            if pair_eps is not None:
+                dim = inputs.xs[0].numel()
+                pairs.append(self._pair_radii(samples, metrics, row, pair_eps, dim))
         hits, kept = self._count_in_balls(inputs, metrics, centers, keep_check)
         predictions = [
             [self._decide(center, count) for center, count in zip(row, counts, strict=True)]
             for row, counts in zip(centers, hits, strict=True)
         ]
-        return predictions, diameters, kept
+        return predictions, diameters, kept, pairs
+
+    def _pair_radii(
+        self,
+        samples: Outputs,
+        metrics: list[Metric],
+        centers: list[Center],
+        eps: np.ndarray,
+        dim: int,
+    ) -> list[np.ndarray]:
+        """``R_pair`` per distance at each ``eps_in`` (``pair_bound.pair_radii``); ``inf`` for a
+        center without a ball (it abstains)."""
+        radii = []
+        for metric, center in zip(metrics, centers, strict=True):
+            if not math.isfinite(center.radius):
+                radii.append(np.full(eps.size, math.inf))
+                continue
+            levels = self.settings.pair_levels(metric)
+            ranks = self.settings.pair_ranks(eps, metric, dim)
+            radii.append(pair_radii(metric, samples, center.point, ranks, levels))
+        return radii
 
     def _center_samples(
         self, inputs: PreparedInputs, metrics: list[Metric]
@@ -409,6 +461,9 @@ class CenterSmoothing:
           ``Phi(Phi^-1(ball_mass + delta1) + h)`` and ``R_near`` at
           ``Phi(Phi^-1(nearest_mass) + h)``, each at ``alpha_certify / 3``, and
           ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``;
+        * pairwise bound (``pairwise_bound``): ``R_outer`` at ``alpha_certify / 2`` and
+          ``R_pair`` from the center samples at the other half, ``eps_out = gamma (R_outer +
+          R_pair)`` ("The pairwise bound");
         * the paper's: ``R-hat`` at ``Phi(Phi^-1(1/2 + delta) + h)`` (level ``alpha_certify``) and
           ``eps_out = gamma (1 + 2 gamma) R-hat``; with ``ball_mass < 1/2`` ``R_outer`` and
           ``R_inner`` at ``alpha_certify / 2`` each and ``gamma (R_outer + 2 gamma R_inner)``.
@@ -470,8 +525,13 @@ class CenterSmoothing:
         # a module's train/eval flags come back after; a seeded call asks for deterministic
         # kernels on a CUDA device (``determinism``)
         with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
-            preds, diameters, check_distances = self._predict(inputs, resolved, keep_check=shared)
-            found, drawn = self._certify_rounds(inputs, resolved, preds, check_distances, eps)
+            pair_eps = eps if self.settings.pairwise_bound else None
+            preds, diameters, check_distances, pairs = self._predict(
+                inputs, resolved, keep_check=shared, pair_eps=pair_eps
+            )
+            found, drawn = self._certify_rounds(
+                inputs, resolved, preds, check_distances, eps, pairs
+            )
             # one clean pass per input: f(x) must not depend on which inputs share a batch
             outside = self.settings.nan_outputs == "outside"
             clean = [
@@ -510,6 +570,7 @@ class CenterSmoothing:
                     quantile_radius=shaped(radii["outer"]),
                     inner_radius=shaped(radii["inner"]),
                     near_radius=shaped(radii["near"]),
+                    pair_radius=shaped(radii["pair"]),
                     smoothing_error=smoothing_error,
                     max_eps_in=self.settings.max_eps_in,
                     prediction=replace(pred, center=center),
@@ -542,6 +603,7 @@ class CenterSmoothing:
         preds: list[list[Prediction]],
         check_distances: torch.Tensor | None,
         eps: np.ndarray,
+        pairs: list[list[np.ndarray]],
     ) -> tuple[list[list[tuple[dict[str, np.ndarray], np.ndarray, int]]], list[int]]:
         """Steps 2 and 3 (step 1 is Algorithm 1), round by round (a fixed ``n_certify`` is one
         round of ``N`` samples): each round draws certification outputs up to its count
@@ -552,7 +614,9 @@ class CenterSmoothing:
         would lower none of the ``eps_out`` it can reach by ``n_certify_tolerance``
         (``rounds.another_round_pays``), or at the cap. Returns, per ``[input][metric]``, the
         radii, ``eps_out`` and the certification samples read, and the samples each input drew
-        here (``N - n_check`` with shared check samples: the check's come first)."""
+        here (``N - n_check`` with shared check samples: the check's come first). With the
+        pairwise bound ``pairs`` holds ``R_pair`` (from the center samples, the same in every
+        round) and ``R_inner`` / ``R_near`` are not read (``inf``)."""
         s = self.settings
         n_eps, last = eps.size, len(s.rounds) - 1
         dim = inputs.xs[0].numel()
@@ -560,7 +624,7 @@ class CenterSmoothing:
             m.name: [s.quantile_ranks(eps, m, dim, r) for r in range(last + 1)] for m in metrics
         }
         pursued = {name: reachable(at[-1], s.rounds[-1]) for name, at in ranks.items()}
-        nothing = {name: np.full(n_eps, math.inf) for name in bounds.QuantileRanks._fields}
+        nothing = {name: np.full(n_eps, math.inf) for name in RADII}
         found = [[(nothing, np.full(n_eps, math.inf), 0) for _ in metrics] for _ in preds]
         ordered: list[list[torch.Tensor | None]] = [[None] * len(metrics) for _ in preds]
         if check_distances is not None:
@@ -585,12 +649,13 @@ class CenterSmoothing:
                     so_far = fresh[row, j] if kept is None else torch.cat([kept, fresh[row, j]])
                     ordered[i][j] = sorted_so_far = torch.sort(so_far).values
                     radii = sorted_so_far.cpu().numpy()
-                    at = self._radii(ranks[metric.name][r], radii, n_eps)
+                    pair = pairs[i][j] if pairs else None
+                    at = self._radii(ranks[metric.name][r], radii, n_eps, pair)
                     best = {k: np.minimum(found[i][j][0][k], at[k]) for k in at}
                     found[i][j] = (best, self._eps_out(metric, best), n)
                     if r < last:
                         ahead = rounds.scaled_ranks(ranks[metric.name][r + 1], s.rounds[r + 1], n)
-                        expected = self._eps_out(metric, self._radii(ahead, radii, n_eps))
+                        expected = self._eps_out(metric, self._radii(ahead, radii, n_eps, pair))
                         more |= rounds.another_round_pays(
                             found[i][j][1], expected, pursued[metric.name], s.n_certify_tolerance
                         )
@@ -630,30 +695,42 @@ class CenterSmoothing:
         return distances
 
     def _radii(
-        self, ranks: bounds.QuantileRanks, radii: np.ndarray, n_eps: int
+        self,
+        ranks: bounds.QuantileRanks,
+        radii: np.ndarray,
+        n_eps: int,
+        pair: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Step 3: per ``eps_in``, ``R_outer``, ``R_inner`` and ``R_near`` as the sorted
         certification distances at their ranks (upper confidence bounds on the quantiles,
-        ``bounds.quantile_rank``); ``inf`` where a rank exceeds the distances at hand."""
-        found = {name: np.full(n_eps, math.inf) for name in bounds.QuantileRanks._fields}
+        ``bounds.quantile_rank``); ``inf`` where a rank exceeds the distances at hand. With the
+        pairwise bound, ``R_outer`` and ``pair`` (``R_pair``) only."""
+        found = {name: np.full(n_eps, math.inf) for name in RADII}
         for e in range(n_eps):
             picked = {name: int(at[e]) for name, at in ranks._asdict().items() if at is not None}
             if max(picked.values()) <= len(radii):
                 for name, k in picked.items():
                     found[name][e] = float(radii[k - 1])
+        if self.settings.pairwise_bound:
+            found["inner"] = np.full(n_eps, math.inf)
+            found["pair"] = np.full(n_eps, math.inf) if pair is None else pair.copy()
         return found
 
     def _eps_out(self, metric: Metric, radii: dict[str, np.ndarray]) -> np.ndarray:
         """Step 4: ``eps_out`` per ``eps_in`` from the radii (``bounds.eps_out_from_radii``);
         ``inf`` where one it needs is infinite."""
-        needed = (
-            ("outer", "inner", "near") if self.settings.nearest_candidate else ("outer", "inner")
-        )
+        s = self.settings
+        needed = ("outer", "inner", "near") if s.nearest_candidate else ("outer", "inner")
+        if s.pairwise_bound:
+            needed = ("outer", "pair")
         eps_out = np.full(radii["outer"].size, math.inf)
         for e in range(eps_out.size):
             if all(math.isfinite(radii[name][e]) for name in needed):
-                at_e = {name: float(radius[e]) for name, radius in radii.items()}
-                eps_out[e] = bounds.eps_out_from_radii(metric.gamma, **at_e, upper=metric.upper)
+                at_e = {name: float(radii[name][e]) for name in bounds.QuantileRanks._fields}
+                pair = float(radii["pair"][e]) if s.pairwise_bound else None
+                eps_out[e] = bounds.eps_out_from_radii(
+                    metric.gamma, **at_e, upper=metric.upper, pair=pair
+                )
         return eps_out
 
     # ----------------------------------------------------------------------------- levels
@@ -756,5 +833,6 @@ class CenterSmoothing:
             + ("" if s.nearest_candidate else "nearest_candidate=False, ")
             + ("" if s.input_grid is None else f"input_grid={s.input_grid:g}, ")
             + ("" if s.share_check_samples else "share_check_samples=False, ")
+            + ("pairwise_bound=True, " if s.pairwise_bound else "")
             + f"device={str(self.device)!r})"
         )

@@ -471,6 +471,24 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         "the paper's gamma (1 + 2 gamma) R-hat)",
     )
     cert.add_argument(
+        "--pairwise-bound",
+        action="store_true",
+        help="bound the radius at x' between center samples, eps_out = gamma (R_outer + "
+        "R_pair): tighter, costs more distances, certifies up to a smaller max_eps_in "
+        "(default: off)",
+    )
+    cert.add_argument(
+        "--pair-rows",
+        type=_positive_int,
+        help="with --pairwise-bound: center samples whose radius is measured (default: 1000)",
+    )
+    cert.add_argument(
+        "--pair-columns",
+        type=_positive_int,
+        help="with --pairwise-bound: center samples each row's radius is measured to "
+        "(default: 2000)",
+    )
+    cert.add_argument(
         "--autocast",
         choices=("bf16", "fp16"),
         help="run a torch model in low precision (default: its own precision)",
@@ -532,6 +550,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
         "alpha_certify",
         "delta",
         "ball_mass",
+        "pair_rows",
+        "pair_columns",
         "device",
         "autocast",
         "input_grid",
@@ -549,6 +569,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
             settings[flag] = getattr(args, flag)
     if getattr(args, "compile", False):
         settings["compile"] = True
+    if getattr(args, "pairwise_bound", False):
+        settings["pairwise_bound"] = True
     return settings
 
 
@@ -649,9 +671,12 @@ def check_eps_in(eps_in: Sequence[float], settings: SmoothingSettings) -> None:
 
     from ..planning import uncertifiable_message
 
-    message = uncertifiable_message(settings, np.asarray(eps_in, dtype=float))
+    eps = np.asarray(eps_in, dtype=float)
+    message = uncertifiable_message(settings, eps)
     if message is not None:
         flags = "--n-certify-cap" if settings.auto else "--n-certify (or --n-certify auto)"
+        if np.any(eps > settings.pair_limit):
+            flags = "--pair-columns (or drop --pairwise-bound)"
         warn(f"{message}. Those rows will have eps_out null: raise {flags} or --sigma")
 
 

@@ -120,6 +120,11 @@ class Setting:
     share_check_samples: bool = False
     n_certify_cap: int = 3_200
     n_certify_tolerance: float = 0.01
+    # the pairwise bound: R_pair from the first pair_rows center samples against the next
+    # pair_columns (docs/algorithm.md, "The pairwise bound")
+    pairwise_bound: bool = False
+    pair_rows: int = 60
+    pair_columns: int = 140
 
     @property
     def centers(self) -> str:
@@ -134,6 +139,8 @@ class Setting:
             centers += ", shared check samples"
             if (self.n_center, self.delta) != (200, 0.1):  # the one that abstains half the time
                 centers += f", n_center {self.n_center}, delta {self.delta:g}"
+        if self.pairwise_bound:
+            centers += f", pairwise bound ({self.pair_rows} x {self.pair_columns})"
         if self.n_certify == "auto":
             centers += (
                 f", n_certify auto up to {self.n_certify_cap}, tolerance "
@@ -175,6 +182,7 @@ class SettingResult:
         setting.setdefault("reuse_seed", False)
         setting.setdefault("input_grid", None)
         setting.setdefault("nan_outputs", "error")
+        setting.setdefault("pairwise_bound", False)
         events = [
             EventCount(
                 e["event"],
@@ -302,6 +310,9 @@ def _smoother(setting: Setting, base_function: Any, problem: Problem) -> CenterS
         share_check_samples=setting.share_check_samples,
         n_certify_cap=setting.n_certify_cap,
         n_certify_tolerance=setting.n_certify_tolerance,
+        pairwise_bound=setting.pairwise_bound,
+        pair_rows=setting.pair_rows,
+        pair_columns=setting.pair_columns,
     )
 
 
@@ -365,7 +376,7 @@ def run_setting(
     worst = [EventCount(f"worst_mass {level_tag(e)}", level=level) for e in eps]
     e2e = at_x_prime("end_to_end", setting.alpha_center + setting.alpha_certify)
     predict = EventCount("predict", level=smoother.alpha_check)
-    with_near = smoother.nearest_candidate and knows_adversary
+    with_near = smoother.nearest_candidate and not smoother.pairwise_bound and knows_adversary
     # rho(x') <= gamma (R_near + R_inner): Delta1 and the nearest candidate at x', the two
     # statistics at x; holds whether or not the run at x' reuses the noise of the run at x
     nearest = (
@@ -387,6 +398,15 @@ def run_setting(
             return None
         return at_x_prime(name, math.nan if setting.reuse_seed else level)
 
+    # rho(x') <= R_pair: a good sample candidate at x' whose ball holds m samples, and R_pair at
+    # x (docs/algorithm.md, "The pairwise bound"); whatever noise the run at x' draws
+    pair = (
+        at_x_prime(
+            "pair", smoother.alpha_center - smoother.alpha_check + smoother.alpha_certify / 2
+        )
+        if smoother.pairwise_bound and knows_adversary
+        else None
+    )
     zhat_inner = zhat_event("zhat_inner_ball", smoother.alpha_delta1 + smoother.alpha_quantile)
     zhat_near = zhat_event("zhat_near_ball", smoother.alpha_nearest + smoother.alpha_quantile)
     radius = EventCount(
@@ -447,6 +467,10 @@ def run_setting(
                     if not adv.abstained:
                         nearest.trials += 1
                         nearest.count += int(adv.radius > metric.gamma * (near + inner) + 1e-12)
+                if pair is not None and not adv.abstained:
+                    pair.trials += 1
+                    r_pair = float(np.asarray(cert.pair_radius)[j])
+                    pair.count += int(adv.radius > r_pair + 1e-12)
                 if not adv.abstained:
                     d = float(metric(zt, adv.center.reshape(1, *adv.center.shape))[0])
                     e2e.count += int(d > float(eps_out[j]))
@@ -487,7 +511,7 @@ def run_setting(
                 ev.trials += abstained if k <= n_samples else 0
         events += worst
     if knows_adversary:
-        for extra in (zhat_inner, zhat_near, nearest):
+        for extra in (zhat_inner, zhat_near, nearest, pair):
             if extra is not None:
                 events.append(extra)
         if setting.share_check_samples:  # the guarantee is unconditional: abstaining is no failure
@@ -590,7 +614,35 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
         settings += shared_sample_settings(standard)
     if group in ("all", "auto-samples"):
         settings += auto_sample_settings(problems)
+    if group in ("all", "pairwise"):
+        settings += pairwise_settings(problems)
     return settings
+
+
+def pairwise_settings(problems: Sequence[str]) -> list[Setting]:
+    """The ``pairwise`` group: the pairwise bound (60 rows against 140 columns of the 200 center
+    samples) on every problem with known masses, all + central and 10 candidates, with shared
+    check samples (the defaults' mode); the linear map with a prediction at ``x'`` that reuses
+    the certification's seed; the sine problem, whose reused seed defeats statements about balls
+    around our center, both ways."""
+    standard = [p for p in problems if p in STANDARD_PROBLEMS]
+    pairwise = [
+        Setting(problem=p, candidates=k, pairwise_bound=True, share_check_samples=True)
+        for p in standard
+        for k in (None, 10)
+    ]
+    if "linear" in problems:
+        pairwise.append(
+            Setting(problem="linear", pairwise_bound=True, share_check_samples=True,
+                    reuse_seed=True)
+        )  # fmt: skip
+    if "sine" in problems:
+        pairwise += [
+            Setting(problem="sine", eps_over_sigma=(0.1,), delta=0.35, reuse_seed=reuse,
+                    pairwise_bound=True, share_check_samples=True)
+            for reuse in (False, True)
+        ]  # fmt: skip
+    return pairwise
 
 
 def auto_sample_settings(problems: Sequence[str]) -> list[Setting]:
@@ -644,6 +696,7 @@ SETTING_GROUPS = (
     "nan-outputs",
     "shared-samples",
     "auto-samples",
+    "pairwise",
 )
 GRID_STEP = 0.05  # the input-grid group's grid: sigma / grid = 10 (5 for the clip problem)
 
@@ -704,7 +757,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "linear map with NaN outputs, put outside every ball (nan_outputs='outside'); "
         "shared-samples: the check's samples the first of the certification's, one setting "
         "accepting about half the time; auto-samples: n_certify='auto' on a rare far mode and "
-        "the linear map, with a stopping rule as greedy as it gets; all: every group",
+        "the linear map, with a stopping rule as greedy as it gets; pairwise: the pairwise "
+        "bound; all: every group",
     )
     parser.add_argument("--jsonl", type=Path, help="write one JSON line per setting here")
     parser.add_argument(

@@ -271,6 +271,7 @@ def markdown(runs: list[RunFile], summaries: list[Summary], plots: dict[str, lis
                 "ball_mass",
                 "nearest_candidate",
                 "share_check_samples",
+                "pairwise_bound",
             )
             if k in sm
         )

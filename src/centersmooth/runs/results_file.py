@@ -48,6 +48,7 @@ ROW_FIELDS = (
     "quantile_radius",
     "inner_radius",
     "near_radius",
+    "pair_radius",
     "max_eps_in",
     "vacuous",
     "output_diameter",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -240,9 +241,16 @@ class Worker:
                     smoothed_error = float(distances_to(metric, center, target)[0])
             if example is not None and not cert.abstained and isinstance(center, torch.Tensor):
                 example[f"center_{metric.name}"] = _numpy(center)
-            values = (cert.eps_out, cert.quantile_radius, cert.inner_radius, cert.near_radius)
-            eps_out, outer, inner, near = (
-                np.atleast_1d(np.asarray(value, dtype=float)) for value in values
+            values = (
+                cert.eps_out,
+                cert.quantile_radius,
+                cert.inner_radius,
+                cert.near_radius,
+                getattr(cert, "pair_radius", math.inf),
+            )
+            eps_out, outer, inner, near, pair = (
+                np.broadcast_to(np.atleast_1d(np.asarray(value, dtype=float)), (len(self.eps_in),))
+                for value in values
             )
             vacuous = np.broadcast_to(
                 np.atleast_1d(np.asarray(getattr(cert, "vacuous", False), dtype=bool)),
@@ -268,6 +276,7 @@ class Worker:
                         "quantile_radius": json_float(outer[j]),
                         "inner_radius": json_float(inner[j]),
                         "near_radius": json_float(near[j]),
+                        "pair_radius": json_float(pair[j]),
                         "max_eps_in": json_float(cert.max_eps_in),
                         "vacuous": bool(vacuous[j]),
                         "output_diameter": None if diameter is None else json_float(diameter),
