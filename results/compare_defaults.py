@@ -1,10 +1,12 @@
 """Write results/grid/defaults.md: the grid at today's default counts against the earlier
-defaults and against `--n-certify auto`, on the same models, inputs and seeds.
+defaults, against `--n-certify auto` and against the pairwise bound, on the same models, inputs
+and seeds.
 
-Each cell's three 4-distance files: `sigma<S>.jsonl` (10^4 / 10^4 / 10^4, shared check samples),
+Each cell's four 4-distance files: `sigma<S>.jsonl` (10^4 / 10^4 / 10^4, shared check samples),
 `sigma<S>-separate-1e5.jsonl` (10^4 / 10^4 / 10^5, separate samples: the defaults before shared
-check samples) and `sigma<S>-auto.jsonl` (10^4 / 10^4 / auto, shared). Medians over the inputs all
-three files hold; an abstention and a vacuous certificate count as an infinite `eps_out`.
+check samples), `sigma<S>-auto.jsonl` (10^4 / 10^4 / auto, shared) and `sigma<S>-pairwise.jsonl`
+(the defaults with `--pairwise-bound`). Medians over the inputs all four files hold; an abstention
+and a vacuous certificate count as an infinite `eps_out`.
 Usage: .venv/bin/python results/compare_defaults.py [GRID_DIR]
 """
 
@@ -31,6 +33,7 @@ VARIANTS = {  # name in the table: file suffix
     "earlier": "-separate-1e5",
     "defaults": "",
     "auto": "-auto",
+    "pairwise": "-pairwise",
 }
 TARGET = 1.01  # median eps_out of the defaults at most this times the earlier defaults'
 
@@ -101,7 +104,7 @@ def main(root: Path = ROOT) -> None:
             if result is not None:
                 cells[(cell, sigma)] = result
     if not cells:
-        sys.exit(f"no cell of {root} has all three files")
+        sys.exit(f"no cell of {root} has all four files")
     lines = summary(cells) + [""] + table(cells)
     (root / "defaults.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {root / 'defaults.md'} ({len(cells)} cells)")
@@ -124,6 +127,9 @@ def summary(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
         "- **auto**: 10^4 / 10^4 / `auto` (rounds doubling from 10^4 up to 10^6, tolerance 1%, "
         "shared; `sigma<S>-auto.jsonl`); its passes are per input, for all four `eps_in` "
         "together",
+        "- **pairwise**: the defaults' counts with the pairwise bound (`--pairwise-bound`, off "
+        "by default; `R_pair` from 1,000 of the center samples against 2,000 others; "
+        "`sigma<S>-pairwise.jsonl`)",
         "",
     ]
     n = len(cells)
@@ -140,25 +146,34 @@ def summary(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     every = [
         _r(c, "defaults", "earlier", m, h) for c in cells.values() for m in METRICS for h in hs
     ]
+    pairwise = [
+        _r(c, "pairwise", "earlier", m, h) for c in cells.values() for m in METRICS for h in hs
+    ]
     text += [
         "",
         f"Over all {len(every)} rows (cell, distance, h), defaults / earlier: {_span(every)} "
-        f"(min-max, median); {sum(r > TARGET for r in every)} rows above {TARGET}.",
+        f"(min-max, median); {sum(r > TARGET for r in every)} rows above {TARGET}. "
+        f"Pairwise / earlier: {_span(pairwise)}; {sum(r > TARGET for r in pairwise)} rows "
+        f"above {TARGET}.",
     ]
     text.append("")
     text.append(f"Ratios over the {n} cells (min-max, median; `above`: rows above {TARGET}):")
     text.append("")
-    text.append("| distance | h | defaults / earlier | above | auto / earlier | auto / defaults |")
-    text.append("|---|---|---|---|---|---|")
+    text.append(
+        "| distance | h | defaults / earlier | above | auto / earlier | auto / defaults "
+        "| pairwise / earlier |"
+    )
+    text.append("|---|---|---|---|---|---|---|")
     for metric in METRICS:
         for h in hs:
             new = [_r(c, "defaults", "earlier", metric, h) for c in cells.values()]
             auto = [_r(c, "auto", "earlier", metric, h) for c in cells.values()]
             auto_new = [_r(c, "auto", "defaults", metric, h) for c in cells.values()]
+            pair = [_r(c, "pairwise", "earlier", metric, h) for c in cells.values()]
             above = sum(r > TARGET for r in new)
             text.append(
                 f"| {metric} | {h:g} | {_span(new)} | {above} of {len(new)} | {_span(auto)} "
-                f"| {_span(auto_new)} |"
+                f"| {_span(auto_new)} | {_span(pair)} |"
             )
     seconds = [ratio(c["seconds:defaults"], c["seconds:earlier"]) for c in cells.values()]
     text += [
@@ -167,7 +182,9 @@ def summary(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
         f"earlier: {_span(seconds)}. The two ran one after the other in the same stream, "
         "beside the other data set's stream, so the ratio is indicative (`results/README.md` "
         "says which runs had the faster tv1 / tv2 search); `benchmarks/RESULTS.md` has the "
-        "side-by-side measurement.",
+        "side-by-side measurement. The pairwise runs came later, with the faster center search "
+        "of 6 Dec 17:00 UTC: their seconds (median per cell "
+        f"{_span([c['seconds:pairwise'] for c in cells.values()])}) compare with neither.",
     ]
     return text
 
@@ -178,8 +195,8 @@ def table(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     h_text = " / ".join(f"{h:g}" for h in hs)
     lines = [
         f"| cell | sigma | distance | earlier `eps_out`, h = {h_text} | defaults / earlier "
-        "| auto / earlier | auto passes (median, max) |",
-        "|---|---|---|---|---|---|---|",
+        "| auto / earlier | auto passes (median, max) | pairwise / earlier |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (cell, sigma), c in cells.items():
         passes = c["passes:auto"]
@@ -187,9 +204,10 @@ def table(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
             earlier = " / ".join(f"{c['medians'][('earlier', metric, h)]:.4g}" for h in c["hs"])
             new = " / ".join(f"{_r(c, 'defaults', 'earlier', metric, h):.4f}" for h in c["hs"])
             auto = " / ".join(f"{_r(c, 'auto', 'earlier', metric, h):.4f}" for h in c["hs"])
+            pair = " / ".join(f"{_r(c, 'pairwise', 'earlier', metric, h):.4f}" for h in c["hs"])
             lines.append(
                 f"| {cell} | {sigma} | {metric} | {earlier} | {new} | {auto} "
-                f"| {median(passes):,.0f}, {max(passes):,} |"
+                f"| {median(passes):,.0f}, {max(passes):,} | {pair} |"
             )
     return lines
 

@@ -421,6 +421,27 @@ def test_a_file_from_before_shared_check_samples_resumes_with_them_off(
     assert run(out, x[:2], t[:2], seed=7, smoothing=separate, resume=True) == rows
 
 
+def test_a_file_from_before_the_pairwise_bound_resumes_without_it(
+    tmp_path: Path, data: tuple
+) -> None:
+    """A header without ``pairwise_bound`` (and its counts) was written without it: it resumes
+    so, and is refused with the bound on; the counts are part of the configuration only with
+    the bound."""
+    x, t = data
+    out = tmp_path / "old.jsonl"
+    rows = run(out, x[:2], t[:2], seed=7)
+    lines = out.read_text().splitlines(keepends=True)
+    header = json.loads(lines[0])
+    smoothing = header["config"]["smoothing"]
+    assert smoothing.pop("pairwise_bound") is False
+    assert "pair_rows" not in smoothing and "pair_columns" not in smoothing
+    out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
+    assert run(out, x[:2], t[:2], seed=7, resume=True) == rows
+    with pytest.raises(ValueError, match="pairwise_bound: False in the file, True now"):
+        pairwise = {**SMOOTHING, "pairwise_bound": True, "pair_rows": 100, "pair_columns": 200}
+        run(out, x[:2], t[:2], seed=7, smoothing=pairwise, resume=True)
+
+
 def test_a_bad_line_inside_the_file_is_an_error(
     tmp_path: Path, data: tuple, ref_file: Path
 ) -> None:

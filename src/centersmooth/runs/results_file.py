@@ -255,8 +255,9 @@ def prepare_file_header(
     if existing.header.get("format") != FORMAT:
         raise ValueError(f"{path} is not a centersmooth results file (format {FORMAT!r})")
     old_config = {"noise_stream": LEGACY_NOISE_STREAM, **existing.header.get("config", {})}
-    if isinstance(old_config.get("smoothing"), dict):  # files from before the switch existed
-        old_config["smoothing"] = {"share_check_samples": False, **old_config["smoothing"]}
+    if isinstance(old_config.get("smoothing"), dict):  # files from before these switches
+        before = {"share_check_samples": False, "pairwise_bound": False}
+        old_config["smoothing"] = {**before, **old_config["smoothing"]}
     stream = config.get("noise_stream", LEGACY_NOISE_STREAM)
     if old_config["noise_stream"] != stream:
         raise ValueError(

@@ -69,6 +69,8 @@ _RESERVED_SMOOTHING = ("base_function", "metric", "seed")
 _RUNTIME_SMOOTHING = ("device", "progress", "check_metric")
 # Arguments that change nothing unless n_certify="auto": left out of the configuration otherwise.
 _AUTO_SMOOTHING = ("n_certify_cap", "n_certify_tolerance")
+# the pairwise bound's counts change nothing without it
+_PAIR_SMOOTHING = ("pair_rows", "pair_columns")
 
 
 # ------------------------------------------------------------------------------------ seeds
@@ -144,8 +146,10 @@ def _config(
     digest: str,
 ) -> dict[str, Any]:
     """What a resumed run must match: everything that changes a row (the cap and tolerance of
-    ``n_certify="auto"`` only where it is asked for)."""
+    ``n_certify="auto"`` and the pairwise bound's counts only where they are asked for)."""
     unused = () if smoothing.get("n_certify") == "auto" else _AUTO_SMOOTHING
+    if not smoothing.get("pairwise_bound"):
+        unused += _PAIR_SMOOTHING
     return jsonable(
         {
             "eps_in": eps_in,
