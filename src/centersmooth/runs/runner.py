@@ -147,7 +147,7 @@ def _config(
 ) -> dict[str, Any]:
     """What a resumed run must match: everything that changes a row (the cap and tolerance of
     ``n_certify="auto"`` and the pairwise bound's counts only where they are asked for)."""
-    unused = () if smoothing.get("n_certify") == "auto" else _AUTO_SMOOTHING
+    unused: tuple[str, ...] = () if smoothing.get("n_certify") == "auto" else _AUTO_SMOOTHING
     if not smoothing.get("pairwise_bound"):
         unused += _PAIR_SMOOTHING
     return jsonable(
