@@ -585,13 +585,15 @@ class CenterSmoothing:
     def _warn_beyond_max_eps_in(self, eps: np.ndarray) -> None:
         """One ``UncertifiableRadiusWarning`` per call for the radii beyond ``max_eps_in``, with
         the certification samples each would need (``planning.samples_needed_text``)."""
-        over = eps[eps > self.settings.max_eps_in]
+        s = self.settings
+        over = eps[eps > s.max_eps_in]
         if over.size:
             warnings.warn(
                 f"eps_in {', '.join(f'{e:g}' for e in over)} "
                 + ("exceeds" if over.size == 1 else "exceed")
-                + f" max_eps_in: eps_out is inf there. {radius_advice(self.settings.max_eps_in)}"
-                + f"; {samples_needed_text(self.settings, [float(e) for e in over])}",
+                + " max_eps_in: eps_out is inf there. "
+                + radius_advice(s.max_eps_in, samples_help=not np.any(over > s.pair_limit))
+                + f"; {samples_needed_text(s, [float(e) for e in over])}",
                 UncertifiableRadiusWarning,
                 stacklevel=outside_caller(),
             )
