@@ -65,12 +65,20 @@ def search_mass(n_all: int, n_kept: int, mass: float = 0.5) -> float | None:
     return (rank - 0.5) / n_kept
 
 
-def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float = 0.5) -> float:
+def delta1(
+    n_center: int,
+    alpha: float,
+    bound: Bound = "binomial",
+    mass: float = 0.5,
+    counted: int | None = None,
+) -> float:
     """Margin ``Delta1`` such that a ball of mass ``mass + Delta1`` holds ``m`` of ``Z1``.
 
     Guarantee: for any fixed ball of true mass at least ``mass + Delta1``, the probability that
     it holds fewer than ``m = ball_rank(n_center, mass)`` of the ``n_center`` i.i.d. samples is at
-    most ``alpha``.
+    most ``alpha``. ``counted`` (binomial only): the ball is counted over that many of the samples
+    instead (the pairwise bound counts a candidate's ball over the ``n_center - 1`` others);
+    where they cannot hold ``m``, ``1 - mass`` (no mass below 1 will do).
 
     * binomial: ``P(Bin(n, q) < m) <= alpha`` iff ``I_q(m, n - m + 1) >= 1 - alpha`` (the
       binomial-beta identity), so the smallest such ``q`` is the ``1 - alpha`` quantile of
@@ -86,9 +94,12 @@ def delta1(n_center: int, alpha: float, bound: Bound = "binomial", mass: float =
     if check_bound(bound) == "hoeffding":
         return hoeffding_term(n_center, alpha)
     m = ball_rank(n_center, mass)
-    q = float(stats.beta.isf(alpha, m, n_center - m + 1))
+    n = n_center if counted is None else counted
+    if m > n:
+        return 1.0 - mass
+    q = float(stats.beta.isf(alpha, m, n - m + 1))
     limit = alpha * (1.0 - TAIL_MARGIN)
-    q = _raise_until(lambda t: stats.binom.cdf(m - 1, n_center, t) <= limit, q)
+    q = _raise_until(lambda t: stats.binom.cdf(m - 1, n, t) <= limit, q)
     margin = q - mass
     while mass + margin < q:  # rounded so that the level ``mass + Delta1`` is not below ``q``
         margin = math.nextafter(margin, math.inf)

@@ -21,18 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy import stats
 
-from .bounds import (
-    TAIL_MARGIN,
-    Bound,
-    _raise_until,
-    _sum_up,
-    ball_rank,
-    nearest_mass,
-    quantile_rank,
-    shifted_mass,
-)
+from .bounds import Bound, _sum_up, delta1, nearest_mass, quantile_rank, shifted_mass
 from .center import batch_len, distances_to, take
 from .metrics.base import Metric, Outputs
 
@@ -63,20 +53,8 @@ def pair_delta1(n_center: int, alpha: float, mass: float = 0.5) -> float:
     """``Delta1'``: a ball of mass ``mass + Delta1'`` around a fixed point holds at least
     ``m = ball_rank(n_center, mass)`` of ``n_center - 1`` i.i.d. samples except with probability
     at most ``alpha`` (the run at ``x'`` counts a sample candidate's ball over the other samples,
-    not itself). Exact: ``P(Bin(n - 1, q) < m) <= alpha`` iff ``q`` is at least the
-    ``1 - alpha`` quantile of ``Beta(m, n - m)``, raised until the computed tail is at most
-    ``alpha (1 - TAIL_MARGIN)``."""
-    m = ball_rank(n_center, mass)
-    n = n_center - 1
-    if m > n:
-        return 1.0 - mass  # no mass below 1 makes n - 1 samples hold n: nothing certifies
-    q = float(stats.beta.isf(alpha, m, n - m + 1))
-    limit = alpha * (1.0 - TAIL_MARGIN)
-    q = _raise_until(lambda t: stats.binom.cdf(m - 1, n, t) <= limit, q)
-    margin = q - mass
-    while mass + margin < q:  # the level mass + Delta1' is not below q
-        margin = math.nextafter(margin, math.inf)
-    return margin
+    not itself): ``bounds.delta1`` counted over ``n_center - 1``, exact binomial."""
+    return delta1(n_center, alpha, "binomial", mass, counted=n_center - 1)
 
 
 class PairLevels(NamedTuple):

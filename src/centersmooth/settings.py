@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -272,12 +273,12 @@ class SmoothingSettings:
         sets ``R_near``'s level); with ``input_grid``, ``dim`` (the input's number of
         coordinates) sets ``grid_slack``. With the pairwise bound only ``R_outer`` is read
         from the certification samples (``R_pair`` comes from the center samples)."""
-        near = self.nearest_mass(metric) if self.nearest_candidate else None
         if self.pairwise_bound:
             outer = bounds.certified_mass(
                 eps, self.sigma, self.delta, self.ball_mass, self.grid_slack(dim)
             )
             return bounds.QuantileLevels(outer, outer, None)
+        near = self.nearest_mass(metric) if self.nearest_candidate else None
         return bounds.quantile_levels(
             eps, self.sigma, self.delta, self.ball_mass, self.delta1, near, self.grid_slack(dim)
         )
@@ -321,14 +322,18 @@ class SmoothingSettings:
         )
 
     def pair_ranks(
-        self, eps: np.ndarray, metric: Metric, dim: int | None = None
+        self,
+        eps: np.ndarray,
+        metric: Metric | None = None,
+        dim: int | None = None,
+        levels: pair_bound.PairLevels | None = None,
     ) -> pair_bound.PairRanks:
         """Ranks of ``R_pair`` per ``eps_in`` (see ``pair_bound.pair_ranks``), at half of
-        ``alpha_certify``."""
+        ``alpha_certify``, for ``levels`` (``metric``'s by default)."""
         return pair_bound.pair_ranks(
             eps,
             self.sigma,
-            self.pair_levels(metric),
+            self.pair_levels(metric) if levels is None else levels,
             self.alpha_certify / 2.0,
             self.ball_mass,
             self.grid_slack(dim),
@@ -337,19 +342,11 @@ class SmoothingSettings:
 
     def pair_max_eps_in(self) -> float:
         """Largest ``eps_in`` whose pairwise ranks fit, for every candidate count in use."""
-        slack = self.grid_slack()
-
-        def largest(levels: pair_bound.PairLevels) -> float:
-            def ranks_at(eps: np.ndarray) -> pair_bound.PairRanks:
-                return pair_bound.pair_ranks(
-                    eps, self.sigma, levels, self.alpha_certify / 2.0, self.ball_mass, slack,
-                    self.bound,
-                )  # fmt: skip
-
-            return pair_bound.pair_max_eps(self.sigma, levels, ranks_at)
-
         counts = {self.fewest_candidates() or self.n_center, self.n_center}
-        return min(largest(self._pair_levels(k)) for k in counts)
+        return min(
+            pair_bound.pair_max_eps(self.sigma, levels, partial(self.pair_ranks, levels=levels))
+            for levels in map(self._pair_levels, counts)
+        )
 
     def max_eps_in_for(self, n_certify: int, alpha_quantile: float | None = None) -> float:
         """Largest certifiable ``eps_in`` with ``n_certify`` certification samples (the

@@ -26,7 +26,7 @@ from .determinism import fix_cublas_workspace, seeded_kernels
 from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
-from .pair_bound import PAIR_COLUMNS, PAIR_ROWS, pair_radii
+from .pair_bound import PAIR_COLUMNS, PAIR_ROWS, PairLevels, PairRanks, pair_radii
 from .planning import reachable, samples_needed_text, warn_abstention_risk
 from .sampling import (
     BaseFunction,
@@ -291,16 +291,21 @@ class CenterSmoothing:
         each center (``(inputs, metrics, n_check)``, float64; ``None`` without it), and with
         ``pair_eps`` (the pairwise bound) ``R_pair`` at those radii from the center samples
         (``[input][metric]``; empty without it)."""
-        self.settings.check_candidate_names(metrics)
+        s = self.settings
+        s.check_candidate_names(metrics)
+        plans = []  # each distance's pairwise levels and ranks: the same for every input
+        if pair_eps is not None:
+            dim = inputs.xs[0].numel()
+            levels = [s.pair_levels(metric) for metric in metrics]
+            plans = [(at, s.pair_ranks(pair_eps, dim=dim, levels=at)) for at in levels]
         centers, diameters, pairs = [], [], []
         for collector in self._center_samples(inputs, metrics):
             samples = collector.take()
             row, diameter = self._find_centers(samples, metrics)
             centers.append(row)
             diameters.append(diameter)
-            if pair_eps is not None:
-                dim = inputs.xs[0].numel()
-                pairs.append(self._pair_radii(samples, metrics, row, pair_eps, dim))
+            if plans:
+                pairs.append(self._pair_radii(samples, metrics, row, plans))
         hits, kept = self._count_in_balls(inputs, metrics, centers, keep_check)
         predictions = [
             [self._decide(center, count) for center, count in zip(row, counts, strict=True)]
@@ -308,23 +313,20 @@ class CenterSmoothing:
         ]
         return predictions, diameters, kept, pairs
 
+    @staticmethod
     def _pair_radii(
-        self,
         samples: Outputs,
         metrics: list[Metric],
         centers: list[Center],
-        eps: np.ndarray,
-        dim: int,
+        plans: list[tuple[PairLevels, PairRanks]],
     ) -> list[np.ndarray]:
-        """``R_pair`` per distance at each ``eps_in`` (``pair_bound.pair_radii``); ``inf`` for a
-        center without a ball (it abstains)."""
+        """``R_pair`` per distance at each ``eps_in`` (``pair_bound.pair_radii``) from its
+        levels and ranks; ``inf`` for a center without a ball (it abstains)."""
         radii = []
-        for metric, center in zip(metrics, centers, strict=True):
+        for metric, center, (levels, ranks) in zip(metrics, centers, plans, strict=True):
             if not math.isfinite(center.radius):
-                radii.append(np.full(eps.size, math.inf))
+                radii.append(np.full(len(ranks.near), math.inf))
                 continue
-            levels = self.settings.pair_levels(metric)
-            ranks = self.settings.pair_ranks(eps, metric, dim)
             radii.append(pair_radii(metric, samples, center.point, ranks, levels))
         return radii
 
