@@ -83,12 +83,14 @@ def from_results(specs: list[str], metric: str = "l2") -> None:
 
 
 # a cell's files beside ``sigma<S>-paper.jsonl``, by the suffix after ``sigma<S>``: the
-# 4-distance grid at the library's defaults (its l2 rows), at the earlier defaults on the same
+# 4-distance grid at the library's defaults (its l2 rows), at the same counts with the
+# nearest-candidate bound alone, at the earlier defaults on the same
 # models and seeds, their first run with the earlier noise stream, and runs made before the
 # nearest-candidate bound with the 2-approximation bound's ``eps_out`` (the same grid, and
 # ``--ball-mass 0.25``)
 GRID_VARIANTS = {
     "ours": "",  # the library's defaults
+    "ours, nearest-candidate bound alone": "-nearest",  # the same counts, --no-pairwise-bound
     "ours, earlier defaults": "-separate-1e5",  # 10^4 / 10^4 / 10^5, separate samples
     "ours, earlier defaults, first run": "-torch-mt-v1",  # the same, earlier noise stream
     "ours, 2-approximation bound": "-3rhat",

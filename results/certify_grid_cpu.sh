@@ -5,13 +5,17 @@
 # would cost about 8 min per input on a CPU thread for the two (no matrix-product form).
 #   stream mnist | fashion-mnist : both tasks, sigma 0.25, 0.1, 0.5, at the library's defaults
 #                  (10^4 / 10^4 / 10^4, the check's samples the first of the certification's;
-#                  binomial bounds, central candidates, all-pairs center search):
+#                  binomial bounds, central candidates, all-pairs center search; the pairwise
+#                  bound, R_pair from 1,000 of the center samples against 2,000 others):
 #                  sigma<S>.jsonl, with the arrays of 4 example inputs
-#   stream separate-1e5 DATASET : the same at the defaults before shared check samples
-#                  (10^4 / 10^4 / 10^5, separate samples): sigma<S>-separate-1e5.jsonl
-#   stream auto DATASET : the same with --n-certify auto: sigma<S>-auto.jsonl
-#   stream pairwise DATASET : the defaults with --pairwise-bound (R_pair from 1,000 of the
-#                  center samples against 2,000 others): sigma<S>-pairwise.jsonl
+#   stream nearest DATASET : the same with the nearest-candidate bound alone
+#                  (--no-pairwise-bound, the defaults before the pairwise bound):
+#                  sigma<S>-nearest.jsonl, with the arrays of 4 example inputs
+#   stream separate-1e5 DATASET : the defaults before shared check samples (10^4 / 10^4 /
+#                  10^5, separate samples, the nearest-candidate bound): sigma<S>-separate-1e5.jsonl
+#   stream auto DATASET : the nearest stream with --n-certify auto: sigma<S>-auto.jsonl
+# Every stream but the first runs with --no-pairwise-bound: their files were drawn before the
+# pairwise bound was the default, and a file resumes only with the settings it was made with.
 #   stream paper DATASET TASK SIGMA : one cell in l2 with --preset paper (10^4 / 10^4 / 10^6,
 #                  Hoeffding, samples-only centers) on the same inputs (the runner goes through
 #                  them in order, so a stopped run holds the first k of the 20)
@@ -28,8 +32,8 @@
 #                  sample-efficiency comparison at 10^4 certification samples)
 #   stream classifier : the MNIST classifier's probability vector in total variation, 10 inputs
 #                  (run earlier with this command; its file moved here)
-# sigma<S>.jsonl, -separate-1e5 and -auto were drawn on 6 Dec 2026 on the models of
-# results/train_cpu.sh as trained that day; sigma<S>-torch-mt-v1.jsonl is the run of 26 Nov
+# sigma<S>-nearest.jsonl (then named sigma<S>.jsonl), -separate-1e5 and -auto were drawn on 6 Dec
+# 2026 on the models of results/train_cpu.sh as trained that day, sigma<S>.jsonl the same evening; sigma<S>-torch-mt-v1.jsonl is the run of 26 Nov
 # with the earlier noise stream and the models as first trained, and sigma<S>-3rhat.jsonl that
 # run's samples certified before the bound changed, with the paper's 3 R-hat.
 # One torch thread per stream; each file resumes where it stopped.
@@ -71,11 +75,12 @@ paper() {  # paper DATASET TASK SIGMA
 
 case "${1:-}" in
   mnist | fashion-mnist) cells "$1" "" --examples 4 ;;
+  nearest) cells "${2:?nearest needs mnist or fashion-mnist}" -nearest --no-pairwise-bound \
+    --examples 4 ;;
   separate-1e5) cells "${2:?separate-1e5 needs mnist or fashion-mnist}" -separate-1e5 \
-    --n-certify 100000 --no-share-check-samples --examples 0 ;;
-  auto) cells "${2:?auto needs mnist or fashion-mnist}" -auto --n-certify auto --examples 0 ;;
-  pairwise) cells "${2:?pairwise needs mnist or fashion-mnist}" -pairwise --pairwise-bound \
-    --examples 0 ;;
+    --n-certify 100000 --no-share-check-samples --no-pairwise-bound --examples 0 ;;
+  auto) cells "${2:?auto needs mnist or fashion-mnist}" -auto --n-certify auto \
+    --no-pairwise-bound --examples 0 ;;
   paper) paper "$2" "$3" "$4" ;;
   ball-mass)
     for sigma in 0.25 0.1 0.5; do
@@ -83,7 +88,7 @@ case "${1:-}" in
         mkdir -p "results/grid/$3-$task"
         $CS certify "$task" --checkpoint "$MODELS/$task-$3-sigma$sigma-seed0.pt" \
           --sigma "$sigma" --metric l2 --ball-mass "$2" --n-certify 100000 \
-          --no-share-check-samples --examples 0 "${COMMON[@]}" \
+          --no-share-check-samples --no-pairwise-bound --examples 0 "${COMMON[@]}" \
           --out "results/grid/$3-$task/sigma$sigma-mass$2.jsonl"
       done
     done
@@ -109,7 +114,8 @@ case "${1:-}" in
   ncertify1e4)
     mkdir -p results/grid/mnist-autoencoder
     $CS certify autoencoder --checkpoint "$MODELS/autoencoder-mnist-sigma0.25-seed0.pt" \
-      --sigma 0.25 --metric l2 --n-certify 10000 --no-share-check-samples --examples 0 \
+      --sigma 0.25 --metric l2 --n-certify 10000 --no-share-check-samples --no-pairwise-bound \
+      --examples 0 \
       "${COMMON[@]}" \
       --out results/grid/mnist-autoencoder/sigma0.25-ncertify1e4.jsonl
     ;;
@@ -117,9 +123,10 @@ case "${1:-}" in
     mkdir -p results/grid/mnist-classifier
     $CS certify classifier --checkpoint "$MODELS/classifier-mnist-sigma0.25-seed0.pt" \
       --sigma 0.25 --metric total_variation --eps-in 0.5 1 1.5 2 --eps-in-relative \
-      --n-certify 100000 --no-share-check-samples --n-inputs 10 --seed 0 --threads 1 \
+      --n-certify 100000 --no-share-check-samples --no-pairwise-bound --n-inputs 10 --seed 0 \
+      --threads 1 \
       --examples 0 --quiet --resume \
       --out results/grid/mnist-classifier/sigma0.25.jsonl
     ;;
-  *) echo "usage: $0 mnist|fashion-mnist|separate-1e5 DATASET|auto DATASET|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ball-mass MASS DATASET|ncertify1e4|classifier" >&2; exit 2 ;;
+  *) echo "usage: $0 mnist|fashion-mnist|nearest DATASET|separate-1e5 DATASET|auto DATASET|paper DATASET TASK SIGMA|paper-rounds MINUTES [reverse]|ball-mass MASS DATASET|ncertify1e4|classifier" >&2; exit 2 ;;
 esac

@@ -1,12 +1,14 @@
-"""Write results/grid/defaults.md: the grid at today's default counts against the earlier
-defaults, against `--n-certify auto` and against the pairwise bound, on the same models, inputs
-and seeds.
+"""Write results/grid/defaults.md: the grid at today's defaults against the earlier defaults,
+against the same counts with the nearest-candidate bound alone and against `--n-certify auto`, on
+the same models, inputs and seeds.
 
-Each cell's four 4-distance files: `sigma<S>.jsonl` (10^4 / 10^4 / 10^4, shared check samples),
-`sigma<S>-separate-1e5.jsonl` (10^4 / 10^4 / 10^5, separate samples: the defaults before shared
-check samples), `sigma<S>-auto.jsonl` (10^4 / 10^4 / auto, shared) and `sigma<S>-pairwise.jsonl`
-(the defaults with `--pairwise-bound`). Medians over the inputs all four files hold; an abstention
-and a vacuous certificate count as an infinite `eps_out`.
+Each cell's four 4-distance files: `sigma<S>.jsonl` (10^4 / 10^4 / 10^4, shared check samples,
+the pairwise bound within its reach), `sigma<S>-separate-1e5.jsonl` (10^4 / 10^4 / 10^5, separate
+samples, the nearest-candidate bound: the defaults before shared check samples),
+`sigma<S>-nearest.jsonl` (10^4 / 10^4 / 10^4, shared, the nearest-candidate bound alone) and
+`sigma<S>-auto.jsonl` (10^4 / 10^4 / auto, shared, the nearest-candidate bound alone). Medians
+over the inputs all four files hold; an abstention and a vacuous certificate count as an infinite
+`eps_out`.
 Usage: .venv/bin/python results/compare_defaults.py [GRID_DIR]
 """
 
@@ -32,8 +34,8 @@ METRICS = ("l2", "angular", "tv1", "tv2")
 VARIANTS = {  # name in the table: file suffix
     "earlier": "-separate-1e5",
     "defaults": "",
+    "nearest": "-nearest",
     "auto": "-auto",
-    "pairwise": "-pairwise",
 }
 TARGET = 1.01  # median eps_out of the defaults at most this times the earlier defaults'
 
@@ -113,23 +115,24 @@ def main(root: Path = ROOT) -> None:
 def summary(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     """The targets: passes, eps_out ratios per distance, abstentions, seconds."""
     text = [
-        "# Today's default counts against the earlier defaults, on the grid",
+        "# Today's defaults against the earlier defaults, on the grid",
         "",
         "`.venv/bin/python results/compare_defaults.py` (what was run: `results/README.md`). "
         "Per cell, distance and `h = eps_in / sigma`, the median `eps_out` over the cell's "
         "inputs (an abstention or a vacuous certificate counts as infinite), as a ratio to "
         "the earlier defaults' median on the same models, inputs and seeds:",
         "",
-        "- **earlier**: 10^4 / 10^4 / 10^5, separate check and certification samples "
-        "(120,001 forward passes; `sigma<S>-separate-1e5.jsonl`)",
+        "- **earlier**: 10^4 / 10^4 / 10^5, separate check and certification samples, the "
+        "nearest-candidate bound (120,001 forward passes; `sigma<S>-separate-1e5.jsonl`)",
         "- **defaults**: 10^4 / 10^4 / 10^4, the check's samples the first of the "
-        "certification's (20,001 passes; `sigma<S>.jsonl`)",
+        "certification's, the pairwise bound (`R_pair` from 1,000 of the center samples "
+        "against 2,000 others; it serves every `eps_in` here, all below its reach of about "
+        "2.5 sigma, 2.3 with tv1 / tv2's 30 candidates) (20,001 passes; `sigma<S>.jsonl`)",
+        "- **nearest**: the defaults' counts with the nearest-candidate bound alone "
+        "(`--no-pairwise-bound`; `sigma<S>-nearest.jsonl`)",
         "- **auto**: 10^4 / 10^4 / `auto` (rounds doubling from 10^4 up to 10^6, tolerance 1%, "
-        "shared; `sigma<S>-auto.jsonl`); its passes are per input, for all four `eps_in` "
-        "together",
-        "- **pairwise**: the defaults' counts with the pairwise bound (`--pairwise-bound`, off "
-        "by default; `R_pair` from 1,000 of the center samples against 2,000 others; "
-        "`sigma<S>-pairwise.jsonl`)",
+        "shared, the nearest-candidate bound alone; `sigma<S>-auto.jsonl`); its passes are "
+        "per input, for all four `eps_in` together",
         "",
     ]
     n = len(cells)
@@ -143,48 +146,47 @@ def summary(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
             f"{abstained} of {inputs}"
         )
     hs = sorted({h for c in cells.values() for h in c["hs"]})
-    every = [
-        _r(c, "defaults", "earlier", m, h) for c in cells.values() for m in METRICS for h in hs
-    ]
-    pairwise = [
-        _r(c, "pairwise", "earlier", m, h) for c in cells.values() for m in METRICS for h in hs
-    ]
+
+    def rows(a: str, b: str) -> list[float]:
+        return [_r(c, a, b, m, h) for c in cells.values() for m in METRICS for h in hs]
+
+    every, nearest = rows("defaults", "earlier"), rows("nearest", "earlier")
     text += [
         "",
         f"Over all {len(every)} rows (cell, distance, h), defaults / earlier: {_span(every)} "
         f"(min-max, median); {sum(r > TARGET for r in every)} rows above {TARGET}. "
-        f"Pairwise / earlier: {_span(pairwise)}; {sum(r > TARGET for r in pairwise)} rows "
+        f"Nearest / earlier: {_span(nearest)}; {sum(r > TARGET for r in nearest)} rows "
         f"above {TARGET}.",
     ]
     text.append("")
     text.append(f"Ratios over the {n} cells (min-max, median; `above`: rows above {TARGET}):")
     text.append("")
     text.append(
-        "| distance | h | defaults / earlier | above | auto / earlier | auto / defaults "
-        "| pairwise / earlier |"
+        "| distance | h | defaults / earlier | above | nearest / earlier | above "
+        "| auto / earlier | auto / nearest |"
     )
-    text.append("|---|---|---|---|---|---|---|")
+    text.append("|---|---|---|---|---|---|---|---|")
     for metric in METRICS:
         for h in hs:
             new = [_r(c, "defaults", "earlier", metric, h) for c in cells.values()]
+            near = [_r(c, "nearest", "earlier", metric, h) for c in cells.values()]
             auto = [_r(c, "auto", "earlier", metric, h) for c in cells.values()]
-            auto_new = [_r(c, "auto", "defaults", metric, h) for c in cells.values()]
-            pair = [_r(c, "pairwise", "earlier", metric, h) for c in cells.values()]
-            above = sum(r > TARGET for r in new)
+            auto_near = [_r(c, "auto", "nearest", metric, h) for c in cells.values()]
             text.append(
-                f"| {metric} | {h:g} | {_span(new)} | {above} of {len(new)} | {_span(auto)} "
-                f"| {_span(auto_new)} | {_span(pair)} |"
+                f"| {metric} | {h:g} | {_span(new)} | {sum(r > TARGET for r in new)} of "
+                f"{len(new)} | {_span(near)} | {sum(r > TARGET for r in near)} of {len(near)} "
+                f"| {_span(auto)} | {_span(auto_near)} |"
             )
-    seconds = [ratio(c["seconds:defaults"], c["seconds:earlier"]) for c in cells.values()]
     text += [
         "",
-        "Seconds per input (median per cell, the four distances together), defaults over "
-        f"earlier: {_span(seconds)}. The two ran one after the other in the same stream, "
-        "beside the other data set's stream, so the ratio is indicative (`results/README.md` "
-        "says which runs had the faster tv1 / tv2 search); `benchmarks/RESULTS.md` has the "
-        "side-by-side measurement. The pairwise runs came later, with the faster center search "
-        "of 6 Dec 17:00 UTC: their seconds (median per cell "
-        f"{_span([c['seconds:pairwise'] for c in cells.values()])}) compare with neither.",
+        "Seconds per input (median per cell, the four distances together): "
+        + "; ".join(
+            f"{name} {_span([c[f'seconds:{name}'] for c in cells.values()])}" for name in VARIANTS
+        )
+        + ". The runs were made at different times, two one-thread streams side by side, and "
+        "the earlier defaults' and the nearest ones before the faster tv1 / tv2 center search "
+        "(`results/README.md` says which), so the seconds compare only roughly; "
+        "`benchmarks/RESULTS.md` has the side-by-side measurement.",
     ]
     return text
 
@@ -195,19 +197,21 @@ def table(cells: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     h_text = " / ".join(f"{h:g}" for h in hs)
     lines = [
         f"| cell | sigma | distance | earlier `eps_out`, h = {h_text} | defaults / earlier "
-        "| auto / earlier | auto passes (median, max) | pairwise / earlier |",
+        "| nearest / earlier | auto / earlier | auto passes (median, max) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (cell, sigma), c in cells.items():
         passes = c["passes:auto"]
         for metric in METRICS:
             earlier = " / ".join(f"{c['medians'][('earlier', metric, h)]:.4g}" for h in c["hs"])
-            new = " / ".join(f"{_r(c, 'defaults', 'earlier', metric, h):.4f}" for h in c["hs"])
-            auto = " / ".join(f"{_r(c, 'auto', 'earlier', metric, h):.4f}" for h in c["hs"])
-            pair = " / ".join(f"{_r(c, 'pairwise', 'earlier', metric, h):.4f}" for h in c["hs"])
+            ratios = {
+                name: " / ".join(f"{_r(c, name, 'earlier', metric, h):.4f}" for h in c["hs"])
+                for name in ("defaults", "nearest", "auto")
+            }
             lines.append(
-                f"| {cell} | {sigma} | {metric} | {earlier} | {new} | {auto} "
-                f"| {median(passes):,.0f}, {max(passes):,} | {pair} |"
+                f"| {cell} | {sigma} | {metric} | {earlier} | {ratios['defaults']} "
+                f"| {ratios['nearest']} | {ratios['auto']} | {median(passes):,.0f}, "
+                f"{max(passes):,} |"
             )
     return lines
 

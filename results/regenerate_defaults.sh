@@ -37,7 +37,13 @@
 # and faces side by side beside other jobs: gan 43 min, faces 41 min.
 # Done on 6 Dec 2026: rename, the result runs of gan and faces (their driver commands; the
 # figures were not redrawn), grid for both data sets (14:14-15:27 UTC, the two streams side by
-# side) and the tables. The grid's earlier run at the earlier defaults (2 Dec) is not renamed:
+# side) and the tables. Later that day the pairwise bound became the default for the built-in
+# distances but LPIPS: the grid's default files then moved to sigma<S>-nearest.jsonl (the
+# nearest-candidate bound alone, `certify_grid_cpu.sh nearest DATASET`) and were drawn again at
+# the defaults (19:35-19:54 UTC); the GAN (LPIPS) and face-embedding files (fewer than 3,000
+# center samples) are what today's defaults give, as the pairwise bound does not serve them;
+# the face-box files were drawn with the nearest-candidate bound alone and their steps keep
+# --no-pairwise-bound (results/perceptual_cpu.sh, results/face_boxes_mtcnn.sh). The grid's earlier run at the earlier defaults (2 Dec) is not renamed:
 # it ran on models the same training command had given other weights, so it was replaced by
 # the run at the earlier defaults on today's models (in the git history at commit b7b03bd).
 set -euo pipefail
@@ -85,7 +91,7 @@ case "${1:-}" in
     ;;
   grid)
     bash results/train_cpu.sh
-    for stream in "" separate-1e5 auto; do
+    for stream in "" nearest separate-1e5 auto; do
       bash results/certify_grid_cpu.sh $stream "${2:?grid needs mnist or fashion-mnist}"
     done
     ;;

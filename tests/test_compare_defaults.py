@@ -1,6 +1,6 @@
 """``results/compare_defaults.py``: the grid's comparison of today's defaults with the earlier
-ones, with ``auto`` and with the pairwise bound, checked against medians computed here from the
-committed rows."""
+ones, with the nearest-candidate bound alone and with ``auto``, checked against medians computed
+here from the committed rows."""
 
 import importlib.util
 import json
@@ -42,8 +42,8 @@ def test_a_cells_ratios_are_the_medians_of_its_files(metric):
         for name, path in files.items():
             assert cell["medians"][(name, metric, h)] == medians(path, metric, h)
     assert cell["passes:defaults"] == [20_001] * 20 and cell["passes:earlier"] == [120_001] * 20
-    assert cell["abstained"] == {"earlier": 0, "defaults": 0, "auto": 0, "pairwise": 0}
-    assert cell["passes:pairwise"] == [20_001] * 20
+    assert cell["abstained"] == {"earlier": 0, "defaults": 0, "nearest": 0, "auto": 0}
+    assert cell["passes:nearest"] == [20_001] * 20
 
 
 def test_a_missing_file_leaves_the_cell_out(tmp_path):

@@ -21,6 +21,7 @@ from scipy import stats
 
 from centersmooth import CenterSmoothing, grid_noise
 from centersmooth.evaluation.coverage import (
+    BEYOND_PAIR_REACH,
     GRID_STEP,
     STANDARD_PROBLEMS,
     Setting,
@@ -250,11 +251,11 @@ def test_the_seed_reuse_settings_come_last():
     assert len(standard) == 20
     assert all(s.pairwise_bound and s.share_check_samples for s in pairwise)
     assert not any(s.pairwise_bound for s in standard + reuse + grid + nan + shared + auto)
-    assert [(s.problem, s.reuse_seed) for s in pairwise if s.candidates is None][-3:] == [
-        ("linear", True),
-        ("sine", False),
-        ("sine", True),
-    ]
+    beyond = [s for s in pairwise if s.eps_over_sigma == BEYOND_PAIR_REACH]
+    assert pairwise[-len(beyond) :] == beyond and len(beyond) == 2 * len(STANDARD_PROBLEMS)
+    assert [(s.problem, s.reuse_seed) for s in pairwise[: -len(beyond)] if s.candidates is None][
+        -3:
+    ] == [("linear", True), ("sine", False), ("sine", True)]
     assert [s.nan_outputs for s in nan] == ["outside"] * 3
     assert [(s.problem, s.n_certify, s.n_certify_tolerance) for s in auto] == [
         ("rare-mode", "auto", 0.01), ("rare-mode", "auto", 0.0),
@@ -291,6 +292,28 @@ def test_shared_samples_are_counted_over_every_trial_and_given_acceptance(one_th
         assert every.level == pytest.approx(0.1 / 3)
         assert given.level == pytest.approx(0.1 / 3 * 40 / accepted)
         assert every.exact is None and given.exact is None
+
+
+def test_a_pairwise_setting_counts_each_eps_in_under_the_bound_that_serves_it(one_thread):
+    """Radii on both sides of the pairwise reach in one certification: ``R_outer``'s event at
+    ``alpha_certify / 2`` where the pairwise bound serves and ``/ 3`` beyond, ``R_inner`` and
+    ``R_near`` only beyond, and at ``x'`` (1.75 sigma, beyond) the nearest-candidate events,
+    not ``pair``."""
+    setting = default_settings(["linear"], "pairwise")[-2]
+    assert setting.eps_over_sigma == BEYOND_PAIR_REACH and setting.candidates is None
+    result = run_setting(setting, LinearProblem(), trials=6, seed=3)
+    events = {e.event: e for e in result.events}
+    for h, level in ((0.5, 0.1 / 2), (1, 0.1 / 2), (1.75, 0.1 / 3)):
+        assert events[f"certify eps_in={h}sigma"].level == pytest.approx(level)
+        assert events[f"certify eps_in={h}sigma"].trials == 6
+    for name in ("certify_inner", "certify_near"):
+        beyond = f"{name} eps_in=1.75sigma"
+        assert sorted(e for e in events if e.startswith(name + " ")) == [
+            beyond,
+            f"{beyond}, given acceptance",
+        ]
+    assert "nearest eps_in=1.75sigma" in events
+    assert not any(e.startswith("pair ") for e in events)
 
 
 def test_snap_toward_stays_on_the_grid_within_eps_in():

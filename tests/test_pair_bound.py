@@ -1,7 +1,9 @@
-"""The pairwise bound (docs/algorithm.md, "The pairwise bound"): its margins and ranks meet their
-defining inequalities exactly and are pinned at the defaults; ``R_pair`` is the order statistic
-of the rows' radii, never below the one over every row; a certificate adds ``R_outer`` and
-``R_pair``; the settings it cannot be proved for are refused; the command line reaches it."""
+"""The pairwise bound (docs/algorithm.md, "The pairwise bound" and "Which bound serves each
+eps_in"): its margins and ranks meet their defining inequalities exactly and are pinned at the
+defaults; ``R_pair`` is the order statistic of the rows' radii, never below the one over every
+row; a certificate adds ``R_outer`` and ``R_pair`` where it serves and is the nearest-candidate
+bound's, bit for bit, beyond its reach; which distances and settings it serves by default; the
+settings it cannot be proved for are refused; the command line reaches it."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from scipy import stats
 from seeded_settings import DOUBLED, doubled, small
 
 from centersmooth import UncertifiableRadiusWarning, pair_bound
-from centersmooth.bounds import ball_rank, shifted_mass
+from centersmooth.bounds import ball_rank, quantile_rank, shifted_mass
 from centersmooth.cli import commands as cli
-from centersmooth.metrics import get_metric
-from centersmooth.settings import SmoothingSettings
+from centersmooth.metrics import FunctionMetric, get_metric
+from centersmooth.metrics.lpips import LPIPSDistance
+from centersmooth.planning import format_plan, plan
+from centersmooth.settings import PAPER_SETTINGS, SmoothingSettings
 
 EPS = np.array([0.125, 0.25, 0.375, 0.5])  # h = 0.5 to 2 at sigma 0.25
 
@@ -114,8 +118,9 @@ def test_a_certificate_adds_r_outer_and_r_pair(metric, gamma):
     assert list(finite) == [True, True, False]  # 8 sigma is beyond max_eps_in
     assert np.array_equal(cert.eps_out[finite], gamma * (outer[finite] + pair[finite]))
     assert np.all(np.isinf(cert.inner_radius)) and np.all(np.isinf(cert.near_radius))
-    nearest = small(doubled, DOUBLED.seed).certify_metrics(x, [0.05, 0.1], [metric])[metric]
-    assert np.all(cert.eps_out[finite] < nearest.eps_out)
+    nearest = small(doubled, DOUBLED.seed, pairwise_bound=False)
+    plain = nearest.certify_metrics(x, [0.05, 0.1], [metric])[metric]
+    assert np.all(cert.eps_out[finite] < plain.eps_out)
 
 
 def test_a_record_round_trips_with_its_pair_radius():
@@ -139,14 +144,74 @@ def test_settings_the_proof_does_not_cover_are_refused(settings, message):
         SmoothingSettings(pairwise_bound=True, **settings)
 
 
-def test_the_max_eps_in_is_where_the_ranks_stop_fitting():
-    s = SmoothingSettings(pairwise_bound=True)
+def test_its_reach_is_where_its_ranks_stop_fitting_and_max_eps_in_stays_the_other_bounds():
+    s = SmoothingSettings()
     metric = get_metric("l2")
-    fits = pair_bound.pair_fits
-    assert fits(s.pair_ranks(np.array([s.max_eps_in]), metric), s.pair_levels(metric)) == [True]
-    beyond = np.array([s.max_eps_in + 1e-3 * s.sigma])
-    assert fits(s.pair_ranks(beyond, metric), s.pair_levels(metric)) == [False]
-    assert s.max_eps_in < SmoothingSettings().max_eps_in  # fewer samples behind each rank
+    reach = s.pair_max_eps_in()
+    assert reach / s.sigma == pytest.approx(2.4954, abs=2e-4)  # pinned: 2,000 columns
+    assert list(s.paired(np.array([0.0, reach, reach + 1e-3 * s.sigma]), metric)) == [
+        True,
+        True,
+        False,
+    ]
+    assert s.max_eps_in == SmoothingSettings(pairwise_bound=False).max_eps_in
+    # few certification samples: the pairwise ranks still fit where the nearest-candidate
+    # ones do not, and the rule leaves such an eps_in uncertified, as without the bound
+    few = SmoothingSettings(n_check=1_000, n_certify=1_000)
+    assert few.max_eps_in < reach
+    beyond = np.array([few.max_eps_in * 0.99, few.max_eps_in * 1.01])
+    assert pair_bound.pair_fits(few.pair_ranks(beyond, metric), few.pair_levels(metric)) == [
+        True,
+        True,
+    ]
+    assert list(few.paired(beyond, metric)) == [True, False]
+
+
+def test_it_serves_the_cheap_built_in_distances_where_the_settings_allow_it():
+    s = SmoothingSettings()
+    assert s.pairwise and s.pairwise_bound is None
+    assert all(s.pairwise_for(get_metric(name)) for name in ("l2", "angular", "tv1", "jaccard"))
+    assert LPIPSDistance.pair_default is False  # a network per distance: off unless asked
+    user = FunctionMetric(lambda a, b: (a - b).abs().sum(dim=1))
+    assert not s.pairwise_for(user)
+    assert SmoothingSettings(pairwise_bound=True).pairwise_for(user)
+    assert not SmoothingSettings(pairwise_bound=False).pairwise_for(get_metric("l2"))
+    for off in ({"n_center": 2_999}, {"nan_outputs": "outside"}, {"nearest_candidate": False}):
+        assert not SmoothingSettings(**off).pairwise  # the default leaves it off, no error
+    assert not SmoothingSettings(**{k: v for k, v in PAPER_SETTINGS.items()}).pairwise
+    with pytest.raises(ValueError, match="pairwise_bound must be True, False or None"):
+        SmoothingSettings(pairwise_bound="yes")
+
+
+def test_beyond_its_reach_the_certificate_is_the_nearest_candidate_bounds_bit_for_bit():
+    """One call certifies on both sides of the pairwise reach: inside, ``R_outer`` at
+    ``alpha_certify / 2`` plus ``R_pair``; beyond, the very certificate of
+    ``pairwise_bound=False`` at the same seed (the same samples and ranks)."""
+    x, metric = torch.zeros(3), get_metric("l2")
+    smoother = pairwise_smoother()
+    s = smoother.settings
+    reach = s.pair_max_eps_in()
+    eps = np.array([0.5 * reach, reach, 1.05 * reach, 0.99 * s.max_eps_in])
+    assert list(s.paired(eps, metric)) == [True, True, False, False]
+    cert = smoother.certify(x, eps)
+    plain = small(doubled, DOUBLED.seed, pairwise_bound=False).certify(x, eps)
+    inside, beyond = slice(0, 2), slice(2, 4)
+    assert np.array_equal(
+        cert.eps_out[inside], cert.quantile_radius[inside] + cert.pair_radius[inside]
+    )
+    assert np.all(np.isinf(cert.inner_radius[inside])) and np.all(
+        np.isinf(cert.near_radius[inside])
+    )
+    # tighter well inside its reach (at the reach itself, on these 3-d outputs, 5% looser)
+    assert cert.eps_out[0] < plain.eps_out[0]
+    for field in ("eps_out", "quantile_radius", "inner_radius", "near_radius"):
+        assert np.array_equal(getattr(cert, field)[beyond], getattr(plain, field)[beyond]), field
+    assert np.all(np.isinf(cert.pair_radius[beyond]))
+    ranks, levels = s.quantile_ranks(eps, metric), s.quantile_levels(eps, metric)
+    n = s.certification_samples
+    for e, share in zip(range(eps.size), (2, 2, 3, 3), strict=True):
+        expected = quantile_rank(float(levels.outer[e]), n, s.alpha_certify / share, s.bound)
+        assert ranks.outer[e] == expected
 
 
 def test_the_command_line_turns_it_on_with_its_counts():
@@ -160,7 +225,12 @@ def test_the_command_line_turns_it_on_with_its_counts():
     plain = cli.build_parser().parse_args(
         ["certify", "autoencoder", "--sigma", "0.25", "--eps-in", "0.25", "--out", "o"]
     )
-    assert "pairwise_bound" not in cli.smoothing_settings(plain)
+    assert "pairwise_bound" not in cli.smoothing_settings(plain)  # the default: None
+    off = cli.build_parser().parse_args(
+        ["certify", "autoencoder", "--sigma", "0.25", "--eps-in", "0.25", "--out", "o",
+         "--no-pairwise-bound"]
+    )  # fmt: skip
+    assert cli.smoothing_settings(off)["pairwise_bound"] is False
 
 
 def test_r_pair_falls_below_its_true_quantile_no_more_often_than_its_alpha():
@@ -191,16 +261,29 @@ def test_r_pair_falls_below_its_true_quantile_no_more_often_than_its_alpha():
     assert below_control > limit
 
 
-def test_a_radius_beyond_its_reach_is_said_with_the_count_that_moves_it(capsys):
-    """Certification samples do not move the pairwise bound's reach: the advice names the
-    columns, from Python (the warning) and from the shell."""
-    s = SmoothingSettings(pairwise_bound=True)
-    beyond = s.pair_limit * 1.1
-    cli.check_eps_in([0.1, beyond], s)
-    err = capsys.readouterr().err
-    assert "beyond the pairwise bound's reach" in err and "raise --pair-columns" in err
-    cli.check_eps_in([0.1, SmoothingSettings().max_eps_in * 1.1], SmoothingSettings())
+def test_a_radius_beyond_every_reach_is_said_with_the_certification_samples_it_needs(capsys):
+    """Beyond the pairwise reach the nearest-candidate bound serves, whose reach grows with the
+    certification samples: the advice names them, from Python and from the shell."""
+    s = SmoothingSettings()
+    cli.check_eps_in([0.1, s.max_eps_in * 1.1], s)
     assert "raise --n-certify" in capsys.readouterr().err
-    with pytest.warns(UncertifiableRadiusWarning, match="more pair_columns") as caught:
+    with pytest.warns(UncertifiableRadiusWarning, match="needs n_certify >= "):
         pairwise_smoother().certify(torch.zeros(3), [2.0])
-    assert "certification samples (n_certify) slowly" not in str(caught[0].message)
+
+
+def test_the_plan_says_which_bound_serves_up_to_where(capsys):
+    """``centersmooth plan`` (and ``planning.plan``) name the pairwise bound's reach, or the
+    bound that serves alone."""
+    s = SmoothingSettings()
+    result = plan(s, [0.5])
+    assert result.pair_reach == min(s.pair_max_eps_in(), s.max_eps_in)
+    assert result.to_dict()["pair_reach"] == result.pair_reach
+    assert "bound: the pairwise bound up to eps_in 0.6239 (2.5 sigma) for the built-in" in (
+        format_plan(result)
+    )
+    off = plan(SmoothingSettings(pairwise_bound=False), [0.5])
+    assert off.pair_reach is None and "bound: the nearest-candidate bound" in format_plan(off)
+    assert cli.main(["plan", "--sigma", "0.25", "--eps-in", "0.5", "--no-pairwise-bound"]) == 0
+    assert "bound: the nearest-candidate bound\n" in capsys.readouterr().out
+    cli.main(["plan", "--sigma", "0.25", "--eps-in", "0.5", "--pairwise-bound"])
+    assert "for every distance; the nearest-candidate bound beyond it" in capsys.readouterr().out

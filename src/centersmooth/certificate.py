@@ -18,15 +18,12 @@ class UncertifiableRadiusWarning(UserWarning):
     ``warnings.simplefilter("ignore", UncertifiableRadiusWarning)`` silences it."""
 
 
-def radius_advice(max_eps_in: float, samples_help: bool = True) -> str:
-    """What raises ``max_eps_in``: the part of every message about a radius beyond it
-    (``samples_help=False``: beyond the pairwise bound's reach, which certification samples do
-    not move; the rest of the message says what does)."""
-    text = (
+def radius_advice(max_eps_in: float) -> str:
+    """What raises ``max_eps_in``: the part of every message about a radius beyond it."""
+    return (
         f"max_eps_in={max_eps_in:.4g} is the largest radius these settings can certify; a "
-        "larger sigma raises it in proportion"
+        "larger sigma raises it in proportion, more certification samples (n_certify) slowly"
     )
-    return text + (", more certification samples (n_certify) slowly" if samples_help else "")
 
 
 @dataclass(frozen=True)

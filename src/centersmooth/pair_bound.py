@@ -1,8 +1,9 @@
-"""The pairwise bound (ours, ``pairwise_bound=True``): the radius the smoothed function finds at
-``x'`` bounded by ``R_pair``, a low quantile over samples ``s`` of the radius of the ball around
-``s`` that holds ``ball_mass + Delta1'`` of the outputs, estimated from the center samples
-(docs/algorithm.md, "The pairwise bound"). It replaces ``gamma (R_near + R_inner)``, which goes
-through the triangle inequality, by a radius measured between samples directly:
+"""The pairwise bound (ours, the default within its reach): the radius the smoothed function
+finds at ``x'`` bounded by ``R_pair``, a low quantile over samples ``s`` of the radius of the
+ball around ``s`` that holds ``ball_mass + Delta1'`` of the outputs, estimated from the center
+samples (docs/algorithm.md, "The pairwise bound"; which ``eps_in`` it serves: "Which bound serves
+each eps_in"). It replaces ``gamma (R_near + R_inner)``, which goes through the triangle
+inequality, by a radius measured between samples directly:
 ``eps_out = gamma (R_outer + R_pair)``.
 
 Two fixed parts of the center samples serve: the first ``rows`` (the samples ``s``) and the

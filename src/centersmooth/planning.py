@@ -90,22 +90,9 @@ def _smallest(holds: Callable[[int], bool], limit: int = 2**50) -> int | None:
 
 def samples_needed_text(settings: SmoothingSettings, over: Sequence[float]) -> str:
     """What each ``eps_in`` beyond ``max_eps_in`` would need: a fixed ``n_certify`` (the ``N``
-    of ``certify_samples_needed``), and with ``n_certify="auto"`` the cap (``cap_needed``);
-    beyond the pairwise bound's reach, which certification samples do not move, more
-    ``pair_columns``."""
-    beyond = [e for e in over if e > settings.pair_limit]
+    of ``certify_samples_needed``), and with ``n_certify="auto"`` the cap (``cap_needed``)."""
     parts = []
-    if beyond:
-        parts.append(
-            f"eps_in {', '.join(f'{e:g}' for e in beyond)} "
-            + ("is" if len(beyond) == 1 else "are")
-            + f" beyond the pairwise bound's reach ({settings.pair_limit:.4g}) with "
-            f"pair_columns={settings.pair_columns:,}, which more certification samples do not "
-            "move: more pair_columns (with n_center to hold them) or pairwise_bound=False"
-        )
     for e in over:
-        if e in beyond:
-            continue
         if settings.auto:
             parts.append(
                 f"eps_in {e:g} needs n_certify_cap >= {_count(cap_needed(settings, e))} (a fixed "
@@ -235,6 +222,9 @@ class Plan:
     radii: list[RadiusPlan]
     abstain_chance: float
     check_samples_for_target: int | None  # n_check with abstain_chance <= ABSTAIN_WARNING
+    # the largest eps_in the pairwise bound serves (None where it is off), for the distances it
+    # serves; the nearest-candidate bound serves the rest, up to max_eps_in
+    pair_reach: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
@@ -248,6 +238,7 @@ class Plan:
             "forward_passes": self.forward_passes,
             "abstained_passes": self.abstained_passes,
             "max_eps_in": self.max_eps_in,
+            "pair_reach": self.pair_reach,
             "abstain_chance": self.abstain_chance,
             "check_samples_for_target": self.check_samples_for_target,
             "radii": [vars(r) for r in self.radii],
@@ -282,7 +273,26 @@ def plan(settings: SmoothingSettings, eps_in: Sequence[float]) -> Plan:
         radii,
         abstain_chance(settings),
         check_samples_needed(settings),
+        min(settings.pair_max_eps_in(), settings.max_eps_in) if settings.pairwise else None,
     )
+
+
+def _pair_reach_line(result: Plan) -> list[str]:
+    """Which bound serves which ``eps_in`` (docs/algorithm.md, "Which bound serves each
+    eps_in")."""
+    s, reach = result.settings, result.pair_reach
+    if reach is None:
+        return [
+            "bound: the nearest-candidate bound" if s.nearest_candidate else "bound: the paper's"
+        ]
+    which = (
+        "every distance; the nearest-candidate bound beyond it"
+        if s.pairwise_bound
+        else "the built-in distances but LPIPS; the nearest-candidate bound beyond it and for "
+        "the others"
+    )
+    at = f"eps_in {reach:.4g} ({reach / s.sigma:.3g} sigma)"
+    return [f"bound: the pairwise bound up to {at} for {which}"]
 
 
 def format_plan(result: Plan) -> str:
@@ -309,6 +319,7 @@ def format_plan(result: Plan) -> str:
         + f"; {result.abstained_passes:,} for an input that abstains after the check",
         f"largest certifiable eps_in: {result.max_eps_in:.4g} "
         f"({result.max_eps_in / s.sigma:.3g} sigma)",
+        *_pair_reach_line(result),
         "",
         "  eps_in  eps_in/sigma  certified with these counts  certification samples N it needs  "
         "n_certify_cap for auto",

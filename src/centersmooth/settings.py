@@ -21,6 +21,7 @@ from .metrics.base import is_real
 EpsIn = float | Sequence[float] | np.ndarray
 NAN_OUTPUTS = ("error", "outside")  # what an output holding a NaN or an infinity does
 AUTO = "auto"  # n_certify="auto": certification samples in rounds, as each input needs them
+PAIRED_STATISTICS = 2  # R_outer and R_pair share alpha_certify where the pairwise bound serves
 
 # The paper's constants (its Section 6 experiments), for CenterSmoothing.paper and --preset paper.
 PAPER_SETTINGS: dict[str, Any] = {
@@ -34,6 +35,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "central_candidates": False,
     "nearest_candidate": False,
     "share_check_samples": False,
+    "pairwise_bound": False,
 }
 
 
@@ -69,8 +71,10 @@ class SmoothingSettings:
     n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE
     # the radius at x' bounded between samples (docs/algorithm.md, "The pairwise bound"):
     # eps_out = gamma (R_outer + R_pair), R_pair from the first pair_rows center samples (the
-    # rows) and the next pair_columns
-    pairwise_bound: bool = False
+    # rows) and the next pair_columns, at each eps_in within its reach. None: where the settings
+    # allow it, for the distances that offer it (Metric.pair_default); True: every distance,
+    # the settings must allow it; False: never
+    pairwise_bound: bool | None = None
     pair_rows: int = pair_bound.PAIR_ROWS
     pair_columns: int = pair_bound.PAIR_COLUMNS
     # alpha_center's three parts: Delta1, the nearest candidate, the check
@@ -88,9 +92,8 @@ class SmoothingSettings:
     rounds: tuple[int, ...] = field(init=False)
     round_alphas: tuple[float, ...] = field(init=False)
     max_eps_in: float = field(init=False)  # the largest eps_in N certification samples can certify
-    # with the pairwise bound, the largest eps_in its ranks reach (inf without it): more
-    # certification samples do not move it
-    pair_limit: float = field(init=False)
+    # whether the pairwise bound serves any distance (pairwise_bound resolved)
+    pairwise: bool = field(init=False)
 
     def __post_init__(self) -> None:
         _check_positive_real("sigma", self.sigma)
@@ -130,7 +133,7 @@ class SmoothingSettings:
                 f"{self.ball_mass!r}: the checked ball must keep a positive mass ball_mass - delta"
             )
         seed = None if self.seed is None else check_seed(self.seed)
-        _check_pairwise(self)
+        pairwise = _check_pairwise(self)
         if self.nan_outputs not in NAN_OUTPUTS:
             raise ValueError(
                 f"nan_outputs must be one of {NAN_OUTPUTS}, got {self.nan_outputs!r}: 'error' "
@@ -158,7 +161,7 @@ class SmoothingSettings:
             "share_check_samples": bool(self.share_check_samples),
             "n_certify_cap": int(self.n_certify_cap),
             "n_certify_tolerance": float(tolerance),
-            "pairwise_bound": bool(self.pairwise_bound),
+            "pairwise_bound": None if self.pairwise_bound is None else bool(self.pairwise_bound),
             "pair_rows": int(self.pair_rows),
             "pair_columns": int(self.pair_columns),
         }
@@ -179,6 +182,7 @@ class SmoothingSettings:
             "alpha_check": alphas.check,
             "delta1": bounds.delta1(self.n_center, alphas.delta1, self.bound, self.ball_mass),
             "alpha_quantile": self.alpha_certify / statistics,
+            "pairwise": pairwise,
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -187,9 +191,7 @@ class SmoothingSettings:
         object.__setattr__(self, "rounds", counts)
         object.__setattr__(self, "round_alphas", spent)
         object.__setattr__(self, "certification_samples", counts[-1])
-        limit = self.pair_max_eps_in() if self.pairwise_bound else math.inf
-        largest = min(self.max_eps_in_for(counts[-1], spent[-1] / statistics), limit)
-        object.__setattr__(self, "pair_limit", limit)
+        largest = self.max_eps_in_for(counts[-1], spent[-1] / statistics)
         object.__setattr__(self, "max_eps_in", largest)
         self._check_sample_counts()
 
@@ -271,39 +273,74 @@ class SmoothingSettings:
     ) -> bounds.QuantileLevels:
         """``bounds.quantile_levels`` for these settings and ``metric`` (its candidate count
         sets ``R_near``'s level); with ``input_grid``, ``dim`` (the input's number of
-        coordinates) sets ``grid_slack``. With the pairwise bound only ``R_outer`` is read
-        from the certification samples (``R_pair`` comes from the center samples)."""
-        if self.pairwise_bound:
-            outer = bounds.certified_mass(
-                eps, self.sigma, self.delta, self.ball_mass, self.grid_slack(dim)
-            )
-            return bounds.QuantileLevels(outer, outer, None)
+        coordinates) sets ``grid_slack``. Where the pairwise bound serves an ``eps_in``, only
+        ``R_outer``'s is read (``R_pair`` comes from the center samples)."""
         near = self.nearest_mass(metric) if self.nearest_candidate else None
         return bounds.quantile_levels(
             eps, self.sigma, self.delta, self.ball_mass, self.delta1, near, self.grid_slack(dim)
         )
 
     def quantile_ranks(
-        self, eps: np.ndarray, metric: Metric, dim: int | None = None, round_index: int = -1
+        self,
+        eps: np.ndarray,
+        metric: Metric,
+        dim: int | None = None,
+        round_index: int = -1,
+        paired: np.ndarray | None = None,
     ) -> bounds.QuantileRanks:
         """1-indexed ranks of ``R_outer``, ``R_inner`` and ``R_near`` among the distances of a
         round (the last, or only, by default: ``N`` samples), each statistic at its share of
-        the round's ``alpha`` (``n + 1``: that level cannot be bounded with these samples)."""
+        the round's ``alpha`` (``n + 1``: that level cannot be bounded with these samples).
+        Where the pairwise bound serves an ``eps_in`` (``paired``, as ``paired`` gives it),
+        ``R_outer``'s rank is at half the round's ``alpha`` and the other two are not read."""
         levels = self.quantile_levels(eps, metric, dim)
         n = self.rounds[round_index]
-        alpha = self.round_alphas[round_index] / self.statistics
-        return bounds.quantile_ranks(levels, n, alpha, self.bound)
+        alpha = self.round_alphas[round_index]
+        ranks = bounds.quantile_ranks(levels, n, alpha / self.statistics, self.bound)
+        paired = self.paired(eps, metric, dim) if paired is None else paired
+        if not np.any(paired):
+            return ranks
+        at_half = bounds.quantile_ranks(levels, n, alpha / PAIRED_STATISTICS, self.bound).outer
+        outer = [h if p else k for k, h, p in zip(ranks.outer, at_half, paired, strict=True)]
+        return ranks._replace(outer=outer)
 
     @property
     def statistics(self) -> int:
-        """How many order statistics share each round's alpha (see ``bounds.order_statistics``);
-        with the pairwise bound ``R_outer`` gets half of ``alpha_certify``, ``R_pair`` the other
-        half."""
-        if self.pairwise_bound:
-            return 2
+        """How many order statistics share each round's alpha where the pairwise bound does not
+        serve (see ``bounds.order_statistics``); where it does, ``R_outer`` and ``R_pair`` share
+        it (``PAIRED_STATISTICS``)."""
         return bounds.order_statistics(self.nearest_candidate, self.ball_mass)
 
     # ----------------------------------------------------------------------------- pairwise
+    def pairwise_for(self, metric: Metric) -> bool:
+        """Whether the pairwise bound serves ``metric``: with ``pairwise_bound=True`` every
+        distance, by default those that offer it (``Metric.pair_default``), where the settings
+        allow it."""
+        return self.pairwise and (self.pairwise_bound is True or metric.pair_default)
+
+    def paired(self, eps: np.ndarray, metric: Metric, dim: int | None = None) -> np.ndarray:
+        """Per ``eps_in``, whether the pairwise bound serves it for ``metric``: where its ranks
+        fit (``pair_bound.pair_fits``) and the nearest-candidate bound's fit the last round's
+        samples, so that the pairwise bound never certifies an ``eps_in`` the other could not
+        (``max_eps_in`` is the same for both). Elsewhere the nearest-candidate bound serves.
+        The choice rests on the settings and ``eps_in`` only, fixed before any sample is drawn,
+        so each certificate keeps the confidence of the bound that serves it
+        (docs/algorithm.md, "Which bound serves each eps_in")."""
+        eps = np.atleast_1d(np.asarray(eps, dtype=float))
+        if not self.pairwise_for(metric):
+            return np.zeros(eps.size, dtype=bool)
+        levels = self.pair_levels(metric)
+        fits = pair_bound.pair_fits(self.pair_ranks(eps, dim=dim, levels=levels), levels)
+        nearest = bounds.quantile_ranks(
+            self.quantile_levels(eps, metric, dim),
+            self.rounds[-1],
+            self.round_alphas[-1] / self.statistics,
+            self.bound,
+        )
+        n = self.rounds[-1]
+        within = [max(ks) <= n for ks in zip(*(k for k in nearest if k is not None), strict=True)]
+        return np.array(fits, dtype=bool) & np.array(within, dtype=bool)
+
     def pair_levels(self, metric: Metric | None = None) -> pair_bound.PairLevels:
         """The pairwise bound's levels for ``metric``'s sample candidates (all ``n_center``
         samples, or its ``candidates``; the fewest in use without ``metric``)."""
@@ -341,7 +378,8 @@ class SmoothingSettings:
         )
 
     def pair_max_eps_in(self) -> float:
-        """Largest ``eps_in`` whose pairwise ranks fit, for every candidate count in use."""
+        """Largest ``eps_in`` whose pairwise ranks fit, for every candidate count in use: beyond
+        it (a report, like ``max_eps_in``) the nearest-candidate bound serves."""
         counts = {self.fewest_candidates() or self.n_center, self.n_center}
         return min(
             pair_bound.pair_max_eps(self.sigma, levels, partial(self.pair_ranks, levels=levels))
@@ -480,12 +518,21 @@ def _check_grid_scale(sigma: float, grid: float) -> None:
     )
 
 
-def _check_pairwise(settings: SmoothingSettings) -> None:
-    """The pairwise bound's own requirements: it spends the nearest candidate's shares of
-    ``alpha_center``, splits the center samples into rows and the rest, and is proved for
-    outputs that are all finite."""
-    if not settings.pairwise_bound:
-        return
+def _check_pairwise(settings: SmoothingSettings) -> bool:
+    """Whether the pairwise bound may serve (``pairwise_bound`` resolved): it spends the nearest
+    candidate's shares of ``alpha_center``, splits the center samples into rows and the rest,
+    and is proved for outputs that are all finite. ``pairwise_bound=True`` refuses settings
+    without those; the default (``None``) then leaves it off."""
+    value = settings.pairwise_bound
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"pairwise_bound must be True, False or None, got {value!r}")
+    _check_positive_int("pair_rows", settings.pair_rows)
+    _check_positive_int("pair_columns", settings.pair_columns)
+    fits = settings.pair_rows + settings.pair_columns <= settings.n_center
+    if value is None:
+        return settings.nearest_candidate and settings.nan_outputs == "error" and fits
+    if not value:
+        return False
     if not settings.nearest_candidate:
         raise ValueError(
             "pairwise_bound=True needs nearest_candidate=True: it takes the nearest candidate's "
@@ -495,13 +542,12 @@ def _check_pairwise(settings: SmoothingSettings) -> None:
         raise ValueError(
             "pairwise_bound=True is proved for finite outputs only: use nan_outputs='error' with it"
         )
-    _check_positive_int("pair_rows", settings.pair_rows)
-    _check_positive_int("pair_columns", settings.pair_columns)
-    if settings.pair_rows + settings.pair_columns > settings.n_center:
+    if not fits:
         raise ValueError(
             f"pair_rows + pair_columns = {settings.pair_rows + settings.pair_columns} exceeds "
             f"n_center={settings.n_center}: both are parts of the center samples"
         )
+    return True
 
 
 def _check_positive_real(name: str, value: Any) -> None:

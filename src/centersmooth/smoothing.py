@@ -50,6 +50,9 @@ from .settings import (
 
 __all__ = ["PAPER_SETTINGS", "CenterSmoothing", "Certificate", "Prediction"]
 
+# the pairwise bound's plan for one distance: its levels, its ranks and the eps_in it serves
+PairPlan = tuple[PairLevels, PairRanks, np.ndarray]
+
 # the radii a certificate reads: the three order statistics and, with the pairwise bound, R_pair
 RADII = (*bounds.QuantileRanks._fields, "pair")
 
@@ -150,13 +153,16 @@ class CenterSmoothing:
       by default) and stop when another round is expected to lower no requested ``eps_out`` by
       ``n_certify_tolerance`` (1%); the rounds share ``alpha_certify``, so the certificate keeps
       its confidence whatever the samples show ("Samples where an input needs them").
-    * ``pairwise_bound`` (off): bound the radius the smoothed function finds at ``x'`` by
-      ``R_pair``, measured between center samples (the first ``pair_rows``, 1,000, against the
-      next ``pair_columns``, 2,000) instead of through the triangle inequality:
-      ``eps_out = gamma (R_outer + R_pair)``, at the same confidence ("The pairwise bound").
-      It needs ``nearest_candidate`` and finite outputs, certifies up to a smaller
-      ``max_eps_in``, and costs up to ``pair_rows x pair_columns`` more distances per input and
-      distance.
+    * ``pairwise_bound`` (``None``: the built-in distances but LPIPS, where the settings allow
+      it): bound the radius the smoothed function finds at ``x'`` by ``R_pair``, measured
+      between center samples (the first ``pair_rows``, 1,000, against the next
+      ``pair_columns``, 2,000) instead of through the triangle inequality:
+      ``eps_out = gamma (R_outer + R_pair)``, at the same confidence ("The pairwise bound"), at
+      each ``eps_in`` within its reach (about 2.5 sigma); the nearest-candidate bound serves
+      the others ("Which bound serves each eps_in"). It needs ``nearest_candidate``, finite
+      outputs and ``n_center >= pair_rows + pair_columns``, and costs up to
+      ``pair_rows x pair_columns`` more distances per input and distance. ``True``: every
+      distance (refusing settings without those); ``False``: never.
     * ``autocast`` (``"bf16"`` / ``"fp16"``) and ``compile``: run a torch model in lower
       precision or compiled; the certificate then holds for that model, as evaluated.
 
@@ -193,7 +199,7 @@ class CenterSmoothing:
         n_certify_cap: int = rounds.DEFAULT_CAP,
         n_certify_tolerance: float = rounds.DEFAULT_TOLERANCE,
         output: OutputSelector = None,
-        pairwise_bound: bool = False,
+        pairwise_bound: bool | None = None,
         pair_rows: int = PAIR_ROWS,
         pair_columns: int = PAIR_COLUMNS,
     ) -> None:
@@ -279,6 +285,7 @@ class CenterSmoothing:
         metrics: list[Metric],
         keep_check: bool = False,
         pair_eps: np.ndarray | None = None,
+        paired: dict[str, np.ndarray] | None = None,
     ) -> tuple[
         list[list[Prediction]],
         list[dict[str, float | None]],
@@ -289,22 +296,28 @@ class CenterSmoothing:
         (center, then check), indexed ``[input][metric]``, the output diameter per input and
         distance name (see ``Metric.diameter``), with ``keep_check`` the check's distances to
         each center (``(inputs, metrics, n_check)``, float64; ``None`` without it), and with
-        ``pair_eps`` (the pairwise bound) ``R_pair`` at those radii from the center samples
-        (``[input][metric]``; empty without it)."""
+        ``pair_eps`` ``R_pair`` at those radii from the center samples where the pairwise bound
+        serves them (``paired[metric name]``), ``inf`` elsewhere (``[input][metric]``; empty
+        without ``pair_eps``)."""
         s = self.settings
         s.check_candidate_names(metrics)
-        plans = []  # each distance's pairwise levels and ranks: the same for every input
-        if pair_eps is not None:
+        plans: list[PairPlan | None] = []  # per distance: the same for every input
+        if pair_eps is not None and paired is not None:
             dim = inputs.xs[0].numel()
-            levels = [s.pair_levels(metric) for metric in metrics]
-            plans = [(at, s.pair_ranks(pair_eps, dim=dim, levels=at)) for at in levels]
+            for metric in metrics:
+                serves = paired[metric.name]
+                if not np.any(serves):
+                    plans.append(None)
+                    continue
+                levels = s.pair_levels(metric)
+                plans.append((levels, s.pair_ranks(pair_eps, dim=dim, levels=levels), serves))
         centers, diameters, pairs = [], [], []
         for collector in self._center_samples(inputs, metrics):
             samples = collector.take()
             row, diameter = self._find_centers(samples, metrics)
             centers.append(row)
             diameters.append(diameter)
-            if plans:
+            if any(plan is not None for plan in plans):
                 pairs.append(self._pair_radii(samples, metrics, row, plans))
         hits, kept = self._count_in_balls(inputs, metrics, centers, keep_check)
         predictions = [
@@ -318,16 +331,19 @@ class CenterSmoothing:
         samples: Outputs,
         metrics: list[Metric],
         centers: list[Center],
-        plans: list[tuple[PairLevels, PairRanks]],
+        plans: list[PairPlan | None],
     ) -> list[np.ndarray]:
         """``R_pair`` per distance at each ``eps_in`` (``pair_bound.pair_radii``) from its
-        levels and ranks; ``inf`` for a center without a ball (it abstains)."""
+        levels and ranks where the pairwise bound serves it; ``inf`` elsewhere and for a center
+        without a ball (it abstains)."""
         radii = []
-        for metric, center, (levels, ranks) in zip(metrics, centers, plans, strict=True):
-            if not math.isfinite(center.radius):
-                radii.append(np.full(len(ranks.near), math.inf))
+        for metric, center, plan in zip(metrics, centers, plans, strict=True):
+            if plan is None or not math.isfinite(center.radius):
+                radii.append(np.full(0 if plan is None else plan[2].size, math.inf))
                 continue
-            radii.append(pair_radii(metric, samples, center.point, ranks, levels))
+            levels, ranks, serves = plan
+            found = pair_radii(metric, samples, center.point, ranks, levels)
+            radii.append(np.where(serves, found, math.inf))
         return radii
 
     def _center_samples(
@@ -458,14 +474,15 @@ class CenterSmoothing:
         algorithm notes): ``N = max(n_check, n_certify)`` of them, the check's first, with
         ``share_check_samples`` (the default); ``n_certify`` fresh ones after the check without.
 
-        * nearest-candidate bound (default): ``R_outer`` at
+        * nearest-candidate bound (beyond the pairwise bound's reach, and for the distances it
+          does not serve): ``R_outer`` at
           ``Phi(Phi^-1(1 - ball_mass + delta) + h)``, ``R_inner`` at
           ``Phi(Phi^-1(ball_mass + delta1) + h)`` and ``R_near`` at
           ``Phi(Phi^-1(nearest_mass) + h)``, each at ``alpha_certify / 3``, and
           ``eps_out = gamma (R_outer + gamma (R_near + R_inner))``;
-        * pairwise bound (``pairwise_bound``): ``R_outer`` at ``alpha_certify / 2`` and
-          ``R_pair`` from the center samples at the other half, ``eps_out = gamma (R_outer +
-          R_pair)`` ("The pairwise bound");
+        * pairwise bound (by default, at each ``eps_in`` within its reach): ``R_outer`` at
+          ``alpha_certify / 2`` and ``R_pair`` from the center samples at the other half,
+          ``eps_out = gamma (R_outer + R_pair)`` ("The pairwise bound");
         * the paper's: ``R-hat`` at ``Phi(Phi^-1(1/2 + delta) + h)`` (level ``alpha_certify``) and
           ``eps_out = gamma (1 + 2 gamma) R-hat``; with ``ball_mass < 1/2`` ``R_outer`` and
           ``R_inner`` at ``alpha_certify / 2`` each and ``gamma (R_outer + 2 gamma R_inner)``.
@@ -527,12 +544,13 @@ class CenterSmoothing:
         # a module's train/eval flags come back after; a seeded call asks for deterministic
         # kernels on a CUDA device (``determinism``)
         with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
-            pair_eps = eps if self.settings.pairwise_bound else None
+            dim = inputs.xs[0].numel()
+            paired = {m.name: self.settings.paired(eps, m, dim) for m in resolved}
             preds, diameters, check_distances, pairs = self._predict(
-                inputs, resolved, keep_check=shared, pair_eps=pair_eps
+                inputs, resolved, keep_check=shared, pair_eps=eps, paired=paired
             )
             found, drawn = self._certify_rounds(
-                inputs, resolved, preds, check_distances, eps, pairs
+                inputs, resolved, preds, check_distances, eps, pairs, paired
             )
             # one clean pass per input: f(x) must not depend on which inputs share a batch
             outside = self.settings.nan_outputs == "outside"
@@ -594,7 +612,7 @@ class CenterSmoothing:
                 f"eps_in {', '.join(f'{e:g}' for e in over)} "
                 + ("exceeds" if over.size == 1 else "exceed")
                 + " max_eps_in: eps_out is inf there. "
-                + radius_advice(s.max_eps_in, samples_help=not np.any(over > s.pair_limit))
+                + radius_advice(s.max_eps_in)
                 + f"; {samples_needed_text(s, [float(e) for e in over])}",
                 UncertifiableRadiusWarning,
                 stacklevel=outside_caller(),
@@ -608,6 +626,7 @@ class CenterSmoothing:
         check_distances: torch.Tensor | None,
         eps: np.ndarray,
         pairs: list[list[np.ndarray]],
+        paired: dict[str, np.ndarray],
     ) -> tuple[list[list[tuple[dict[str, np.ndarray], np.ndarray, int]]], list[int]]:
         """Steps 2 and 3 (step 1 is Algorithm 1), round by round (a fixed ``n_certify`` is one
         round of ``N`` samples): each round draws certification outputs up to its count
@@ -618,14 +637,16 @@ class CenterSmoothing:
         would lower none of the ``eps_out`` it can reach by ``n_certify_tolerance``
         (``rounds.another_round_pays``), or at the cap. Returns, per ``[input][metric]``, the
         radii, ``eps_out`` and the certification samples read, and the samples each input drew
-        here (``N - n_check`` with shared check samples: the check's come first). With the
-        pairwise bound ``pairs`` holds ``R_pair`` (from the center samples, the same in every
-        round) and ``R_inner`` / ``R_near`` are not read (``inf``)."""
+        here (``N - n_check`` with shared check samples: the check's come first). Where the
+        pairwise bound serves an ``eps_in`` (``paired[metric name]``), ``pairs`` holds
+        ``R_pair`` (from the center samples, the same in every round) and ``R_inner`` /
+        ``R_near`` are not read (``inf``)."""
         s = self.settings
         n_eps, last = eps.size, len(s.rounds) - 1
         dim = inputs.xs[0].numel()
         ranks = {
-            m.name: [s.quantile_ranks(eps, m, dim, r) for r in range(last + 1)] for m in metrics
+            m.name: [s.quantile_ranks(eps, m, dim, r, paired[m.name]) for r in range(last + 1)]
+            for m in metrics
         }
         pursued = {name: reachable(at[-1], s.rounds[-1]) for name, at in ranks.items()}
         nothing = {name: np.full(n_eps, math.inf) for name in RADII}
@@ -653,13 +674,16 @@ class CenterSmoothing:
                     so_far = fresh[row, j] if kept is None else torch.cat([kept, fresh[row, j]])
                     ordered[i][j] = sorted_so_far = torch.sort(so_far).values
                     radii = sorted_so_far.cpu().numpy()
-                    pair = pairs[i][j] if pairs else None
-                    at = self._radii(ranks[metric.name][r], radii, n_eps, pair)
+                    serves = paired[metric.name]
+                    pair = pairs[i][j] if pairs and serves.any() else None
+                    at = self._radii(ranks[metric.name][r], radii, serves, pair)
                     best = {k: np.minimum(found[i][j][0][k], at[k]) for k in at}
-                    found[i][j] = (best, self._eps_out(metric, best), n)
+                    found[i][j] = (best, self._eps_out(metric, best, serves), n)
                     if r < last:
                         ahead = rounds.scaled_ranks(ranks[metric.name][r + 1], s.rounds[r + 1], n)
-                        expected = self._eps_out(metric, self._radii(ahead, radii, n_eps, pair))
+                        expected = self._eps_out(
+                            metric, self._radii(ahead, radii, serves, pair), serves
+                        )
                         more |= rounds.another_round_pays(
                             found[i][j][1], expected, pursued[metric.name], s.n_certify_tolerance
                         )
@@ -698,40 +722,44 @@ class CenterSmoothing:
         monitor.raise_if_bad()  # the last chunk comes after the stream's own check
         return distances
 
+    @staticmethod
     def _radii(
-        self,
         ranks: bounds.QuantileRanks,
         radii: np.ndarray,
-        n_eps: int,
+        paired: np.ndarray,
         pair: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Step 3: per ``eps_in``, ``R_outer``, ``R_inner`` and ``R_near`` as the sorted
         certification distances at their ranks (upper confidence bounds on the quantiles,
-        ``bounds.quantile_rank``); ``inf`` where a rank exceeds the distances at hand. With the
-        pairwise bound, ``R_outer`` and ``pair`` (``R_pair``) only."""
+        ``bounds.quantile_rank``); ``inf`` where a rank exceeds the distances at hand. Where the
+        pairwise bound serves (``paired``), ``R_outer`` and ``pair`` (``R_pair``) only."""
+        n_eps = paired.size
         found = {name: np.full(n_eps, math.inf) for name in RADII}
         for e in range(n_eps):
             picked = {name: int(at[e]) for name, at in ranks._asdict().items() if at is not None}
+            if paired[e]:
+                picked = {"outer": picked["outer"]}
             if max(picked.values()) <= len(radii):
                 for name, k in picked.items():
                     found[name][e] = float(radii[k - 1])
-        if self.settings.pairwise_bound:
-            found["inner"] = np.full(n_eps, math.inf)
-            found["pair"] = np.full(n_eps, math.inf) if pair is None else pair.copy()
+        if pair is not None:
+            found["pair"] = np.where(paired, pair, math.inf)
         return found
 
-    def _eps_out(self, metric: Metric, radii: dict[str, np.ndarray]) -> np.ndarray:
-        """Step 4: ``eps_out`` per ``eps_in`` from the radii (``bounds.eps_out_from_radii``);
-        ``inf`` where one it needs is infinite."""
+    def _eps_out(
+        self, metric: Metric, radii: dict[str, np.ndarray], paired: np.ndarray
+    ) -> np.ndarray:
+        """Step 4: ``eps_out`` per ``eps_in`` from the radii (``bounds.eps_out_from_radii``),
+        with the pairwise bound where it serves (``paired``); ``inf`` where one it needs is
+        infinite."""
         s = self.settings
-        needed = ("outer", "inner", "near") if s.nearest_candidate else ("outer", "inner")
-        if s.pairwise_bound:
-            needed = ("outer", "pair")
+        nearest = ("outer", "inner", "near") if s.nearest_candidate else ("outer", "inner")
         eps_out = np.full(radii["outer"].size, math.inf)
         for e in range(eps_out.size):
+            needed = ("outer", "pair") if paired[e] else nearest
             if all(math.isfinite(radii[name][e]) for name in needed):
                 at_e = {name: float(radii[name][e]) for name in bounds.QuantileRanks._fields}
-                pair = float(radii["pair"][e]) if s.pairwise_bound else None
+                pair = float(radii["pair"][e]) if paired[e] else None
                 eps_out[e] = bounds.eps_out_from_radii(
                     metric.gamma, **at_e, upper=metric.upper, pair=pair
                 )
@@ -837,6 +865,6 @@ class CenterSmoothing:
             + ("" if s.nearest_candidate else "nearest_candidate=False, ")
             + ("" if s.input_grid is None else f"input_grid={s.input_grid:g}, ")
             + ("" if s.share_check_samples else "share_check_samples=False, ")
-            + ("pairwise_bound=True, " if s.pairwise_bound else "")
+            + ("" if s.pairwise_bound is None else f"pairwise_bound={s.pairwise_bound}, ")
             + f"device={str(self.device)!r})"
         )

@@ -393,6 +393,24 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         "with seed + i, recorded as input_seed in its rows (CenterSmoothing(...).certify(x, "
         "eps_in, seed=row['input_seed']) gives a row again)",
     )
+    cert.add_argument(
+        "--pairwise-bound",
+        action=argparse.BooleanOptionalAction,
+        help="bound the radius at x' between center samples, eps_out = gamma (R_outer + "
+        "R_pair), at each eps_in within its reach (the nearest-candidate bound beyond): tighter, "
+        "costs more distances (default: on for the built-in distances but LPIPS where "
+        "n_center holds --pair-rows + --pair-columns; --pairwise-bound: every distance)",
+    )
+    cert.add_argument(
+        "--pair-rows",
+        type=_positive_int,
+        help="the pairwise bound's center samples whose radius is measured (default: 1000)",
+    )
+    cert.add_argument(
+        "--pair-columns",
+        type=_positive_int,
+        help="the pairwise bound's center samples each row's radius is measured to (default: 2000)",
+    )
 
 
 def add_radius_arguments(group: argparse._ArgumentGroup, verb: str) -> None:
@@ -469,24 +487,6 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
         help="certify through the sample candidate nearest to the center, eps_out = gamma "
         "(R_outer + gamma (R_near + R_inner)) (default: on; off in --preset paper, which uses "
         "the paper's gamma (1 + 2 gamma) R-hat)",
-    )
-    cert.add_argument(
-        "--pairwise-bound",
-        action="store_true",
-        help="bound the radius at x' between center samples, eps_out = gamma (R_outer + "
-        "R_pair): tighter, costs more distances, certifies up to a smaller max_eps_in "
-        "(default: off)",
-    )
-    cert.add_argument(
-        "--pair-rows",
-        type=_positive_int,
-        help="with --pairwise-bound: center samples whose radius is measured (default: 1000)",
-    )
-    cert.add_argument(
-        "--pair-columns",
-        type=_positive_int,
-        help="with --pairwise-bound: center samples each row's radius is measured to "
-        "(default: 2000)",
     )
     cert.add_argument(
         "--autocast",
@@ -569,8 +569,8 @@ def smoothing_settings(args: argparse.Namespace, task: Task | None = None) -> di
             settings[flag] = getattr(args, flag)
     if getattr(args, "compile", False):
         settings["compile"] = True
-    if getattr(args, "pairwise_bound", False):
-        settings["pairwise_bound"] = True
+    if getattr(args, "pairwise_bound", None) is not None:
+        settings["pairwise_bound"] = args.pairwise_bound
     return settings
 
 
@@ -675,8 +675,6 @@ def check_eps_in(eps_in: Sequence[float], settings: SmoothingSettings) -> None:
     message = uncertifiable_message(settings, eps)
     if message is not None:
         flags = "--n-certify-cap" if settings.auto else "--n-certify (or --n-certify auto)"
-        if np.any(eps > settings.pair_limit):
-            flags = "--pair-columns (or drop --pairwise-bound)"
         warn(f"{message}. Those rows will have eps_out null: raise {flags} or --sigma")
 
 

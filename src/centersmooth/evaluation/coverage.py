@@ -86,6 +86,7 @@ from ..center import find_center
 from ..metrics import Metric
 from ..planning import AbstentionRiskWarning, min_accepting_count
 from ..sampling import finite_outputs
+from ..settings import PAIRED_STATISTICS
 from ..smoothing import CenterSmoothing
 from .coverage_problems import DTYPE, PROBLEMS, GridProblem, NetworkProblem, Problem
 
@@ -342,6 +343,9 @@ def run_setting(
     dim = problem.x.numel()  # the grid slack of this input's coordinates (0 without a grid)
     levels = smoother.quantile_levels(eps, dim=dim)
     ranks = smoother.quantile_ranks(eps, dim=dim)
+    # the eps_in the pairwise bound serves (R_outer at alpha_certify / 2, no R_inner or R_near);
+    # the nearest-candidate bound serves the others (docs/algorithm.md, "Which bound serves")
+    paired = smoother.settings.paired(eps, smoother.metric, dim)
     check_level = bounds.check_level(smoother.ball_mass, smoother.delta)
     c_min = min_accepting_count(smoother.n_check, smoother.alpha_check, check_level, smoother.bound)
     knows_mass = problem.knows_mass
@@ -362,21 +366,30 @@ def run_setting(
         tag = level_tag(eps[e2e_index]) + (" same-seed" if setting.reuse_seed else "")
         return EventCount(f"{name} {tag}", level=level)
 
-    level = smoother.alpha_quantile
-    # the certificate's order statistics: (event name, Certificate field, levels, ranks)
-    statistics = [("certify", "quantile_radius", levels.outer, ranks.outer)]
+    # each eps_in's R_outer level: alpha_certify / 2 where the pairwise bound serves
+    level = [smoother.alpha_certify / PAIRED_STATISTICS if p else smoother.alpha_quantile
+             for p in paired]  # fmt: skip
+    # the certificate's order statistics: (event name, Certificate field, levels, ranks, the
+    # eps_in it is read at: R_inner and R_near not where the pairwise bound serves)
+    everywhere, nearest_only = [True] * len(eps), [not p for p in paired]
+    statistics = [("certify", "quantile_radius", levels.outer, ranks.outer, everywhere)]
     if levels.inner is not levels.outer:
-        statistics.append(("certify_inner", "inner_radius", levels.inner, ranks.inner))
+        statistics.append(
+            ("certify_inner", "inner_radius", levels.inner, ranks.inner, nearest_only)
+        )
     if levels.near is not None and ranks.near is not None:
-        statistics.append(("certify_near", "near_radius", levels.near, ranks.near))
+        statistics.append(("certify_near", "near_radius", levels.near, ranks.near, nearest_only))
     quantile_events = [
-        [EventCount(f"{name} {level_tag(e)}", level=level) for e in eps] for name, *_ in statistics
+        [EventCount(f"{name} {level_tag(e)}", level=at) for e, at in zip(eps, level, strict=True)]
+        for name, *_ in statistics
     ]
     exact_quantile = [[0.0] * len(eps) for _ in statistics]
-    worst = [EventCount(f"worst_mass {level_tag(e)}", level=level) for e in eps]
+    worst = [
+        EventCount(f"worst_mass {level_tag(e)}", level=at) for e, at in zip(eps, level, strict=True)
+    ]
     e2e = at_x_prime("end_to_end", setting.alpha_center + setting.alpha_certify)
     predict = EventCount("predict", level=smoother.alpha_check)
-    with_near = smoother.nearest_candidate and not smoother.pairwise_bound and knows_adversary
+    with_near = smoother.nearest_candidate and not paired[e2e_index] and knows_adversary
     # rho(x') <= gamma (R_near + R_inner): Delta1 and the nearest candidate at x', the two
     # statistics at x; holds whether or not the run at x' reuses the noise of the run at x
     nearest = (
@@ -404,7 +417,7 @@ def run_setting(
         at_x_prime(
             "pair", smoother.alpha_center - smoother.alpha_check + smoother.alpha_certify / 2
         )
-        if smoother.pairwise_bound and knows_adversary
+        if paired[e2e_index] and knows_adversary
         else None
     )
     zhat_inner = zhat_event("zhat_inner_ball", smoother.alpha_delta1 + smoother.alpha_quantile)
@@ -431,11 +444,13 @@ def run_setting(
         for j, e in enumerate(eps):
             if not math.isfinite(float(eps_out[j])):
                 continue  # beyond what these samples certify
-            for (_, field_name, ps, ks), evs, exact in zip(
+            for (_, field_name, ps, ks, read), evs, exact in zip(
                 statistics, quantile_events, exact_quantile, strict=True
             ):
                 if not knows_mass:
                     break
+                if not read[j]:
+                    continue
                 r_hat = float(np.asarray(getattr(cert, field_name), dtype=np.float64)[j])
                 evs[j].count += int(problem.mass(z, r_hat) < float(ps[j]))
                 evs[j].trials += 1
@@ -500,7 +515,11 @@ def run_setting(
         events.append(predict)
         if r_star is not None:
             events.append(radius)
-        for evs, (*_, ks) in zip(quantile_events, statistics, strict=True):
+        for evs, (*_, ks, read) in zip(quantile_events, statistics, strict=True):
+            evs, ks = (
+                [ev for ev, r in zip(evs, read, strict=True) if r],
+                [k for k, r in zip(ks, read, strict=True) if r],
+            )
             if setting.share_check_samples:
                 events += _shared_sample_events(evs, ks, n_samples, abstained, trials)
             else:
@@ -558,6 +577,9 @@ def _shared_sample_events(
 
 
 STANDARD_PROBLEMS = ("linear", "step", "clip", "network")  # problems with known masses
+# radii on both sides of the pairwise bound's reach in the pairwise group (1.37 sigma with 140
+# columns; the nearest-candidate bound serves 1.75 sigma)
+BEYOND_PAIR_REACH = (0.5, 1.0, 1.75)
 
 
 def default_settings(problems: Sequence[str], group: str = "all") -> list[Setting]:
@@ -622,9 +644,12 @@ def default_settings(problems: Sequence[str], group: str = "all") -> list[Settin
 def pairwise_settings(problems: Sequence[str]) -> list[Setting]:
     """The ``pairwise`` group: the pairwise bound (60 rows against 140 columns of the 200 center
     samples) on every problem with known masses, all + central and 10 candidates, with shared
-    check samples (the defaults' mode); the linear map with a prediction at ``x'`` that reuses
-    the certification's seed; the sine problem, whose reused seed defeats statements about balls
-    around our center, both ways."""
+    check samples (the defaults' mode), at the standard radii (all within its reach, about 1.37
+    sigma here) and at 0.5, 1 and 1.75 sigma, where the nearest-candidate bound serves the last
+    (``end_to_end`` and ``nearest`` are then measured at 1.75 sigma; these come last, so that
+    the settings before keep their seeds); the linear map with a prediction at ``x'`` that
+    reuses the certification's seed; the sine problem, whose reused seed defeats statements
+    about balls around our center, both ways."""
     standard = [p for p in problems if p in STANDARD_PROBLEMS]
     pairwise = [
         Setting(problem=p, candidates=k, pairwise_bound=True, share_check_samples=True)
@@ -642,6 +667,12 @@ def pairwise_settings(problems: Sequence[str]) -> list[Setting]:
                     pairwise_bound=True, share_check_samples=True)
             for reuse in (False, True)
         ]  # fmt: skip
+    pairwise += [
+        Setting(problem=p, candidates=k, pairwise_bound=True, share_check_samples=True,
+                eps_over_sigma=BEYOND_PAIR_REACH)
+        for p in standard
+        for k in (None, 10)
+    ]  # fmt: skip
     return pairwise
 
 

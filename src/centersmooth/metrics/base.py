@@ -57,6 +57,11 @@ class Metric:
     central_key: str | None = None
     # the kinds of output batches the distance takes (TENSORS, STRINGS, SETS); None: anything
     takes: tuple[str, ...] | None = None
+    # whether the pairwise bound serves this distance by default (pairwise_bound=None): the
+    # built-in distances that cost little to evaluate, as its rows take up to pair_rows x
+    # pair_columns of them per input; a distance of your own opts in here or with
+    # pairwise_bound=True
+    pair_default: bool = False
 
     def __call__(self, a: Outputs, b: Outputs) -> torch.Tensor:
         """Distances ``d(a[i], b[i])`` for two batches of equal length."""

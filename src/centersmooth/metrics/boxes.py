@@ -52,6 +52,7 @@ class BoxJaccardDistance(Metric):
     name = "jaccard"
     upper = 1.0
     takes = (TENSORS, SETS)
+    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         a, b = self.accept_pair(a, b)

@@ -37,6 +37,7 @@ class TotalVariationDistance(Metric):
 
     central_key = "vector"  # the same central points as l2 (``vector_centers``)
     takes = (TENSORS,)
+    pair_default = True
 
     def __init__(self, p: int, name: str) -> None:
         self.p = p

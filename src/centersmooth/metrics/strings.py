@@ -33,6 +33,7 @@ class LevenshteinDistance(Metric):
 
     name = "levenshtein"
     takes = (STRINGS, TOKENS)
+    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)
@@ -67,6 +68,7 @@ class NormalizedLevenshteinDistance(Metric):
     name = "levenshtein_normalized"
     upper = 1.0
     takes = (STRINGS, TOKENS)
+    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)

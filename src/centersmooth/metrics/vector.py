@@ -64,6 +64,7 @@ class LpDistance(Metric):
 
     central_key = "vector"  # vector_centers
     takes = (TENSORS,)
+    pair_default = True
 
     def __init__(self, p: float, name: str) -> None:
         self.p = p
@@ -114,6 +115,7 @@ class SquaredL2Distance(Metric):
     gamma = 2.0
     central_key = "vector"  # the same center as l2 (a monotone function of it): vector_centers
     takes = (TENSORS,)
+    pair_default = True
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
@@ -152,6 +154,7 @@ class AngularDistance(Metric):
     upper = 1.0
     central_key = "direction"  # direction_centers
     takes = (TENSORS,)
+    pair_default = True
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
@@ -203,6 +206,7 @@ class CosineDistance(Metric):
     upper = 2.0
     central_key = "direction"  # direction_centers
     takes = (TENSORS,)
+    pair_default = True
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))

@@ -144,11 +144,18 @@ def _config(
     seed: int,
     run_info: dict[str, Any],
     digest: str,
+    paired: list[str],
 ) -> dict[str, Any]:
     """What a resumed run must match: everything that changes a row (the cap and tolerance of
-    ``n_certify="auto"`` and the pairwise bound's counts only where they are asked for)."""
+    ``n_certify="auto"`` and the pairwise bound's counts only where they are used).
+    ``pairwise_bound`` is written as what it resolved to for these distances (``paired``, those
+    the pairwise bound serves): ``True`` for all, ``False`` for none (as files from before it
+    read), ``None`` (the default, which picks the same ones again) for some; each gives the rows
+    again as ``CenterSmoothing``'s argument."""
     unused: tuple[str, ...] = () if smoothing.get("n_certify") == "auto" else _AUTO_SMOOTHING
-    if not smoothing.get("pairwise_bound"):
+    served = True if paired == metrics else None if paired else False
+    smoothing = {**smoothing, "pairwise_bound": served}
+    if not paired:
         unused += _PAIR_SMOOTHING
     return jsonable(
         {
@@ -267,7 +274,8 @@ def certify_dataset(
     probe.settings.check_candidate_names(resolved)
     planned = probe.settings
     digest = _digest(indices_list, inputs, targets)
-    config = _config(eps_list, metric_names, full_smoothing, seed, run_info, digest)
+    paired = [m.name for m in resolved if planned.pairwise_for(m)]
+    config = _config(eps_list, metric_names, full_smoothing, seed, run_info, digest, paired)
     files = _metric_files(metric_specs, resolved)
     if files:  # a resume must see the same distance files (absent otherwise: older files match)
         config["metric_files"] = files

@@ -117,6 +117,12 @@ def experiment_parser(
     parser.add_argument("--n-center", type=int, help="centre and check samples (default: preset)")
     parser.add_argument("--n-certify", type=int, help="certification samples (default: preset)")
     parser.add_argument("--delta", type=float, help="default: the preset's")
+    parser.add_argument(
+        "--pairwise-bound",
+        action=argparse.BooleanOptionalAction,
+        help="the pairwise bound for every distance, or none (default: the built-in distances "
+        "but LPIPS, where the counts allow it)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="inputs and smoothing seed")
     parser.add_argument(
         "--device", help="cpu, cuda, cuda:1, ... (default: the CPU) where the samples are computed"
@@ -138,6 +144,8 @@ def experiment_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["n_certify"] = args.n_certify
     if args.delta is not None:
         overrides["delta"] = args.delta
+    if args.pairwise_bound is not None:
+        overrides["pairwise_bound"] = args.pairwise_bound
     if args.device is not None:
         overrides["device"] = args.device
     return overrides
