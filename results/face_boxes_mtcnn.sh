@@ -30,9 +30,7 @@ read -r -a inputs <<< "${INPUTS:-astronaut lfw:5 gan:2}"
 read -r -a sigmas <<< "${SIGMAS:-0.05 0.1}"
 read -r -a extra <<< "${EXTRA:-}"
 driver=("$PY" -m centersmooth.tasks.face_boxes --inputs "${inputs[@]}" --sigmas "${sigmas[@]}")
-# the nearest-candidate bound alone: the committed files were drawn before the pairwise bound
-# was the default, and a file resumes only with the settings it was made with
-run=(--threads 1 --quiet --no-pairwise-bound "${extra[@]}")
+run=(--threads 1 --quiet "${extra[@]}")
 
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(mtcnn-paper haar-paper mtcnn-library haar-library figure summary)

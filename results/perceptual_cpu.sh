@@ -10,9 +10,7 @@
 #   stream faces:
 #     1. face boxes (Haar cascade, Jaccard) at the task's defaults, the paper's face counts
 #        (5,000 / 5,000 / 10,000), 8 photographs, sigma 0.05 and 0.1, and the figure (MTCNN, the
-#        task's default detector, and Haar at the library's counts: face_boxes_mtcnn.sh), with
-#        the nearest-candidate bound alone (--no-pairwise-bound), as the committed files were
-#        drawn before the pairwise bound was the default
+#        task's default detector, and Haar at the library's counts: face_boxes_mtcnn.sh)
 #     2. face embeddings (dlib, angular), 200 / 200 / 1,000 samples, delta 0.12 (the binomial
 #        margin of 200 centre samples is 0.096)
 set -euo pipefail
@@ -37,9 +35,9 @@ case "${1:-}" in
     ;;
   faces)
     $PY -m centersmooth.tasks.face_boxes --out results/face-boxes --inputs astronaut lfw:5 gan:2 \
-      --sigmas 0.05 0.1 --detector haar --no-pairwise-bound "${COMMON[@]}"
+      --sigmas 0.05 0.1 --detector haar "${COMMON[@]}"
     $PY -m centersmooth.tasks.face_boxes --out results/face-boxes --inputs astronaut lfw:5 gan:2 \
-      --sigmas 0.05 --detector haar --no-pairwise-bound --figure results/face-boxes/figure.png
+      --sigmas 0.05 --detector haar --figure results/face-boxes/figure.png
     $PY -m centersmooth.tasks.face_embeddings --out results/face-embeddings --inputs lfw:4 \
       --sigmas 0.05 --n-center 200 --n-certify 1000 --delta 0.12 "${COMMON[@]}"
     ;;

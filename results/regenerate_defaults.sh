@@ -40,10 +40,9 @@
 # side) and the tables. Later that day the pairwise bound became the default for the built-in
 # distances but LPIPS: the grid's default files then moved to sigma<S>-nearest.jsonl (the
 # nearest-candidate bound alone, `certify_grid_cpu.sh nearest DATASET`) and were drawn again at
-# the defaults (19:35-19:54 UTC); the GAN (LPIPS) and face-embedding files (fewer than 3,000
-# center samples) are what today's defaults give, as the pairwise bound does not serve them;
-# the face-box files were drawn with the nearest-candidate bound alone and their steps keep
-# --no-pairwise-bound (results/perceptual_cpu.sh, results/face_boxes_mtcnn.sh). The grid's earlier run at the earlier defaults (2 Dec) is not renamed:
+# the defaults (19:35-19:54 UTC); the GAN (LPIPS), face-box (Jaccard) and face-embedding
+# (fewer than 3,000 center samples) files are what today's defaults give, as the pairwise bound
+# does not serve them by default. The grid's earlier run at the earlier defaults (2 Dec) is not renamed:
 # it ran on models the same training command had given other weights, so it was replaced by
 # the run at the earlier defaults on today's models (in the git history at commit b7b03bd).
 set -euo pipefail

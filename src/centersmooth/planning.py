@@ -288,8 +288,8 @@ def _pair_reach_line(result: Plan) -> list[str]:
     which = (
         "every distance; the nearest-candidate bound beyond it"
         if s.pairwise_bound
-        else "the built-in distances but LPIPS; the nearest-candidate bound beyond it and for "
-        "the others"
+        else "the distances between vectors and images; the nearest-candidate bound beyond it "
+        "and for the others"
     )
     at = f"eps_in {reach:.4g} ({reach / s.sigma:.3g} sigma)"
     return [f"bound: the pairwise bound up to {at} for {which}"]

@@ -153,10 +153,11 @@ class CenterSmoothing:
       by default) and stop when another round is expected to lower no requested ``eps_out`` by
       ``n_certify_tolerance`` (1%); the rounds share ``alpha_certify``, so the certificate keeps
       its confidence whatever the samples show ("Samples where an input needs them").
-    * ``pairwise_bound`` (``None``: the built-in distances but LPIPS, where the settings allow
-      it): bound the radius the smoothed function finds at ``x'`` by ``R_pair``, measured
-      between center samples (the first ``pair_rows``, 1,000, against the next
-      ``pair_columns``, 2,000) instead of through the triangle inequality:
+    * ``pairwise_bound`` (``None``: the built-in distances between vectors and images,
+      ``Metric.pair_default``, where the settings allow it): bound the radius the smoothed
+      function finds at ``x'`` by ``R_pair``, measured between center samples (the first
+      ``pair_rows``, 1,000, against the next ``pair_columns``, 2,000) instead of through the
+      triangle inequality:
       ``eps_out = gamma (R_outer + R_pair)``, at the same confidence ("The pairwise bound"), at
       each ``eps_in`` within its reach (about 2.5 sigma); the nearest-candidate bound serves
       the others ("Which bound serves each eps_in"). It needs ``nearest_candidate``, finite

@@ -398,7 +398,7 @@ def _add_sample_arguments(cert: argparse._ArgumentGroup, preset: bool) -> None:
         action=argparse.BooleanOptionalAction,
         help="bound the radius at x' between center samples, eps_out = gamma (R_outer + "
         "R_pair), at each eps_in within its reach (the nearest-candidate bound beyond): tighter, "
-        "costs more distances (default: on for the built-in distances but LPIPS where "
+        "costs more distances (default: on for the distances between vectors and images where "
         "n_center holds --pair-rows + --pair-columns; --pairwise-bound: every distance)",
     )
     cert.add_argument(

@@ -58,9 +58,12 @@ class Metric:
     # the kinds of output batches the distance takes (TENSORS, STRINGS, SETS); None: anything
     takes: tuple[str, ...] | None = None
     # whether the pairwise bound serves this distance by default (pairwise_bound=None): the
-    # built-in distances that cost little to evaluate, as its rows take up to pair_rows x
-    # pair_columns of them per input; a distance of your own opts in here or with
-    # pairwise_bound=True
+    # built-in distances between vectors and images, cheap to evaluate, on which it was tighter
+    # at every eps_in measured. Not on outputs that repeat exactly or nearly (boxes, masks,
+    # sets, strings, a confident classifier's probability vectors): it reads its quantiles at
+    # higher levels, which there can jump to a far atom (a face box certified 1 instead of
+    # 0.25); nor LPIPS, a network per distance, as its rows take up to pair_rows x pair_columns
+    # distances per input. A distance of your own opts in here or with pairwise_bound=True
     pair_default: bool = False
 
     def __call__(self, a: Outputs, b: Outputs) -> torch.Tensor:

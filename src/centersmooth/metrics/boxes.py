@@ -52,7 +52,6 @@ class BoxJaccardDistance(Metric):
     name = "jaccard"
     upper = 1.0
     takes = (TENSORS, SETS)
-    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         a, b = self.accept_pair(a, b)

@@ -25,7 +25,6 @@ class MaskJaccardDistance(Metric):
     name = "mask_jaccard"
     upper = 1.0
     takes = (TENSORS, SETS)
-    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         a, b = self.accept_pair(a, b)
@@ -57,7 +56,6 @@ class HammingDistance(Metric):
     name = "hamming"
     upper = 1.0
     takes = (TENSORS,)
-    pair_default = True
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (flat(self.accept(a)) != flat(self.accept(b))).to(torch.float32).mean(dim=1)

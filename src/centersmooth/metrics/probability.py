@@ -71,7 +71,6 @@ class TotalVariationProbability(Metric):
 
     name = "total_variation"
     takes = (TENSORS,)
-    pair_default = True
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fa, fb = float_pair(flat(self.accept(a)), flat(self.accept(b)))
@@ -104,7 +103,6 @@ class HellingerDistance(Metric):
 
     name = "hellinger"
     takes = (TENSORS,)
-    pair_default = True
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         ra, rb = flat(self.accept(a)).clamp(min=0).sqrt(), flat(self.accept(b)).clamp(min=0).sqrt()

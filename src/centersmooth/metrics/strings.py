@@ -33,7 +33,6 @@ class LevenshteinDistance(Metric):
 
     name = "levenshtein"
     takes = (STRINGS, TOKENS)
-    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)
@@ -68,7 +67,6 @@ class NormalizedLevenshteinDistance(Metric):
     name = "levenshtein_normalized"
     upper = 1.0
     takes = (STRINGS, TOKENS)
-    pair_default = True
 
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         xs, ys = self.accept(a), self.accept(b)

@@ -121,7 +121,7 @@ def experiment_parser(
         "--pairwise-bound",
         action=argparse.BooleanOptionalAction,
         help="the pairwise bound for every distance, or none (default: the built-in distances "
-        "but LPIPS, where the counts allow it)",
+        "between vectors and images, where the counts allow it)",
     )
     parser.add_argument("--seed", type=int, default=0, help="inputs and smoothing seed")
     parser.add_argument(
