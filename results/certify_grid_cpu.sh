@@ -10,7 +10,8 @@
 #                  sigma<S>.jsonl, with the arrays of 4 example inputs
 #   stream nearest DATASET : the same with the nearest-candidate bound alone
 #                  (--no-pairwise-bound, the defaults before the pairwise bound):
-#                  sigma<S>-nearest.jsonl, with the arrays of 4 example inputs
+#                  sigma<S>-nearest.jsonl (its example inputs, samples and centers are those of
+#                  sigma<S>.jsonl, whose example arrays its header names)
 #   stream separate-1e5 DATASET : the defaults before shared check samples (10^4 / 10^4 /
 #                  10^5, separate samples, the nearest-candidate bound): sigma<S>-separate-1e5.jsonl
 #   stream auto DATASET : the nearest stream with --n-certify auto: sigma<S>-auto.jsonl
@@ -76,7 +77,7 @@ paper() {  # paper DATASET TASK SIGMA
 case "${1:-}" in
   mnist | fashion-mnist) cells "$1" "" --examples 4 ;;
   nearest) cells "${2:?nearest needs mnist or fashion-mnist}" -nearest --no-pairwise-bound \
-    --examples 4 ;;
+    --examples 0 ;;
   separate-1e5) cells "${2:?separate-1e5 needs mnist or fashion-mnist}" -separate-1e5 \
     --n-certify 100000 --no-share-check-samples --no-pairwise-bound --examples 0 ;;
   auto) cells "${2:?auto needs mnist or fashion-mnist}" -auto --n-certify auto \
