@@ -437,7 +437,7 @@ def test_a_file_from_before_the_pairwise_bound_resumes_without_it(
     assert "pair_rows" not in smoothing and "pair_columns" not in smoothing
     out.write_text(json.dumps(header) + "\n" + "".join(lines[1:]))
     assert run(out, x[:2], t[:2], seed=7, resume=True) == rows
-    with pytest.raises(ValueError, match="pairwise_bound: False in the file, True now"):
+    with pytest.raises(ValueError, match="pairwise_bound: False in the file, True now.*--no-pair"):
         pairwise = {**SMOOTHING, "pairwise_bound": True, "pair_rows": 100, "pair_columns": 200}
         run(out, x[:2], t[:2], seed=7, smoothing=pairwise, resume=True)
 

@@ -267,10 +267,17 @@ def prepare_file_header(
         )
     diffs = _mismatch(_compared(old_config), _compared(config))
     if diffs:
+        hint = ""
+        if old_config["smoothing"].get("pairwise_bound") is False and any(
+            d.startswith("smoothing.pairwise_bound:") for d in diffs
+        ):  # a file from before the pairwise bound served its distances by default
+            hint = " A file written without the pairwise bound resumes with pairwise_bound=False"
+            hint += " (--no-pairwise-bound)."
         raise ValueError(
             f"cannot resume {path}: it was written with another configuration ("
             + "; ".join(diffs)
             + "). Use the same settings, or write to a new file."
+            + hint
         )
     if existing.torn:
         _truncate(path, existing.valid_bytes)
