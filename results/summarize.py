@@ -58,7 +58,9 @@ def main(root: Path = ROOT) -> None:
         counts += f" {first['bound']}"
         if smoothing.get("ball_mass", 0.5) != 0.5:  # a run with --ball-mass: its own rows, lines
             counts += f", ball_mass {smoothing['ball_mass']:g}"
-        if smoothing.get("nearest_candidate", False):  # absent: written before that bound
+        if paired(smoothing):
+            counts += ", pairwise"
+        elif smoothing.get("nearest_candidate", False):  # absent: written before that bound
             counts += ", nearest"
         if smoothing.get("share_check_samples", False):  # absent: separate samples
             counts += ", shared"
@@ -148,8 +150,15 @@ def center_search(smoothing: dict, metric: str) -> str:
     return mode + (" + central" if smoothing.get("central_candidates", True) else "")
 
 
-# For the legend: the variant that matches the library's defaults is "defaults", the one that
-# matches the defaults before shared check samples "earlier defaults".
+def paired(smoothing: dict[str, Any]) -> bool:
+    """Whether the pairwise bound served a file's distances (all or some: ``true`` or ``null``
+    in its header; absent in files from before it)."""
+    return smoothing.get("pairwise_bound", False) is not False
+
+
+# For the legend: the variant that matches the library's defaults is "defaults" (with the
+# pairwise bound, which serves the grid's distances), the one that matches the defaults before
+# shared check samples "earlier defaults".
 _LIBRARY = SmoothingSettings()
 DEFAULTS = {
     k: getattr(_LIBRARY, k)
@@ -185,8 +194,9 @@ def variant_label(preset: str, smoothing: dict[str, Any]) -> str:
     ``paper preset: ...`` or ``defaults: ...`` where they are those."""
     counts = "/".join(_count(smoothing[k]) for k in ("n_center", "n_check", "n_certify"))
     nearest = bool(smoothing.get("nearest_candidate", False))
+    pairwise = paired(smoothing)
     text = f"{counts}, {smoothing['bound']}, " + (
-        "nearest-candidate bound" if nearest else "3 R-hat"
+        "pairwise bound" if pairwise else "nearest-candidate bound" if nearest else "3 R-hat"
     )
     if smoothing.get("share_check_samples", False):
         text += ", shared"
@@ -196,8 +206,11 @@ def variant_label(preset: str, smoothing: dict[str, Any]) -> str:
     if preset == "paper":
         return f"paper preset: {text}"
     if nearest and mass == 0.5:
-        for name, settings in (("defaults", DEFAULTS), ("earlier defaults", EARLIER)):
-            if all(smoothing.get(k, False) == v for k, v in settings.items()):
+        for name, settings, bound in (
+            ("defaults", DEFAULTS, True),
+            ("earlier defaults", EARLIER, False),
+        ):
+            if pairwise == bound and all(smoothing.get(k, False) == v for k, v in settings.items()):
                 return f"{name}: {text}"
     return text
 

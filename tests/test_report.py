@@ -279,15 +279,17 @@ def test_grid_figure_tells_every_variant_apart() -> None:
         "default  ": dict(earlier, ball_mass=0.25),
         "default   ": dict(earlier, n_certify=10_000, nearest_candidate=True),
         "paper": dict(earlier, n_certify=1_000_000, bound="hoeffding"),
-        "default    ": dict(today, nearest_candidate=True),
+        "default    ": dict(today, nearest_candidate=True, pairwise_bound=True),
         "default     ": dict(today, n_certify="auto", nearest_candidate=True),
+        "default      ": dict(today, nearest_candidate=True, pairwise_bound=False),
     }
     labels = [script.variant_label(p.strip(), sm) for p, sm in settings.items()]
     assert labels[0] == "earlier defaults: 10⁴/10⁴/10⁵, binomial, nearest-candidate bound"
     assert labels[4] == "paper preset: 10⁴/10⁴/10⁶, hoeffding, 3 R-hat"
-    assert labels[5] == "defaults: 10⁴/10⁴/10⁴, binomial, nearest-candidate bound, shared"
+    assert labels[5] == "defaults: 10⁴/10⁴/10⁴, binomial, pairwise bound, shared"
     assert labels[6] == "10⁴/10⁴/auto, binomial, nearest-candidate bound, shared"
-    assert len(set(labels)) == 7
+    assert labels[7] == "10⁴/10⁴/10⁴, binomial, nearest-candidate bound, shared"
+    assert len(set(labels)) == 8
     summaries = [
         {"metric": m, "dataset": d, "variant": v, "sigma": sg, "eps_in": h * sg,
          "eps_out": (1 + i) * h * sg + (m == "l2")}
@@ -299,10 +301,10 @@ def test_grid_figure_tells_every_variant_apart() -> None:
     handles = legend.legend_handles
     assert [t.get_text() for t in legend.get_texts()][-1] == labels[4]
     looks = [(h.get_color(), h.get_marker()) for h in handles]
-    assert len({c for c, _ in looks}) == 7  # a colour
-    assert len({m for _, m in looks}) == 7  # and a marker per variant,
+    assert len({c for c, _ in looks}) == 8  # a colour
+    assert len({m for _, m in looks}) == 8  # and a marker per variant,
     styles = script.variant_styles(labels)
-    assert len({str(s[1]) for s in styles.values()}) == 7  # and a line style
+    assert len({str(s[1]) for s in styles.values()}) == 8  # and a line style
     assert looks[-1][0] == "black" and styles[labels[4]][:2] == ("black", "--")  # paper preset
     assert legend.handlelength >= 4 and legend.get_texts()[0].get_fontsize() >= 8
     assert len(fig.axes) == 4  # a row per data set, a column per distance
