@@ -606,6 +606,12 @@ def quantile_ranks(
     return QuantileRanks(outer, inner, None if levels.near is None else ranks(levels.near))
 
 
+def reachable(ranks: QuantileRanks, n: int) -> np.ndarray:
+    """Per ``eps_in``, whether every order statistic's rank lies within ``n`` samples."""
+    columns = [at for at in ranks if at is not None]
+    return np.array([max(ks) <= n for ks in zip(*columns, strict=True)], dtype=bool)
+
+
 def order_statistics(nearest_candidate: bool, mass: float) -> int:
     """How many order statistics share ``alpha_certify``: ``R_outer``, ``R_inner`` and
     ``R_near`` with the nearest-candidate bound; else one (``mass = 1/2``, the paper's) or two."""

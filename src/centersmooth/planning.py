@@ -15,14 +15,9 @@ import numpy as np
 from scipy import stats
 
 from . import bounds, rounds
+from .bounds import reachable
 from .center import outside_caller
 from .settings import SmoothingSettings
-
-
-def reachable(ranks: bounds.QuantileRanks, n: int) -> np.ndarray:
-    """Per ``eps_in``, whether every order statistic's rank lies within ``n`` samples."""
-    columns = [at for at in ranks if at is not None]
-    return np.array([max(ks) <= n for ks in zip(*columns, strict=True)], dtype=bool)
 
 
 def certifies(settings: SmoothingSettings, eps_in: float, n: int, alpha: float) -> bool:

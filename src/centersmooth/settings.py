@@ -331,15 +331,8 @@ class SmoothingSettings:
             return np.zeros(eps.size, dtype=bool)
         levels = self.pair_levels(metric)
         fits = pair_bound.pair_fits(self.pair_ranks(eps, dim=dim, levels=levels), levels)
-        nearest = bounds.quantile_ranks(
-            self.quantile_levels(eps, metric, dim),
-            self.rounds[-1],
-            self.round_alphas[-1] / self.statistics,
-            self.bound,
-        )
-        n = self.rounds[-1]
-        within = [max(ks) <= n for ks in zip(*(k for k in nearest if k is not None), strict=True)]
-        return np.array(fits, dtype=bool) & np.array(within, dtype=bool)
+        nearest = self.quantile_ranks(eps, metric, dim, paired=np.zeros(eps.size, dtype=bool))
+        return np.array(fits, dtype=bool) & bounds.reachable(nearest, self.rounds[-1])
 
     def pair_levels(self, metric: Metric | None = None) -> pair_bound.PairLevels:
         """The pairwise bound's levels for ``metric``'s sample candidates (all ``n_center``

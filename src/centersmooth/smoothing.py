@@ -27,7 +27,7 @@ from .metrics import Metric, get_metric
 from .metrics.base import Outputs
 from .metrics.checks import check_distance, needs_check
 from .pair_bound import PAIR_COLUMNS, PAIR_ROWS, PairLevels, PairRanks, pair_radii
-from .planning import reachable, samples_needed_text, warn_abstention_risk
+from .planning import samples_needed_text, warn_abstention_risk
 from .sampling import (
     BaseFunction,
     OutputMonitor,
@@ -285,8 +285,7 @@ class CenterSmoothing:
         inputs: PreparedInputs,
         metrics: list[Metric],
         keep_check: bool = False,
-        pair_eps: np.ndarray | None = None,
-        paired: dict[str, np.ndarray] | None = None,
+        pair_plans: list[PairPlan | None] | None = None,
     ) -> tuple[
         list[list[Prediction]],
         list[dict[str, float | None]],
@@ -297,28 +296,17 @@ class CenterSmoothing:
         (center, then check), indexed ``[input][metric]``, the output diameter per input and
         distance name (see ``Metric.diameter``), with ``keep_check`` the check's distances to
         each center (``(inputs, metrics, n_check)``, float64; ``None`` without it), and with
-        ``pair_eps`` ``R_pair`` at those radii from the center samples where the pairwise bound
-        serves them (``paired[metric name]``), ``inf`` elsewhere (``[input][metric]``; empty
-        without ``pair_eps``)."""
-        s = self.settings
-        s.check_candidate_names(metrics)
-        plans: list[PairPlan | None] = []  # per distance: the same for every input
-        if pair_eps is not None and paired is not None:
-            dim = inputs.xs[0].numel()
-            for metric in metrics:
-                serves = paired[metric.name]
-                if not np.any(serves):
-                    plans.append(None)
-                    continue
-                levels = s.pair_levels(metric)
-                plans.append((levels, s.pair_ranks(pair_eps, dim=dim, levels=levels), serves))
+        ``pair_plans`` (``_pair_plans``) ``R_pair`` from the center samples where the pairwise
+        bound serves, ``inf`` elsewhere (``[input][metric]``; empty where it serves nothing)."""
+        self.settings.check_candidate_names(metrics)
+        plans = pair_plans if pair_plans and any(p is not None for p in pair_plans) else None
         centers, diameters, pairs = [], [], []
         for collector in self._center_samples(inputs, metrics):
             samples = collector.take()
             row, diameter = self._find_centers(samples, metrics)
             centers.append(row)
             diameters.append(diameter)
-            if any(plan is not None for plan in plans):
+            if plans is not None:
                 pairs.append(self._pair_radii(samples, metrics, row, plans))
         hits, kept = self._count_in_balls(inputs, metrics, centers, keep_check)
         predictions = [
@@ -326,6 +314,23 @@ class CenterSmoothing:
             for row, counts in zip(centers, hits, strict=True)
         ]
         return predictions, diameters, kept, pairs
+
+    def _pair_plans(
+        self, eps: np.ndarray, metrics: list[Metric], dim: int, paired: dict[str, np.ndarray]
+    ) -> list[PairPlan | None]:
+        """Per distance, the pairwise bound's levels and ranks at ``eps`` and the ``eps_in`` it
+        serves (``paired[metric name]``), the same for every input; ``None`` where it serves
+        none."""
+        s = self.settings
+        plans: list[PairPlan | None] = []
+        for metric in metrics:
+            serves = paired[metric.name]
+            if not np.any(serves):
+                plans.append(None)
+                continue
+            levels = s.pair_levels(metric)
+            plans.append((levels, s.pair_ranks(eps, dim=dim, levels=levels), serves))
+        return plans
 
     @staticmethod
     def _pair_radii(
@@ -547,8 +552,9 @@ class CenterSmoothing:
         with self.base_function.evaluating(), seeded_kernels(self.device, seeded):
             dim = inputs.xs[0].numel()
             paired = {m.name: self.settings.paired(eps, m, dim) for m in resolved}
+            plans = self._pair_plans(eps, resolved, dim, paired)
             preds, diameters, check_distances, pairs = self._predict(
-                inputs, resolved, keep_check=shared, pair_eps=eps, paired=paired
+                inputs, resolved, keep_check=shared, pair_plans=plans
             )
             found, drawn = self._certify_rounds(
                 inputs, resolved, preds, check_distances, eps, pairs, paired
@@ -649,7 +655,7 @@ class CenterSmoothing:
             m.name: [s.quantile_ranks(eps, m, dim, r, paired[m.name]) for r in range(last + 1)]
             for m in metrics
         }
-        pursued = {name: reachable(at[-1], s.rounds[-1]) for name, at in ranks.items()}
+        pursued = {name: bounds.reachable(at[-1], s.rounds[-1]) for name, at in ranks.items()}
         nothing = {name: np.full(n_eps, math.inf) for name in RADII}
         found = [[(nothing, np.full(n_eps, math.inf), 0) for _ in metrics] for _ in preds]
         ordered: list[list[torch.Tensor | None]] = [[None] * len(metrics) for _ in preds]
@@ -743,8 +749,8 @@ class CenterSmoothing:
             if max(picked.values()) <= len(radii):
                 for name, k in picked.items():
                     found[name][e] = float(radii[k - 1])
-        if pair is not None:
-            found["pair"] = np.where(paired, pair, math.inf)
+        if pair is not None:  # inf already where the pairwise bound does not serve
+            found["pair"] = pair.copy()
         return found
 
     def _eps_out(
